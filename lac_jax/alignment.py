@@ -1,0 +1,446 @@
+"""Differentiable affine Smith-Waterman (SW) local alignment (paper Eq. 2-5 and Appendix B).
+
+With ``max^g(u) = g * logsumexp(u / g)`` and 1-based cells ``(i, j)``::
+
+    D(i,j)  = S(i,j) + max^g{0, D(i-1,j-1), Ix(i-1,j-1), Iy(i-1,j-1)}
+    Ix(i,j) = max^g{D(i,j-1) - go(i,j), Ix(i,j-1) - ge(i,j)}
+    Iy(i,j) = max^g{D(i-1,j) - go(i,j), Ix(i-1,j) - go(i,j), Iy(i-1,j) - ge(i,j)}
+    D = Ix = Iy = -inf on row 0 and column 0
+    s* = max^g({0} U {D(i,j)})
+
+How it is computed, and why it is fast:
+
+* Everything is divided by ``gamma`` once (``s = S/g``, ``go/g``, ``ge/g``), so each ``max^g``
+  is a plain logsumexp; the score and D are multiplied back by ``g`` at the end.
+* The matrix is skewed (a pad + reshape, no gather) so that anti-diagonal ``k = i + j`` is one
+  row; the recursion is one ``jax.lax.scan`` over the ``T1 + T2 - 1`` anti-diagonals, with the
+  batch as the minor (vector-lane) dimension ``[K, T1, B]``.
+* The scan is split into a few segments, each working on the window of anti-diagonal slots that
+  can hold matrix cells; this skips about a third of the work for square matrices.
+* ``backward='custom'`` (default) stores the local softmax weights of every ``max^g`` during the
+  forward pass and runs the adjoint recursion (paper Eq. 25-28, fixed as noted in
+  ``../shared/reference/smith-waterman-anchors.md``) as a reverse scan: a few multiply-adds per
+  cell. ``backward='autodiff'`` differentiates the same forward scan with ``jax.grad``; the tests
+  check that both give the same gradients, and both against finite differences.
+* "-inf" is the finite sentinel ``NEG = -1e30``: ``logsumexp`` subtracts the maximum, so no
+  ``inf - inf`` ever appears and values and gradients stay finite.
+
+What limits the speed: the ``T1 + T2 - 1`` sequential steps (each a handful of small fused
+loops) and one CPU core per loop body; the batch dimension is what fills the vector lanes.
+"""
+
+from __future__ import annotations
+
+import functools
+from typing import NamedTuple, Optional, Sequence
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+# Finite stand-in for -inf (boundaries, cells outside the matrix or beyond `lengths`).
+NEG = -1e30
+# Value of the returned D table outside the valid block given by `lengths`.
+PAD_VALUE = 0.0
+
+
+# ---------------------------------------------------------------------------------------------
+# Layout helpers: skew a [B, T1, T2] matrix into anti-diagonal rows [K, T1, B] and back.
+# ---------------------------------------------------------------------------------------------
+
+def _skew(x: jax.Array, fill: float) -> jax.Array:
+  """``[B, T1, T2] -> [K, T1, B]`` with ``out[i + j, i, b] = x[b, i, j]``, ``fill`` elsewhere."""
+  b, t1, t2 = x.shape
+  k = t1 + t2 - 1
+  y = jnp.pad(x, ((0, 0), (0, 0), (0, t1)), constant_values=fill)  # [B, T1, T1 + T2]
+  r = y.reshape(b, t1 * (t1 + t2))[:, :t1 * k].reshape(b, t1, k)  # r[b, i, k] = x[b, i, k - i]
+  return jnp.transpose(r, (2, 1, 0))
+
+
+def _unskew(r: jax.Array, t2: int) -> jax.Array:
+  """Inverse of `_skew`: ``[K, T1, B] -> [B, T1, T2]``."""
+  k, t1, b = r.shape
+  r = jnp.transpose(r, (2, 1, 0)).reshape(b, t1 * k)
+  r = jnp.pad(r, ((0, 0), (0, t1)))
+  return r.reshape(b, t1, t1 + t2)[:, :, :t2]
+
+
+class _Segment(NamedTuple):
+  """Anti-diagonals ``[k0, k1)`` computed on slots ``[lo, hi)``."""
+  k0: int
+  k1: int
+  lo: int
+  hi: int
+
+
+def _segments(t1: int, t2: int, num_segments: int) -> tuple[_Segment, ...]:
+  """Splits the anti-diagonals into segments with the slot window that covers their cells.
+
+  Diagonal k holds cells with ``max(0, k - T2 + 1) <= i <= min(k, T1 - 1)``. A window starts
+  one slot lower (``k0 - T2``) so that the first valid slot reads its ``i - 1`` neighbour from
+  the carry; that extra slot is never a valid cell, so padding below it with the sentinel is
+  exact.
+  """
+  k = t1 + t2 - 1
+  n = max(1, min(num_segments, k))
+  bounds = sorted(set(int(round(x)) for x in np.linspace(0, k, n + 1)))
+  return tuple(
+      _Segment(k0, k1, max(0, k0 - t2), min(t1, k1)) for k0, k1 in zip(bounds[:-1], bounds[1:]))
+
+
+def default_num_segments(t1: int, t2: int) -> int:
+  """Segments used when none are given: about one per 16 anti-diagonals, at most 8."""
+  return int(min(8, max(1, (t1 + t2) // 16)))
+
+
+# ---------------------------------------------------------------------------------------------
+# The recursion on one window of one anti-diagonal (scaled units: everything divided by gamma).
+# ---------------------------------------------------------------------------------------------
+
+def _down(x: jax.Array, fill: float) -> jax.Array:
+  """``out[i] = x[i - 1]`` along the slot axis (axis 0), ``fill`` at slot 0."""
+  return jnp.concatenate([jnp.full_like(x[:1], fill), x[:-1]], axis=0)
+
+
+def _up(x: jax.Array) -> jax.Array:
+  """``out[i] = x[i + 1]`` along the slot axis, 0 at the last slot."""
+  return jnp.concatenate([x[1:], jnp.zeros_like(x[:1])], axis=0)
+
+
+def _lse(terms: Sequence[jax.Array], with_weights: bool):
+  """Elementwise logsumexp over a few same-shaped arrays, optionally with softmax weights."""
+  m = functools.reduce(jnp.maximum, terms)
+  m = jax.lax.stop_gradient(m)
+  e = [jnp.exp(t - m) for t in terms]
+  z = functools.reduce(jnp.add, e)
+  value = m + jnp.log(z)
+  if not with_weights:
+    return value, None
+  inv = 1.0 / z
+  return value, [ei * inv for ei in e]
+
+
+def _cell_update(carry, s, go, ge, with_weights: bool):
+  """One anti-diagonal: returns the new carry, D, and (optionally) the 8 local weights.
+
+  carry = (D1, X1, Y1, P2, P1): D, Ix, Iy of diagonal k-1 and the pooled
+  ``P = lse(0, D, Ix, Iy)`` of diagonals k-2 and k-1, all at their own slots. Shifts to the
+  ``i - 1`` neighbour happen here, on the consumer's window, because a window may grow
+  upwards from one segment to the next (the producer's window would drop the top value).
+  """
+  d1, x1, y1, p2, p1 = carry
+  d = s + _down(p2, 0.0)  # P of the boundary is lse(0, -inf, -inf, -inf) = 0.
+  x, wx = _lse([d1 - go, x1 - ge], with_weights)
+  y, wy = _lse([_down(d1, NEG) - go, _down(x1, NEG) - go, _down(y1, NEG) - ge], with_weights)
+  p, wp = _lse([jnp.zeros_like(d), d, x, y], with_weights)
+  new_carry = (d, x, y, p1, p)
+  if not with_weights:
+    return new_carry, d, None
+  # wp[0] (the weight of the 0 restart) is not needed by the adjoint.
+  return new_carry, d, (wp[1], wp[2], wp[3], wx[0], wx[1], wy[0], wy[1], wy[2])
+
+
+def _to_full(x: jax.Array, lo: int, t1: int, fill: float) -> jax.Array:
+  """Places a window starting at slot ``lo`` into a full-width ``[T1, ...]`` array."""
+  return jnp.pad(x, ((lo, t1 - lo - x.shape[0]),) + ((0, 0),) * (x.ndim - 1),
+                 constant_values=fill)
+
+
+class _Spec(NamedTuple):
+  """Static description of one kernel call."""
+  t1: int
+  t2: int
+  segments: tuple
+  per_cell: bool  # penalties given per cell (rotated [K, T1, Bp]) or per pair ([1, Bp]).
+
+
+def _penalties_at(spec: _Spec, go, ge, seg: _Segment):
+  """Penalty inputs of one segment: scan xs (per cell) or constants (per pair)."""
+  if spec.per_cell:
+    return go[seg.k0:seg.k1, seg.lo:seg.hi], ge[seg.k0:seg.k1, seg.lo:seg.hi]
+  return go, ge
+
+
+def _forward(spec: _Spec, s_rot, go, ge, with_weights: bool):
+  """Runs the segmented scan. Returns D ``[K, T1, B]`` and per-segment weights."""
+  t1 = spec.t1
+  bsz = s_rot.shape[-1]
+  full = jnp.full((t1, bsz), NEG, s_rot.dtype)
+  zero = jnp.zeros((t1, bsz), s_rot.dtype)
+  carry = (full, full, full, zero, zero)
+  d_parts, weights = [], []
+  for seg in spec.segments:
+    carry = tuple(c[seg.lo:seg.hi] for c in carry)
+    go_s, ge_s = _penalties_at(spec, go, ge, seg)
+    s_s = s_rot[seg.k0:seg.k1, seg.lo:seg.hi]
+
+    if spec.per_cell:
+      def step(c, xs):
+        s, g_o, g_e = xs
+        c, d, w = _cell_update(c, s, g_o, g_e, with_weights)
+        return c, (d, w)
+      xs = (s_s, go_s, ge_s)
+    else:
+      def step(c, s, g_o=go_s, g_e=ge_s):
+        c, d, w = _cell_update(c, s, g_o, g_e, with_weights)
+        return c, (d, w)
+      xs = s_s
+
+    carry, (d, w) = jax.lax.scan(step, carry, xs)
+    carry = tuple(_to_full(c, seg.lo, t1, f) for c, f in zip(carry, (NEG, NEG, NEG, 0.0, 0.0)))
+    d_parts.append(jax.vmap(lambda a, lo=seg.lo: _to_full(a, lo, t1, NEG))(d))
+    weights.append(w)
+  return jnp.concatenate(d_parts, axis=0), weights
+
+
+def _backward(spec: _Spec, weights, g_d, go_shape, ge_shape):
+  """Adjoint recursion (reverse scan). ``g_d``: cotangent of D ``[K, T1, B]`` (scaled units).
+
+  Returns the cotangents of the scaled, skewed inputs ``(s_rot, go, ge)``.
+  """
+  t1 = spec.t1
+  bsz = g_d.shape[-1]
+  zero = jnp.zeros((t1, bsz), g_d.dtype)
+  # carry: up-shifted dD of diagonals k+1 and k+2, and the messages from diagonal k+1:
+  # Ix -> (D, Ix) at slot i; Iy -> (D, Ix, Iy) already shifted from slot i + 1 to slot i.
+  # Unlike the forward pass, shifts happen on the producer's window: going backwards a window
+  # may shrink at the top, and the value for the consumer's top slot sits one slot higher.
+  carry = (zero,) * 7
+  ds_parts, dgo_parts, dge_parts = [], [], []
+  for seg, w in zip(reversed(spec.segments), reversed(weights)):
+    carry = tuple(c[seg.lo:seg.hi] for c in carry)
+
+    def step(c, xs):
+      dd1_up, dd2_up, mxd, mxx, myd_up, myx_up, myy_up = c
+      seed, (wpd, wpx, wpy, a1, a2, b1, b2, b3) = xs
+      dp = dd2_up  # dF/dP(i, j) = dF/dD(i + 1, j + 1)
+      dy = dp * wpy + myy_up
+      dx = dp * wpx + mxx + myx_up
+      dd = seed + dp * wpd + mxd + myd_up
+      n_xd, n_xx = dx * a1, dx * a2
+      n_yd, n_yx, n_yy = dy * b1, dy * b2, dy * b3
+      dgo = -(n_xd + n_yd + n_yx)
+      dge = -(n_xx + n_yy)
+      new = (_up(dd), dd1_up, n_xd, n_xx, _up(n_yd), _up(n_yx), _up(n_yy))
+      if not spec.per_cell:  # Per-pair penalties: only the sum over the diagonal is needed.
+        dgo, dge = dgo.sum(0), dge.sum(0)
+      return new, (dd, dgo, dge)
+
+    seeds = g_d[seg.k0:seg.k1, seg.lo:seg.hi]
+    carry, (ds, dgo, dge) = jax.lax.scan(step, carry, (seeds, w), reverse=True)
+    carry = tuple(_to_full(c, seg.lo, t1, 0.0) for c in carry)
+    pad = jax.vmap(lambda a, lo=seg.lo: _to_full(a, lo, t1, 0.0))
+    ds_parts.append(pad(ds))
+    if spec.per_cell:
+      dgo, dge = pad(dgo), pad(dge)
+    dgo_parts.append(dgo)
+    dge_parts.append(dge)
+  ds = jnp.concatenate(ds_parts[::-1], axis=0)
+  dgo = jnp.concatenate(dgo_parts[::-1], axis=0)
+  dge = jnp.concatenate(dge_parts[::-1], axis=0)
+  if not spec.per_cell:
+    dgo, dge = dgo.sum(0, keepdims=True), dge.sum(0, keepdims=True)  # [1, B]
+  # Penalties shared across the batch (last dim 1) receive the batch sum.
+  dgo = _sum_to_shape(dgo, go_shape)
+  dge = _sum_to_shape(dge, ge_shape)
+  return ds, dgo, dge
+
+
+def _sum_to_shape(x: jax.Array, shape) -> jax.Array:
+  axes = tuple(i for i, (a, b) in enumerate(zip(x.shape, shape)) if a != b)
+  return x.sum(axes, keepdims=True) if axes else x
+
+
+@functools.partial(jax.custom_vjp, nondiff_argnums=(0,))
+def _sw_custom(spec: _Spec, s_rot, go, ge):
+  return _forward(spec, s_rot, go, ge, with_weights=False)[0]
+
+
+def _sw_custom_fwd(spec, s_rot, go, ge):
+  d, weights = _forward(spec, s_rot, go, ge, with_weights=True)
+  return d, (weights, go.shape, ge.shape)
+
+
+def _sw_custom_bwd(spec, res, g_d):
+  weights, go_shape, ge_shape = res
+  return _backward(spec, weights, g_d, go_shape, ge_shape)
+
+
+_sw_custom.defvjp(_sw_custom_fwd, _sw_custom_bwd)
+
+
+def _sw_autodiff(spec: _Spec, s_rot, go, ge):
+  return _forward(spec, s_rot, go, ge, with_weights=False)[0]
+
+
+# ---------------------------------------------------------------------------------------------
+# Public API.
+# ---------------------------------------------------------------------------------------------
+
+def _prepare_penalty(name: str, value, sim_shape, dtype, bsz: int) -> jax.Array:
+  """Penalty as ``[B', T1', T2']`` with ``B'`` in ``{1, B}`` and ``T1', T2'`` in ``{1, T}``."""
+  value = jnp.asarray(value, dtype)
+  try:
+    full_shape = np.broadcast_shapes(value.shape, sim_shape)
+  except ValueError:
+    full_shape = None
+  if full_shape != tuple(sim_shape):
+    raise ValueError(f"soft_smith_waterman: {name} of shape {value.shape} does not broadcast "
+                     f"to sim's shape {tuple(sim_shape)}")
+  value = value.reshape((1,) * (len(sim_shape) - value.ndim) + value.shape)
+  if any(v != 1 for v in value.shape[:-2]):
+    value = jnp.broadcast_to(value, tuple(sim_shape[:-2]) + value.shape[-2:])
+    return value.reshape((bsz,) + value.shape[-2:])
+  return value.reshape((1,) + value.shape[-2:])
+
+
+def soft_smith_waterman(sim: jax.Array,
+                        gap_open,
+                        gap_extend,
+                        gamma: float,
+                        *,
+                        include_zero: bool = True,
+                        lengths: Optional[jax.Array] = None,
+                        backward: str = "custom",
+                        num_segments: Optional[int] = None):
+  """Smoothed affine Smith-Waterman score and match table.
+
+  Args:
+    sim: float ``[..., T1, T2]`` similarity matrices, any number of leading batch dims.
+    gap_open: penalty for opening a gap; positive values are subtracted. A scalar or an array
+      broadcastable to ``sim`` (per pair ``[..., 1, 1]``, per cell ``[T1, T2]`` or
+      ``[..., T1, T2]``). A cell's penalty applies when that cell is entered (Eq. 3-4).
+    gap_extend: penalty for extending a gap, same forms as ``gap_open``.
+    gamma: smoothing temperature ``> 0`` of ``max^g``.
+    include_zero: if True (the paper's ``s*``) the score is ``max^g`` over ``{0}`` and every D
+      cell; False drops the 0 (the value the official LAC code returns).
+    lengths: optional int ``[..., 2]`` valid lengths ``(T1_valid, T2_valid)`` per pair; the
+      result equals running on ``sim[..., :T1_valid, :T2_valid]``. D outside the valid block is
+      ``PAD_VALUE`` (0). Each length must be >= 1.
+    backward: ``'custom'`` (stored local weights + adjoint reverse scan, fast) or
+      ``'autodiff'`` (``jax.grad`` through the forward scan). Same values and gradients.
+    num_segments: number of scan segments (default `default_num_segments`).
+
+  Returns:
+    ``(score, D)``: score ``[...]`` and the match-state table D ``[..., T1, T2]``, in the
+    units of ``sim`` (not divided by gamma).
+  """
+  sim = jnp.asarray(sim)
+  if sim.ndim < 2:
+    raise ValueError(f"soft_smith_waterman: sim must have shape [..., T1, T2], got {sim.shape}")
+  if not jnp.issubdtype(sim.dtype, jnp.floating):
+    raise ValueError(f"soft_smith_waterman: sim must be a float array, got {sim.dtype}")
+  if backward not in ("custom", "autodiff"):
+    raise ValueError(f"soft_smith_waterman: backward must be 'custom' or 'autodiff', "
+                     f"got {backward!r}")
+  if not isinstance(gamma, jax.core.Tracer):
+    g = np.asarray(gamma)
+    if g.shape != () or not np.isfinite(g) or g <= 0:
+      raise ValueError(f"soft_smith_waterman: gamma must be a finite scalar > 0, got {gamma!r}")
+  batch_shape = tuple(sim.shape[:-2])
+  t1, t2 = sim.shape[-2:]
+  if t1 < 1 or t2 < 1:
+    raise ValueError(f"soft_smith_waterman: sim must be non-empty, got {sim.shape}")
+  bsz = int(np.prod(batch_shape, dtype=np.int64))
+  dtype = sim.dtype
+  gamma = jnp.asarray(gamma, dtype)
+
+  valid = None
+  if lengths is not None:
+    lengths = jnp.asarray(lengths)
+    if lengths.shape != batch_shape + (2,):
+      raise ValueError(f"soft_smith_waterman: lengths must have shape {batch_shape + (2,)} "
+                       f"(batch dims of sim + 2), got {lengths.shape}")
+    if not jnp.issubdtype(lengths.dtype, jnp.integer):
+      raise ValueError(f"soft_smith_waterman: lengths must be integers, got {lengths.dtype}")
+    lengths = lengths.reshape(bsz, 2)
+    valid = ((jnp.arange(t1)[None, :, None] < lengths[:, 0, None, None])
+             & (jnp.arange(t2)[None, None, :] < lengths[:, 1, None, None]))
+
+  go = _prepare_penalty("gap_open", gap_open, sim.shape, dtype, bsz) / gamma
+  ge = _prepare_penalty("gap_extend", gap_extend, sim.shape, dtype, bsz) / gamma
+  per_cell = go.shape[1:] != (1, 1) or ge.shape[1:] != (1, 1)
+  if per_cell:  # Skewed like sim: [K, T1, B'].
+    go = _skew(jnp.broadcast_to(go, (go.shape[0], t1, t2)), 0.0)
+    ge = _skew(jnp.broadcast_to(ge, (ge.shape[0], t1, t2)), 0.0)
+  else:  # One value per pair (or for all pairs): [1, B'].
+    go, ge = go.reshape(1, -1), ge.reshape(1, -1)
+
+  s = sim.reshape(bsz, t1, t2) / gamma
+  if valid is not None:
+    s = jnp.where(valid, s, NEG)
+  s_rot = _skew(s, NEG)  # [K, T1, B]
+
+  spec = _Spec(t1, t2, _segments(t1, t2, num_segments or default_num_segments(t1, t2)),
+               per_cell)
+  core = _sw_custom if backward == "custom" else _sw_autodiff
+  d_rot = core(spec, s_rot, go, ge)  # [K, T1, B], scaled units
+
+  flat = d_rot.reshape(-1, bsz)
+  if include_zero:
+    flat = jnp.concatenate([jnp.zeros((1, bsz), dtype), flat], axis=0)
+  score = gamma * jax.nn.logsumexp(flat, axis=0)
+  d = gamma * _unskew(d_rot, t2)
+  if valid is not None:
+    d = jnp.where(valid, d, PAD_VALUE)
+  return score.reshape(batch_shape), d.reshape(batch_shape + (t1, t2))
+
+
+def smith_waterman_path(sim, gap_open, gap_extend):
+  """Best hard local alignment (the gamma -> 0 limit of `soft_smith_waterman`).
+
+  Args:
+    sim: ``[T1, T2]`` similarity matrix (NumPy or JAX).
+    gap_open, gap_extend: scalars or ``[T1, T2]`` per-cell penalties (subtracted).
+
+  Returns:
+    ``(path, score)``: ``path`` an int ``[N, 2]`` array of matched ``(i, j)`` pairs (0-based,
+    increasing; empty when the best alignment is empty) and ``score`` the hard ``s*`` =
+    ``max(0, max D)``.
+  """
+  s = np.asarray(sim, dtype=np.float64)
+  if s.ndim != 2:
+    raise ValueError(f"smith_waterman_path: sim must be [T1, T2], got shape {s.shape}")
+  t1, t2 = s.shape
+  try:
+    go = np.broadcast_to(np.asarray(gap_open, np.float64), s.shape)
+    ge = np.broadcast_to(np.asarray(gap_extend, np.float64), s.shape)
+  except ValueError:
+    raise ValueError("smith_waterman_path: gap_open / gap_extend must be scalars or "
+                     f"[T1, T2] = {s.shape}") from None
+  ninf = -np.inf
+  # Padded tables: index 0 is the -inf boundary row / column.
+  d = np.full((t1 + 1, t2 + 1), ninf)
+  x = np.full((t1 + 1, t2 + 1), ninf)
+  y = np.full((t1 + 1, t2 + 1), ninf)
+  for i in range(1, t1 + 1):
+    for j in range(1, t2 + 1):
+      d[i, j] = s[i - 1, j - 1] + max(0.0, d[i - 1, j - 1], x[i - 1, j - 1], y[i - 1, j - 1])
+      x[i, j] = max(d[i, j - 1] - go[i - 1, j - 1], x[i, j - 1] - ge[i - 1, j - 1])
+      y[i, j] = max(d[i - 1, j] - go[i - 1, j - 1], x[i - 1, j] - go[i - 1, j - 1],
+                    y[i - 1, j] - ge[i - 1, j - 1])
+  best = np.max(d[1:, 1:])
+  if best <= 0.0:
+    return np.zeros((0, 2), np.int64), 0.0
+  i, j = np.unravel_index(np.argmax(d[1:, 1:]), (t1, t2))
+  i, j = int(i) + 1, int(j) + 1
+  state, path = "D", []
+  while True:
+    if state == "D":
+      path.append((i - 1, j - 1))
+      prev = (0.0, d[i - 1, j - 1], x[i - 1, j - 1], y[i - 1, j - 1])
+      choice = int(np.argmax(prev))
+      if choice == 0:
+        break
+      state = "DXY"[choice - 1]
+      i, j = i - 1, j - 1
+    elif state == "X":
+      cands = (d[i, j - 1] - go[i - 1, j - 1], x[i, j - 1] - ge[i - 1, j - 1])
+      state = "DX"[int(np.argmax(cands))]
+      j -= 1
+    else:
+      cands = (d[i - 1, j] - go[i - 1, j - 1], x[i - 1, j] - go[i - 1, j - 1],
+               y[i - 1, j] - ge[i - 1, j - 1])
+      state = "DXY"[int(np.argmax(cands))]
+      i -= 1
+  return np.asarray(path[::-1], np.int64), float(best)
