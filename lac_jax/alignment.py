@@ -342,10 +342,6 @@ def soft_smith_waterman(sim: jax.Array,
   if t1 < 1 or t2 < 1:
     raise ValueError(f"soft_smith_waterman: sim must be non-empty, got {sim.shape}")
   bsz = int(np.prod(batch_shape, dtype=np.int64))
-  dtype = sim.dtype
-  gamma = jnp.asarray(gamma, dtype)
-
-  valid = None
   if lengths is not None:
     lengths = jnp.asarray(lengths)
     if lengths.shape != batch_shape + (2,):
@@ -353,12 +349,26 @@ def soft_smith_waterman(sim: jax.Array,
                        f"(batch dims of sim + 2), got {lengths.shape}")
     if not jnp.issubdtype(lengths.dtype, jnp.integer):
       raise ValueError(f"soft_smith_waterman: lengths must be integers, got {lengths.dtype}")
-    lengths = lengths.reshape(bsz, 2)
+  go = _prepare_penalty("gap_open", gap_open, sim.shape, sim.dtype, bsz)
+  ge = _prepare_penalty("gap_extend", gap_extend, sim.shape, sim.dtype, bsz)
+  segments = _segments(t1, t2, num_segments or default_num_segments(t1, t2))
+  # One cached compilation per shape and setting, also when called eagerly (notebooks, tests).
+  score, d = _soft_sw_jit(sim.reshape(bsz, t1, t2), go, ge, jnp.asarray(gamma, sim.dtype),
+                          None if lengths is None else lengths.reshape(bsz, 2),
+                          include_zero=include_zero, backward=backward, segments=segments)
+  return score.reshape(batch_shape), d.reshape(batch_shape + (t1, t2))
+
+
+@functools.partial(jax.jit, static_argnames=("include_zero", "backward", "segments"))
+def _soft_sw_jit(sim, go, ge, gamma, lengths, *, include_zero, backward, segments):
+  """`soft_smith_waterman` on validated inputs: sim ``[B, T1, T2]``, penalties ``[B', T1', T2']``."""
+  bsz, t1, t2 = sim.shape
+  dtype = sim.dtype
+  valid = None
+  if lengths is not None:
     valid = ((jnp.arange(t1)[None, :, None] < lengths[:, 0, None, None])
              & (jnp.arange(t2)[None, None, :] < lengths[:, 1, None, None]))
-
-  go = _prepare_penalty("gap_open", gap_open, sim.shape, dtype, bsz) / gamma
-  ge = _prepare_penalty("gap_extend", gap_extend, sim.shape, dtype, bsz) / gamma
+  go, ge = go / gamma, ge / gamma
   per_cell = go.shape[1:] != (1, 1) or ge.shape[1:] != (1, 1)
   if per_cell:  # Skewed like sim: [K, T1, B'].
     go = _skew(jnp.broadcast_to(go, (go.shape[0], t1, t2)), 0.0)
@@ -366,13 +376,12 @@ def soft_smith_waterman(sim: jax.Array,
   else:  # One value per pair (or for all pairs): [1, B'].
     go, ge = go.reshape(1, -1), ge.reshape(1, -1)
 
-  s = sim.reshape(bsz, t1, t2) / gamma
+  s = sim / gamma
   if valid is not None:
     s = jnp.where(valid, s, NEG)
   s_rot = _skew(s, NEG)  # [K, T1, B]
 
-  spec = _Spec(t1, t2, _segments(t1, t2, num_segments or default_num_segments(t1, t2)),
-               per_cell)
+  spec = _Spec(t1, t2, segments, per_cell)
   core = _sw_custom if backward == "custom" else _sw_autodiff
   d_rot = core(spec, s_rot, go, ge)  # [K, T1, B], scaled units
 
@@ -383,7 +392,7 @@ def soft_smith_waterman(sim: jax.Array,
   d = gamma * _unskew(d_rot, t2)
   if valid is not None:
     d = jnp.where(valid, d, PAD_VALUE)
-  return score.reshape(batch_shape), d.reshape(batch_shape + (t1, t2))
+  return score, d
 
 
 def smith_waterman_path(sim, gap_open, gap_extend):
