@@ -1,0 +1,162 @@
+"""Throughput of the training input pipeline, next to the encoder's training-step rate.
+
+A clip is one video's two augmented views of T frames (what one batch element needs). For each
+image size (64: the synthetic dataset at its native 64x64; 224: synthetic videos rendered at
+224x224, the official input size) and each worker count, the script builds batches with
+`lac_jax.data.pipeline.train_iterator` (official settings: batch 2 videos, T = 64, full
+augmentation) and prints clips/s. The process is pinned to ``--cores`` CPU cores (default 2).
+
+If `lac_jax.models.encoder` imports, it also times one encoder training step (forward and
+backward of the frame encoder on ``[2 * batch, T, S, S, 3]``, BatchNorm in training mode; the
+LAC loss itself is not included) on the default JAX backend, and prints
+
+  ratio = pipeline clips/s / (encoder steps/s * batch_size)
+
+(the pipeline and a CPU encoder share the same cores in a real run, so on CPU the ratio is only
+indicative). ``cpu ms/clip`` is the process CPU time per clip: on a machine shared with other
+work, clips/s falls with the load but cpu ms/clip does not.
+
+i.e. how many times faster the pipeline supplies clips than the encoder consumes them (>= 1:
+the input keeps up). On a CPU backend the encoder is only timed at the sizes of
+``--encoder-sizes`` (default 64, with ResNet-18: a 224-px step takes minutes on 2 cores);
+elsewhere n/a.
+
+Run from the repository root: ``python benchmarks/data.py`` (``--help`` for options).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import time
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+from lac_jax.data import pipeline  # pylint: disable=g-import-not-at-top
+from lac_jax.data import synthetic  # pylint: disable=g-import-not-at-top
+
+
+def _videos(size: int, num_videos: int) -> list:
+  c = synthetic.default_config()
+  c.num_train = num_videos
+  c.height = c.width = size
+  c.min_frames, c.max_frames = 64, 128
+  return synthetic.load("train", c)
+
+
+def pipeline_clips_per_s(videos: list, size: int, workers: int, batch_size: int,
+                         num_frames: int, min_seconds: float) -> tuple[float, float]:
+  """Clips/s of `train_iterator` (after one warm-up batch), timed for >= min_seconds, and the
+  process CPU seconds per clip (all threads; unlike clips/s, robust to a busy machine)."""
+  c = pipeline.default_config()
+  c.image_size, c.batch_size, c.num_workers = size, batch_size, workers
+  c.sampling.num_frames = num_frames
+  with pipeline.train_iterator(videos, c, seed=0, process_index=0, process_count=1) as it:
+    next(it)
+    start, cpu, clips = time.perf_counter(), time.process_time(), 0
+    while clips < 3 * batch_size or time.perf_counter() - start < min_seconds:
+      clips += next(it)["frames"].shape[0]
+    return clips / (time.perf_counter() - start), (time.process_time() - cpu) / clips
+
+
+def encoder_steps_per_s(size: int, batch_size: int, num_frames: int, depth: int,
+                        steps: int) -> tuple[float, str]:
+  """Training steps/s of the frame encoder (forward + backward), and a description."""
+  import jax  # pylint: disable=g-import-not-at-top
+  import jax.numpy as jnp  # pylint: disable=g-import-not-at-top
+  from lac_jax.models import encoder  # pylint: disable=g-import-not-at-top
+
+  cfg = encoder.default_config()
+  cfg.resnet_depth = depth
+  if depth < 50:  # ResNet-18/34 layer3 has fewer than 3 blocks: cut after the whole stage
+    cfg.cut = "layer3"
+  if size < 128:  # conv4c is 4x4 at 64 px: too small for two valid 3x3 convs
+    cfg.context_padding = "same"
+  model = encoder.build_encoder(cfg)
+  shape = (2 * batch_size, num_frames, size, size, 3)
+  variables = encoder.init_variables(model, jax.random.PRNGKey(0), shape)
+  frames = jnp.asarray(
+      jax.random.randint(jax.random.PRNGKey(1), shape, 0, 256, dtype=jnp.int32), jnp.uint8)
+  mask = jnp.ones(shape[:2], bool)
+
+  @jax.jit
+  def step(params, batch_stats, key):
+    def loss_fn(p):
+      emb, updates = model.apply({"params": p, "batch_stats": batch_stats}, frames, mask,
+                                 train=True, rngs={"dropout": key}, mutable=["batch_stats"])
+      return jnp.mean(emb ** 2), updates["batch_stats"]
+    (loss, new_stats), grads = jax.value_and_grad(loss_fn, has_aux=True)(params)
+    return loss, new_stats, grads
+
+  params, stats = variables["params"], variables["batch_stats"]
+  out = step(params, stats, jax.random.PRNGKey(2))  # compile
+  jax.block_until_ready(out)
+  start = time.perf_counter()
+  for i in range(steps):
+    out = step(params, out[1], jax.random.PRNGKey(3 + i))
+  jax.block_until_ready(out)
+  rate = steps / (time.perf_counter() - start)
+  return rate, f"ResNet-{depth} on {jax.devices()[0].device_kind}"
+
+
+def main() -> None:
+  parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+  parser.add_argument("--sizes", default="64,224", help="image sizes, comma separated")
+  parser.add_argument("--workers", default="1,2", help="worker counts, comma separated")
+  parser.add_argument("--cores", type=int, default=2, help="CPU cores to pin to (0: all)")
+  parser.add_argument("--batch-size", type=int, default=2, help="videos per batch")
+  parser.add_argument("--num-frames", type=int, default=64, help="T, frames per view")
+  parser.add_argument("--num-videos", type=int, default=8, help="synthetic videos per size")
+  parser.add_argument("--min-seconds", type=float, default=5.0, help="timing per cell")
+  parser.add_argument("--encoder", choices=("auto", "none"), default="auto")
+  parser.add_argument("--encoder-sizes", default="",
+                      help="sizes to time the encoder at (default: all, or 64 on CPU)")
+  parser.add_argument("--encoder-depth", type=int, default=0,
+                      help="ResNet depth (default: 18 on CPU, 50 elsewhere)")
+  parser.add_argument("--encoder-steps", type=int, default=0,
+                      help="timed encoder steps (default: 1 on CPU, 5 elsewhere)")
+  args = parser.parse_args()
+
+  if args.cores and hasattr(os, "sched_setaffinity"):
+    cpus = sorted(os.sched_getaffinity(0))[:args.cores]
+    os.sched_setaffinity(0, cpus)
+  sizes = [int(s) for s in args.sizes.split(",")]
+  workers = [int(w) for w in args.workers.split(",")]
+  print(f"pipeline: batch {args.batch_size} videos x 2 views x {args.num_frames} frames, full "
+        f"augmentation, pinned to CPUs {sorted(os.sched_getaffinity(0))}")
+
+  enc = {}
+  if args.encoder == "auto":
+    try:
+      import jax  # pylint: disable=g-import-not-at-top
+      from lac_jax.models import encoder as _  # pylint: disable=g-import-not-at-top,unused-import
+      on_cpu = jax.default_backend() == "cpu"
+      depth = args.encoder_depth or (18 if on_cpu else 50)
+      enc_sizes = ([int(s) for s in args.encoder_sizes.split(",")] if args.encoder_sizes
+                   else ([64] if on_cpu else sizes))
+      for size in sizes:
+        if size in enc_sizes:
+          enc[size] = encoder_steps_per_s(size, args.batch_size, args.num_frames, depth,
+                                          args.encoder_steps or (1 if on_cpu else 5))
+          print(f"encoder {size}px: {enc[size][0]:.3f} steps/s ({enc[size][1]}, fwd+bwd, "
+                f"{2 * args.batch_size}x{args.num_frames} frames)")
+    except Exception as e:  # pylint: disable=broad-except  (report the pipeline regardless)
+      print(f"encoder: n/a ({type(e).__name__}: {e})")
+
+  print(f"{'size':>5} {'workers':>7} {'clips/s':>8} {'frames/s':>9} {'cpu ms/clip':>11} "
+        f"{'ratio vs encoder':>17}")
+  for size in sizes:
+    t0 = time.perf_counter()
+    videos = _videos(size, args.num_videos)
+    print(f"  (rendered {len(videos)} synthetic {size}px videos in "
+          f"{time.perf_counter() - t0:.1f} s)")
+    for w in workers:
+      rate, cpu = pipeline_clips_per_s(videos, size, w, args.batch_size, args.num_frames,
+                                       args.min_seconds)
+      ratio = (f"{rate / (enc[size][0] * args.batch_size):.2f}" if size in enc else "n/a")
+      print(f"{size:>5} {w:>7} {rate:>8.2f} {rate * 2 * args.num_frames:>9.0f} "
+            f"{1e3 * cpu:>11.0f} {ratio:>17}")
+
+
+if __name__ == "__main__":
+  main()

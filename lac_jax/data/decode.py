@@ -1,0 +1,115 @@
+"""Decoding of mp4 videos (PyAV) and JPEG frames (Pillow) to uint8 RGB arrays.
+
+``image_size`` follows the official LAC code: the whole frame is resized to the target size
+without keeping the aspect ratio and without cropping (LAC: ``cv2.resize`` to 224x224). We resize
+with Pillow's bilinear filter, which antialiases when downscaling (``cv2.resize`` does not), so
+pixels differ slightly from the official code.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+from typing import Optional, Sequence, Union
+
+import numpy as np
+
+ImageSize = Optional[Union[int, Sequence[int]]]
+
+
+def _target_hw(image_size: ImageSize) -> Optional[tuple[int, int]]:
+  if image_size is None:
+    return None
+  if isinstance(image_size, (int, np.integer)):
+    h = w = int(image_size)
+  else:
+    h, w = (int(s) for s in image_size)
+  if h <= 0 or w <= 0:
+    raise ValueError(f"image_size must be positive, got {image_size!r}")
+  return h, w
+
+
+def resize_frame(frame: np.ndarray, image_size: ImageSize) -> np.ndarray:
+  """Bilinear resize of one uint8 ``[H, W, 3]`` frame to ``[h, w, 3]`` (aspect not kept)."""
+  hw = _target_hw(image_size)
+  if hw is None or frame.shape[:2] == hw:
+    return frame
+  from PIL import Image  # pylint: disable=g-import-not-at-top
+  img = Image.fromarray(frame).resize((hw[1], hw[0]), Image.Resampling.BILINEAR)
+  return np.asarray(img, dtype=np.uint8)
+
+
+def decode_jpeg(data: bytes, image_size: ImageSize = None, what: str = "JPEG frame") -> np.ndarray:
+  """Decodes JPEG (or any Pillow-readable) bytes to uint8 RGB ``[H, W, 3]``, optionally resized.
+
+  Args:
+    data: encoded image bytes.
+    image_size: None (keep), an int (square) or ``(height, width)``.
+    what: names the frame in error messages (e.g. ``"file.tfrecord record 3 frame 7"``).
+
+  Raises:
+    ValueError: the bytes are not a decodable image.
+  """
+  from PIL import Image, UnidentifiedImageError  # pylint: disable=g-import-not-at-top
+  try:
+    with Image.open(io.BytesIO(data)) as img:
+      img.load()  # forces the full decode so truncation is detected here
+      frame = np.asarray(img.convert("RGB"), dtype=np.uint8)
+  except (UnidentifiedImageError, OSError, ValueError, SyntaxError) as e:
+    raise ValueError(f"{what}: corrupt or unreadable JPEG ({len(data)} bytes): {e}") from e
+  return resize_frame(frame, image_size)
+
+
+def decode_video(path: Union[str, os.PathLike], image_size: ImageSize = None) -> np.ndarray:
+  """Decodes every frame of a video file to uint8 RGB ``[T, H, W, 3]``.
+
+  Args:
+    path: an mp4 (or anything FFmpeg reads) with at least one video stream.
+    image_size: None (keep), an int (square) or ``(height, width)``.
+
+  Raises:
+    FileNotFoundError: ``path`` does not exist.
+    ValueError: the file is not a decodable video or holds no frames.
+  """
+  import av  # pylint: disable=g-import-not-at-top
+  path = os.fspath(path)
+  if not os.path.isfile(path):
+    raise FileNotFoundError(f"video file not found: {path}")
+  frames = []
+  try:
+    with av.open(path) as container:
+      if not container.streams.video:
+        raise ValueError(f"{path}: no video stream")
+      stream = container.streams.video[0]
+      stream.thread_type = "AUTO"
+      for frame in container.decode(stream):
+        frames.append(resize_frame(frame.to_ndarray(format="rgb24"), image_size))
+  except av.FFmpegError as e:
+    raise ValueError(f"{path}: corrupt or unreadable video: {e}") from e
+  if not frames:
+    raise ValueError(f"{path}: video holds no decodable frames")
+  return np.stack(frames)
+
+
+def count_video_frames(path: Union[str, os.PathLike]) -> int:
+  """Number of frames of a video without decoding it (container metadata or packet count).
+
+  Raises:
+    FileNotFoundError: ``path`` does not exist.
+    ValueError: the file is not a readable video.
+  """
+  import av  # pylint: disable=g-import-not-at-top
+  path = os.fspath(path)
+  if not os.path.isfile(path):
+    raise FileNotFoundError(f"video file not found: {path}")
+  try:
+    with av.open(path) as container:
+      if not container.streams.video:
+        raise ValueError(f"{path}: no video stream")
+      stream = container.streams.video[0]
+      if stream.frames > 0:
+        return int(stream.frames)
+      # No frame count in the header: count the packets (demuxing only, no decoding).
+      return sum(1 for p in container.demux(stream) if p.size > 0)
+  except av.FFmpegError as e:
+    raise ValueError(f"{path}: corrupt or unreadable video: {e}") from e

@@ -1,0 +1,263 @@
+"""Pouring reader: TCC's TFRecords or the CARL/LAC release (``{split}.pkl`` + ``videos/*.mp4``).
+
+Layouts accepted in ``data_dir`` (or in ``data_dir/pouring``), detected per split:
+
+* TCC release: ``pouring_{split}-<i>-of-<n>.tfrecord`` (train: 2 shards, val: 1). Each record is a
+  ``tf.train.SequenceExample``: context ``name`` (bytes), ``len`` (int64); feature lists ``video``
+  (one JPEG per frame) and ``frame_labels`` (one int64 phase id per frame). Shards are read
+  round-robin, one record from each in turn: that is the order of ``tf.data.TFRecordDataset(
+  sorted(files), num_parallel_reads=60)`` which CARL used to write its pkl, so "the first n videos"
+  (label-fraction evaluation) are the same videos with either layout.
+* CARL/LAC release: ``{split}.pkl`` = list of dicts ``{id, video_file, frame_label, seq_len, name}``
+  (``frame_label`` a pickled torch tensor, read without torch) and ``videos/<name>.mp4``.
+
+If both layouts are present the TFRecords win (they hold the original JPEG frames; the mp4s are a
+lossy re-encode of them). Frames decode lazily: ``Video.source`` (a picklable ``functools.partial``)
+re-reads one record (or mp4) per access, so only labels are held in memory.
+
+Label/frame count rule (``label_mismatch``): ``'error'`` raises; ``'resample'`` nearest-neighbour
+resamples the labels to the frame count with CARL's index rule ``labels[floor(j * L / T)]``
+(``j < T`` frames, ``L`` labels), as CARL's PennAction converter does.
+"""
+
+from __future__ import annotations
+
+import functools
+import glob
+import logging
+import os
+from typing import Any, Sequence
+
+import numpy as np
+
+from lac_jax.data import carl_pickle
+from lac_jax.data import decode
+from lac_jax.data import tfrecord
+from lac_jax.data.video import Video
+
+ACTION = "pouring"
+SPLITS = ("train", "val")
+LABEL_MISMATCH_CHOICES = ("error", "resample")
+
+TFRECORD_URLS = (
+    "https://storage.googleapis.com/tcc-pouring/pouring_train-0-of-2.tfrecord",
+    "https://storage.googleapis.com/tcc-pouring/pouring_train-1-of-2.tfrecord",
+    "https://storage.googleapis.com/tcc-pouring/pouring_val-0-of-1.tfrecord",
+)
+CARL_URL = "https://drive.google.com/drive/folders/1hvA4bDqPnxjiVM4c4mxm-UPOuO1lAVxW"
+LAC_URL = "https://drive.google.com/file/d/14xjBRqx2xtyO0rXU2RVYGdFxyWS_Qkv5/view"
+
+DOWNLOAD_HELP = (
+    "Put either TCC's TFRecords (pouring_train-0-of-2.tfrecord, pouring_train-1-of-2.tfrecord, "
+    "pouring_val-0-of-1.tfrecord; download: " + ", ".join(TFRECORD_URLS) + ") or the CARL/LAC "
+    "release (train.pkl, val.pkl, videos/<name>.mp4; CARL: " + CARL_URL + " , LAC: " + LAC_URL +
+    ") in that directory.")
+
+
+# ------------------------------------------------------------------------------------------------
+# Helpers shared with the PennAction reader (same CARL release format).
+
+
+def check_choice(value: str, choices: Sequence[str], flag: str) -> None:
+  if value not in choices:
+    raise ValueError(f"{flag} must be one of {list(choices)}, got {value!r}")
+
+
+def match_labels(labels: Any, num_frames: int, label_mismatch: str, what: str) -> np.ndarray:
+  """Checks/resamples per-frame labels to ``num_frames``; returns int32 ``[num_frames]``.
+
+  Args:
+    labels: ``[L]`` integer phase ids (array, list or tensor converted by ``carl_pickle``).
+    num_frames: ``T``, the number of frames of the video.
+    label_mismatch: ``'error'`` (raise if ``L != T``) or ``'resample'`` (``labels[floor(j*L/T)]``).
+    what: names the video in error messages.
+  """
+  check_choice(label_mismatch, LABEL_MISMATCH_CHOICES, "label_mismatch")
+  if num_frames <= 0:
+    raise ValueError(f"{what}: the video holds no frames")
+  arr = np.asarray(labels)
+  if arr.ndim != 1 or arr.shape[0] == 0:
+    raise ValueError(f"{what}: frame labels must be a non-empty 1-D sequence, got shape "
+                     f"{arr.shape}")
+  if not (np.issubdtype(arr.dtype, np.integer) or
+          (np.issubdtype(arr.dtype, np.floating) and np.all(arr == np.round(arr)))):
+    raise ValueError(f"{what}: frame labels must be integers, got dtype {arr.dtype}")
+  arr = arr.astype(np.int32)
+  if arr.shape[0] == num_frames:
+    return arr
+  if label_mismatch == "error":
+    raise ValueError(
+        f"{what}: {arr.shape[0]} frame labels but {num_frames} frames; pass "
+        "label_mismatch='resample' to nearest-resample the labels to the frame count")
+  idx = (np.arange(num_frames, dtype=np.int64) * arr.shape[0]) // num_frames
+  return arr[idx]
+
+
+def decode_mp4_checked(path: str, num_frames: int, image_size: decode.ImageSize) -> np.ndarray:
+  """Decodes an mp4 and checks its frame count against the header count used for the labels."""
+  frames = decode.decode_video(path, image_size)
+  if frames.shape[0] != num_frames:
+    raise ValueError(f"{path}: decoded {frames.shape[0]} frames but the container header "
+                     f"says {num_frames}")
+  return frames
+
+
+def read_carl_pickle(path: str) -> Any:
+  """Torch-free load of a CARL/LAC ``*.pkl`` with a message naming the file on failure."""
+  try:
+    return carl_pickle.load_pickle(path)
+  except FileNotFoundError:
+    raise
+  except Exception as e:  # pylint: disable=broad-except
+    raise ValueError(f"{path}: cannot read dataset pickle: {e}") from e
+
+
+def video_from_carl_entry(entry: Any, index: int, data_dir: str, pkl_path: str, action: str,
+                          image_size: decode.ImageSize, label_mismatch: str) -> Video:
+  """One lazy Video from one CARL pkl dict (``name``, ``frame_label``; mp4 in ``videos/``)."""
+  what = f"{pkl_path} entry {index}"
+  if not isinstance(entry, dict):
+    raise ValueError(f"{what}: expected a dict with keys name, frame_label; got "
+                     f"{type(entry).__name__}")
+  for key in ("name", "frame_label"):
+    if key not in entry:
+      raise ValueError(f"{what}: missing key {key!r} (has {sorted(entry)})")
+  name = entry["name"]
+  name = name.decode("utf-8") if isinstance(name, bytes) else str(name)
+  # LAC opens videos/<name>.mp4 and ignores video_file; CARL's video_file is the same path.
+  path = os.path.join(data_dir, "videos", f"{name}.mp4")
+  if not os.path.isfile(path) and "video_file" in entry:
+    alt = os.path.join(data_dir, str(entry["video_file"]))
+    path = alt if os.path.isfile(alt) else path
+  if not os.path.isfile(path):
+    raise FileNotFoundError(f"{what} ({name!r}): video file not found: {path}")
+  num_frames = decode.count_video_frames(path)
+  labels = match_labels(entry["frame_label"], num_frames, label_mismatch, f"{what} ({path})")
+  return Video(name=name, action=action, labels=labels,
+               source=functools.partial(decode_mp4_checked, path, num_frames, image_size))
+
+
+# ------------------------------------------------------------------------------------------------
+# Pouring.
+
+
+def _tfrecord_files(root: str, split: str) -> list[str]:
+  files = [f for f in glob.glob(os.path.join(root, f"pouring_{split}-*")) if os.path.isfile(f)]
+  return sorted(files)
+
+
+def find_layout(data_dir: str, split: str) -> tuple[str, str]:
+  """Returns ``(layout, root)`` with layout ``'tfrecord'`` or ``'carl'`` for this split.
+
+  Raises:
+    FileNotFoundError: neither layout is found; the message says what goes where and where to
+      download it.
+  """
+  check_choice(split, SPLITS, "split")
+  data_dir = os.fspath(data_dir)
+  if not os.path.isdir(data_dir):
+    raise FileNotFoundError(f"Pouring data directory not found: {data_dir}. {DOWNLOAD_HELP}")
+  for root in (data_dir, os.path.join(data_dir, "pouring")):
+    if _tfrecord_files(root, split):
+      return "tfrecord", root
+    if os.path.isfile(os.path.join(root, f"{split}.pkl")):
+      return "carl", root
+  raise FileNotFoundError(
+      f"No Pouring {split!r} data in {data_dir}: found neither pouring_{split}-*-of-*.tfrecord "
+      f"nor {split}.pkl. {DOWNLOAD_HELP}")
+
+
+def decode_record_frames(path: str, offset: int, index: int, num_frames: int,
+                         image_size: decode.ImageSize) -> np.ndarray:
+  """Re-reads one TFRecord SequenceExample and decodes its JPEGs to uint8 ``[T, H, W, 3]``."""
+  # CRCs were verified when the file was scanned at load time; re-check the length CRC only.
+  data = tfrecord.read_record_at(path, offset, index, verify_crc=False)
+  proto = tfrecord.parse_sequence_example(data, f"{path}: record {index}")
+  jpegs = [f.bytes_list.value[0] for f in proto.feature_lists.feature_list["video"].feature]
+  if len(jpegs) != num_frames:
+    raise ValueError(f"{path}: record {index}: {len(jpegs)} frames, expected {num_frames}")
+  return np.stack([decode.decode_jpeg(b, image_size, f"{path}: record {index} frame {t}")
+                   for t, b in enumerate(jpegs)])
+
+
+def _video_from_record(data: bytes, path: str, offset: int, index: int,
+                       image_size: decode.ImageSize, label_mismatch: str) -> Video:
+  what = f"{path}: record {index}"
+  proto = tfrecord.parse_sequence_example(data, what)
+  context, lists = proto.context.feature, proto.feature_lists.feature_list
+  for key in ("video", "frame_labels"):
+    if key not in lists:
+      raise ValueError(f"{what}: SequenceExample has no feature list {key!r} "
+                       f"(has {sorted(lists)})")
+  if "name" not in context or not context["name"].bytes_list.value:
+    raise ValueError(f"{what}: SequenceExample has no context bytes feature 'name'")
+  name = context["name"].bytes_list.value[0].decode("utf-8")
+  frames = lists["video"].feature
+  if any(len(f.bytes_list.value) != 1 for f in frames):
+    raise ValueError(f"{what} ({name!r}): each 'video' feature must hold exactly one JPEG")
+  num_frames = len(frames)
+  if "len" in context and context["len"].int64_list.value:
+    declared = int(context["len"].int64_list.value[0])
+    if declared != num_frames:
+      raise ValueError(f"{what} ({name!r}): context 'len' is {declared} but 'video' holds "
+                       f"{num_frames} frames")
+  raw_labels = []
+  for t, f in enumerate(lists["frame_labels"].feature):
+    if len(f.int64_list.value) != 1:
+      raise ValueError(f"{what} ({name!r}): frame_labels[{t}] must hold exactly one int64")
+    raw_labels.append(f.int64_list.value[0])
+  labels = match_labels(np.asarray(raw_labels, np.int64), num_frames, label_mismatch,
+                        f"{what} ({name!r})")
+  return Video(name=name, action=ACTION, labels=labels,
+               source=functools.partial(decode_record_frames, path, offset, index, num_frames,
+                                        image_size))
+
+
+def load_tfrecords(files: Sequence[str], image_size: decode.ImageSize = None,
+                   label_mismatch: str = "error", verify_crc: bool = True) -> list[Video]:
+  """Lazy Videos from TCC SequenceExample TFRecords, shards interleaved round-robin."""
+  files = sorted(files)  # lexicographic, as CARL's sorted(glob(...))
+  per_file = []
+  for path in files:
+    videos = [_video_from_record(data, path, offset, i, image_size, label_mismatch)
+              for i, (offset, data) in enumerate(tfrecord.iter_records_with_offsets(
+                  path, verify_crc))]
+    per_file.append(videos)
+  out = []
+  for i in range(max((len(v) for v in per_file), default=0)):
+    out.extend(v[i] for v in per_file if i < len(v))
+  return out
+
+
+def load_carl(root: str, split: str, image_size: decode.ImageSize = None,
+              label_mismatch: str = "error") -> list[Video]:
+  """Lazy Videos from the CARL/LAC Pouring release (``{split}.pkl`` + ``videos/``)."""
+  pkl_path = os.path.join(root, f"{split}.pkl")
+  entries = read_carl_pickle(pkl_path)
+  if not isinstance(entries, list):
+    raise ValueError(f"{pkl_path}: expected a list of video dicts (CARL Pouring format), got "
+                     f"{type(entries).__name__}")
+  if not os.path.isdir(os.path.join(root, "videos")):
+    raise FileNotFoundError(f"{os.path.join(root, 'videos')}: videos directory of {pkl_path} "
+                            f"not found. {DOWNLOAD_HELP}")
+  return [video_from_carl_entry(e, i, root, pkl_path, ACTION, image_size, label_mismatch)
+          for i, e in enumerate(entries)]
+
+
+def load(data_dir: str, split: str, *, image_size: decode.ImageSize = None,
+         label_mismatch: str = "error") -> list[Video]:
+  """All Pouring videos of a split (lazy frames), in CARL's loader order.
+
+  Args:
+    data_dir: directory holding either layout (see module docstring), or its parent.
+    split: ``'train'`` or ``'val'``.
+    image_size: None (native size), an int (square, as LAC's 224) or ``(height, width)``.
+    label_mismatch: ``'error'`` or ``'resample'`` (see module docstring).
+  """
+  check_choice(label_mismatch, LABEL_MISMATCH_CHOICES, "label_mismatch")
+  layout, root = find_layout(data_dir, split)
+  logging.info("Pouring %s: reading the %s layout in %s", split, layout, root)
+  if layout == "tfrecord":
+    return load_tfrecords(_tfrecord_files(root, split), image_size, label_mismatch)
+  return load_carl(root, split, image_size, label_mismatch)
+

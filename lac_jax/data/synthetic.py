@@ -1,0 +1,375 @@
+"""Synthetic "pouring" action videos: the embedded default dataset (no download).
+
+Each video shows a cup that sits on a table next to a bowl and goes through five phases
+(`PHASES`), whose four boundaries are the key events:
+
+  0 ``reach``  the full cup travels from its start position to above the bowl;
+  1 ``tilt``   the cup tilts towards the bowl;
+  2 ``pour``   the cup stays tilted, drops fall, the cup empties and the bowl fills;
+  3 ``untilt`` the (now empty) cup turns back upright;
+  4 ``return`` the empty cup travels back to its start position.
+
+The phase is visible in any single frame (cup position relative to the bowl, tilt angle,
+falling drops, cup and bowl fill levels), while everything else varies across videos: colours,
+background texture, table height, positions, object scale, mirroring, camera jitter, pixel noise
+(uniform, its std drawn per video).
+Timing varies too: every phase's duration is scaled by its own log-uniform factor (up to
+``duration_ratio`` between videos), and random idle segments (nothing moves) precede and follow
+the action, so a global (end-to-end) alignment between two videos is wrong while a local one
+is right.
+
+Labels, a fixed rule: frame t gets the phase whose time span contains it; the idle frames
+before the action get phase 0 (``reach``: the full cup still at its start), the idle frames
+after it get the last phase (``return``: the empty cup back at its start), so labels are
+non-decreasing over a video and look the same as the frames they label.
+
+Everything is deterministic in ``(config.seed, split, index)``; train and val draw from
+disjoint random streams. A whole video is rendered at once with NumPy broadcasting over
+``[T, H, W]`` (a few ms per video at 64x64).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import math
+
+import ml_collections
+import numpy as np
+
+from lac_jax.data.video import Video
+
+PHASES: tuple[str, ...] = ("reach", "tilt", "pour", "untilt", "return")
+SPLITS: tuple[str, ...] = ("train", "val")
+ACTION = "synthetic"
+
+# Relative mean duration of each phase (before the per-video random factor).
+_BASE_DURATIONS = np.array([1.0, 0.6, 1.0, 0.6, 1.0])
+
+
+def default_config() -> ml_collections.ConfigDict:
+  """Switches of the synthetic dataset."""
+  c = ml_collections.ConfigDict()
+  c.num_train = 48  # number of training videos
+  c.num_val = 16  # number of validation videos
+  c.min_frames = 48  # shortest video, frames (inclusive)
+  c.max_frames = 128  # longest video, frames (inclusive)
+  c.height = 64  # frame height, pixels
+  c.width = 64  # frame width, pixels
+  c.num_phases = len(PHASES)  # informational: the number of phases (fixed, = len(PHASES))
+  c.seed = 0  # base seed; video i of split s is drawn from the stream (seed, s, i)
+  c.duration_ratio = 3.0  # max ratio of one phase's duration between two videos (>= 1)
+  c.max_idle_fraction = 0.2  # idle segments at start and end each take U(0, this) of a video
+  c.jitter_pixels = 2  # camera shake amplitude, pixels (per-frame random walk, clipped)
+  c.max_noise = 8.0  # pixel noise std is drawn in U(0, max_noise), uint8 units
+  c.lazy = False  # True: render frames on each access instead of keeping them in memory
+  return c
+
+
+@dataclasses.dataclass(frozen=True)
+class Timeline:
+  """When each phase happens in one synthetic video (frames; ``end`` is exclusive).
+
+  Attributes:
+    num_frames: L, the video length.
+    idle_start: number of idle frames before the action.
+    idle_end: number of idle frames after the action.
+    phase_starts: int ``[K]`` first frame of each phase (``phase_starts[0] == idle_start``).
+    phase_ends: int ``[K]`` one past the last frame of each phase
+      (``phase_ends[-1] == num_frames - idle_end``).
+  """
+
+  num_frames: int
+  idle_start: int
+  idle_end: int
+  phase_starts: np.ndarray
+  phase_ends: np.ndarray
+
+  @property
+  def durations(self) -> np.ndarray:
+    """int ``[K]`` frames per phase, idle frames excluded."""
+    return self.phase_ends - self.phase_starts
+
+  def labels(self) -> np.ndarray:
+    """int32 ``[L]`` phase per frame; idle start -> 0, idle end -> K - 1."""
+    t = np.arange(self.num_frames)
+    # Number of phase starts at or before t, minus one; idle start frames clip to phase 0.
+    return np.clip(np.searchsorted(self.phase_starts, t, side="right") - 1, 0,
+                   len(self.phase_starts) - 1).astype(np.int32)
+
+
+def _check_config(config: ml_collections.ConfigDict) -> None:
+  k = len(PHASES)
+  if config.num_phases != k:
+    raise ValueError(f"synthetic config.num_phases: the synthetic action has exactly {k} "
+                     f"phases {PHASES}, got {config.num_phases}")
+  if not 2 * k <= config.min_frames <= config.max_frames:
+    raise ValueError(f"synthetic config.min_frames/max_frames: need {2 * k} <= min_frames <= "
+                     f"max_frames, got {config.min_frames}, {config.max_frames}")
+  if config.height < 16 or config.width < 16:
+    raise ValueError(f"synthetic config.height/width: need >= 16 pixels, got "
+                     f"{config.height}x{config.width}")
+  if config.duration_ratio < 1:
+    raise ValueError(f"synthetic config.duration_ratio: need >= 1, got {config.duration_ratio}")
+  if not 0 <= config.max_idle_fraction <= 0.3:
+    raise ValueError(f"synthetic config.max_idle_fraction: need in [0, 0.3], got "
+                     f"{config.max_idle_fraction}")
+  if config.num_train < 0 or config.num_val < 0:
+    raise ValueError(f"synthetic config.num_train/num_val: need >= 0, got "
+                     f"{config.num_train}, {config.num_val}")
+
+
+def _rng(config: ml_collections.ConfigDict, split: str, index: int,
+         stream: int) -> np.random.Generator:
+  """Independent generator per (seed, split, video, stream); stream 0 = timing, 1 = looks."""
+  if split not in SPLITS:
+    raise ValueError(f"synthetic split: expected one of {SPLITS}, got {split!r}")
+  size = config.num_train if split == "train" else config.num_val
+  if not 0 <= index < size:
+    raise IndexError(f"synthetic {split} index {index} out of range [0, {size})")
+  return np.random.default_rng([int(config.seed), SPLITS.index(split), int(index), stream])
+
+
+def timeline(index: int, split: str, config: ml_collections.ConfigDict) -> Timeline:
+  """The phase timing of video ``index`` of ``split`` (cheap: nothing is rendered)."""
+  _check_config(config)
+  rng = _rng(config, split, index, 0)
+  k = len(PHASES)
+  length = int(rng.integers(config.min_frames, config.max_frames + 1))
+  idle = np.floor(rng.uniform(0, config.max_idle_fraction, size=2) * length).astype(int)
+  action = length - idle.sum()
+  # Log-uniform factor per phase: two videos' durations of a phase differ up to duration_ratio.
+  half = 0.5 * math.log(config.duration_ratio)
+  weights = _BASE_DURATIONS * np.exp(rng.uniform(-half, half, size=k))
+  # One frame per phase guaranteed, the rest shared by weight (largest remainder rounding).
+  share = (action - k) * weights / weights.sum()
+  durations = 1 + np.floor(share).astype(int)
+  leftover = action - durations.sum()
+  durations[np.argsort(-(share - np.floor(share)), kind="stable")[:leftover]] += 1
+  ends = idle[0] + np.cumsum(durations)
+  return Timeline(num_frames=length, idle_start=int(idle[0]), idle_end=int(idle[1]),
+                  phase_starts=ends - durations, phase_ends=ends)
+
+
+def _smoothstep(x: np.ndarray) -> np.ndarray:
+  x = np.clip(x, 0.0, 1.0)
+  return x * x * (3.0 - 2.0 * x)
+
+
+def _phase_progress(tl: Timeline) -> tuple[np.ndarray, np.ndarray]:
+  """Per frame: phase id (idle -> -1 before, K after) and progress in [0, 1] within it."""
+  t = np.arange(tl.num_frames)
+  k = len(PHASES)
+  phase = np.searchsorted(tl.phase_starts, t, side="right") - 1  # -1 for idle start
+  phase = np.where(t >= tl.phase_ends[-1], k, phase)
+  idx = np.clip(phase, 0, k - 1)
+  progress = (t - tl.phase_starts[idx] + 0.5) / tl.durations[idx]
+  progress = np.where(phase < 0, 0.0, np.where(phase >= k, 1.0, progress))
+  return phase, np.clip(progress, 0.0, 1.0)
+
+
+def _box_alpha(px: np.ndarray, py: np.ndarray, cx: np.ndarray, cy: np.ndarray,
+               half_w: float | np.ndarray, half_h: float | np.ndarray,
+               angle: np.ndarray | None = None) -> np.ndarray:
+  """Anti-aliased coverage of a (rotated) box.
+
+  Args:
+    px, py: pixel centres ``[1, 1, W]`` and ``[1, H, 1]``.
+    cx, cy, angle: box centre and rotation (radians, clockwise on screen), ``[T, 1, 1]``;
+      ``angle=None`` is an axis-aligned box.
+    half_w, half_h: half sizes in pixels (scalars or ``[T, 1, 1]``).
+  Returns:
+    float32 ``[T, H, W]`` coverage in [0, 1].
+  """
+  dx, dy = px - cx, py - cy
+  if angle is None:
+    # clip(0.5 - max(a, b)) = min(clip(0.5 - a), clip(0.5 - b)): separable, one full-size op.
+    ax = np.clip(0.5 - (np.abs(dx) - half_w), 0.0, 1.0)
+    ay = np.clip(0.5 - (np.abs(dy) - half_h), 0.0, 1.0)
+    return np.minimum(ax, ay).astype(np.float32, copy=False)
+  cos, sin = np.cos(angle), np.sin(angle)
+  lx = dx * cos + dy * sin  # rotate the pixel into the box frame (inverse rotation)
+  ly = dy * cos - dx * sin
+  dist = np.maximum(np.abs(lx) - half_w, np.abs(ly) - half_h)  # signed distance (box metric)
+  return np.clip(0.5 - dist, 0.0, 1.0).astype(np.float32, copy=False)
+
+
+def _blend(image: np.ndarray, alpha: np.ndarray, color: np.ndarray) -> None:
+  """Paints ``color [3]`` over channel-first ``image [3, T, H, W]`` where ``alpha [T, H, W]``.
+
+  In place, one channel at a time: a trailing axis of 3 would make every NumPy op crawl.
+  """
+  for c in range(3):
+    delta = np.float32(color[c]) - image[c]
+    delta *= alpha
+    image[c] += delta
+
+
+def _random_color(rng: np.random.Generator, avoid: list[np.ndarray],
+                  min_dist: float = 90.0) -> np.ndarray:
+  """A random RGB colour at least ``min_dist`` (L2) from every colour in ``avoid``."""
+  best, best_d = None, -1.0
+  for _ in range(20):
+    c = rng.uniform(0, 255, size=3)
+    d = min((np.linalg.norm(c - a) for a in avoid), default=np.inf)
+    if d >= min_dist:
+      return c.astype(np.float32)
+    if d > best_d:
+      best, best_d = c, d
+  return best.astype(np.float32)
+
+
+def _background(rng: np.random.Generator, height: int, width: int) -> tuple[np.ndarray, ...]:
+  """Smooth random two-colour texture, channel-first ``[3, height, width]``, and its colours."""
+  c1 = rng.uniform(0, 255, size=3).astype(np.float32)
+  c2 = np.clip(c1 + rng.uniform(-70, 70, size=3), 0, 255).astype(np.float32)
+  grid = rng.uniform(0, 1, size=(rng.integers(3, 7), rng.integers(3, 7))).astype(np.float32)
+
+  def interp(n_out: int, n_in: int) -> np.ndarray:  # bilinear upsampling matrix [n_out, n_in]
+    pos = np.linspace(0, n_in - 1, n_out)
+    lo = np.minimum(np.floor(pos).astype(int), n_in - 2)
+    w = (pos - lo).astype(np.float32)
+    m = np.zeros((n_out, n_in), np.float32)
+    m[np.arange(n_out), lo] = 1 - w
+    m[np.arange(n_out), lo + 1] = w
+    return m
+
+  texture = interp(height, grid.shape[0]) @ grid @ interp(width, grid.shape[1]).T
+  return c1[:, None, None] + (c2 - c1)[:, None, None] * texture[None], c1, c2
+
+
+def render(index: int, split: str, config: ml_collections.ConfigDict) -> np.ndarray:
+  """Frames of video ``index`` of ``split``: uint8 ``[L, H, W, 3]`` RGB."""
+  tl = timeline(index, split, config)
+  rng = _rng(config, split, index, 1)
+  length, height, width = tl.num_frames, int(config.height), int(config.width)
+  s = float(min(height, width))
+  g = rng.uniform(0.8, 1.2)  # object scale
+
+  # Scene layout in pixels, drawn as if pouring to the right (mirrored later at random).
+  table_y = rng.uniform(0.76, 0.88) * height
+  bowl_w, bowl_h, wall = 0.30 * s * g, 0.18 * s * g, max(1.0, 0.035 * s * g)
+  bowl_x, bowl_y = rng.uniform(0.56, 0.72) * width, table_y - 0.5 * bowl_h
+  cup_w, cup_h = 0.12 * s * g, 0.20 * s * g
+  start_x, start_y = rng.uniform(0.12, 0.28) * width, table_y - 0.5 * cup_h
+  gap = rng.uniform(0.05, 0.1) * s
+  pour_x = bowl_x - rng.uniform(0.1, 0.2) * bowl_w - 0.5 * cup_h
+  pour_y = table_y - bowl_h - gap - 0.5 * cup_h
+  max_angle = np.deg2rad(rng.uniform(75, 105))
+  mirror = rng.uniform() < 0.5
+
+  # Per-frame state [L] from the phase and the progress within it.
+  phase, p = _phase_progress(tl)
+  e = _smoothstep(p)
+  at_bowl = np.select([phase <= 0, phase <= 3], [e, 1.0], 1.0 - e)  # 0 = start, 1 = bowl
+  at_bowl = np.where(phase < 0, 0.0, at_bowl)
+  cx = start_x + (pour_x - start_x) * at_bowl
+  cy = start_y + (pour_y - start_y) * at_bowl
+  angle = max_angle * np.select([phase <= 0, phase == 1, phase == 2, phase == 3],
+                                [0.0, e, 1.0, 1.0 - e], 0.0)
+  poured = np.select([phase <= 1, phase == 2], [0.0, p], 1.0)  # fraction of liquid moved
+
+  # Camera shake: a clipped random walk in integer pixels, shared by scene and background.
+  j = int(config.jitter_pixels)
+  shake = np.clip(np.cumsum(rng.integers(-1, 2, size=(length, 2)), axis=0), -j, j)
+  sx = shake[:, 0].astype(np.float32)[:, None, None]
+  sy = shake[:, 1].astype(np.float32)[:, None, None]
+
+  bg, c1, c2 = _background(rng, height + 2 * j, width + 2 * j)
+  frames = np.empty((3, length, height, width), np.float32)  # channel-first until the end
+  for t, (dx, dy) in enumerate(shake + j):  # slicing per frame beats a fancy-index gather
+    frames[:, t] = bg[:, dy:dy + height, dx:dx + width]
+
+  py = np.arange(height, dtype=np.float32)[None, :, None] + 0.5  # [1, H, 1]
+  px = np.arange(width, dtype=np.float32)[None, None, :] + 0.5  # [1, 1, W]
+  col = lambda v: np.asarray(v, np.float32).reshape(-1, 1, 1)  # [L] -> [L, 1, 1]
+
+  # Table: everything below table_y, in a third colour.
+  table_color = _random_color(rng, [c1, c2], 60.0)
+  table = np.clip(py - (table_y + sy) + 0.5, 0.0, 1.0)
+  _blend(frames, np.broadcast_to(table, frames.shape[1:]), table_color)
+
+  cup_color = _random_color(rng, [c1, c2, table_color])
+  bowl_color = _random_color(rng, [c1, c2, table_color])
+  liquid_color = _random_color(rng, [cup_color, bowl_color, c1, c2])
+
+  # Bowl: outer box minus its open interior, then the liquid rising inside.
+  bx, by = bowl_x + sx, bowl_y + sy
+  outer = _box_alpha(px, py, bx, by, 0.5 * bowl_w, 0.5 * bowl_h)
+  inner_h = bowl_h - wall
+  # The interior box reaches from the bowl's floor to far above its rim: the bowl is open.
+  inner = _box_alpha(px, py, bx, by - 0.5 * bowl_h, 0.5 * bowl_w - wall, inner_h)
+  _blend(frames, outer * (1.0 - inner), bowl_color)
+  level = 0.85 * inner_h * col(poured)  # liquid height in the bowl
+  bottom = by + 0.5 * bowl_h - wall
+  bowl_liquid = _box_alpha(px, py, bx, bottom - 0.5 * level, 0.5 * bowl_w - wall, 0.5 * level)
+  _blend(frames, bowl_liquid * (col(poured) > 0), liquid_color)
+
+  # Cup: a rotated box, with its own liquid (in cup coordinates) that drains while pouring.
+  ccx, ccy, ang = col(cx) + sx, col(cy) + sy, col(angle)
+  _blend(frames, _box_alpha(px, py, ccx, ccy, 0.5 * cup_w, 0.5 * cup_h, ang), cup_color)
+  cwall = max(1.0, 0.2 * cup_w)
+  cup_level = (cup_h - 2 * cwall) * (1.0 - col(poured)) * 0.9
+  off = 0.5 * cup_h - cwall - 0.5 * cup_level  # liquid centre below the cup centre (cup axis)
+  lcx, lcy = ccx - off * np.sin(ang), ccy + off * np.cos(ang)
+  cup_liquid = _box_alpha(px, py, lcx, lcy, 0.5 * cup_w - cwall, 0.5 * cup_level, ang)
+  _blend(frames, cup_liquid * (col(poured) < 1), liquid_color)
+
+  # Drops falling from the spout (cup's top corner at full tilt) to the bowl while pouring.
+  spout_x = pour_x + 0.5 * cup_w * math.cos(max_angle) + 0.5 * cup_h * math.sin(max_angle)
+  spout_y = pour_y + 0.5 * cup_w * math.sin(max_angle) - 0.5 * cup_h * math.cos(max_angle)
+  pouring = np.flatnonzero(phase == 2)  # drops are drawn on these frames only
+  if pouring.size:
+    num_drops = 4
+    fall = (pouring[:, None] * 0.15 + np.arange(num_drops)[None, :] / num_drops) % 1.0  # [P, N]
+    surface = (bowl_y + 0.5 * bowl_h - wall - level[pouring, 0, 0])[:, None]  # [P, 1]
+    drop_y = (spout_y + (surface - spout_y) * fall).astype(np.float32) + sy[pouring, 0]
+    drop_x = (spout_x + 0.01 * s * np.arange(num_drops)).astype(np.float32) + sx[pouring, 0]
+    radius = np.float32(max(1.0, 0.03 * s * g) + 0.5)
+    drops = np.zeros((pouring.size, height, width), np.float32)
+    for n in range(num_drops):
+      dist = np.sqrt((px - drop_x[:, n, None, None]) ** 2 + (py - drop_y[:, n, None, None]) ** 2)
+      np.maximum(drops, np.clip(radius - dist, 0.0, 1.0), out=drops)
+    drops_all = np.zeros((length, height, width), np.float32)
+    drops_all[pouring] = drops
+    _blend(frames, drops_all, liquid_color)
+
+  # Uniform pixel noise (std noise_std) from random bytes: 15x cheaper than Gaussian draws.
+  noise_std = rng.uniform(0, config.max_noise)
+  noise = np.frombuffer(rng.bytes(frames.size), np.uint8).reshape(frames.shape)
+  noise = noise.astype(np.float32)
+  noise -= np.float32(127.5)
+  noise *= np.float32(noise_std * math.sqrt(12.0) / 256.0)
+  frames += noise
+  frames += 0.5  # so that the truncating cast below rounds to nearest
+  np.clip(frames, 0, 255, out=frames)
+  frames = frames.astype(np.uint8)
+  out = np.moveaxis(frames, 0, -1)  # [L, H, W, 3]
+  return np.ascontiguousarray(out[:, :, ::-1] if mirror else out)
+
+
+def video_name(index: int, split: str) -> str:
+  return f"synthetic_{split}_{index:05d}"
+
+
+def generate_video(index: int, split: str, config: ml_collections.ConfigDict) -> Video:
+  """Video ``index`` of ``split`` (``'train'`` or ``'val'``) as a `Video` (action 'synthetic').
+
+  With ``config.lazy`` the frames are re-rendered on each access of ``video.frames``.
+  """
+  labels = timeline(index, split, config).labels()
+  if config.lazy:
+    source = functools.partial(render, index, split, config.copy_and_resolve_references())
+  else:
+    source = render(index, split, config)
+  return Video(name=video_name(index, split), action=ACTION, labels=labels, source=source)
+
+
+def load(split: str, config: ml_collections.ConfigDict | None = None) -> list[Video]:
+  """All videos of ``split``: ``config.num_train`` or ``config.num_val`` of them, in order."""
+  config = default_config() if config is None else config
+  _check_config(config)
+  if split not in SPLITS:
+    raise ValueError(f"synthetic split: expected one of {SPLITS}, got {split!r}")
+  size = config.num_train if split == "train" else config.num_val
+  return [generate_video(i, split, config) for i in range(size)]

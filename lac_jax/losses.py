@@ -1,0 +1,569 @@
+"""The LAC loss (paper §3.4, Eq. 7-8): contrastive term, alignment terms, learnable gap penalties.
+
+Pure functions of the embeddings of a video's two views, on top of `lac_jax.alignment`. The
+default (``loss_config('paper')``) follows the paper with exact gradients; every departure of the
+official code that changes results is one switch away, and ``loss_config('official_code')``
+reproduces the official forward value (``shared/reference/official-lac-code.md`` §3.1-3.2).
+
+Paper equation -> function:
+
+| paper                                          | quantity          | function                 |
+|------------------------------------------------|-------------------|--------------------------|
+| Eq. 7: G(s1_i - s2_j) / sum_k G(s1_i - s2_k)   | temporal prior Y  | `gaussian_prior`         |
+| Eq. 7: sim(z1_i, z2_j) / tau, "normalized sim" | L_c logits        | `contrastive_similarity` |
+| Eq. 7                                          | L_c               | `contrastive_loss`       |
+| §3.3: "inverted Euclidean distance" S          | SW similarity     | `alignment_similarity`   |
+| Eq. 2-5, s* = max^g(0, max^g(D)) (App. B)      | L_sw12, L_sw21, D | `alignment_scores` (1)   |
+| §3.4: D~ = softmax(D/tau), L = D~12 (.) D~21^T | L_l               | `local_alignment_loss`   |
+| Eq. 8: L_c + alpha (L_l + beta (L_sw12+L_sw21))| LAC               | `lac_loss` (2)           |
+| Eq. 3-4: g_o(i,j), g_e(i,j), learned           | gap penalties     | `init_gap_penalties` (3) |
+| -                                              | every switch      | `loss_config` (4)        |
+
+(1) one batched call of `lac_jax.alignment.soft_smith_waterman` for both directions.
+(2) one video; `lac_loss_batch` (mean over videos, the training step) and
+`lac_loss_per_video` (one value per video) share the implementation.
+(3) and `gap_penalty_values` (optional softplus). (4) and `check_loss_config`.
+
+Masks. ``mask`` is bool ``[T]`` per view, False = padded frame. When honoured
+(``cfg.honour_masks``) padded frames are removed from every softmax, every average and the SW
+tables, so a padded frame's embedding and step change nothing. The SW kernel takes lengths, not
+masks: the length of a view is *the index of its last valid frame + 1*. This is exact when the
+valid frames form a prefix (padding only at the end), which is what the official sampler
+(`lac_jax.data.sampling`) produces. Concrete (non-traced) masks are checked for that and for at
+least one valid frame; traced masks (inside ``jit``) cannot be checked, and a mask with interior
+holes would have its holes treated as valid by the SW terms only.
+
+What ``official_code`` does not reproduce (on purpose): its gradients. Ours are exact for its
+forward (gamma-aware, unshifted gap-penalty gradients scaled by the upstream gradient), except
+that ``ll_stop_gradient`` reproduces the missing L_l gradient. Nor its overflow behaviour: its
+softmaxes have no max-subtraction (exp overflow -> NaN -> 0) and its 0/0 prior rows become 0;
+ours are stable and equal on ordinary inputs.
+
+Embeddings are promoted to at least float32 (a bf16 encoder output is fine).
+"""
+
+from __future__ import annotations
+
+from typing import Mapping, Optional
+
+import jax
+import jax.numpy as jnp
+import ml_collections
+from ml_collections import config_dict
+import numpy as np
+
+from lac_jax import alignment
+
+Array = jax.Array
+Parts = dict[str, Array]
+
+# Finite stand-in for -inf in masked softmaxes: exp underflows to exactly 0, and 0 * NEG = 0,
+# so no inf - inf or 0 * inf NaN appears in values or gradients.
+_NEG = -1e30
+
+PRESETS = ("paper", "official_code")
+_CHOICES = {
+    "lc_similarity": ("cosine", "dot"),
+    "lc_normalization": ("T", "T2"),
+    "lc_divergence": ("cross_entropy", "kl"),
+    "ll_product": ("elementwise", "matmul"),
+    "sw_similarity": ("inverse_distance", "inverse_squared_distance"),
+    "sw_backward": ("custom", "autodiff"),
+}
+
+
+# ---------------------------------------------------------------------------------------------
+# Config.
+# ---------------------------------------------------------------------------------------------
+
+def loss_config(preset: str = "paper") -> ml_collections.ConfigDict:
+  """Every switch of the LAC loss (``config.loss``).
+
+  Args:
+    preset: ``'paper'`` (default: the paper's equations, exact gradients) or
+      ``'official_code'`` (the official PyTorch code's forward value, official-lac-code.md §3).
+  Returns:
+    A ConfigDict; each field is commented with the paper's and the official code's value.
+  """
+  if preset not in PRESETS:
+    raise ValueError(f"loss_config: unknown preset {preset!r}; expected one of {PRESETS}")
+  c = ml_collections.ConfigDict()
+  # --- Eq. 8 weights: LAC = L_c + alpha * (L_l + beta * sw_sign * (L_sw12 + L_sw21)).
+  c.alpha = 0.01  # paper 0.01; official: hard-coded 0.01 (config loss.alpha is overwritten).
+  c.beta = 1.0  # paper 1; official: hard-coded 1.
+  # --- Temporal prior Y_ij = G(s1_i - s2_j) / sum_k G(s1_i - s2_k), G(x) = exp(-x^2 / (2 var)).
+  c.var = 10.0  # variance in frames (raw step units); paper/official 10.
+  # --- L_c (Eq. 7).
+  c.tau = 0.8  # L_c temperature. The paper gives no value; the official code ties it to gamma
+  # (one `loss.temperature` = 0.8 for both). Separate here.
+  c.lc_similarity = "cosine"  # 'cosine' (paper: "normalized similarity") | 'dot' (official:
+  # raw dot product, no L2 normalisation anywhere).
+  c.normalize_eps = 1e-6  # 'cosine': z / max(|z|, eps), so a zero vector stays finite.
+  c.lc_normalization = "T"  # 'T': mean over (valid) rows, the paper's 1/T | 'T2': the sum
+  # divided by T1 * T2 (official 1/T^2; with honoured masks the valid counts n1 * n2).
+  c.lc_directions = 1  # 1: rows = view 1, as Eq. 7 (and the official code) | 2: mean of the
+  # 1->2 and 2->1 terms, as SCL/CARL.
+  c.lc_divergence = "cross_entropy"  # 'cross_entropy' (Eq. 7) | 'kl' (official F.kl_div:
+  # CE - H(Y), same gradient, value lower by the prior's entropy).
+  c.lc_log_eps = 0.0  # official 1e-6: log(P + eps) instead of log P.
+  # --- L_l (§3.4).
+  c.ll_product = "elementwise"  # 'elementwise': L = D~12 (.) D~21^T (paper) | 'matmul':
+  # L = D~12 @ D~21^T (official; needs T1 == T2 and mixes index spaces).
+  c.ll_tau = config_dict.placeholder(float)  # temperature of D~ = softmax(D / ll_tau).
+  # None: same as tau (the paper uses one tau); official 1.0 (no temperature).
+  c.ll_stop_gradient = False  # True: L_l sends no gradient (the official backward ignores the
+  # gradient of the D output, so L_l is a logged constant there).
+  # --- SW terms (Eq. 2-5).
+  c.gamma = 0.8  # max^gamma smoothing; paper 0.8 (Table 4), official 0.8 (tied to tau).
+  c.include_zero = True  # s* = max^g(0, max^g(D)) (paper) | False: max^g(D) (official).
+  c.sw_similarity = "inverse_distance"  # 'inverse_distance': S = 1 / (d + sw_eps) (paper:
+  # "inverted Euclidean distance") | 'inverse_squared_distance': S = 1 / (d^2 + sw_eps) (official).
+  c.sw_eps = 1e-6  # keeps S finite (<= 1 / sw_eps) when two embeddings coincide. The official
+  # code has none; its preset uses 1e-12, which changes S by a relative 1e-12 / d^2 (nothing in
+  # float32) but keeps identical embeddings finite. 0 is allowed and is then exactly official,
+  # but S = inf (NaN loss) at d = 0.
+  c.sw_sign = 1  # +1: minimise +s* as the paper and the code do (pushes aligned frames of the
+  # two views apart, official-lac-code.md §3.5) | -1: maximise the alignment score instead.
+  c.sw_backward = "custom"  # alignment kernel backward: 'custom' (fast adjoint) | 'autodiff'.
+  # --- Masks.
+  c.honour_masks = True  # False: padded frames count as real (official: masks unused).
+  # --- Gap penalties g_o, g_e (learned; positive values are subtracted).
+  c.gap_per_cell = True  # True: one [T, T] matrix each, as the official code and the paper's
+  # g_o(i,j) notation | False: one scalar each. Shared by both directions (not transposed for
+  # 2->1, as the official code) and by all videos.
+  c.gap_open_init = 1.0  # official torch.ones.
+  c.gap_extend_init = 1.0  # official torch.ones.
+  c.gap_positive = False  # True: effective = softplus(raw), raw initialised so that the
+  # effective value equals the init. Official: unconstrained.
+  c.gap_lr = 0.1  # learning rate of the gap penalties; consumed by the trainer, not here
+  # (official: a separate Adam group with lr 0.1, weight decay 1e-5, cosine-annealed, unclipped).
+  if preset == "official_code":
+    c.lc_similarity = "dot"
+    c.lc_normalization = "T2"
+    c.lc_divergence = "kl"
+    c.lc_log_eps = 1e-6
+    c.ll_product = "matmul"
+    c.ll_tau = 1.0
+    c.ll_stop_gradient = True
+    c.include_zero = False
+    c.sw_similarity = "inverse_squared_distance"
+    c.sw_eps = 1e-12
+    c.honour_masks = False
+  return c
+
+
+def check_loss_config(cfg: ml_collections.ConfigDict) -> None:
+  """Raises ValueError naming the bad ``loss.<field>``."""
+  missing = sorted(set(loss_config().keys()) - set(cfg.keys()))
+  if missing:
+    raise ValueError(f"loss config: missing fields {missing} (build it with loss_config())")
+  for name, choices in _CHOICES.items():
+    if cfg[name] not in choices:
+      raise ValueError(f"loss.{name}: expected one of {choices}, got {cfg[name]!r}")
+  for name in ("var", "tau", "gamma", "normalize_eps"):
+    v = cfg[name]
+    if not (np.isfinite(v) and v > 0):
+      raise ValueError(f"loss.{name}: need a finite value > 0, got {v!r}")
+  if cfg.ll_tau is not None and not (np.isfinite(cfg.ll_tau) and cfg.ll_tau > 0):
+    raise ValueError(f"loss.ll_tau: need None or a finite value > 0, got {cfg.ll_tau!r}")
+  for name in ("alpha", "beta"):
+    if not np.isfinite(cfg[name]):
+      raise ValueError(f"loss.{name}: need a finite number, got {cfg[name]!r}")
+  for name in ("lc_log_eps", "sw_eps"):
+    if not (np.isfinite(cfg[name]) and cfg[name] >= 0):
+      raise ValueError(f"loss.{name}: need a finite value >= 0, got {cfg[name]!r}")
+  if cfg.lc_directions not in (1, 2):
+    raise ValueError(f"loss.lc_directions: expected 1 or 2, got {cfg.lc_directions!r}")
+  if cfg.sw_sign not in (1, -1):
+    raise ValueError(f"loss.sw_sign: expected +1 or -1, got {cfg.sw_sign!r}")
+  for name in ("gap_open_init", "gap_extend_init"):
+    v = cfg[name]
+    if not np.isfinite(v) or (cfg.gap_positive and v <= 0):
+      raise ValueError(f"loss.{name}: need a finite value (> 0 with gap_positive), got {v!r}")
+
+
+# ---------------------------------------------------------------------------------------------
+# Gap penalties.
+# ---------------------------------------------------------------------------------------------
+
+def _inverse_softplus(x: float) -> float:
+  """``y`` with ``softplus(y) = x`` for ``x > 0`` (stable for small and large x)."""
+  return float(x + np.log(-np.expm1(-x)))
+
+
+def init_gap_penalties(cfg: ml_collections.ConfigDict, num_frames: int) -> dict[str, Array]:
+  """Initial gap-penalty parameters (raw; map them with `gap_penalty_values`).
+
+  Args:
+    cfg: the loss config.
+    num_frames: T, frames per view in training (the per-cell matrices are ``[T, T]``).
+  Returns:
+    ``{'gap_open': ..., 'gap_extend': ...}``, float32 ``[T, T]`` (``cfg.gap_per_cell``) or
+    scalars ``[]``. With ``cfg.gap_positive`` the raw values are softplus^-1 of the inits.
+  """
+  check_loss_config(cfg)
+  if not isinstance(num_frames, (int, np.integer)) or num_frames < 1:
+    raise ValueError(f"init_gap_penalties: num_frames must be an int >= 1, got {num_frames!r}")
+  shape = (int(num_frames), int(num_frames)) if cfg.gap_per_cell else ()
+  out = {}
+  for name, init in (("gap_open", cfg.gap_open_init), ("gap_extend", cfg.gap_extend_init)):
+    raw = _inverse_softplus(init) if cfg.gap_positive else float(init)
+    out[name] = jnp.full(shape, raw, jnp.float32)
+  return out
+
+
+def gap_penalty_values(params: Mapping[str, Array],
+                       cfg: ml_collections.ConfigDict) -> dict[str, Array]:
+  """Effective penalties from the raw parameters (softplus when ``cfg.gap_positive``).
+
+  Returns ``{'gap_open': ..., 'gap_extend': ...}``, ready for ``lac_loss(..., **values)``.
+  """
+  out = {}
+  for name in ("gap_open", "gap_extend"):
+    if name not in params:
+      raise ValueError(f"gap_penalty_values: params lacks {name!r} (got keys {list(params)})")
+    v = jnp.asarray(params[name])
+    out[name] = jax.nn.softplus(v) if cfg.gap_positive else v
+  return out
+
+
+# ---------------------------------------------------------------------------------------------
+# Helpers.
+# ---------------------------------------------------------------------------------------------
+
+def _masked_log_softmax(x: Array, col_valid: Optional[Array]) -> Array:
+  """Row log-softmax of ``x [..., T1, T2]`` over the valid columns (``col_valid [..., T2]``)."""
+  if col_valid is not None:
+    x = jnp.where(col_valid[..., None, :], x, _NEG)
+  return jax.nn.log_softmax(x, axis=-1)
+
+
+def _count(mask: Optional[Array], t: int, dtype) -> Array:
+  return jnp.asarray(t, dtype) if mask is None else mask.sum(-1).astype(dtype)
+
+
+def _row_average(per_row: Array, row_mask: Optional[Array], divisor: Array) -> Array:
+  """``sum_i per_row[..., i] (over valid rows) / divisor``; divisor clipped to >= 1."""
+  if row_mask is not None:
+    per_row = jnp.where(row_mask, per_row, 0.0)
+  return per_row.sum(-1) / jnp.maximum(divisor, 1.0)
+
+
+def _valid_length(mask: Array) -> Array:
+  """Index of the last valid frame + 1 (clipped to >= 1): ``[..., T] -> int32 [...]``."""
+  t = mask.shape[-1]
+  last = jnp.max(jnp.where(mask, jnp.arange(1, t + 1, dtype=jnp.int32), 0), axis=-1)
+  return jnp.maximum(last, 1)
+
+
+def _check_mask(mask, name: str, shape: tuple) -> Optional[Array]:
+  """Validates a bool mask of ``shape``; checks the prefix assumption when it is concrete."""
+  if mask is None:
+    return None
+  if not isinstance(mask, jax.core.Tracer):
+    m = np.asarray(mask)
+    if m.shape != shape:
+      raise ValueError(f"lac_loss: {name} must have shape {shape}, got {m.shape}")
+    if m.dtype != np.bool_:
+      raise ValueError(f"lac_loss: {name} must be bool (False = padded frame), got {m.dtype}")
+    if np.any(m[..., 1:] & ~m[..., :-1]):
+      raise ValueError(f"lac_loss: {name} must be a prefix of valid frames followed by padding "
+                       "(the SW lengths assume it), got a padded frame before a valid one")
+    if not np.all(m.any(-1)):
+      raise ValueError(f"lac_loss: {name} has a view with no valid frame")
+    return jnp.asarray(m)
+  if mask.shape != shape or mask.dtype != jnp.bool_:
+    raise ValueError(f"lac_loss: {name} must be bool {shape}, got {mask.dtype} {mask.shape}")
+  return mask
+
+
+# ---------------------------------------------------------------------------------------------
+# The terms. Shapes: any leading batch dims [...]; masks bool [..., T] (None = all valid).
+# These functions honour the masks they get; `lac_loss` passes None when the config ignores them.
+# ---------------------------------------------------------------------------------------------
+
+def prior_logits(steps1: Array, steps2: Array, var: float, dtype=None) -> Array:
+  """``log G(s1_i - s2_j) = -(s1_i - s2_j)^2 / (2 var)``: ``[..., T1], [..., T2] -> [..., T1, T2]``.
+
+  ``dtype``: float dtype of the result (default: JAX's default float).
+  """
+  dtype = jnp.result_type(float) if dtype is None else dtype
+  s1 = jnp.asarray(steps1).astype(dtype)
+  s2 = jnp.asarray(steps2).astype(dtype)
+  diff = s1[..., :, None] - s2[..., None, :]
+  return -jnp.square(diff) / (2.0 * var)
+
+
+def gaussian_prior(steps1: Array, steps2: Array, var: float, mask2: Optional[Array] = None,
+                   dtype=None) -> Array:
+  """Temporal prior ``Y [..., T1, T2]`` of Eq. 7: rows normalised over the valid ``j``.
+
+  Computed as a softmax of `prior_logits`, so a row never becomes 0/0 (the official code's
+  ``safe_div`` returns a zero row where every G underflows; that needs steps >~ 40 sigma apart).
+  Entries in padded columns are exactly 0.
+  """
+  return jnp.exp(_masked_log_softmax(prior_logits(steps1, steps2, var, dtype), mask2))
+
+
+def _l2_normalize(z: Array, eps: float) -> Array:
+  # sqrt(max(|z|^2, eps^2)): finite value and gradient at z = 0.
+  sq = jnp.sum(jnp.square(z), -1, keepdims=True)
+  return z / jnp.sqrt(jnp.maximum(sq, eps * eps))
+
+
+def contrastive_similarity(z1: Array, z2: Array, kind: str = "cosine",
+                           eps: float = 1e-6) -> Array:
+  """``sim(z1_i, z2_j)`` of Eq. 7: ``[..., T1, E], [..., T2, E] -> [..., T1, T2]``.
+
+  ``'cosine'`` (the paper's "normalized similarity", zero vectors protected by ``eps``) or
+  ``'dot'`` (raw dot product, the official code).
+  """
+  if kind == "cosine":
+    z1, z2 = _l2_normalize(z1, eps), _l2_normalize(z2, eps)
+  elif kind != "dot":
+    raise ValueError(f"loss.lc_similarity: expected 'cosine' or 'dot', got {kind!r}")
+  return jnp.einsum("...ie,...je->...ij", z1, z2)
+
+
+def _lc_direction(logits: Array, y_logits: Array, cfg, row_mask, col_mask, divisor) -> Array:
+  """One direction of Eq. 7: divergence of Y (rows) against softmax_j(logits)."""
+  logp = _masked_log_softmax(logits, col_mask)
+  y = jnp.exp(_masked_log_softmax(y_logits, col_mask))
+  if cfg.lc_log_eps > 0:
+    logp = jnp.log(jnp.exp(logp) + cfg.lc_log_eps)
+  per_row = -jnp.sum(y * logp, -1)
+  if cfg.lc_divergence == "kl":
+    per_row = per_row + jnp.sum(jax.scipy.special.xlogy(y, y), -1)
+  return _row_average(per_row, row_mask, divisor)
+
+
+def contrastive_loss(z1: Array, z2: Array, steps1: Array, steps2: Array,
+                     cfg: ml_collections.ConfigDict, mask1: Optional[Array] = None,
+                     mask2: Optional[Array] = None) -> tuple[Array, Parts]:
+  """``L_c`` (Eq. 7) per video: ``z1 [..., T1, E], z2 [..., T2, E]`` -> ``[...]``.
+
+  ``-1/T sum_ij Y_ij log softmax_j(sim(z1_i, z2_j) / tau)`` with the switches ``lc_*`` (see
+  `loss_config`). Returns ``(l_c, {'l_c12': ..., 'l_c21': ...})`` (``l_c21`` only when
+  ``cfg.lc_directions == 2``; then ``l_c`` is the mean of both).
+  """
+  t1, t2 = z1.shape[-2], z2.shape[-2]
+  dtype = z1.dtype
+  n1, n2 = _count(mask1, t1, dtype), _count(mask2, t2, dtype)
+  logits = contrastive_similarity(z1, z2, cfg.lc_similarity, cfg.normalize_eps) / cfg.tau
+  y_logits = prior_logits(steps1, steps2, cfg.var, dtype)
+  both = n1 * n2 if cfg.lc_normalization == "T2" else None
+  l12 = _lc_direction(logits, y_logits, cfg, mask1, mask2, n1 if both is None else both)
+  parts = {"l_c12": l12}
+  if cfg.lc_directions == 1:
+    return l12, parts
+  l21 = _lc_direction(jnp.swapaxes(logits, -1, -2), jnp.swapaxes(y_logits, -1, -2), cfg,
+                      mask2, mask1, n2 if both is None else both)
+  parts["l_c21"] = l21
+  return 0.5 * (l12 + l21), parts
+
+
+def alignment_similarity(z1: Array, z2: Array, kind: str = "inverse_distance",
+                         eps: float = 1e-6) -> Array:
+  """SW similarity ``S [..., T1, T2]`` from ``z1 [..., T1, E], z2 [..., T2, E]``.
+
+  ``'inverse_distance'``: ``1 / (|z1_i - z2_j| + eps)`` (paper); ``'inverse_squared_distance'``:
+  ``1 / (|z1_i - z2_j|^2 + eps)`` (official). Distances are computed from differences (not
+  ``|a|^2 + |b|^2 - 2ab``, which loses small distances to rounding), and the square root has
+  gradient 0 at d = 0, so identical embeddings give a finite value and gradient for eps > 0.
+  """
+  diff = z1[..., :, None, :] - z2[..., None, :, :]
+  sq = jnp.sum(jnp.square(diff), -1)
+  if kind == "inverse_squared_distance":
+    return 1.0 / (sq + eps)
+  if kind != "inverse_distance":
+    raise ValueError(f"loss.sw_similarity: expected one of {_CHOICES['sw_similarity']}, "
+                     f"got {kind!r}")
+  pos = sq > 0
+  d = jnp.where(pos, jnp.sqrt(jnp.where(pos, sq, 1.0)), 0.0)
+  return 1.0 / (d + eps)
+
+
+def alignment_scores(sim12: Array, gap_open, gap_extend, cfg: ml_collections.ConfigDict,
+                     length1: Optional[Array] = None,
+                     length2: Optional[Array] = None) -> tuple[Array, Array, Array, Array]:
+  """Soft SW in both directions: ``L_sw12 = SW(S)`` and ``L_sw21 = SW(S^T)`` (Eq. 2-5).
+
+  The SW similarities here are symmetric, so ``sim(z2, z1) = sim(z1, z2)^T``.
+
+  Args:
+    sim12: ``[..., T1, T2]`` similarity of view 1 (rows) to view 2.
+    gap_open, gap_extend: scalars or ``[T, T]`` (then T1 == T2), shared by both directions
+      untransposed (as the official code).
+    cfg: the loss config (``gamma``, ``include_zero``, ``sw_backward``).
+    length1, length2: optional int ``[...]`` valid lengths of the views.
+  Returns:
+    ``(sw12 [...], sw21 [...], d12 [..., T1, T2], d21 [..., T2, T1])``; D is 0 outside the
+    valid block.
+  """
+  t1, t2 = sim12.shape[-2:]
+  batch = sim12.shape[:-2]
+  lengths12 = lengths21 = None
+  if length1 is not None or length2 is not None:
+    l1 = jnp.broadcast_to(t1 if length1 is None else length1, batch).astype(jnp.int32)
+    l2 = jnp.broadcast_to(t2 if length2 is None else length2, batch).astype(jnp.int32)
+    lengths12, lengths21 = jnp.stack([l1, l2], -1), jnp.stack([l2, l1], -1)
+  sim21 = jnp.swapaxes(sim12, -1, -2)
+  kw = dict(include_zero=cfg.include_zero, backward=cfg.sw_backward)
+  if t1 == t2:  # One kernel call for both directions: [2, ..., T, T].
+    lengths = None if lengths12 is None else jnp.stack([lengths12, lengths21])
+    score, d = alignment.soft_smith_waterman(jnp.stack([sim12, sim21]), gap_open, gap_extend,
+                                             cfg.gamma, lengths=lengths, **kw)
+    return score[0], score[1], d[0], d[1]
+  sw12, d12 = alignment.soft_smith_waterman(sim12, gap_open, gap_extend, cfg.gamma,
+                                            lengths=lengths12, **kw)
+  sw21, d21 = alignment.soft_smith_waterman(sim21, gap_open, gap_extend, cfg.gamma,
+                                            lengths=lengths21, **kw)
+  return sw12, sw21, d12, d21
+
+
+def local_alignment_loss(d12: Array, d21: Array, y: Array, cfg: ml_collections.ConfigDict,
+                         mask1: Optional[Array] = None,
+                         mask2: Optional[Array] = None) -> Array:
+  """``L_l`` (§3.4) per video.
+
+  ``D~12 = softmax_row(D12 / tau_l)``, ``D~21 = softmax_row(D21 / tau_l)``,
+  ``L = D~12 (.) D~21^T`` ('elementwise') or ``D~12 @ D~21^T`` ('matmul', official; with
+  honoured masks the contraction runs over ``k < min(n1, n2)``), then the cross entropy of
+  ``softmax_row(L)`` against ``Y``, averaged over the valid rows.
+
+  Args:
+    d12: ``[..., T1, T2]``; d21: ``[..., T2, T1]`` match tables from `alignment_scores`.
+    y: ``[..., T1, T2]`` prior from `gaussian_prior` (0 in padded columns).
+  """
+  if cfg.ll_stop_gradient:
+    d12, d21 = jax.lax.stop_gradient(d12), jax.lax.stop_gradient(d21)
+  tau_l = cfg.tau if cfg.ll_tau is None else cfg.ll_tau
+  p12 = jnp.exp(_masked_log_softmax(d12 / tau_l, mask2))  # 0 in padded columns
+  p21 = jnp.exp(_masked_log_softmax(d21 / tau_l, mask1))
+  p21_t = jnp.swapaxes(p21, -1, -2)  # [..., T1, T2]
+  if cfg.ll_product == "elementwise":
+    logits = p12 * p21_t
+  else:
+    if d12.shape[-1] != d12.shape[-2]:
+      raise ValueError(f"loss.ll_product='matmul' needs T1 == T2, got D12 {d12.shape}")
+    logits = p12 @ p21_t
+  per_row = -jnp.sum(y * _masked_log_softmax(logits, mask2), -1)
+  return _row_average(per_row, mask1, _count(mask1, d12.shape[-2], d12.dtype))
+
+
+# ---------------------------------------------------------------------------------------------
+# Eq. 8.
+# ---------------------------------------------------------------------------------------------
+
+def _check_penalty(name: str, value, t1: int, t2: int) -> Array:
+  shape = jnp.shape(value)
+  if shape == ():
+    return jnp.asarray(value)
+  if t1 != t2 or shape != (t1, t2):
+    raise ValueError(f"lac_loss: {name} must be a scalar or [T, T] with T = T1 = T2 (shared by "
+                     f"both directions); got shape {shape} for views of {t1} and {t2} frames")
+  return jnp.asarray(value)
+
+
+def lac_loss_per_video(z1: Array, z2: Array, steps1: Array, steps2: Array, *, gap_open,
+                       gap_extend, cfg: ml_collections.ConfigDict,
+                       mask1: Optional[Array] = None,
+                       mask2: Optional[Array] = None) -> tuple[Array, Parts]:
+  """LAC (Eq. 8) for a batch of videos, one value per video.
+
+  Args:
+    z1: ``[B, T1, E]`` embeddings of view 1; z2: ``[B, T2, E]`` of view 2.
+    steps1, steps2: int ``[B, T1]``, ``[B, T2]`` frame indices (raw frame units).
+    gap_open, gap_extend: effective penalties (`gap_penalty_values`), scalars or ``[T, T]``.
+    cfg: `loss_config`.
+    mask1, mask2: optional bool ``[B, T1]``, ``[B, T2]``, False = padded (prefix assumption,
+      see the module docstring). Ignored when ``cfg.honour_masks`` is False.
+  Returns:
+    ``(loss [B], parts)``, parts a dict of ``[B]`` arrays: ``loss``, ``l_c``, ``l_c12``
+    (``l_c21``), ``l_l``, ``l_sw12``, ``l_sw21`` (the raw scores s*; the total uses
+    ``sw_sign * (l_sw12 + l_sw21)``).
+  """
+  check_loss_config(cfg)
+  z1, z2 = jnp.asarray(z1), jnp.asarray(z2)
+  if z1.ndim != 3 or z2.ndim != 3 or z1.shape[0] != z2.shape[0] or z1.shape[2] != z2.shape[2]:
+    raise ValueError(f"lac_loss: z1, z2 must be [B, T1, E] and [B, T2, E], got {z1.shape} "
+                     f"and {z2.shape}")
+  dtype = jnp.result_type(z1.dtype, z2.dtype, jnp.float32)
+  z1, z2 = z1.astype(dtype), z2.astype(dtype)
+  b, t1, _ = z1.shape
+  t2 = z2.shape[1]
+  for name, s, t in (("steps1", steps1, t1), ("steps2", steps2, t2)):
+    if jnp.shape(s) != (b, t):
+      raise ValueError(f"lac_loss: {name} must have shape {(b, t)}, got {jnp.shape(s)}")
+  go = _check_penalty("gap_open", gap_open, t1, t2)
+  ge = _check_penalty("gap_extend", gap_extend, t1, t2)
+  if cfg.ll_product == "matmul" and t1 != t2:
+    raise ValueError(f"loss.ll_product='matmul' needs T1 == T2, got {t1} and {t2} frames")
+  m1 = m2 = None  # Ignored masks are not even checked (the official code never reads them).
+  if cfg.honour_masks:
+    m1 = _check_mask(mask1, "mask1", (b, t1))
+    m2 = _check_mask(mask2, "mask2", (b, t2))
+
+  l_c, parts = contrastive_loss(z1, z2, steps1, steps2, cfg, m1, m2)
+  sim = alignment_similarity(z1, z2, cfg.sw_similarity, cfg.sw_eps)
+  len1 = None if m1 is None else _valid_length(m1)
+  len2 = None if m2 is None else _valid_length(m2)
+  sw12, sw21, d12, d21 = alignment_scores(sim, go, ge, cfg, len1, len2)
+  y = gaussian_prior(steps1, steps2, cfg.var, m2, dtype)
+  l_l = local_alignment_loss(d12, d21, y, cfg, m1, m2)
+  loss = l_c + cfg.alpha * (l_l + cfg.beta * cfg.sw_sign * (sw12 + sw21))
+  parts.update(loss=loss, l_c=l_c, l_l=l_l, l_sw12=sw12, l_sw21=sw21)
+  return loss, parts
+
+
+def lac_loss(z1: Array, z2: Array, steps1: Array, steps2: Array, *, gap_open, gap_extend,
+             cfg: ml_collections.ConfigDict, mask1: Optional[Array] = None,
+             mask2: Optional[Array] = None) -> tuple[Array, Parts]:
+  """LAC (Eq. 8) for one video's two views.
+
+  Args:
+    z1: ``[T1, E]``; z2: ``[T2, E]`` embeddings. steps1, steps2: int ``[T1]``, ``[T2]``.
+    gap_open, gap_extend: scalars or ``[T, T]`` (then T1 == T2).
+    cfg: `loss_config`. mask1, mask2: optional bool ``[T1]``, ``[T2]`` (False = padded).
+  Returns:
+    ``(loss [], parts)`` with scalar parts (see `lac_loss_per_video`).
+  """
+  z1, z2 = jnp.asarray(z1), jnp.asarray(z2)
+  if z1.ndim != 2 or z2.ndim != 2:
+    raise ValueError(f"lac_loss: z1, z2 must be [T1, E] and [T2, E], got {z1.shape} and "
+                     f"{z2.shape}")
+  add = lambda x: None if x is None else jnp.asarray(x)[None]
+  loss, parts = lac_loss_per_video(
+      z1[None], z2[None], add(steps1), add(steps2), gap_open=gap_open, gap_extend=gap_extend,
+      cfg=cfg, mask1=add(mask1), mask2=add(mask2))
+  return loss[0], {k: v[0] for k, v in parts.items()}
+
+
+def lac_loss_batch(z: Array, steps: Array, mask: Optional[Array] = None, *, gap_open,
+                   gap_extend, cfg: ml_collections.ConfigDict) -> tuple[Array, Parts]:
+  """LAC averaged over videos, for the training step.
+
+  Args:
+    z: ``[B, 2, T, E]`` embeddings (view 1, view 2). steps: int ``[B, 2, T]``.
+    mask: optional bool ``[B, 2, T]`` (False = padded).
+    gap_open, gap_extend: scalars or ``[T, T]``. cfg: `loss_config`.
+  Returns:
+    ``(loss [], parts)``: the mean over the B videos of the per-video loss and of every part.
+    All 2B alignments run in one batched kernel call.
+  """
+  z = jnp.asarray(z)
+  if z.ndim != 4 or z.shape[1] != 2:
+    raise ValueError(f"lac_loss_batch: z must be [B, 2, T, E], got {z.shape}")
+  if jnp.shape(steps) != z.shape[:3]:
+    raise ValueError(f"lac_loss_batch: steps must have shape {z.shape[:3]}, got "
+                     f"{jnp.shape(steps)}")
+  if mask is not None and jnp.shape(mask) != z.shape[:3]:
+    raise ValueError(f"lac_loss_batch: mask must have shape {z.shape[:3]}, got "
+                     f"{jnp.shape(mask)}")
+  steps = jnp.asarray(steps)
+  view = lambda x, v: None if x is None else x[:, v]
+  _, parts = lac_loss_per_video(
+      z[:, 0], z[:, 1], steps[:, 0], steps[:, 1], gap_open=gap_open, gap_extend=gap_extend,
+      cfg=cfg, mask1=view(mask, 0), mask2=view(mask, 1))
+  parts = {k: jnp.mean(v) for k, v in parts.items()}
+  return parts["loss"], parts
