@@ -32,7 +32,7 @@ loops) and one CPU core per loop body; the batch dimension is what fills the vec
 from __future__ import annotations
 
 import functools
-from typing import NamedTuple, Optional, Sequence
+from typing import NamedTuple, Optional
 
 import jax
 import jax.numpy as jnp
@@ -88,8 +88,15 @@ def _segments(t1: int, t2: int, num_segments: int) -> tuple[_Segment, ...]:
       _Segment(k0, k1, max(0, k0 - t2), min(t1, k1)) for k0, k1 in zip(bounds[:-1], bounds[1:]))
 
 
-def default_num_segments(t1: int, t2: int) -> int:
-  """Segments used when none are given: about one per 16 anti-diagonals, at most 8."""
+def default_num_segments(t1: int, t2: int, batch: int = 64) -> int:
+  """Segments used when none are given (measured on a 2-core CPU, see the README).
+
+  Each segment is one more loop, which costs a fixed overhead per step; the saving is work
+  proportional to the batch. So: 2 segments for a few pairs, else about one per 16
+  anti-diagonals, at most 8.
+  """
+  if batch < 8:
+    return 2
   return int(min(8, max(1, (t1 + t2) // 16)))
 
 
@@ -107,37 +114,52 @@ def _up(x: jax.Array) -> jax.Array:
   return jnp.concatenate([x[1:], jnp.zeros_like(x[:1])], axis=0)
 
 
-def _lse(terms: Sequence[jax.Array], with_weights: bool):
-  """Elementwise logsumexp over a few same-shaped arrays, optionally with softmax weights."""
-  m = functools.reduce(jnp.maximum, terms)
-  m = jax.lax.stop_gradient(m)
-  e = [jnp.exp(t - m) for t in terms]
-  z = functools.reduce(jnp.add, e)
-  value = m + jnp.log(z)
-  if not with_weights:
-    return value, None
-  inv = 1.0 / z
-  return value, [ei * inv for ei in e]
+def _lse2(a: jax.Array, b: jax.Array, mode: str):
+  """Elementwise ``log(exp(a) + exp(b))`` and, in mode ``'weights'``, the softmax weight of a.
 
-
-def _cell_update(carry, s, go, ge, with_weights: bool):
-  """One anti-diagonal: returns the new carry, D, and (optionally) the 8 local weights.
-
-  carry = (D1, X1, Y1, P2, P1): D, Ix, Iy of diagonal k-1 and the pooled
-  ``P = lse(0, D, Ix, Iy)`` of diagonals k-2 and k-1, all at their own slots. Shifts to the
-  ``i - 1`` neighbour happen here, on the consumer's window, because a window may grow
-  upwards from one segment to the next (the producer's window would drop the top value).
+  ``'fast'`` and ``'weights'`` use one exp and one log (``m + log(1 + exp(-|a - b|))``);
+  ``'autodiff'`` is the textbook form, whose derivative is also right where ``a == b``.
   """
-  d1, x1, y1, p2, p1 = carry
+  if mode == "autodiff":
+    m = jax.lax.stop_gradient(jnp.maximum(a, b))
+    return m + jnp.log(jnp.exp(a - m) + jnp.exp(b - m)), None
+  e = jnp.exp(-jnp.abs(a - b))  # ratio of the smaller term to the larger one
+  z = 1.0 + e
+  value = jnp.maximum(a, b) + jnp.log(z)
+  if mode == "fast":
+    return value, None
+  return value, jnp.where(a >= b, 1.0, e) / z
+
+
+def _cell_update(carry, s, go, ge, mode: str):
+  """One anti-diagonal: returns the new carry, D, and (mode 'weights') the 5 local weights.
+
+  Each ``max^g`` of the paper is written as a chain of two-term logsumexps, which needs
+  fewer exps and only one stored weight per node::
+
+      Ix = lse(D_left - go, Ix_left - ge)       weight alpha of the D term
+      Q  = lse(D, Ix)                           weight kappa of D
+      Iy = lse(Q_up - go, Iy_up - ge)           weight beta of the Q term  (= Eq. 4)
+      R  = lse(Q, Iy)                           weight rho of Q
+      P  = lse(R, 0)                            weight pi of R             (= lse(0, D, Ix, Iy))
+      D_next(i + 1, j + 1) = s + P
+
+  carry = (D1, X1, Q1, Y1, P2, P1): D, Ix, Q, Iy of diagonal k-1 and P of diagonals k-2 and
+  k-1, all at their own slots. Shifts to the ``i - 1`` neighbour happen here, on the consumer's
+  window, because a window may grow upwards from one segment to the next (the producer's
+  window would drop the top value).
+  """
+  d1, x1, q1, y1, p2, p1 = carry
   d = s + _down(p2, 0.0)  # P of the boundary is lse(0, -inf, -inf, -inf) = 0.
-  x, wx = _lse([d1 - go, x1 - ge], with_weights)
-  y, wy = _lse([_down(d1, NEG) - go, _down(x1, NEG) - go, _down(y1, NEG) - ge], with_weights)
-  p, wp = _lse([jnp.zeros_like(d), d, x, y], with_weights)
-  new_carry = (d, x, y, p1, p)
-  if not with_weights:
+  x, alpha = _lse2(d1 - go, x1 - ge, mode)
+  q, kappa = _lse2(d, x, mode)
+  y, beta = _lse2(_down(q1, NEG) - go, _down(y1, NEG) - ge, mode)
+  r, rho = _lse2(q, y, mode)
+  p, pi = _lse2(r, jnp.zeros_like(r), mode)
+  new_carry = (d, x, q, y, p1, p)
+  if mode != "weights":
     return new_carry, d, None
-  # wp[0] (the weight of the 0 restart) is not needed by the adjoint.
-  return new_carry, d, (wp[1], wp[2], wp[3], wx[0], wx[1], wy[0], wy[1], wy[2])
+  return new_carry, d, (alpha, kappa, beta, rho, pi)
 
 
 def _to_full(x: jax.Array, lo: int, t1: int, fill: float) -> jax.Array:
@@ -161,13 +183,14 @@ def _penalties_at(spec: _Spec, go, ge, seg: _Segment):
   return go, ge
 
 
-def _forward(spec: _Spec, s_rot, go, ge, with_weights: bool):
+def _forward(spec: _Spec, s_rot, go, ge, mode: str):
   """Runs the segmented scan. Returns D ``[K, T1, B]`` and per-segment weights."""
   t1 = spec.t1
   bsz = s_rot.shape[-1]
   full = jnp.full((t1, bsz), NEG, s_rot.dtype)
   zero = jnp.zeros((t1, bsz), s_rot.dtype)
-  carry = (full, full, full, zero, zero)
+  fills = (NEG, NEG, NEG, NEG, 0.0, 0.0)
+  carry = tuple(full if f == NEG else zero for f in fills)
   d_parts, weights = [], []
   for seg in spec.segments:
     carry = tuple(c[seg.lo:seg.hi] for c in carry)
@@ -177,17 +200,17 @@ def _forward(spec: _Spec, s_rot, go, ge, with_weights: bool):
     if spec.per_cell:
       def step(c, xs):
         s, g_o, g_e = xs
-        c, d, w = _cell_update(c, s, g_o, g_e, with_weights)
+        c, d, w = _cell_update(c, s, g_o, g_e, mode)
         return c, (d, w)
       xs = (s_s, go_s, ge_s)
     else:
       def step(c, s, g_o=go_s, g_e=ge_s):
-        c, d, w = _cell_update(c, s, g_o, g_e, with_weights)
+        c, d, w = _cell_update(c, s, g_o, g_e, mode)
         return c, (d, w)
       xs = s_s
 
     carry, (d, w) = jax.lax.scan(step, carry, xs)
-    carry = tuple(_to_full(c, seg.lo, t1, f) for c, f in zip(carry, (NEG, NEG, NEG, 0.0, 0.0)))
+    carry = tuple(_to_full(c, seg.lo, t1, f) for c, f in zip(carry, fills))
     d_parts.append(jax.vmap(lambda a, lo=seg.lo: _to_full(a, lo, t1, NEG))(d))
     weights.append(w)
   return jnp.concatenate(d_parts, axis=0), weights
@@ -202,26 +225,29 @@ def _backward(spec: _Spec, weights, g_d, go_shape, ge_shape):
   bsz = g_d.shape[-1]
   zero = jnp.zeros((t1, bsz), g_d.dtype)
   # carry: up-shifted dD of diagonals k+1 and k+2, and the messages from diagonal k+1:
-  # Ix -> (D, Ix) at slot i; Iy -> (D, Ix, Iy) already shifted from slot i + 1 to slot i.
+  # Ix(i, j+1) -> (D, Ix) at slot i; Iy(i+1, j) -> (Q, Iy) already shifted to slot i.
   # Unlike the forward pass, shifts happen on the producer's window: going backwards a window
   # may shrink at the top, and the value for the consumer's top slot sits one slot higher.
-  carry = (zero,) * 7
+  carry = (zero,) * 6
   ds_parts, dgo_parts, dge_parts = [], [], []
   for seg, w in zip(reversed(spec.segments), reversed(weights)):
     carry = tuple(c[seg.lo:seg.hi] for c in carry)
 
     def step(c, xs):
-      dd1_up, dd2_up, mxd, mxx, myd_up, myx_up, myy_up = c
-      seed, (wpd, wpx, wpy, a1, a2, b1, b2, b3) = xs
-      dp = dd2_up  # dF/dP(i, j) = dF/dD(i + 1, j + 1)
-      dy = dp * wpy + myy_up
-      dx = dp * wpx + mxx + myx_up
-      dd = seed + dp * wpd + mxd + myd_up
-      n_xd, n_xx = dx * a1, dx * a2
-      n_yd, n_yx, n_yy = dy * b1, dy * b2, dy * b3
-      dgo = -(n_xd + n_yd + n_yx)
+      dd1_up, dd2_up, mxd, mxx, myq_up, myy_up = c
+      seed, (alpha, kappa, beta, rho, pi) = xs
+      dr = dd2_up * pi  # dF/dP(i, j) = dF/dD(i + 1, j + 1)
+      dq = dr * rho + myq_up
+      dy = (dr - dr * rho) + myy_up
+      dx = (dq - dq * kappa) + mxx
+      dd = seed + dq * kappa + mxd
+      n_xd = dx * alpha
+      n_xx = dx - n_xd
+      n_yq = dy * beta
+      n_yy = dy - n_yq
+      dgo = -(n_xd + n_yq)
       dge = -(n_xx + n_yy)
-      new = (_up(dd), dd1_up, n_xd, n_xx, _up(n_yd), _up(n_yx), _up(n_yy))
+      new = (_up(dd), dd1_up, n_xd, n_xx, _up(n_yq), _up(n_yy))
       if not spec.per_cell:  # Per-pair penalties: only the sum over the diagonal is needed.
         dgo, dge = dgo.sum(0), dge.sum(0)
       return new, (dd, dgo, dge)
@@ -253,11 +279,11 @@ def _sum_to_shape(x: jax.Array, shape) -> jax.Array:
 
 @functools.partial(jax.custom_vjp, nondiff_argnums=(0,))
 def _sw_custom(spec: _Spec, s_rot, go, ge):
-  return _forward(spec, s_rot, go, ge, with_weights=False)[0]
+  return _forward(spec, s_rot, go, ge, "fast")[0]
 
 
 def _sw_custom_fwd(spec, s_rot, go, ge):
-  d, weights = _forward(spec, s_rot, go, ge, with_weights=True)
+  d, weights = _forward(spec, s_rot, go, ge, "weights")
   return d, (weights, go.shape, ge.shape)
 
 
@@ -270,7 +296,7 @@ _sw_custom.defvjp(_sw_custom_fwd, _sw_custom_bwd)
 
 
 def _sw_autodiff(spec: _Spec, s_rot, go, ge):
-  return _forward(spec, s_rot, go, ge, with_weights=False)[0]
+  return _forward(spec, s_rot, go, ge, "autodiff")[0]
 
 
 # ---------------------------------------------------------------------------------------------
@@ -351,7 +377,7 @@ def soft_smith_waterman(sim: jax.Array,
       raise ValueError(f"soft_smith_waterman: lengths must be integers, got {lengths.dtype}")
   go = _prepare_penalty("gap_open", gap_open, sim.shape, sim.dtype, bsz)
   ge = _prepare_penalty("gap_extend", gap_extend, sim.shape, sim.dtype, bsz)
-  segments = _segments(t1, t2, num_segments or default_num_segments(t1, t2))
+  segments = _segments(t1, t2, num_segments or default_num_segments(t1, t2, bsz))
   # One cached compilation per shape and setting, also when called eagerly (notebooks, tests).
   score, d = _soft_sw_jit(sim.reshape(bsz, t1, t2), go, ge, jnp.asarray(gamma, sim.dtype),
                           None if lengths is None else lengths.reshape(bsz, 2),

@@ -5,4 +5,5 @@ cd "$(dirname "$0")/.."
 python -m pip install -r requirements.txt
 if [ "${1:-}" = "--test" ]; then
   python -m pip install -r requirements-test.txt
+  python -m pip install --no-deps torchvision==0.28.0
 fi
