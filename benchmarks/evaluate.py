@@ -8,8 +8,14 @@ all videos, traversed at a random pace, plus Gaussian noise) with random monoton
 * ``stress``: Kendall's tau and retrieval over all 84 videos (~7000 ordered pairs).
 * ``tau_vs_scipy``: the vectorised Kendall's tau against the official per-pair loop
   (cdist + argmin + scipy.stats.kendalltau) in the same run: time ratio and max difference.
+* ``embed_eval``: a full `lac_jax.evaluate.evaluate` of the synthetic dataset (48 train / 16 val
+  videos of 48-128 frames, 64 px) with a small encoder (ResNet-18 cut at layer3, default head):
+  the bucketed embedding pass cold (with compilation) and warm, and the metrics, separately.
+  ``--eval-baseline`` also times the unbucketed alternative (one jit per distinct video length)
+  on the val videos, cold and warm, in the same run.
 
-Run from the repository root: ``python benchmarks/evaluate.py`` (``--svm`` also times the SVM
+Run from the repository root: ``python benchmarks/evaluate.py`` (``--sections embed_eval``
+runs only the named sections; ``--svm`` also times the SVM
 classifier; ``--blas-threads 1`` pins OpenBLAS to one thread, which is much faster for these
 small products on a busy machine; ``--help`` for the rest).
 """
@@ -153,13 +159,81 @@ def section_tau_vs_scipy(data: Data, args: argparse.Namespace) -> None:
   _print_rows(rows)
 
 
+def section_embed_eval(data: Data, args: argparse.Namespace) -> None:
+  """Full evaluation of the synthetic dataset: embedding pass (cold, warm) and metrics."""
+  del data  # This section embeds real (synthetic) frames instead.
+  # pylint: disable=g-import-not-at-top  (JAX only for this section)
+  import jax
+  from lac_jax import evaluate
+  from lac_jax.data import synthetic
+  from lac_jax.models import encoder
+  size = args.eval_image_size
+  data_config = synthetic.default_config()
+  data_config.height = data_config.width = size
+  train, val = synthetic.load('train', data_config), synthetic.load('val', data_config)
+  model_config = encoder.default_config()
+  model_config.resnet_depth = 18
+  model_config.cut = 'layer3'  # [N, S/16, S/16, 256].
+  model_config.context_padding = 'same'
+  model = encoder.build_encoder(model_config)
+  variables, init_sec = timed(encoder.init_variables, model, jax.random.PRNGKey(0),
+                              (1, 4, size, size, 3))
+  config = evaluate.default_config()
+  config.blas_threads = args.blas_threads
+  kw = dict(image_size=size, chunk=config.trunk_chunk, bucket_min=config.bucket_min,
+            bucket_growth=config.bucket_growth, bucket_multiple=config.bucket_multiple,
+            log=lambda s: None)
+  videos = train + val
+  num_frames = sum(v.num_frames for v in videos)
+  lengths = [v.num_frames for v in videos]
+  buckets = evaluate.assign_buckets(lengths, None, minimum=config.bucket_min,
+                                    growth=config.bucket_growth, multiple=config.bucket_multiple)
+  print(f'\n== full evaluation, synthetic {len(train)} train / {len(val)} val videos '
+        f'({num_frames} frames, lengths {min(lengths)}-{max(lengths)}), {size} px, ResNet-18 '
+        f'layer3, {jax.default_backend()} ({jax.devices()[0].device_kind}) ==')
+  print(f'buckets {sorted(set(buckets))}: {sum(buckets)} padded frames for {num_frames} '
+        f'(x{sum(buckets) / num_frames:.2f}); trunk chunk {config.trunk_chunk}; '
+        f'variables init {init_sec:.1f} s')
+  _, cold = timed(evaluate.embed_videos, model, variables, videos, **kw)
+  embs, warm = timed(evaluate.embed_videos, model, variables, videos, **kw)
+  n = len(train)
+  labels = [v.labels for v in videos]
+  row, metric_sec = timed(metrics.evaluate_embeddings, embs[:n], labels[:n], embs[n:],
+                          labels[n:], config)
+  rows = [('embedding pass, cold (compiles included)', cold,
+           f'{num_frames / cold:.1f} frames/s'),
+          ('embedding pass, warm', warm, f'{num_frames / warm:.1f} frames/s'),
+          ('metrics (4 tasks, 3 fractions)', metric_sec,
+           ' '.join(f'{k} {v:.1f}' for k, v in row.items() if '_' not in k or
+                    k.startswith('class'))),
+          ('full evaluation, warm (embedding + metrics)', warm + metric_sec, '')]
+  if args.eval_baseline:
+    # Unbucketed: one jit per distinct length, whole video, no padding, unchunked trunk.
+    fn = jax.jit(lambda v, x: model.apply(v, x[None], None, train=False)[0])
+    val_frames = [v.frames for v in val]
+    val_count = sum(len(f) for f in val_frames)
+    _, base_cold = timed(lambda: [np.asarray(fn(variables, f)) for f in val_frames])
+    _, base_warm = timed(lambda: [np.asarray(fn(variables, f)) for f in val_frames])
+    _, ours_cold = timed(evaluate.embed_videos, model, variables, val,
+                         **{**kw, 'chunk': config.trunk_chunk // 2})  # New clone: compiles anew.
+    _, ours_warm = timed(evaluate.embed_videos, model, variables, val,
+                         **{**kw, 'chunk': config.trunk_chunk // 2})
+    distinct = len(set(len(f) for f in val_frames))
+    rows += [(f'val only: per-length jit, cold ({distinct} compiles)', base_cold,
+              f'bucketed cold {ours_cold:.2f} s: x{base_cold / ours_cold:.1f} faster'),
+             ('val only: per-length jit, warm', base_warm,
+              f'bucketed warm {ours_warm:.2f} s: ratio x{base_warm / ours_warm:.2f} '
+              f'({val_count} frames)')]
+  _print_rows(rows)
+
+
 def _print_rows(rows: list[tuple[str, float, str]]) -> None:
   width = max(len(r[0]) for r in rows)
   for name, sec, note in rows:
     print(f'{name.ljust(width)}  {sec:8.3f} s  {note}')
 
 
-SECTIONS = (section_metric_times, section_stress, section_tau_vs_scipy)
+SECTIONS = (section_metric_times, section_stress, section_tau_vs_scipy, section_embed_eval)
 
 
 def main(argv: Sequence[str] | None = None) -> None:
@@ -170,6 +244,13 @@ def main(argv: Sequence[str] | None = None) -> None:
   parser.add_argument('--svm', action='store_true', help='also time the SVM classifier')
   parser.add_argument('--blas-threads', type=int, default=None,
                       help='limit BLAS threads (threadpoolctl); default: the library default')
+  parser.add_argument('--sections', nargs='+', default=None,
+                      choices=[f.__name__[len('section_'):] for f in SECTIONS],
+                      help='run only these sections (default: all, in order)')
+  parser.add_argument('--eval-image-size', type=int, default=64,
+                      help='embed_eval: frame size of the synthetic videos')
+  parser.add_argument('--eval-baseline', action='store_true',
+                      help='embed_eval: also time one jit per video length on the val set')
   args = parser.parse_args(argv)
   data = pouring_sized_data(noise=args.noise, seed=args.seed)
   with threadpoolctl.threadpool_limits(limits=args.blas_threads, user_api='blas'):
@@ -179,7 +260,8 @@ def main(argv: Sequence[str] | None = None) -> None:
           f'numpy {np.__version__}, {os.cpu_count()} CPUs, BLAS: {", ".join(blas)}; '
           f'load average {os.getloadavg()[0]:.2f}')
     for section in SECTIONS:
-      section(data, args)
+      if args.sections is None or section.__name__[len('section_'):] in args.sections:
+        section(data, args)
 
 
 if __name__ == '__main__':

@@ -2,8 +2,8 @@
 
 Baseline, measured in the same run: a straightforward differentiable SW, as the existing JAX
 codes write it (cf. SMURF's sw_affine): one pair per call, an anti-diagonal scan over full-width
-diagonals with the states stacked and `jax.nn.logsumexp`, `jax.vmap` over pairs, `jax.grad`
-through the scan.
+diagonals (rotated with a pad + reshape, no gather), the states stacked and reduced with
+`jax.nn.logsumexp`, `jax.vmap` over pairs, `jax.grad` through the scan.
 
     python benchmarks/sw_kernel.py                 # the README table
     python benchmarks/sw_kernel.py --sizes 64 --batches 64 --rounds 30
@@ -35,13 +35,15 @@ def baseline_sw(sim, go, ge, gamma):
   """One pair ``[T1, T2]``: plain anti-diagonal scan, states stacked, logsumexp, autodiff."""
   t1, t2 = sim.shape
   k = t1 + t2 - 1
-  i = jnp.arange(t1)
-  kk = jnp.arange(k)[:, None]
-  valid = (kk - i >= 0) & (kk - i < t2)
-  j = jnp.clip(kk - i, 0, t2 - 1)
-  s_rot = jnp.where(valid, sim[i, j], NEG)  # [K, T1] gather
-  go_rot = jnp.broadcast_to(go, sim.shape)[i, j]
-  ge_rot = jnp.broadcast_to(ge, sim.shape)[i, j]
+
+  def rotate(x, fill):  # [T1, T2] -> [K, T1]: row k holds anti-diagonal i + j = k
+    y = jnp.pad(x, ((0, 0), (0, t1)), constant_values=fill).reshape(-1)[:t1 * k]
+    return y.reshape(t1, k).T
+
+  valid = rotate(jnp.ones(sim.shape, bool), False)
+  s_rot = rotate(sim, NEG)
+  go_rot = rotate(jnp.broadcast_to(go, sim.shape), 0.0)
+  ge_rot = rotate(jnp.broadcast_to(ge, sim.shape), 0.0)
   smax = lambda *u: gamma * jax.nn.logsumexp(jnp.stack(u) / gamma, axis=0)
   shift = lambda x, fill: jnp.concatenate([jnp.full((1,), fill, x.dtype), x[:-1]])
 

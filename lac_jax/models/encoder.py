@@ -277,7 +277,7 @@ class LACEncoder(nn.Module):
 
   @nn.compact
   def __call__(self, frames: jax.Array, mask: Optional[jax.Array] = None,
-               train: bool = False) -> jax.Array:
+               train: bool = False, pe: Optional[jax.Array] = None) -> jax.Array:
     """Embeds every frame.
 
     Args:
@@ -285,6 +285,10 @@ class LACEncoder(nn.Module):
       mask: bool ``[B, T]``, False = padded frame (ignored by attention and BN statistics);
         None = all valid.
       train: dropout on and (backbone mode 'train') BatchNorm on batch statistics.
+      pe: optional positional-encoding table ``[B or 1, T // num_context, embed_dim]`` used
+        instead of `positional_encoding` of the padded length. The evaluation pass gives the
+        table of each video's true length, so that padding a video to a bucket does not move
+        its 'linspace' positions.
 
     Returns:
       float32 ``[B, T // num_context, output_dim]``; step ``s`` covers frames
@@ -335,9 +339,12 @@ class LACEncoder(nn.Module):
     x = _dense(self.embed_dim, self.dtype, "embedding")(x)
     x = x.reshape(b, s, self.embed_dim)
 
-    pe = positional_encoding(s, self.embed_dim, self.pe_positions, self.pe_ref_length,
-                             self.pe_official_cos)
-    x = x + jnp.asarray(pe, x.dtype)[None]
+    if pe is None:
+      pe = positional_encoding(s, self.embed_dim, self.pe_positions, self.pe_ref_length,
+                               self.pe_official_cos)[None]
+    elif pe.ndim != 3 or pe.shape[1:] != (s, self.embed_dim) or pe.shape[0] not in (1, b):
+      raise ValueError(f"pe must be [B or 1, {s}, {self.embed_dim}], got shape {pe.shape}")
+    x = x + jnp.asarray(pe, x.dtype)
     x = nn.Dropout(self.pe_dropout)(x, deterministic=not train)
 
     step_mask = context_mask(mask, nc)
