@@ -7,6 +7,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from tiny import tiny_encoder_config
 
 from lac_jax.models import convert
 from lac_jax.models import encoder
@@ -16,20 +17,7 @@ B, T, H = 2, 4, 32
 
 
 def tiny_config(**overrides):
-  c = encoder.default_config()
-  c.resnet_depth = 18
-  c.cut = "layer1"  # [N, 8, 8, 64] at 32 px.
-  c.context_width = 16
-  c.context_padding = "same"
-  c.mlp_sizes = (16,)
-  c.embed_dim = 16
-  c.num_heads = 4
-  c.ffn_dim = 32
-  c.output_dim = 8
-  c.pe_positions = "arange"
-  for k, v in overrides.items():
-    c[k] = v
-  return c
+  return tiny_encoder_config(**overrides)
 
 
 _APPLY_CACHE = {}

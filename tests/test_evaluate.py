@@ -12,6 +12,7 @@ import jax
 import ml_collections
 import numpy as np
 import pytest
+from tiny import tiny_encoder_config
 
 from lac_jax import evaluate
 from lac_jax import metrics
@@ -24,18 +25,8 @@ BUCKETS = (8, 16)  # Every test video fits; lengths 5..8 -> 8, 9..16 -> 16.
 
 
 def tiny_model_config():
-  c = encoder.default_config()
-  c.resnet_depth = 18
-  c.cut = 'layer1'  # [N, 8, 8, 64] at 32 px: fast to compile.
-  c.context_width = 16
-  c.context_padding = 'same'
-  c.mlp_sizes = (16,)
-  c.embed_dim = 16
-  c.num_heads = 4
-  c.ffn_dim = 32
-  c.output_dim = 8
-  c.pe_positions = 'linspace'  # Length-dependent: padding must not change it.
-  return c
+  # 'linspace' positions depend on the length: padding must not change them.
+  return tiny_encoder_config(pe_positions='linspace')
 
 
 def tiny_eval_config():
