@@ -1,0 +1,649 @@
+"""LAC training: state, optimiser, the data-parallel step, the loop with checkpoints and logs.
+
+``train_and_evaluate(config, workdir)`` is the whole program behind ``--mode=train``:
+
+  videos (``config.data``) -> resumable batch iterator (``pipeline.train_iterator``) ->
+  ``[n_local_devices, B_device, 2, T, S, S, 3]`` -> pmapped `train_step` -> metrics (console,
+  ``workdir/metrics.jsonl``, TensorBoard) -> orbax checkpoints (``workdir/checkpoints``) ->
+  periodic and final evaluation (``lac_jax.evaluate``) -> the paper's table, untrained vs trained.
+
+State (`TrainState`): ``params = {'encoder': <encoder params>, 'gap': {'gap_open',
+'gap_extend'}}``, ``batch_stats`` (BatchNorm running statistics), ``opt_state``, ``step`` and
+``nonfinite_steps`` (updates skipped because the loss or a gradient was not finite).
+
+Optimiser (`make_optimizer`, ``optax.multi_transform`` with two groups):
+  * encoder: clip by global norm (``train.grad_clip_norm``, official 10) -> Adam with L2 weight
+    decay added to the gradient after clipping (``train.optimizer='adam_l2'``: what the official
+    ``torch.optim.Adam(weight_decay=1e-5)`` does) or decoupled AdamW (``'adamw'``) -> learning
+    rate ``train.learning_rate`` x schedule;
+  * gap penalties: Adam, lr ``loss.gap_lr`` (0.1) x the same schedule, L2 decay
+    ``train.gap_weight_decay`` (official 1e-5: torch applies the group's weight decay to go/ge
+    too), never clipped (as the official code).
+
+Parallelism (DESIGN decision 5): `train_step` is a plain function of one device's shard; it
+averages across devices only through its ``reduce`` argument (identity by default).
+`make_parallel_train_step` is the thin ``jax.pmap`` wrapper that supplies ``lax.pmean`` over the
+axis ``'batch'``, folds the device index into the step's random key and pmaps over the local
+devices. BatchNorm statistics are averaged across devices by the model (``bn_axis_name``) and
+again explicitly. Caveat: with padded frames (mask False) a device's BatchNorm mean is over its
+own valid frames and devices are then averaged with equal weight, which differs slightly from
+one device holding the whole batch; with no padding both are the same.
+
+Determinism: the dropout key of step ``s`` is ``fold_in(fold_in(key(seed), s), device)``, and
+the data of step ``s`` depends only on (seed, s) (see `lac_jax.data.pipeline`), so a run
+resumed from a checkpoint ends with the same parameters as an uninterrupted one.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import time
+from typing import Any, Callable, Mapping, Optional
+
+from absl import logging
+import flax
+from flax.training import train_state
+import jax
+import jax.numpy as jnp
+import ml_collections
+import numpy as np
+import optax
+
+from lac_jax import checkpoint
+from lac_jax import evaluate as evaluate_lib
+from lac_jax import logs
+from lac_jax import losses
+from lac_jax import metrics as metrics_lib
+from lac_jax import data as data_lib
+from lac_jax.data import pipeline
+from lac_jax.models import encoder as encoder_lib
+
+AXIS = "batch"  # pmap axis name (also given to BatchNorm as bn_axis_name).
+SCHEDULES = ("cosine_epochs", "cosine", "constant")
+OPTIMIZERS = ("adam_l2", "adamw")
+ON_NONFINITE = ("skip", "stop")
+SECTIONS = ("seed", "model", "data", "loss", "eval", "train")
+EVAL_NAME = "eval"  # result files: workdir/eval/eval_step{step}.json
+SUMMARY_FILE = os.path.join("eval", "summary.json")
+
+Batch = dict[str, np.ndarray]
+Metrics = dict[str, jax.Array]
+
+
+# ---------------------------------------------------------------------------------------------
+# Config.
+# ---------------------------------------------------------------------------------------------
+
+def default_config() -> ml_collections.ConfigDict:
+  """The training config (``config.train``); defaults = the official LAC code (§5-6)."""
+  c = ml_collections.ConfigDict()
+  # --- Length ---
+  c.num_epochs = 300  # passes over the training videos (official 300); steps = ceil(E * N / B)
+  c.num_steps = 0  # > 0: train exactly this many steps instead (num_epochs is then ignored)
+  # --- Encoder optimiser ---
+  c.optimizer = "adam_l2"  # 'adam_l2': Adam + L2 decay added to the gradient (official torch
+  # Adam(weight_decay)) | 'adamw': decoupled decay (AdamW)
+  c.learning_rate = 1e-4  # peak encoder learning rate (official 1e-4)
+  c.weight_decay = 1e-5  # encoder weight decay (official 1e-5)
+  c.grad_clip_norm = 10.0  # clip the encoder gradient's global norm (official 10); 0 = off
+  c.adam_b1 = 0.9  # Adam beta1 (torch default)
+  c.adam_b2 = 0.999  # Adam beta2 (torch default)
+  c.adam_eps = 1e-8  # Adam epsilon (torch default)
+  # 'cosine_epochs': lr0 (1 + cos(pi e / (E + 1))) / 2, constant within epoch e (official
+  # CosineAnnealingLR(T_max=epochs+1) stepped per epoch) | 'cosine': per step to 0 at the end
+  # | 'constant'
+  c.schedule = "cosine_epochs"
+  c.warmup_steps = 0  # linear warm-up from 0 over this many steps, then the schedule (official 0)
+  # --- Gap-penalty optimiser (lr: config.loss.gap_lr; same schedule shape, never clipped) ---
+  c.gap_weight_decay = 1e-5  # L2 on the gap penalties (official: 1e-5, the group's decay)
+  # --- Non-finite loss or gradient: the update is never applied (params, optimiser state and
+  # BN statistics keep their values); the step, its loss parts and the count are reported ---
+  c.on_nonfinite = "skip"  # 'skip': go on | 'stop': raise FloatingPointError at once
+  c.max_nonfinite_steps = 20  # 'skip': raise once more than this many steps were skipped
+  # --- Logs, checkpoints, evaluation ---
+  c.log_every_steps = 10  # progress line + metrics.jsonl row (means over the interval)
+  c.checkpoint_every_steps = 500  # orbax checkpoint cadence (one more at the end); 0 = end only
+  c.keep_checkpoints = 3  # checkpoints kept in workdir/checkpoints
+  c.eval_every_steps = 0  # periodic evaluation (lac_jax.evaluate); 0 = only at the end
+  c.eval_at_start = False  # also evaluate the untrained encoder (step 0) for the side-by-side table
+  c.eval_at_end = True  # evaluate the final state
+  c.tensorboard = True  # TensorBoard event files in workdir/tensorboard (needs tensorboardX)
+  c.stop_at_step = 0  # > 0: checkpoint and exit after this step, no final evaluation; the
+  # same command resumes (jobs with a wall-time limit, preemption tests)
+  return c
+
+
+def base_config() -> ml_collections.ConfigDict:
+  """The full config with every component's defaults; ``configs/*.py`` start from it.
+
+  Sections: ``seed`` (model init, dropout, data order and augmentation), ``model``
+  (`encoder.default_config`), ``data`` (`pipeline.default_config`), ``loss``
+  (`losses.loss_config('paper')`), ``eval`` (`evaluate.default_config`), ``train``
+  (`default_config`).
+  """
+  config = ml_collections.ConfigDict()
+  config.seed = 1  # official: hard-coded 1
+  config.model = encoder_lib.default_config()
+  config.data = pipeline.default_config()
+  config.loss = losses.loss_config("paper")
+  config.eval = evaluate_lib.default_config()
+  config.train = default_config()
+  return config
+
+
+def apply_official_code_preset(config: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
+  """Switches ``config`` (in place) to the official PyTorch code's forward behaviour.
+
+  Loss: ``losses.loss_config('official_code')`` (keeping ``gap_lr``). Model: no L2
+  normalisation, the official positional-encoding cosine exponent, padded frames counted in
+  BatchNorm statistics. Not reproduced (on purpose): the transformer attending over the batch
+  axis, the unnormalised evaluation frames, the hand-written SW backward
+  (official-lac-code.md §7). Returns ``config``.
+  """
+  gap_lr = config.loss.gap_lr
+  config.loss = losses.loss_config("official_code")
+  config.loss.gap_lr = gap_lr
+  config.model.l2_normalize = False
+  config.model.pe_official_cos = True
+  config.model.bn_mask_padding = False
+  return config
+
+
+def _check_known(section: str, got: ml_collections.ConfigDict,
+                 reference: ml_collections.ConfigDict) -> None:
+  """Unknown keys (typos) in a config section are errors, recursively."""
+  unknown = sorted(set(got.keys()) - set(reference.keys()))
+  if unknown:
+    raise ValueError(f"config.{section}: unknown fields {unknown}; expected a subset of "
+                     f"{sorted(reference.keys())}")
+  for key in got.keys():
+    sub, ref = got[key], reference[key]
+    if isinstance(sub, ml_collections.ConfigDict) and isinstance(ref, ml_collections.ConfigDict):
+      _check_known(f"{section}.{key}", sub, ref)
+
+
+def check_config(config: ml_collections.ConfigDict) -> None:
+  """Raises ValueError naming the bad ``config.<section>.<field>``."""
+  missing = [s for s in SECTIONS if s not in config]
+  unknown = sorted(set(config.keys()) - set(SECTIONS))
+  if missing or unknown:
+    raise ValueError(f"config: expected the sections {list(SECTIONS)}; missing {missing}, "
+                     f"unknown {unknown}")
+  _check_known("model", config.model, encoder_lib.default_config())
+  _check_known("data", config.data, pipeline.default_config())
+  _check_known("loss", config.loss, losses.loss_config())
+  _check_known("eval", config.eval, evaluate_lib.default_config())
+  _check_known("train", config.train, default_config())
+  if not isinstance(config.seed, int):
+    raise ValueError(f"config.seed: expected an int, got {config.seed!r}")
+  losses.check_loss_config(config.loss)
+  t = config.train
+  choices = {"optimizer": OPTIMIZERS, "schedule": SCHEDULES, "on_nonfinite": ON_NONFINITE}
+  for name, allowed in choices.items():
+    if t[name] not in allowed:
+      raise ValueError(f"config.train.{name}: expected one of {allowed}, got {t[name]!r}")
+  for name in ("learning_rate",):
+    if not (math.isfinite(t[name]) and t[name] > 0):
+      raise ValueError(f"config.train.{name}: need a finite value > 0, got {t[name]!r}")
+  if not (math.isfinite(config.loss.gap_lr) and config.loss.gap_lr >= 0):
+    raise ValueError(f"config.loss.gap_lr: need a finite value >= 0, got {config.loss.gap_lr!r}")
+  for name in ("weight_decay", "gap_weight_decay", "grad_clip_norm", "adam_eps"):
+    if not (math.isfinite(t[name]) and t[name] >= 0):
+      raise ValueError(f"config.train.{name}: need a finite value >= 0, got {t[name]!r}")
+  for name in ("adam_b1", "adam_b2"):
+    if not 0 <= t[name] < 1:
+      raise ValueError(f"config.train.{name}: need a value in [0, 1), got {t[name]!r}")
+  for name in ("num_epochs", "num_steps", "warmup_steps", "max_nonfinite_steps",
+               "checkpoint_every_steps", "eval_every_steps", "stop_at_step"):
+    if not isinstance(t[name], int) or t[name] < 0:
+      raise ValueError(f"config.train.{name}: need an int >= 0, got {t[name]!r}")
+  if t.num_steps == 0 and t.num_epochs == 0:
+    raise ValueError("config.train.num_epochs and num_steps are both 0: nothing to train")
+  for name in ("log_every_steps", "keep_checkpoints"):
+    if not isinstance(t[name], int) or t[name] < 1:
+      raise ValueError(f"config.train.{name}: need an int >= 1, got {t[name]!r}")
+  nc = config.model.num_context
+  if config.data.sampling.num_frames % nc:
+    raise ValueError(f"config.data.sampling.num_frames={config.data.sampling.num_frames} must "
+                     f"divide by config.model.num_context={nc}")
+
+
+# ---------------------------------------------------------------------------------------------
+# State and optimiser.
+# ---------------------------------------------------------------------------------------------
+
+class TrainState(train_state.TrainState):
+  """`flax` TrainState + BatchNorm statistics + a count of skipped (non-finite) steps.
+
+  ``params = {'encoder': ..., 'gap': {'gap_open', 'gap_extend'}}`` (raw gap parameters; see
+  `losses.gap_penalty_values`).
+  """
+
+  batch_stats: Any = None
+  nonfinite_steps: Any = 0
+
+
+def num_train_steps(config: ml_collections.ConfigDict, num_videos: int) -> int:
+  """``train.num_steps`` if set, else ``ceil(num_epochs * num_videos / batch_size)``."""
+  if config.train.num_steps > 0:
+    return int(config.train.num_steps)
+  return max(1, math.ceil(config.train.num_epochs * num_videos / config.data.batch_size))
+
+
+def learning_rate_schedule(config: ml_collections.ConfigDict, peak: float, num_videos: int,
+                           total_steps: int) -> optax.Schedule:
+  """Step -> learning rate for a group whose peak rate is ``peak`` (see ``train.schedule``)."""
+  t = config.train
+  warmup = int(t.warmup_steps)
+  batch = int(config.data.batch_size)
+  if t.schedule == "constant":
+    main = optax.constant_schedule(peak)
+  elif t.schedule == "cosine":
+    main = optax.cosine_decay_schedule(peak, max(1, total_steps - warmup))
+  else:  # 'cosine_epochs': epoch e = floor(step * B / N), T_max = epochs + 1.
+    epochs = (t.num_epochs if t.num_steps == 0 else
+              max(1, math.ceil(t.num_steps * batch / max(num_videos, 1))))
+
+    def main(step):
+      epoch = jnp.floor(step * batch / max(num_videos, 1))
+      return peak * 0.5 * (1.0 + jnp.cos(jnp.pi * epoch / (epochs + 1)))
+  if warmup <= 0:
+    return main
+  return optax.join_schedules([optax.linear_schedule(0.0, peak, warmup), main], [warmup])
+
+
+def _param_labels(params: Mapping[str, Any]) -> dict[str, Any]:
+  return {k: jax.tree.map(lambda _, k=k: k, v) for k, v in params.items()}
+
+
+def make_optimizer(config: ml_collections.ConfigDict, num_videos: int,
+                   total_steps: int) -> optax.GradientTransformation:
+  """Two groups: ``'encoder'`` (clip -> Adam(+L2) or AdamW) and ``'gap'`` (Adam + L2, unclipped)."""
+  t = config.train
+  adam = dict(b1=t.adam_b1, b2=t.adam_b2, eps=t.adam_eps)
+  lr = learning_rate_schedule(config, t.learning_rate, num_videos, total_steps)
+  encoder_tx = []
+  if t.grad_clip_norm > 0:
+    encoder_tx.append(optax.clip_by_global_norm(t.grad_clip_norm))
+  if t.optimizer == "adam_l2":
+    # torch.optim.Adam(weight_decay=wd): grad += wd * param (after clipping), then Adam.
+    encoder_tx += [optax.add_decayed_weights(t.weight_decay), optax.scale_by_adam(**adam),
+                   optax.scale_by_learning_rate(lr)]
+  else:
+    encoder_tx.append(optax.adamw(lr, weight_decay=t.weight_decay, **adam))
+  gap_lr = learning_rate_schedule(config, config.loss.gap_lr, num_videos, total_steps)
+  gap_tx = optax.chain(optax.add_decayed_weights(t.gap_weight_decay),
+                       optax.scale_by_adam(**adam), optax.scale_by_learning_rate(gap_lr))
+  return optax.multi_transform({"encoder": optax.chain(*encoder_tx), "gap": gap_tx},
+                               _param_labels)
+
+
+def build_models(config: ml_collections.ConfigDict
+                 ) -> tuple[encoder_lib.LACEncoder, encoder_lib.LACEncoder]:
+  """(training model with ``bn_axis_name='batch'``, evaluation model without)."""
+  eval_model = encoder_lib.build_encoder(config.model)
+  return eval_model.clone(bn_axis_name=AXIS), eval_model
+
+
+def create_train_state(config: ml_collections.ConfigDict, model: encoder_lib.LACEncoder,
+                       rng: jax.Array, num_videos: int, total_steps: int,
+                       load_weights: bool = True) -> TrainState:
+  """Initial state: encoder variables (ImageNet trunk if ``model.backbone_weights``), gap
+  penalties, optimiser state. ``load_weights=False`` skips the weight file (restore targets)."""
+  t = config.data.sampling.num_frames
+  s = config.data.image_size
+  init_model = model.clone(bn_axis_name=None)  # Init runs outside pmap.
+  variables = encoder_lib.init_variables(
+      init_model, rng, (1, t, s, s, 3),
+      config.model.backbone_weights if load_weights else None)
+  gap = losses.init_gap_penalties(config.loss, t // config.model.num_context)
+  params = {"encoder": variables["params"], "gap": gap}
+  tx = make_optimizer(config, num_videos, total_steps)
+  return TrainState.create(apply_fn=model.apply, params=params, tx=tx,
+                           batch_stats=variables.get("batch_stats", {}),
+                           nonfinite_steps=jnp.zeros((), jnp.int32))
+
+
+def eval_variables(state: TrainState) -> dict[str, Any]:
+  """``{'params', 'batch_stats'}`` of the encoder, for `lac_jax.evaluate`."""
+  return {"params": state.params["encoder"], "batch_stats": state.batch_stats}
+
+
+# ---------------------------------------------------------------------------------------------
+# The step.
+# ---------------------------------------------------------------------------------------------
+
+def _identity(tree: Any) -> Any:
+  return tree
+
+
+def _all_finite(tree: Any) -> jax.Array:
+  leaves = [jnp.all(jnp.isfinite(x)) for x in jax.tree.leaves(tree)]
+  return jnp.all(jnp.stack(leaves)) if leaves else jnp.array(True)
+
+
+def train_step(state: TrainState, batch: Mapping[str, jax.Array], rng: jax.Array, *,
+               loss_config: ml_collections.ConfigDict, num_context: int = 1,
+               lr_fn: Optional[optax.Schedule] = None,
+               reduce: Callable[[Any], Any] = _identity) -> tuple[TrainState, Metrics]:
+  """One optimisation step on one device's share of the batch.
+
+  Args:
+    state: the (per-device) train state.
+    batch: ``frames`` uint8 ``[B, 2, T, S, S, 3]``, ``steps`` int ``[B, 2, T]``, ``mask`` bool
+      ``[B, 2, T]``.
+    rng: base key; the dropout key is ``fold_in(rng, state.step)``.
+    loss_config: ``config.loss``.
+    num_context: the model's frames per embedding step (each step takes its last frame's index,
+      and is valid when all its frames are).
+    lr_fn: encoder learning-rate schedule, only for the logged ``train/lr``.
+    reduce: mean across devices of a pytree (``lax.pmean`` in the pmap wrapper).
+  Returns:
+    ``(new_state, metrics)``: metrics are scalars (already reduced): ``train/<loss part>``,
+    ``train/grad_norm`` (encoder, before clipping), ``train/lr``, ``train/gap_open``,
+    ``train/gap_extend`` (means), ``train/finite`` (1.0 or 0.0). A non-finite loss or gradient
+    leaves params, optimiser state and BN statistics unchanged and adds 1 to
+    ``nonfinite_steps``; ``step`` advances either way (it counts batches consumed).
+  """
+  rng = jax.random.fold_in(rng, state.step)
+  frames, mask = batch["frames"], batch["mask"].astype(bool)
+  b, _, t = frames.shape[:3]
+  steps = batch["steps"]
+  if num_context > 1:  # Embedding steps: last frame of each group, valid iff all frames are.
+    steps = steps.reshape(b, 2, t // num_context, num_context)[..., -1]
+    step_mask = jnp.all(mask.reshape(b, 2, t // num_context, num_context), -1)
+  else:
+    step_mask = mask
+
+  def loss_fn(params):
+    z, updates = state.apply_fn(
+        {"params": params["encoder"], "batch_stats": state.batch_stats},
+        frames.reshape((b * 2, t) + frames.shape[3:]), mask.reshape(b * 2, t), train=True,
+        rngs={"dropout": rng}, mutable=["batch_stats"])
+    z = z.reshape((b, 2) + z.shape[1:])
+    gaps = losses.gap_penalty_values(params["gap"], loss_config)
+    loss, parts = losses.lac_loss_batch(z, steps, step_mask, gap_open=gaps["gap_open"],
+                                        gap_extend=gaps["gap_extend"], cfg=loss_config)
+    return loss, (parts, updates.get("batch_stats", state.batch_stats))
+
+  (_, (parts, batch_stats)), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.params)
+  grads, parts, batch_stats = reduce((grads, parts, batch_stats))
+  finite = jnp.isfinite(parts["loss"]) & _all_finite(grads)
+  new = state.apply_gradients(grads=grads, batch_stats=batch_stats)
+  keep = lambda n, o: jax.tree.map(lambda x, y: jnp.where(finite, x, y), n, o)
+  new = new.replace(params=keep(new.params, state.params),
+                    opt_state=keep(new.opt_state, state.opt_state),
+                    batch_stats=keep(new.batch_stats, state.batch_stats),
+                    nonfinite_steps=state.nonfinite_steps + (~finite).astype(jnp.int32))
+  out = {f"train/{k}": v for k, v in parts.items()}
+  out["train/grad_norm"] = optax.global_norm(grads["encoder"])
+  out["train/finite"] = finite.astype(jnp.float32)
+  for name in ("gap_open", "gap_extend"):
+    out[f"train/{name}"] = jnp.mean(state.params["gap"][name])
+  if lr_fn is not None:
+    out["train/lr"] = jnp.asarray(lr_fn(state.step), jnp.float32)
+  return new, out
+
+
+def make_parallel_train_step(loss_config: ml_collections.ConfigDict, num_context: int = 1,
+                             lr_fn: Optional[optax.Schedule] = None,
+                             donate: Optional[bool] = None) -> Callable:
+  """``jax.pmap`` of `train_step` over the local devices (axis ``'batch'``).
+
+  Returns ``p_step(replicated_state, sharded_batch, rng) -> (state, metrics)`` where
+  ``sharded_batch`` leaves are ``[n_local_devices, B_device, ...]`` and ``rng`` is one key (not
+  replicated). Device ``d`` uses the dropout key ``fold_in(fold_in(rng, step), d)``.
+  ``donate``: donate the state's buffers (default: on GPU/TPU; CPU cannot use donations).
+  """
+  def per_device(state, batch, rng):
+    rng = jax.random.fold_in(rng, jax.lax.axis_index(AXIS))
+    return train_step(state, batch, rng, loss_config=loss_config, num_context=num_context,
+                      lr_fn=lr_fn, reduce=lambda tree: jax.lax.pmean(tree, AXIS))
+
+  if donate is None:
+    donate = jax.default_backend() != "cpu"
+  return jax.pmap(per_device, axis_name=AXIS, in_axes=(0, 0, None),
+                  donate_argnums=(0,) if donate else ())
+
+
+def shard_batch(batch: Mapping[str, np.ndarray], num_devices: int) -> dict[str, np.ndarray]:
+  """``[B, ...]`` -> ``[num_devices, B / num_devices, ...]`` for the model inputs."""
+  out = {}
+  for key in ("frames", "steps", "mask"):
+    x = batch[key]
+    if x.shape[0] % num_devices:
+      raise ValueError(f"batch of {x.shape[0]} videos does not split over {num_devices} local "
+                       "devices")
+    out[key] = x.reshape((num_devices, x.shape[0] // num_devices) + x.shape[1:])
+  return out
+
+
+def replicate(tree: Any) -> Any:
+  """Copies ``tree`` onto every local device (leading axis = device), in pmap's device order."""
+  return flax.jax_utils.replicate(tree)
+
+
+def unreplicate(tree: Any) -> Any:
+  """The first device's copy of a replicated tree."""
+  return jax.tree.map(lambda x: x[0], tree)
+
+
+def check_devices(config: ml_collections.ConfigDict) -> tuple[int, int]:
+  """(global devices, local devices); the global batch must divide by the global count."""
+  n_global, n_local = jax.device_count(), jax.local_device_count()
+  batch = int(config.data.batch_size)
+  if batch < 1 or batch % n_global:
+    raise ValueError(
+        f"config.data.batch_size={batch} (the global batch, in videos) must be a positive "
+        f"multiple of the number of devices, {n_global} ({jax.process_count()} process(es) x "
+        f"{n_local} local {jax.default_backend()} device(s)); e.g. --config.data.batch_size="
+        f"{max(1, batch // n_global + 1) * n_global}")
+  return n_global, n_local
+
+
+# ---------------------------------------------------------------------------------------------
+# The loop.
+# ---------------------------------------------------------------------------------------------
+
+def _load_train_videos(config: ml_collections.ConfigDict) -> list:
+  d = config.data
+  if d.dataset == "synthetic":
+    return data_lib.load_videos("synthetic", None, "train", synthetic_config=d.synthetic)
+  action = d.action or None
+  return data_lib.load_videos(d.dataset, d.data_dir or None, "train", action,
+                              image_size=d.image_size)
+
+
+def _report_nonfinite(step: int, row: Mapping[str, float], skipped: int,
+                      config: ml_collections.ConfigDict) -> None:
+  parts = ", ".join(f"{k.split('/')[-1]}={v:.6g}" for k, v in sorted(row.items()))
+  message = (f"step {step}: non-finite loss or gradient ({parts}); the update was not applied "
+             f"({skipped} step(s) skipped so far)")
+  if config.train.on_nonfinite == "stop":
+    raise FloatingPointError(message + "; stopping (config.train.on_nonfinite='stop')")
+  logging.warning("%s", message)
+  if skipped > config.train.max_nonfinite_steps:
+    raise FloatingPointError(
+        f"{skipped} steps skipped for non-finite values, more than "
+        f"config.train.max_nonfinite_steps={config.train.max_nonfinite_steps}; last: {message}")
+
+
+def run_evaluation(config: ml_collections.ConfigDict, state: TrainState, workdir: str,
+                   step: int, model: encoder_lib.LACEncoder) -> Optional[dict[str, Any]]:
+  """Evaluates the (unreplicated) state on process 0 and writes ``eval/eval_step{step}.json``.
+
+  Returns ``evaluate_dataset``'s result on process 0, None elsewhere.
+  """
+  if jax.process_index() != 0:
+    return None
+  start = time.perf_counter()
+  result = evaluate_lib.evaluate_dataset(config, eval_variables(state), workdir, step=step,
+                                         name=EVAL_NAME, model=model)
+  logging.info("Evaluation at step %d took %.1f s", step, time.perf_counter() - start)
+  return result
+
+
+def _eval_row(workdir: str, step: int) -> Optional[dict[str, float]]:
+  """The summary row of ``eval/eval_step{step}.json`` if it exists (NaNs come back as None)."""
+  path = evaluate_lib.result_path(workdir, EVAL_NAME, step)
+  if not os.path.exists(path):
+    return None
+  import json  # pylint: disable=g-import-not-at-top
+  with open(path, encoding="utf-8") as f:
+    summary = json.load(f)["summary"]
+  return {k: (float("nan") if v is None else float(v)) for k, v in summary.items()}
+
+
+def summary_table(workdir: str, final_step: int) -> Optional[str]:
+  """Untrained (step 0) and trained (``final_step``) rows side by side, also written to
+  ``workdir/eval/summary.json``; None when neither result exists."""
+  rows = {}
+  for step, name in ((0, "untrained (step 0)"), (final_step, f"trained (step {final_step})")):
+    row = _eval_row(workdir, step)
+    if row is not None:
+      rows[name] = row
+  if not rows:
+    return None
+  evaluate_lib.write_json(os.path.join(workdir, SUMMARY_FILE),
+                          {"rows": rows, "final_step": final_step})
+  return metrics_lib.format_table(rows)
+
+
+def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> TrainState:
+  """Trains LAC as ``config`` says, in ``workdir`` (resuming from its last checkpoint).
+
+  Returns the final (unreplicated) state. Prints the evaluation table (untrained vs trained
+  when ``train.eval_at_start``) on process 0 and writes it to ``workdir/eval/summary.json``.
+  """
+  workdir = checkpoint.check_workdir(workdir)
+  check_config(config)
+  config = config.copy_and_resolve_references()
+  logs.quiet_library_logs()
+  n_global, n_local = check_devices(config)
+  os.makedirs(workdir, exist_ok=True)
+  t = config.train
+  logging.info("Training in %s on %d device(s) (%d local, %s), %d process(es)", workdir,
+               n_global, n_local, jax.default_backend(), jax.process_count())
+
+  videos = _load_train_videos(config)
+  total_steps = num_train_steps(config, len(videos))
+  model, eval_model = build_models(config)
+  init_rng, dropout_rng = jax.random.split(jax.random.PRNGKey(config.seed))
+  ckpts = checkpoint.Checkpoints(os.path.join(workdir, checkpoint.CHECKPOINT_DIR),
+                                 keep=t.keep_checkpoints)
+  latest = ckpts.latest_step()
+  state = create_train_state(config, model, init_rng, len(videos), total_steps,
+                             load_weights=latest is None)
+  if latest is not None:
+    state = ckpts.restore(state)
+    logging.info("Resuming from step %d of %d", int(state.step), total_steps)
+  start_step = int(state.step)
+  logging.info("%d training videos, global batch %d, %d steps (%.1f epochs)", len(videos),
+               config.data.batch_size, total_steps,
+               total_steps * config.data.batch_size / len(videos))
+
+  if t.eval_at_start and start_step == 0 and _eval_row(workdir, 0) is None:
+    run_evaluation(config, state, workdir, 0, eval_model)
+
+  lr_fn = learning_rate_schedule(config, t.learning_rate, len(videos), total_steps)
+  p_step = make_parallel_train_step(config.loss, config.model.num_context, lr_fn)
+  p_state = replicate(state)
+  del state
+  writer = logs.MetricWriter(workdir, tensorboard=t.tensorboard)
+  end_step = total_steps if t.stop_at_step <= 0 else min(total_steps, t.stop_at_step)
+  progress = logs.Progress(start_step, total_steps)
+  interval: list[dict[str, float]] = []
+  pending: Optional[tuple[int, Metrics]] = None
+  skipped = 0
+
+  def collect(item: tuple[int, Metrics]) -> None:
+    """Host copy of one step's metrics; reports a skipped (non-finite) step at once."""
+    nonlocal skipped
+    step, metrics = item
+    row = {k: float(v) for k, v in jax.device_get(unreplicate(metrics)).items()}
+    if row["train/finite"] < 1.0:
+      skipped += 1
+      _report_nonfinite(step, row, skipped, config)
+    interval.append(row)
+
+  it = pipeline.train_iterator(videos, config.data, seed=config.seed, start_step=start_step)
+  try:
+    for step in range(start_step, end_step):
+      batch = shard_batch(next(it), n_local)
+      p_state, metrics = p_step(p_state, batch, dropout_rng)
+      # Fetch the previous step's metrics while this one runs (keeps the device busy).
+      if pending is not None:
+        collect(pending)
+      pending = (step + 1, metrics)
+      done = step + 1
+      last = done == end_step
+      if done % t.log_every_steps == 0 or last:
+        collect(pending)
+        pending = None
+        timing = progress.update(done)
+        mean = logs.mean_metrics(interval)
+        interval = []
+        mean["train/skipped_steps"] = float(skipped)
+        writer.write_scalars(done, {**mean, "train/steps_per_sec": timing["steps_per_sec"]})
+        if jax.process_index() == 0:
+          logging.info("%s", progress.line(done, mean, timing, (
+              "train/loss", "train/l_c", "train/l_l", "train/l_sw12", "train/l_sw21",
+              "train/grad_norm", "train/lr")))
+      if (t.checkpoint_every_steps and done % t.checkpoint_every_steps == 0) or last:
+        if pending is not None:  # Never save a state whose step was not checked.
+          collect(pending)
+          pending = None
+        ckpts.save(done, unreplicate(p_state))
+      if t.eval_every_steps and done % t.eval_every_steps == 0 and not last:
+        result = run_evaluation(config, unreplicate(p_state), workdir, done, eval_model)
+        if result is not None:
+          writer.write_scalars(done, {f"eval/{k}": v for k, v in result["summary"].items()})
+  finally:
+    it.close()
+    ckpts.close()
+    writer.flush()
+
+  state = jax.device_get(unreplicate(p_state))
+  final = int(state.step)
+  if final >= total_steps and t.eval_at_end:
+    if _eval_row(workdir, final) is None:
+      result = run_evaluation(config, state, workdir, final, eval_model)
+      if result is not None:
+        writer.write_scalars(final, {f"eval/{k}": v for k, v in result["summary"].items()})
+    table = summary_table(workdir, final) if jax.process_index() == 0 else None
+    if table:
+      print(f"LAC evaluation ({config.data.dataset}, {workdir}):\n{table}", flush=True)
+  elif final < total_steps:
+    logging.info("Stopped at step %d of %d (config.train.stop_at_step); rerun the same command "
+                 "to resume.", final, total_steps)
+  writer.close()
+  return state
+
+
+def evaluate_checkpoint(config: ml_collections.ConfigDict, workdir: str,
+                        step: Optional[int] = None) -> dict[str, Any]:
+  """``--mode=eval``: restores the newest (or ``step``) checkpoint of ``workdir`` and evaluates it.
+
+  Writes ``workdir/eval/eval_step{step}.json`` and returns ``evaluate_dataset``'s result.
+  """
+  workdir = checkpoint.check_workdir(workdir)
+  check_config(config)
+  config = config.copy_and_resolve_references()
+  logs.quiet_library_logs()
+  model, eval_model = build_models(config)
+  ckpts = checkpoint.Checkpoints(os.path.join(workdir, checkpoint.CHECKPOINT_DIR),
+                                 keep=config.train.keep_checkpoints)
+  try:
+    # The optimiser's schedule does not change the state's arrays: 1 video / 1 step will do.
+    template = create_train_state(config, model, jax.random.PRNGKey(0), 1, 1,
+                                  load_weights=False)
+    state = ckpts.restore(template, step)
+  finally:
+    ckpts.close()
+  step = int(state.step)
+  result = evaluate_lib.evaluate_dataset(config, eval_variables(state), workdir, step=step,
+                                         name=EVAL_NAME, model=eval_model)
+  print(f"LAC evaluation of {workdir} step {step}:\n"
+        f"{metrics_lib.format_table(result['rows'])}", flush=True)
+  return result

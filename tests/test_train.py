@@ -1,0 +1,374 @@
+"""Tests for lac_jax.train / main / checkpoint / logs on a tiny config (ResNet-18 cut at conv2a,
+16x16 frames, 4 frames per view, 4 videos per step).
+
+The training runs happen in two subprocesses (a module fixture each), so that JAX's device
+count can be forced before import and one on-disk compilation cache serves every run of a
+process:
+  * one CPU device: (A) 4 steps uninterrupted, (B) the same stopped after step 2 and resumed,
+    (C) 50 steps with evaluation before and after, and one step on non-finite gap penalties;
+  * four forced CPU devices, through ``python -m lac_jax.main`` with config overrides: (D) the
+    same 4 steps as (A) with the same global batch.
+The tests then read the checkpoints, metrics and evaluation files those runs wrote.
+"""
+
+import json
+import os
+import subprocess
+import sys
+import textwrap
+
+import ml_collections
+import numpy as np
+import pytest
+
+from lac_jax import checkpoint
+from lac_jax import logs
+from lac_jax import train
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+TINY_CONFIG = '''
+from lac_jax import train
+
+
+def get_config():
+  c = train.base_config()
+  c.seed = 0
+  m = c.model
+  m.resnet_depth = 18
+  m.cut = "conv2a"  # stem + one basic block: [N, 4, 4, 64] at 16 px
+  m.context_width = 8
+  m.context_layers = 1
+  m.context_padding = "same"
+  m.mlp_sizes = (16,)
+  m.embed_dim = 16
+  m.num_heads = 2
+  m.ffn_dim = 16
+  m.num_layers = 1
+  m.output_dim = 8
+  m.mlp_dropout = m.pe_dropout = m.transformer_dropout = 0.0  # same maths on 1 and 4 devices
+  d = c.data
+  d.batch_size = 4
+  d.image_size = 16
+  d.num_workers = 0
+  d.sampling.num_frames = 4
+  d.sampling.sampling_region = 1.0  # no padded steps (BN statistics then split exactly)
+  s = d.synthetic
+  s.num_train, s.num_val, s.min_frames, s.max_frames, s.height, s.width = 8, 4, 20, 32, 16, 16
+  c.eval.tau_stride = c.eval.retrieval_stride = 2
+  c.eval.retrieval_ks = (5,)
+  c.eval.fractions = (0.5, 1.0)
+  t = c.train
+  t.num_steps = 3
+  t.learning_rate = 1e-3
+  # Parameters whose exact gradient is 0 (the conv bias before BatchNorm, attention key
+  # biases) get float-noise gradients (~1e-9) that Adam with eps 1e-8 turns into +-lr steps,
+  # differently on 1 and 4 devices; eps 1e-4 keeps the comparison about the maths.
+  t.adam_eps = 1e-4
+  t.schedule = "constant"
+  t.log_every_steps = 1
+  t.checkpoint_every_steps = 2
+  t.eval_at_end = False
+  t.tensorboard = False
+  return c
+'''
+
+# Runs A, B, C and the non-finite step on one CPU device; writes results.json.
+ONE_DEVICE_SCRIPT = '''
+import importlib.util, json, sys
+import jax, numpy as np
+spec = importlib.util.spec_from_file_location("tiny", sys.argv[1])
+tiny = importlib.util.module_from_spec(spec); spec.loader.exec_module(tiny)
+from lac_jax import train
+root = sys.argv[2]
+assert jax.device_count() == 1, jax.devices()
+
+cfg = tiny.get_config(); cfg.train.num_steps = 4
+train.train_and_evaluate(cfg, root + "/A")
+
+cfg.train.stop_at_step = 2
+stopped = train.train_and_evaluate(cfg, root + "/B")
+cfg.train.stop_at_step = 0
+train.train_and_evaluate(cfg, root + "/B")
+
+cfg = tiny.get_config()
+cfg.train.num_steps = 50
+cfg.train.checkpoint_every_steps = 0
+cfg.train.eval_at_start = cfg.train.eval_at_end = True
+train.train_and_evaluate(cfg, root + "/C")
+
+# One step with NaN gap penalties: reported, not applied.
+cfg = tiny.get_config()
+model, _ = train.build_models(cfg)
+state = train.create_train_state(cfg, model, jax.random.PRNGKey(0), 8, 3)
+state = state.replace(params={**state.params, "gap": {
+    k: v.at[0, 0].set(np.nan) for k, v in state.params["gap"].items()}})
+from lac_jax import data as data_lib
+from lac_jax.data import pipeline
+videos = data_lib.load_videos("synthetic", None, "train", synthetic_config=cfg.data.synthetic)
+batch = next(pipeline.train_iterator(videos, cfg.data, seed=0))
+p_step = train.make_parallel_train_step(cfg.loss)
+new, metrics = p_step(train.replicate(state), train.shard_batch(batch, 1), jax.random.PRNGKey(1))
+new = train.unreplicate(new)
+same = jax.tree.map(lambda a, b: bool(np.array_equal(np.asarray(a), np.asarray(b),
+                                                       equal_nan=True)),
+                    (state.params, state.opt_state, state.batch_stats),
+                    (new.params, new.opt_state, new.batch_stats))
+json.dump({"stopped_step": int(stopped.step), "nonfinite_unchanged": all(jax.tree.leaves(same)),
+           "nonfinite_steps": int(new.nonfinite_steps), "step": int(new.step),
+           "finite": float(metrics["train/finite"][0]), "loss": float(metrics["train/loss"][0])},
+          open(root + "/results.json", "w"))
+'''
+
+
+def _env(devices=None, cache=None):
+  env = dict(os.environ)
+  env["PYTHONPATH"] = REPO + os.pathsep + env.get("PYTHONPATH", "")
+  flags = [f for f in env.get("XLA_FLAGS", "").split() if "force_host_platform" not in f]
+  if devices:
+    flags.append(f"--xla_force_host_platform_device_count={devices}")
+  env["XLA_FLAGS"] = " ".join(flags)
+  env["JAX_PLATFORMS"] = "cpu"
+  if cache:
+    env["JAX_COMPILATION_CACHE_DIR"] = cache
+    env["JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS"] = "0"
+  return env
+
+
+def _run(args, env, timeout=400):
+  return subprocess.run([sys.executable] + args, cwd=REPO, env=env, capture_output=True,
+                        text=True, timeout=timeout)
+
+
+@pytest.fixture(scope="module")
+def root(tmp_path_factory):
+  path = tmp_path_factory.mktemp("train")
+  (path / "tiny.py").write_text(TINY_CONFIG)
+  return path
+
+
+@pytest.fixture(scope="module")
+def one_device(root):
+  script = root / "one_device.py"
+  script.write_text(ONE_DEVICE_SCRIPT)
+  proc = _run([str(script), str(root / "tiny.py"), str(root)], _env(cache=str(root / "cache1")))
+  assert proc.returncode == 0, proc.stderr[-6000:]
+  with open(root / "results.json") as f:
+    return json.load(f), proc.stderr
+
+
+@pytest.fixture(scope="module")
+def four_devices(root):
+  """Run D through main.py: 4 forced CPU devices, num_steps overridden 3 -> 4."""
+  proc = _run(["-m", "lac_jax.main", f"--config={root / 'tiny.py'}", f"--workdir={root / 'D'}",
+               "--config.train.num_steps=4"], _env(devices=4))
+  assert proc.returncode == 0, proc.stderr[-6000:]
+  return proc.stderr
+
+
+def _params(workdir, step=None):
+  ckpts = checkpoint.Checkpoints(os.path.join(workdir, "checkpoints"))
+  try:
+    return ckpts.restore_raw(step), ckpts.all_steps()
+  finally:
+    ckpts.close()
+
+
+def _flat(tree, prefix=""):
+  if isinstance(tree, dict):
+    out = {}
+    for k, v in tree.items():
+      out.update(_flat(v, f"{prefix}/{k}"))
+    return out
+  return {prefix: np.asarray(tree)}
+
+
+def test_four_devices_equal_one_device(root, one_device, four_devices):
+  assert "4 device(s) (4 local" in four_devices
+  one, steps_one = _params(root / "A")
+  four, steps_four = _params(root / "D")
+  assert steps_one == steps_four == [2, 4]  # checkpoint every 2 steps; the override gave 4
+  a = _flat({k: one[k] for k in ("params", "batch_stats", "step")})
+  b = _flat({k: four[k] for k in ("params", "batch_stats", "step")})
+  assert a.keys() == b.keys()
+  # Same maths, different float summation order (per-device partial sums, then a mean over
+  # devices). After 4 Adam steps of lr 1e-3 the largest difference is ~1e-6 (measured); a
+  # missing gradient or BN mean over devices gives >1e-3.
+  worst = max(np.max(np.abs(a[k] - b[k])) for k in a)
+  assert worst < 2e-5, worst
+  # The runs really trained: parameters moved from their step-2 values.
+  two, _ = _params(root / "A", 2)
+  moved = max(np.max(np.abs(x - y)) for x, y in zip(_flat(one["params"]).values(),
+                                                      _flat(two["params"]).values()))
+  assert moved > 1e-4
+
+
+def test_resume_equals_uninterrupted(root, one_device):
+  results, _ = one_device
+  assert results["stopped_step"] == 2
+  a, steps_a = _params(root / "A")
+  b, steps_b = _params(root / "B")
+  assert steps_a == steps_b == [2, 4]
+  fa, fb = _flat(a), _flat(b)
+  assert fa.keys() == fb.keys()
+  for k in fa:  # same seed, same data per step, same dropout keys: bit-identical on CPU
+    np.testing.assert_array_equal(fa[k], fb[k], err_msg=k)
+  rows = logs.read_metrics(root / "B")
+  assert [r["step"] for r in rows] == [1, 2, 3, 4]  # the resumed run appended steps 3, 4
+
+
+def test_loss_falls_and_evaluation_table(root, one_device):
+  rows = [r for r in logs.read_metrics(root / "C") if "train/loss" in r]
+  losses = np.array([r["train/loss"] for r in rows])
+  assert len(losses) == 50 and np.all(np.isfinite(losses))
+  first, last = losses[:10].mean(), losses[-10:].mean()
+  assert last < first - 0.05, (first, last)
+  assert all(r["train/finite"] == 1.0 for r in rows)
+  with open(root / "C" / "eval" / "summary.json") as f:
+    summary = json.load(f)
+  assert list(summary["rows"]) == ["untrained (step 0)", "trained (step 50)"]
+  for row in summary["rows"].values():
+    assert set(row) >= {"class_50", "class_100", "ap_5", "progress", "tau"}
+  assert os.path.exists(root / "C" / "eval" / "eval_step0.json")
+  assert os.path.exists(root / "C" / "eval" / "eval_step50.json")
+
+
+def test_nonfinite_step_is_skipped(one_device):
+  results, _ = one_device
+  assert results["finite"] == 0.0 and not np.isfinite(results["loss"])
+  assert results["nonfinite_unchanged"]  # params, optimiser state, BN statistics kept
+  assert results["nonfinite_steps"] == 1 and results["step"] == 1
+
+
+def test_nonfinite_report_stops_or_counts():
+  config = train.base_config()
+  row = {"train/loss": float("nan"), "train/l_c": 1.5}
+  config.train.on_nonfinite = "stop"
+  with pytest.raises(FloatingPointError, match=r"step 7: .*l_c=1\.5.*loss=nan"):
+    train._report_nonfinite(7, row, 1, config)
+  config.train.on_nonfinite = "skip"
+  config.train.max_nonfinite_steps = 2
+  train._report_nonfinite(7, row, 2, config)  # logged, no error
+  with pytest.raises(FloatingPointError, match="max_nonfinite_steps=2"):
+    train._report_nonfinite(8, row, 3, config)
+
+
+@pytest.mark.parametrize("section, field, value, message", [
+    ("train", "optimizer", "sgd", r"config\.train\.optimizer: expected one of"),
+    ("train", "schedule", "linear", r"config\.train\.schedule"),
+    ("train", "learning_rate", -1.0, r"config\.train\.learning_rate: need a finite value > 0"),
+    ("train", "log_every_steps", 0, r"config\.train\.log_every_steps: need an int >= 1"),
+    ("loss", "gamma", 0.0, r"loss\.gamma"),
+    ("loss", "gap_lr", float("nan"), r"config\.loss\.gap_lr"),
+])
+def test_bad_config_values(section, field, value, message):
+  config = train.base_config()
+  config[section][field] = value
+  with pytest.raises(ValueError, match=message):
+    train.check_config(config)
+
+
+def test_unknown_and_missing_config_fields():
+  config = train.base_config()
+  with config.train.unlocked():
+    config.train.lerning_rate = 1.0
+  with pytest.raises(ValueError, match=r"config\.train: unknown fields \['lerning_rate'\]"):
+    train.check_config(config)
+  config = train.base_config()
+  with config.data.sampling.unlocked():
+    config.data.sampling.frames = 3
+  with pytest.raises(ValueError, match=r"config\.data\.sampling: unknown fields"):
+    train.check_config(config)
+  config = train.base_config()
+  del config["eval"]
+  with pytest.raises(ValueError, match=r"missing \['eval'\]"):
+    train.check_config(config)
+  config = train.base_config()
+  config.data.sampling.num_frames = 5
+  config.model.num_context = 2
+  with pytest.raises(ValueError, match="divide by config.model.num_context"):
+    train.check_config(config)
+
+
+def test_workdir_that_is_a_file(tmp_path):
+  path = tmp_path / "not_a_dir"
+  path.write_text("x")
+  with pytest.raises(NotADirectoryError, match="is a file, expected a directory"):
+    train.train_and_evaluate(train.base_config(), str(path))
+  with pytest.raises(NotADirectoryError, match="is a file"):
+    checkpoint.check_workdir(str(path / "sub"))
+
+
+def test_learning_rate_schedules():
+  config = train.base_config()
+  config.data.batch_size = 2
+  config.train.num_epochs = 4
+  lr = train.learning_rate_schedule(config, 1e-4, num_videos=6, total_steps=12)
+  # Official: lr0 (1 + cos(pi e / (E + 1))) / 2 for epoch e = floor(step * B / N), 3 steps/epoch.
+  for step in range(12):
+    e = step * 2 // 6
+    np.testing.assert_allclose(float(lr(step)), 1e-4 * 0.5 * (1 + np.cos(np.pi * e / 5)),
+                               rtol=1e-6)
+  config.train.schedule = "cosine"
+  config.train.warmup_steps = 2
+  lr = train.learning_rate_schedule(config, 1.0, 6, 12)
+  np.testing.assert_allclose([float(lr(s)) for s in (0, 1, 2, 7, 12)],
+                             [0.0, 0.5, 1.0, 0.5, 0.0], atol=1e-6)
+
+
+def test_optimizer_matches_torch_adam_l2_and_clipping():
+  """One step of the encoder group equals NumPy Adam with clipped grad + L2 (torch's order)."""
+  import jax.numpy as jnp  # pylint: disable=g-import-not-at-top
+  config = train.base_config()
+  config.train.schedule = "constant"
+  config.train.grad_clip_norm = 1.0
+  config.train.weight_decay = 0.1
+  tx = train.make_optimizer(config, 10, 10)
+  params = {"encoder": {"w": jnp.array([1.0, -2.0])}, "gap": {"g": jnp.array([0.5])}}
+  grads = {"encoder": {"w": jnp.array([3.0, 4.0])}, "gap": {"g": jnp.array([30.0])}}
+  updates, _ = tx.update(grads, tx.init(params), params)
+  g = np.array([3.0, 4.0]) / 5.0 + 0.1 * np.array([1.0, -2.0])  # clip to norm 1, then L2
+  m, v = 0.1 * g, 0.001 * g * g
+  expected = -1e-4 * (m / 0.1) / (np.sqrt(v / 0.001) + 1e-8)
+  np.testing.assert_allclose(np.asarray(updates["encoder"]["w"]), expected, rtol=1e-5)
+  g_gap = 30.0 + 1e-5 * 0.5  # not clipped; the gap group's own L2
+  np.testing.assert_allclose(np.asarray(updates["gap"]["g"]),
+                             [-0.1 * g_gap / (abs(g_gap) + 1e-8)], rtol=1e-5)
+
+
+def test_main_rejects_unknown_override_and_file_workdir(root, tmp_path):
+  env = _env()
+  proc = _run(["-m", "lac_jax.main", f"--config={root / 'tiny.py'}",
+               f"--workdir={tmp_path / 'w'}", "--config.train.no_such_field=1"], env, 120)
+  assert proc.returncode != 0
+  assert "no_such_field" in proc.stderr
+  assert not (tmp_path / "w").exists()
+  afile = tmp_path / "file"
+  afile.write_text("x")
+  proc = _run(["-m", "lac_jax.main", f"--config={root / 'tiny.py'}", f"--workdir={afile}",
+               "--config.loss.gamma=0.7"], env, 120)
+  assert proc.returncode != 0
+  assert "is a file, expected a directory" in proc.stderr
+
+
+def test_global_batch_must_divide_by_devices(root, tmp_path):
+  proc = _run(["-m", "lac_jax.main", f"--config={root / 'tiny.py'}",
+               f"--workdir={tmp_path / 'w'}", "--config.data.batch_size=6"], _env(devices=4), 120)
+  assert proc.returncode != 0
+  assert "config.data.batch_size=6" in proc.stderr and "multiple of the number of devices, 4" \
+      in proc.stderr
+
+
+def test_progress_and_metric_writer(tmp_path):
+  writer = logs.MetricWriter(str(tmp_path), tensorboard=True, enabled=True)
+  writer.write_scalars(3, {"train/loss": np.float32(1.5), "eval/tau": float("nan")})
+  writer.close()
+  rows = logs.read_metrics(str(tmp_path))
+  assert rows[0]["step"] == 3 and rows[0]["train/loss"] == 1.5 and np.isnan(rows[0]["eval/tau"])
+  assert os.listdir(tmp_path / logs.TENSORBOARD_DIR)  # event file written
+  assert logs.mean_metrics([{"a": 1.0}, {"a": 3.0, "b": 2.0}]) == {"a": 2.0, "b": 2.0}
+  assert logs.format_duration(3725) == "1h02m05s" and logs.format_duration(95) == "1m35s"
+  progress = logs.Progress(0, 100)
+  timing = progress.update(10)
+  line = progress.line(10, {"train/loss": 2.0}, timing, ("train/loss",))
+  assert line.startswith("step 10/100 | ") and "loss 2" in line and "ETA" in line
