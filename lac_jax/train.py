@@ -132,6 +132,58 @@ def base_config() -> ml_collections.ConfigDict:
   return config
 
 
+def paper_config(preset: str = "paper") -> ml_collections.ConfigDict:
+  """`base_config` with the paper's and the official code's hyperparameters (Pouring and
+  PennAction share them); the dataset configs add the dataset, cadences and phase count.
+
+  ``preset``: 'paper' or 'official_code' (`apply_official_code_preset`).
+  """
+  if preset not in ("paper", "official_code"):
+    raise ValueError(f"config preset must be 'paper' or 'official_code', got {preset!r}")
+  config = base_config()
+  config.seed = 1  # official: hard-coded 1
+  # --- Model: ResNet-50 cut at conv4c + Conv3D/MLP/transformer head (encoder defaults). ---
+  config.model.resnet_depth = 50  # paper/official ResNet-50
+  config.model.cut = "conv4c"  # paper/official: output of layer3's third block
+  config.model.backbone_mode = "train"  # official: the whole trunk is fine-tuned
+  # ImageNet weights (python -m lac_jax.models.convert): the paper starts from them; set with
+  # --config.model.backbone_weights=PATH. Unset = random init (logged).
+  config.model.backbone_weights = None
+  config.model.num_context = 1  # official training: one frame per step
+  config.model.dtype = "float32"  # 'bfloat16' on GPU/TPU halves activation memory
+  # --- Data ---
+  d = config.data
+  d.data_dir = ""  # required: the directory holding the dataset's files
+  d.batch_size = 2  # official: 2 videos per step (global, over all devices)
+  d.image_size = 224  # official 224 x 224
+  d.sampling.num_frames = 64  # official: 64 frames per view
+  d.sampling.sampling_region = 1.5  # official time_augment region
+  d.sampling.temporal_crop = False  # official: no crop (its offset is always 0)
+  # --- Loss: Eq. 8 with the paper's values ---
+  config.loss.gamma = 0.8  # SW smoothing (paper Table 4)
+  config.loss.tau = 0.8  # L_c temperature (official ties it to gamma)
+  config.loss.var = 10.0  # Gaussian prior variance, frames
+  config.loss.alpha = 0.01  # weight of L_l + beta * L_sw (official effective 0.01)
+  config.loss.beta = 1.0  # weight of the SW scores
+  config.loss.gap_lr = 0.1  # Adam learning rate of the gap penalties (official 0.1)
+  # --- Training: official Adam + L2, cosine per epoch, 300 epochs ---
+  t = config.train
+  t.num_epochs = 300  # official epochs
+  t.optimizer = "adam_l2"  # torch Adam(weight_decay=1e-5): L2 added to the gradient
+  t.learning_rate = 1e-4  # encoder lr
+  t.weight_decay = 1e-5  # encoder L2
+  t.gap_weight_decay = 1e-5  # the official gap group's L2
+  t.grad_clip_norm = 10.0  # encoder only; gap penalties unclipped
+  t.schedule = "cosine_epochs"  # CosineAnnealingLR(T_max=301) stepped per epoch
+  t.warmup_steps = 0  # official: none
+  t.keep_checkpoints = 3
+  t.eval_at_start = False  # True: also evaluate the ImageNet-initialised encoder
+  # --- Evaluation: official protocol ---
+  config.eval.classifier = "logistic"  # official code; 'svm' as the paper's text says
+  config.eval.fractions = (0.1, 0.5, 1.0)  # Class 10 / 50 / 100
+  return config
+
+
 def apply_official_code_preset(config: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
   """Switches ``config`` (in place) to the official PyTorch code's forward behaviour.
 
