@@ -11,7 +11,9 @@ Two setups, each on all local devices (the data-parallel pmap step of `lac_jax.t
 * ``synthetic``: ``configs/synthetic.py`` as it trains (ResNet-18 cut early, small frames);
 * ``pouring``: a Pouring-sized step, ``configs/pouring.py``: 224 px, 2 videos x 2 views x 64
   frames, ResNet-50 cut at conv4c (random weights: the speed is the same). On CPU it takes
-  minutes per step, so by default only ``--pouring_steps=1`` step is timed.
+  minutes per step, so by default only ``--pouring_steps=1`` step is timed, and the trunk runs
+  in chunks of 32 frames with rematerialisation (``--pouring_trunk_chunk``; the unchunked step
+  would keep an estimated 10-20 GB of activations for the backward pass).
 
 For each it reports compile time, the median step time (after one warm-up step), steps/s and
 frames/s (frames through the trunk per second: videos x 2 views x T), and times the loss
@@ -72,7 +74,11 @@ def random_batch(config, num_videos: int, rng: np.random.Generator) -> dict[str,
   return {"frames": frames, "steps": steps, "mask": np.ones((num_videos, 2, t), bool)}
 
 
-def bench(name: str, config, steps: int, loss_repeats: int) -> dict[str, float]:
+def bench(name: str, config, steps: int, loss_repeats: int,
+          trunk_chunk: int = 0) -> dict[str, float]:
+  if trunk_chunk:
+    config.model.trunk_chunk = trunk_chunk
+    config.model.trunk_remat = True
   n_local = jax.local_device_count()
   batch_size = max(int(config.data.batch_size), n_local)
   batch_size -= batch_size % n_local
@@ -116,7 +122,7 @@ def bench(name: str, config, steps: int, loss_repeats: int) -> dict[str, float]:
   _, loss_times = timed(lambda: grad(z, gap), loss_repeats)
   loss_s = statistics.median(loss_times)
   frames = batch_size * 2 * config.data.sampling.num_frames
-  return {"setup": name, "devices": n_local, "videos": batch_size,
+  return {"setup": name, "devices": n_local, "chunk": trunk_chunk, "videos": batch_size,
           "frames": frames, "size": config.data.image_size, "compile_s": compile_s,
           "first_step_s": first, "step_s": step_s, "steps_per_s": 1.0 / step_s,
           "frames_per_s": frames / step_s, "loss_s": loss_s, "loss_share": loss_s / step_s,
@@ -129,6 +135,9 @@ def main() -> None:
   parser.add_argument("--synthetic_steps", type=int, default=10)
   parser.add_argument("--pouring_steps", type=int, default=None,
                       help="timed Pouring-sized steps (default: 1 on CPU, 10 on GPU/TPU)")
+  parser.add_argument("--pouring_trunk_chunk", type=int, default=None,
+                      help="trunk chunk (+ remat) for the Pouring step; default 32 on CPU, "
+                      "0 (off) on GPU/TPU")
   parser.add_argument("--loss_repeats", type=int, default=10)
   parser.add_argument("--skip_pouring", action="store_true")
   args = parser.parse_args()
@@ -139,15 +148,19 @@ def main() -> None:
                    args.loss_repeats)]
   if not args.skip_pouring:
     steps = args.pouring_steps if args.pouring_steps is not None else (10 if accel else 1)
+    chunk = args.pouring_trunk_chunk
+    if chunk is None:
+      chunk = 0 if accel else 32
     results.append(bench("pouring", load_config("pouring", args.dtype), steps,
-                         args.loss_repeats))
-  header = (f"{'setup':<10} {'dev':>3} {'videos':>6} {'frames':>6} {'px':>4} {'compile s':>9} "
+                         args.loss_repeats, chunk))
+  header = (f"{'setup':<10} {'dev':>3} {'videos':>6} {'frames':>6} {'px':>4} {'chunk':>5} "
+            f"{'compile s':>9} "
             f"{'step s':>8} {'steps/s':>8} {'frames/s':>9} {'loss s':>8} {'loss share':>10}")
   print(header)
   print("-" * len(header))
   for r in results:
     print(f"{r['setup']:<10} {r['devices']:>3} {r['videos']:>6} {r['frames']:>6} "
-          f"{r['size']:>4} {r['compile_s']:>9.1f} {r['step_s']:>8.3f} {r['steps_per_s']:>8.2f} "
+          f"{r['size']:>4} {r['chunk']:>5} {r['compile_s']:>9.1f} {r['step_s']:>8.3f} {r['steps_per_s']:>8.2f} "
           f"{r['frames_per_s']:>9.1f} {r['loss_s']:>8.4f} {r['loss_share']:>9.1%}")
   print("step s: median of the timed steps after one warm-up step (Pouring on CPU: the single "
         "timed step); loss s: value+grad of lac_loss_batch alone on one device's embeddings.")

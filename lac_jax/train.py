@@ -36,6 +36,7 @@ resumed from a checkpoint ends with the same parameters as an uninterrupted one.
 
 from __future__ import annotations
 
+import json
 import math
 import os
 import time
@@ -541,7 +542,6 @@ def _eval_row(workdir: str, step: int) -> Optional[dict[str, float]]:
   path = evaluate_lib.result_path(workdir, EVAL_NAME, step)
   if not os.path.exists(path):
     return None
-  import json  # pylint: disable=g-import-not-at-top
   with open(path, encoding="utf-8") as f:
     summary = json.load(f)["summary"]
   return {k: (float("nan") if v is None else float(v)) for k, v in summary.items()}

@@ -213,6 +213,18 @@ def test_positional_encoding_matches_definition(positions, official_cos):
                              encoder.positional_encoding(32, 8, "arange", 32), atol=1e-6)
 
 
+def test_no_positional_encoding(variables, frames):
+  """'none' is an all-zero table: the same as passing pe=0, and different from 'arange'."""
+  np.testing.assert_array_equal(encoder.positional_encoding(5, 8, "none"), np.zeros((5, 8)))
+  mask = np.ones((B, T), bool)
+  y_none = apply_eval(tiny_config(pe_positions="none"), variables, frames, mask)
+  model = encoder.build_encoder(tiny_config())
+  y_zero = model.apply(variables, frames, mask, train=False, pe=jnp.zeros((1, T, 16)))
+  np.testing.assert_allclose(y_none, y_zero, rtol=1e-5, atol=1e-6)
+  y_arange = apply_eval(tiny_config(pe_positions="arange"), variables, frames, mask)
+  assert np.abs(y_arange - y_none).max() > 1e-3
+
+
 def _write_converted(path, depth=18, drop=None, meta_depth=18, reshape=None):
   """A converted-weights file as convert.py writes it (random values), optionally broken."""
   rng = np.random.default_rng(depth)

@@ -47,7 +47,7 @@ from lac_jax.models import convert
 from lac_jax.models import resnet
 
 BACKBONE_MODES = ("train", "frozen", "bn_frozen")
-PE_POSITIONS = ("linspace", "arange")
+PE_POSITIONS = ("linspace", "arange", "none")
 DTYPES = {"float32": jnp.float32, "bfloat16": jnp.bfloat16, "float16": jnp.float16}
 
 
@@ -80,7 +80,8 @@ def default_config() -> ml_collections.ConfigDict:
   c.mlp_dropout = 0.1  # Dropout before each MLP Dense.
   c.embed_dim = 256  # Width of the frame embedding fed to the transformer.
   # --- Positional encoding ---
-  # 'linspace': positions linspace(0, pe_ref_length - 1, T) (official); 'arange': 0..T-1.
+  # 'linspace': positions linspace(0, pe_ref_length - 1, T) (official); 'arange': 0..T-1;
+  # 'none': no positional encoding (zeros), so the embedding carries only what the frames show.
   c.pe_positions = "linspace"
   c.pe_ref_length = 32  # Reference length for 'linspace' (official: hard-coded 32).
   # True: the official quirk cos(pos / 10000^((2k+1)/d)) on odd dims; False: Vaswani's 2k/d.
@@ -106,8 +107,10 @@ def positional_encoding(length: int, dim: int, positions: str = "linspace",
   Dim ``2k`` holds ``sin(p / 10000^(2k/dim))``; dim ``2k+1`` holds ``cos(p / 10000^(2k/dim))``
   (``official_cos=True``: exponent ``(2k+1)/dim`` as in the official code). Positions ``p`` are
   ``linspace(0, ref_length - 1, length)`` (``'linspace'``, official; equals ``0..length-1`` when
-  ``length == ref_length``) or ``0..length-1`` (``'arange'``).
+  ``length == ref_length``) or ``0..length-1`` (``'arange'``); ``'none'`` gives all zeros.
   """
+  if positions == "none":
+    return np.zeros((length, dim), np.float32)
   if positions == "linspace":
     pos = np.linspace(0.0, ref_length - 1, length, dtype=np.float64)
   elif positions == "arange":
