@@ -114,21 +114,52 @@ def _up(x: jax.Array) -> jax.Array:
   return jnp.concatenate([x[1:], jnp.zeros_like(x[:1])], axis=0)
 
 
+def _log1p_coefficients(degree: int = 9) -> tuple[float, ...]:
+  """Power-series coefficients ``c`` with ``log(1 + e) ~= e * sum_k c_k e^k`` on ``[0, 1]``.
+
+  Chebyshev interpolation of ``log1p(e) / e``; degree 9 is within 3e-9 in float64, i.e. below
+  float32 rounding (measured max error of the float32 Horner evaluation: 1.1e-7 absolute, vs
+  5.5e-8 for ``jnp.log1p``).
+  """
+  def ratio(e):
+    safe = np.where(e == 0.0, 1.0, e)
+    return np.where(e == 0.0, 1.0, np.log1p(safe) / safe)
+  cheb = np.polynomial.chebyshev.Chebyshev.interpolate(ratio, degree, domain=[0.0, 1.0])
+  return tuple(float(c) for c in np.polynomial.Polynomial.cast(cheb).coef)
+
+
+_LOG1P_COEF = _log1p_coefficients()
+
+
+def _log1p_unit(e: jax.Array) -> jax.Array:
+  """``log(1 + e)`` for ``e`` in ``[0, 1]``.
+
+  float32: a degree-9 polynomial (10 multiply-adds), several times cheaper on CPU than XLA's
+  ``log`` and as accurate at float32 precision; the kernel evaluates it 5 times per cell.
+  Other dtypes (float64 tests) use ``jnp.log1p``.
+  """
+  if e.dtype != jnp.float32:
+    return jnp.log1p(e)
+  acc = jnp.full_like(e, _LOG1P_COEF[-1])
+  for c in _LOG1P_COEF[-2::-1]:
+    acc = acc * e + c
+  return acc * e
+
+
 def _lse2(a: jax.Array, b: jax.Array, mode: str):
   """Elementwise ``log(exp(a) + exp(b))`` and, in mode ``'weights'``, the softmax weight of a.
 
-  ``'fast'`` and ``'weights'`` use one exp and one log (``m + log(1 + exp(-|a - b|))``);
+  ``'fast'`` and ``'weights'`` use one exp and one cheap log (``m + log1p(exp(-|a - b|))``);
   ``'autodiff'`` is the textbook form, whose derivative is also right where ``a == b``.
   """
   if mode == "autodiff":
     m = jax.lax.stop_gradient(jnp.maximum(a, b))
     return m + jnp.log(jnp.exp(a - m) + jnp.exp(b - m)), None
-  e = jnp.exp(-jnp.abs(a - b))  # ratio of the smaller term to the larger one
-  z = 1.0 + e
-  value = jnp.maximum(a, b) + jnp.log(z)
+  e = jnp.exp(-jnp.abs(a - b))  # ratio of the smaller term to the larger one, in [0, 1]
+  value = jnp.maximum(a, b) + _log1p_unit(e)
   if mode == "fast":
     return value, None
-  return value, jnp.where(a >= b, 1.0, e) / z
+  return value, jnp.where(a >= b, 1.0, e) / (1.0 + e)
 
 
 def _cell_update(carry, s, go, ge, mode: str):
