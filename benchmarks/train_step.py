@@ -11,7 +11,8 @@ Two setups, each on all local devices (the data-parallel pmap step of `lac_jax.t
 * ``synthetic``: ``configs/synthetic.py`` as it trains (ResNet-18 cut early, small frames);
 * ``pouring``: a Pouring-sized step, ``configs/pouring.py``: 224 px, 2 videos x 2 views x 64
   frames, ResNet-50 cut at conv4c (random weights: the speed is the same). On CPU it takes
-  minutes per step, so by default only ``--pouring_steps=1`` step is timed, and the trunk runs
+  minutes per step, so by default (``--pouring_steps=0``) only the first call after the
+  ahead-of-time compile is timed (no warm-up call), and the trunk runs
   in chunks of 32 frames with rematerialisation (``--pouring_trunk_chunk``; the unchunked step
   would keep an estimated 10-20 GB of activations for the backward pass).
 
@@ -134,7 +135,8 @@ def main() -> None:
   parser.add_argument("--dtype", default="float32", choices=("float32", "bfloat16"))
   parser.add_argument("--synthetic_steps", type=int, default=10)
   parser.add_argument("--pouring_steps", type=int, default=None,
-                      help="timed Pouring-sized steps (default: 1 on CPU, 10 on GPU/TPU)")
+                      help="timed Pouring-sized steps after a warm-up step; 0 times the first "
+                      "call after compiling (default: 0 on CPU, 10 on GPU/TPU)")
   parser.add_argument("--pouring_trunk_chunk", type=int, default=None,
                       help="trunk chunk (+ remat) for the Pouring step; default 32 on CPU, "
                       "0 (off) on GPU/TPU")
@@ -147,7 +149,7 @@ def main() -> None:
   results = [bench("synthetic", load_config("synthetic", args.dtype), args.synthetic_steps,
                    args.loss_repeats)]
   if not args.skip_pouring:
-    steps = args.pouring_steps if args.pouring_steps is not None else (10 if accel else 1)
+    steps = args.pouring_steps if args.pouring_steps is not None else (10 if accel else 0)
     chunk = args.pouring_trunk_chunk
     if chunk is None:
       chunk = 0 if accel else 32
@@ -162,8 +164,8 @@ def main() -> None:
     print(f"{r['setup']:<10} {r['devices']:>3} {r['videos']:>6} {r['frames']:>6} "
           f"{r['size']:>4} {r['chunk']:>5} {r['compile_s']:>9.1f} {r['step_s']:>8.3f} {r['steps_per_s']:>8.2f} "
           f"{r['frames_per_s']:>9.1f} {r['loss_s']:>8.4f} {r['loss_share']:>9.1%}")
-  print("step s: median of the timed steps after one warm-up step (Pouring on CPU: the single "
-        "timed step); loss s: value+grad of lac_loss_batch alone on one device's embeddings.")
+  print("step s: median of the timed steps after one warm-up step (with 0 timed steps: the "
+        "first call after compiling); loss s: value+grad of lac_loss_batch alone on one device's embeddings.")
 
 
 if __name__ == "__main__":
