@@ -162,10 +162,12 @@ def main() -> None:
   print("-" * len(header))
   for r in results:
     print(f"{r['setup']:<10} {r['devices']:>3} {r['videos']:>6} {r['frames']:>6} "
-          f"{r['size']:>4} {r['chunk']:>5} {r['compile_s']:>9.1f} {r['step_s']:>8.3f} {r['steps_per_s']:>8.2f} "
+          f"{r['size']:>4} {r['chunk']:>5} {r['compile_s']:>9.1f} {r['step_s']:>8.3f} "
+          f"{r['steps_per_s']:>8.2f} "
           f"{r['frames_per_s']:>9.1f} {r['loss_s']:>8.4f} {r['loss_share']:>9.1%}")
   print("step s: median of the timed steps after one warm-up step (with 0 timed steps: the "
-        "first call after compiling); loss s: value+grad of lac_loss_batch alone on one device's embeddings.")
+        "first call after compiling); loss s: value+grad of lac_loss_batch alone on one "
+        "device's embeddings.")
 
 
 if __name__ == "__main__":
