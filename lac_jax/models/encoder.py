@@ -43,6 +43,7 @@ import ml_collections
 from ml_collections import config_dict
 import numpy as np
 
+from lac_jax.models import conv as conv_lib
 from lac_jax.models import convert
 from lac_jax.models import resnet
 
@@ -65,7 +66,10 @@ def default_config() -> ml_collections.ConfigDict:
   # converted on the fly. None: random init (logged).
   c.backbone_weights = config_dict.placeholder(str)
   c.trunk_chunk = 0  # Frames per trunk call (nn.scan over chunks); 0 = all B*T frames at once.
-  c.trunk_remat = False  # Rematerialise the trunk in the backward pass (less memory, ~1.3x time).
+  c.trunk_remat = False
+  # Conv backward pass: 'auto' (matmul weight gradients on CPU, where XLA's conv gradients are
+  # 5-200x slower, XLA's elsewhere), 'matmul' or 'xla'. See lac_jax.models.conv.
+  c.conv_grad = "auto"  # Rematerialise the trunk in the backward pass (less memory, ~1.3x time).
   # Leave padded frames (mask False) out of BatchNorm batch statistics (False: official code).
   c.bn_mask_padding = True
   c.bn_axis_name = config_dict.placeholder(str)  # pmap axis name for cross-device BN, or None.
@@ -152,6 +156,7 @@ class ContextConv3D(nn.Module):
   features: int
   padding: str = "valid"  # Spatial padding: 'valid' or 'same'.
   dtype: Any = jnp.float32
+  conv_grad: str = "auto"  # 2D case's backward (lac_jax.models.conv.conv2d).
 
   @nn.compact
   def __call__(self, x: jax.Array) -> jax.Array:
@@ -162,9 +167,7 @@ class ContextConv3D(nn.Module):
     x, kernel, bias = (jnp.asarray(a, self.dtype) for a in (x, kernel, bias))
     sp = 1 if self.padding == "same" else 0
     if x.shape[1] == 1:
-      y = jax.lax.conv_general_dilated(
-          x[:, 0], kernel[1], (1, 1), ((sp, sp), (sp, sp)),
-          dimension_numbers=("NHWC", "HWIO", "NHWC"))[:, None]
+      y = conv_lib.conv2d(x[:, 0], kernel[1], 1, sp, self.conv_grad)[:, None]
     else:
       y = jax.lax.conv_general_dilated(
           x, kernel, (1, 1, 1), ((1, 1), (sp, sp), (sp, sp)),
@@ -225,6 +228,7 @@ class LACEncoder(nn.Module):
   backbone_mode: str = "train"
   trunk_chunk: int = 0
   trunk_remat: bool = False
+  conv_grad: str = "auto"
   bn_mask_padding: bool = True
   bn_axis_name: Optional[str] = None
   num_context: int = 1
@@ -250,7 +254,8 @@ class LACEncoder(nn.Module):
   def _trunk(self, frames: jax.Array, mask: jax.Array, bn_train: bool) -> jax.Array:
     """``[N, H, W, 3]`` + ``[N]`` -> trunk features ``[N, h, w, C]``, optionally chunked."""
     trunk = resnet.ResNet(depth=self.resnet_depth, cut=self.cut, dtype=self.dtype,
-                          bn_axis_name=self.bn_axis_name, name="backbone")
+                          bn_axis_name=self.bn_axis_name, conv_grad=self.conv_grad,
+                          name="backbone")
 
     def body(mdl, carry, xs):
       x, m = xs
@@ -329,7 +334,7 @@ class LACEncoder(nn.Module):
           f"{2 * self.context_layers + 1}x{2 * self.context_layers + 1}: use larger images or "
           "config.model.context_padding='same'")
     for i in range(self.context_layers):
-      x = ContextConv3D(self.context_width, self.context_padding, self.dtype,
+      x = ContextConv3D(self.context_width, self.context_padding, self.dtype, self.conv_grad,
                         name=f"context_conv_{i}")(x)
       x = _bn(self.dtype, self.bn_axis_name, f"context_bn_{i}")(
           x, use_running_average=not train, mask=step_bn_mask if train else None)
@@ -385,6 +390,9 @@ def build_encoder(config: ml_collections.ConfigDict) -> LACEncoder:
   if c.context_padding not in ("valid", "same"):
     raise ValueError(f"config.model.context_padding must be 'valid' or 'same', "
                      f"got {c.context_padding!r}")
+  if c.conv_grad not in conv_lib.GRAD_IMPLS:
+    raise ValueError(f"config.model.conv_grad must be one of {conv_lib.GRAD_IMPLS}, "
+                     f"got {c.conv_grad!r}")
   if c.dtype not in DTYPES:
     raise ValueError(f"config.model.dtype must be one of {sorted(DTYPES)}, got {c.dtype!r}")
   if c.pe_positions not in PE_POSITIONS:
@@ -398,7 +406,8 @@ def build_encoder(config: ml_collections.ConfigDict) -> LACEncoder:
                      f"num_heads={c.num_heads}")
   return LACEncoder(
       resnet_depth=c.resnet_depth, cut=c.cut, backbone_mode=c.backbone_mode,
-      trunk_chunk=c.trunk_chunk, trunk_remat=c.trunk_remat, bn_mask_padding=c.bn_mask_padding,
+      trunk_chunk=c.trunk_chunk, trunk_remat=c.trunk_remat, conv_grad=c.conv_grad,
+      bn_mask_padding=c.bn_mask_padding,
       bn_axis_name=c.bn_axis_name, num_context=c.num_context, context_width=c.context_width,
       context_layers=c.context_layers, context_padding=c.context_padding,
       mlp_sizes=tuple(c.mlp_sizes), mlp_dropout=c.mlp_dropout,

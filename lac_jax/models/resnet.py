@@ -31,6 +31,8 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
+from lac_jax.models import conv as conv_lib
+
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 
@@ -115,12 +117,11 @@ class _ConvBN(nn.Module):
 
   dtype: Any = jnp.float32
   bn_axis_name: Optional[str] = None
+  conv_grad: str = "auto"  # Conv backward: 'auto', 'matmul' or 'xla' (lac_jax.models.conv).
 
-  def conv(self, features: int, kernel: int, stride: int, name: str) -> nn.Conv:
-    pad = (kernel - 1) // 2
-    return nn.Conv(features, (kernel, kernel), strides=(stride, stride),
-                   padding=((pad, pad), (pad, pad)), use_bias=False, dtype=self.dtype,
-                   kernel_init=conv_init, name=name)
+  def conv(self, features: int, kernel: int, stride: int, name: str) -> conv_lib.Conv:
+    return conv_lib.Conv(features, kernel, stride, dtype=self.dtype, kernel_init=conv_init,
+                         grad=self.conv_grad, name=name)
 
   def bn(self, name: str, use_running_average: bool) -> nn.BatchNorm:
     return nn.BatchNorm(use_running_average=use_running_average, momentum=BN_MOMENTUM,
@@ -182,6 +183,8 @@ class ResNet(_ConvBN):
       already normalised).
     dtype: compute dtype (e.g. ``jnp.bfloat16``); parameters stay float32.
     bn_axis_name: pmap axis over which BatchNorm averages batch statistics (None: local).
+    conv_grad: how convolutions are differentiated: 'auto' (matmul weight gradients on CPU,
+      XLA's elsewhere), 'matmul' or 'xla'; see ``lac_jax.models.conv``.
   """
 
   depth: int = 50
@@ -223,7 +226,7 @@ class ResNet(_ConvBN):
       for i in range(n_blocks):
         stride = 2 if (stage > 1 and i == 0) else 1
         x = block_cls(features=STAGE_WIDTHS[stage - 1], stride=stride, dtype=self.dtype,
-                      bn_axis_name=self.bn_axis_name,
+                      bn_axis_name=self.bn_axis_name, conv_grad=self.conv_grad,
                       name=f"layer{stage}_{i}")(x, train, mask=bn_mask)
     if stop_stage <= 4:
       return x
