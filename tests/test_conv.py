@@ -98,3 +98,18 @@ def test_resnet_gradients_match_between_backends():
     ref = flat_x[path]
     scale = float(jnp.max(jnp.abs(ref))) + 1e-12
     np.testing.assert_allclose(g / scale, ref / scale, atol=1e-4, err_msg=str(path))
+
+
+def test_bfloat16_gradients_close_to_xla():
+  """bfloat16 compute: the matmul taps accumulate in float32; results match XLA's to bf16 eps."""
+  rng = np.random.default_rng(3)
+  x = jnp.asarray(rng.normal(size=(2, 9, 9, 8)), jnp.bfloat16)
+  w = jnp.asarray(rng.normal(size=(3, 3, 8, 4)) * 0.3, jnp.bfloat16)
+  grads = {impl: jax.grad(lambda x, w, impl=impl: jnp.sum(
+      conv.conv2d(x, w, 2, 1, impl).astype(jnp.float32) ** 2), argnums=(0, 1))(x, w)
+           for impl in ("matmul", "xla")}
+  for got, want in zip(grads["matmul"], grads["xla"]):
+    assert got.dtype == want.dtype == jnp.bfloat16
+    want = np.asarray(want, np.float32)
+    np.testing.assert_allclose(np.asarray(got, np.float32), want,
+                               atol=0.02 * np.abs(want).max())
