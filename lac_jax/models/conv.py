@@ -3,8 +3,8 @@
 Why this exists: XLA:CPU computes a convolution's *weight* gradient as another convolution whose
 "kernel" is the whole ``H x W`` output map, which its fast conv kernels do not cover; inside a
 ``lax.scan`` (the chunked trunk, ``config.model.trunk_chunk``) no conv gradient gets them, and
-the weight gradients of ResNet-50's layers at 224 px run 15-160x slower than the matmuls below,
-the stride-1 input gradients 3-9x slower (``python benchmarks/conv_grad.py``; table in the
+the weight gradients of ResNet-50's layers at 224 px run 18-190x slower than the matmuls below,
+the stride-1 input gradients 2.7-6.4x slower (``python benchmarks/conv_grad.py``; table in the
 README). A training step of a Pouring-sized batch on the 2-core CPU (ResNet-50 trunk chunked by
 32 frames with ``nn.scan``) took over 50 minutes with XLA's gradients and 214 s with these.
 
@@ -64,7 +64,7 @@ def _bwd(stride, padding, res, dy):
   (pt, pb), (pl, pr) = padding
   ho, wo = dy.shape[1:3]
   # Weight gradient: one [C, N*Ho*Wo] x [N*Ho*Wo, O] matmul per kernel tap.
-  xp = jnp.pad(x, ((0, 0), (pt, max(pb, 0)), (pl, max(pr, 0)), (0, 0)))
+  xp = jnp.pad(x, ((0, 0), (pt, pb), (pl, pr), (0, 0)))  # conv2d checked pads >= 0.
   acc = jnp.promote_types(w.dtype, jnp.float32)  # bf16 taps accumulate in float32.
   rows = []
   for i in range(kh):
