@@ -7,20 +7,31 @@ diagonals (rotated with a pad + reshape, no gather), the states stacked and redu
 
     python benchmarks/sw_kernel.py                 # the README table
     python benchmarks/sw_kernel.py --sizes 64 --batches 64 --rounds 30
+    python benchmarks/sw_kernel.py --skip-baseline --cpu-loops both     # no slow baseline
 
 Reports the median time of one call (after warm-up), the compile time, and the speed-up
-ratio baseline / ours.
+ratio baseline / ours. Then (``--cpu-loops both``, the default on CPU) it times our kernel
+without and with the `lac_jax.cpu_loops` option in alternating child processes (XLA reads its
+options once per process) and prints both with their ratio.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import statistics
+import subprocess
 import sys
 import time
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
+
+from lac_jax import cpu_loops  # noqa: E402  (before JAX starts: it may set XLA_FLAGS)
+
+if any(a == "--cpu-loops=on" or (a == "--cpu-loops" and sys.argv[i + 1:i + 2] == ["on"])
+       for i, a in enumerate(sys.argv)):
+  cpu_loops.enable()
 
 import jax  # noqa: E402
 import jax.numpy as jnp  # noqa: E402
@@ -97,14 +108,26 @@ def main() -> None:
   p.add_argument("--rounds", type=int, default=15)
   p.add_argument("--calls", type=int, default=5)
   p.add_argument("--skip-baseline", action="store_true")
+  p.add_argument("--cpu-loops", choices=["off", "on", "both"], default="both",
+                 help="XLA option of lac_jax.cpu_loops: off = XLA defaults only; on = this "
+                 "process with the option; both = defaults, then "
+                 "ours again in a child process with the option.")
+  p.add_argument("--repeats", type=int, default=3,
+                 help="--cpu-loops both: alternating child runs per setting (best is kept)")
+  p.add_argument("--json", action="store_true", help="print our times as one JSON line")
   args = p.parse_args()
-  print(f"jax {jax.__version__} on {jax.devices()[0].device_kind} "
-        f"({jax.devices()[0].platform}); float32, gamma 0.8; value+grad w.r.t. sim")
+  option = "on" if args.cpu_loops == "on" else "off"
+  if not args.json:
+    print(f"jax {jax.__version__} on {jax.devices()[0].device_kind} "
+          f"({jax.devices()[0].platform}); float32, gamma 0.8; value+grad w.r.t. sim; "
+          f"cpu_loops option {option}")
   header = (f"{'T':>4} {'B':>4} {'penalties':>9} | {'ours ms':>8} {'autodiff ms':>11} "
             f"{'baseline ms':>11} | {'speed-up':>8} | {'compile s (ours/base)':>21}")
-  print(header)
-  print("-" * len(header))
+  if not args.json:
+    print(header)
+    print("-" * len(header))
   rng = np.random.default_rng(0)
+  ours = {}
   for t in args.sizes:
     for b in args.batches:
       x = jnp.asarray(rng.normal(size=(b, t, t)), jnp.float32)
@@ -124,11 +147,47 @@ def main() -> None:
           v2, g2 = fns["baseline"](x)
           assert np.allclose(v1, v2, rtol=1e-4), (v1, v2)
           assert np.allclose(g1, g2, rtol=1e-3, atol=1e-5)
+        key = f"{t} {b} {'per-cell' if per_cell else 'scalar'}"
+        ours[key] = res["ours"][0]
+        if args.json:
+          continue
         base = res.get("baseline", (float("nan"), float("nan")))
         print(f"{t:>4} {b:>4} {'per-cell' if per_cell else 'scalar':>9} | "
               f"{res['ours'][0] * 1e3:>8.2f} {res['ours-autodiff'][0] * 1e3:>11.2f} "
               f"{base[0] * 1e3:>11.2f} | {base[0] / res['ours'][0]:>7.1f}x | "
               f"{res['ours'][1]:>9.2f} / {base[1]:>8.2f}", flush=True)
+  if args.json:
+    print(json.dumps(ours))
+  elif args.cpu_loops == "both" and jax.devices()[0].platform == "cpu":
+    compare_cpu_loops(args)
+
+
+def compare_cpu_loops(args) -> None:
+  """Times our kernel with and without the `lac_jax.cpu_loops` option, in child processes.
+
+  XLA reads its options once per process, so each setting runs in its own child; the two
+  alternate ``--repeats`` times and each row keeps its best time, which cancels most of the
+  host's drift between the children.
+  """
+  best = {"off": {}, "on": {}}
+  for _ in range(args.repeats):
+    for option in ("off", "on"):
+      cmd = [sys.executable, __file__, f"--cpu-loops={option}", "--json", "--skip-baseline",
+             "--rounds", str(args.rounds), "--calls", str(args.calls),
+             "--sizes", *map(str, args.sizes), "--batches", *map(str, args.batches)]
+      out = subprocess.run(cmd, check=True, capture_output=True, text=True).stdout
+      for key, sec in json.loads(out.strip().splitlines()[-1]).items():
+        best[option][key] = min(sec, best[option].get(key, float("inf")))
+  print(f"\nours without / with lac_jax.cpu_loops.enable() ({cpu_loops.OPTION}="
+        f"{cpu_loops.DEFAULT_BYTES}): best of {args.repeats} alternating child processes")
+  header = f"{'T':>4} {'B':>4} {'penalties':>9} | {'default ms':>10} {'option ms':>9} | speed-up"
+  print(header)
+  print("-" * len(header))
+  for key, t_default in best["off"].items():
+    t, b, pen = key.split()
+    t_opt = best["on"][key]
+    print(f"{t:>4} {b:>4} {pen:>9} | {t_default * 1e3:>10.2f} {t_opt * 1e3:>9.2f} | "
+          f"{t_default / t_opt:>7.2f}x", flush=True)
 
 
 if __name__ == "__main__":
