@@ -13,6 +13,7 @@ import pytest
 from lac_jax import alignment, cpu_loops
 
 OPT = cpu_loops.OPTION
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(cpu_loops.__file__)))
 EXTRA = "--xla_backend_extra_options="
 
 
@@ -58,7 +59,7 @@ def test_option_compiles_sw_loops_whole_with_identical_results(tmp_path):
   np.save(tmp_path / "sim.npy", sim)
   child = textwrap.dedent(f"""
       import sys
-      sys.path.insert(0, {os.getcwd()!r})
+      sys.path.insert(0, {REPO!r})
       from lac_jax import cpu_loops
       assert cpu_loops.enable()
       import jax, numpy as np
