@@ -110,8 +110,8 @@ def main() -> None:
   p.add_argument("--skip-baseline", action="store_true")
   p.add_argument("--cpu-loops", choices=["off", "on", "both"], default="both",
                  help="XLA option of lac_jax.cpu_loops: off = XLA defaults only; on = this "
-                 "process with the option; both = defaults, then "
-                 "ours again in a child process with the option.")
+                 "process with the option; both = defaults, then ours without and with the "
+                 "option in alternating child processes.")
   p.add_argument("--repeats", type=int, default=3,
                  help="--cpu-loops both: alternating child runs per setting (best is kept)")
   p.add_argument("--json", action="store_true", help="print our times as one JSON line")
