@@ -12,9 +12,14 @@ How it is computed, and why it is fast:
 
 * Everything is divided by ``gamma`` once (``s = S/g``, ``go/g``, ``ge/g``), so each ``max^g``
   is a plain logsumexp; the score and D are multiplied back by ``g`` at the end.
-* The matrix is skewed (a pad + reshape, no gather) so that anti-diagonal ``k = i + j`` is one
-  row; the recursion is one ``jax.lax.scan`` over the ``T1 + T2 - 1`` anti-diagonals, with the
-  batch as the minor (vector-lane) dimension ``[K, T1, B]``.
+* The recursion is one ``jax.lax.scan`` over the ``T1 + T2 - 1`` anti-diagonals, with the
+  batch as the minor (vector-lane) dimension. The inputs and the D and gradient tables live in
+  a row-padded ``[T1, T2 + L, B]`` layout (`_Layout`) in which each anti-diagonal is one
+  strided column, so every step reads its diagonal and writes its results in place with one
+  dynamic slice each: no skewed copies to build, slice per segment or stitch back together.
+  Against a skew into ``[K, T1, B]`` rows this made value + gradient of 64 pairs at T = 64
+  10-20% faster (same-run comparison; the skew and unskew are transposes that XLA:CPU fuses
+  with pads and concatenations into slow element-wise loops).
 * The scan is split into a few segments, each working on the window of anti-diagonal slots that
   can hold matrix cells; this skips about a third of the work for square matrices.
 * ``backward='custom'`` (default) stores the local softmax weights of every ``max^g`` during the
@@ -46,24 +51,70 @@ PAD_VALUE = 0.0
 
 
 # ---------------------------------------------------------------------------------------------
-# Layout helpers: skew a [B, T1, T2] matrix into anti-diagonal rows [K, T1, B] and back.
+# Layout: the "G" table, a padded row-major [T1, T2', B] array in which anti-diagonals are
+# strided columns, so the scan reads and writes every diagonal in place (no skew / unskew).
 # ---------------------------------------------------------------------------------------------
 
-def _skew(x: jax.Array, fill: float) -> jax.Array:
-  """``[B, T1, T2] -> [K, T1, B]`` with ``out[i + j, i, b] = x[b, i, j]``, ``fill`` elsewhere."""
-  b, t1, t2 = x.shape
+class _Layout(NamedTuple):
+  """Geometry of a G table for ``[T1, T2]`` matrices.
+
+  Cell ``(i, j)`` lives at flat row ``f = (i + 1) * T2p + j`` of a ``[Q * S, B]`` table with row
+  stride ``T2p = T2 + L`` (``L``: the longest scan segment) and ``S = T2p - 1``. Viewed as
+  ``[Q, S, B]``, anti-diagonal ``k = i + j`` is then the column ``(T2p + k) % S`` starting at row
+  ``i + (T2p + k) // S``: one dynamic slice per step. The ``L`` padding columns absorb the
+  window slots outside the matrix (``-L < j < T2 + L``), so they never touch a real cell.
+  """
+  t1: int
+  t2: int
+  t2p: int
+  q: int
+
+  @property
+  def s(self) -> int:
+    return self.t2p - 1
+
+
+def _layout(t1: int, t2: int, segments) -> _Layout:
+  longest = max(seg.k1 - seg.k0 for seg in segments)
+  t2p = t2 + longest
   k = t1 + t2 - 1
-  y = jnp.pad(x, ((0, 0), (0, 0), (0, t1)), constant_values=fill)  # [B, T1, T1 + T2]
-  r = y.reshape(b, t1 * (t1 + t2))[:, :t1 * k].reshape(b, t1, k)  # r[b, i, k] = x[b, i, k - i]
-  return jnp.transpose(r, (2, 1, 0))
+  q = t1 + (t2p + k - 1) // (t2p - 1) + 1
+  return _Layout(t1, t2, t2p, q)
 
 
-def _unskew(r: jax.Array, t2: int) -> jax.Array:
-  """Inverse of `_skew`: ``[K, T1, B] -> [B, T1, T2]``."""
-  k, t1, b = r.shape
-  r = jnp.transpose(r, (2, 1, 0)).reshape(b, t1 * k)
-  r = jnp.pad(r, ((0, 0), (0, t1)))
-  return r.reshape(b, t1, t1 + t2)[:, :, :t2]
+def _to_g(lay: _Layout, x: jax.Array, fill: float) -> jax.Array:
+  """``[B, T1, T2] -> [Q, S, B]`` G table, ``fill`` outside the matrix."""
+  b = x.shape[0]
+  y = jnp.transpose(x, (1, 2, 0))  # [T1, T2, B]
+  y = jnp.pad(y, ((0, 0), (0, lay.t2p - lay.t2), (0, 0)), constant_values=fill)
+  y = y.reshape(lay.t1 * lay.t2p, b)
+  rows = lay.q * lay.s
+  y = jnp.pad(y, ((lay.t2p, rows - lay.t2p - lay.t1 * lay.t2p), (0, 0)), constant_values=fill)
+  return y.reshape(lay.q, lay.s, b)
+
+
+def _from_g(lay: _Layout, g: jax.Array) -> jax.Array:
+  """Inverse of `_to_g`: ``[Q, S, B] -> [B, T1, T2]``."""
+  b = g.shape[-1]
+  y = g.reshape(lay.q * lay.s, b)[lay.t2p:lay.t2p * (lay.t1 + 1)]
+  y = y.reshape(lay.t1, lay.t2p, b)[:, :lay.t2]
+  return jnp.transpose(y, (2, 0, 1))
+
+
+def _diag_at(lay: _Layout, k, lo: int):
+  """Start index in the ``[Q, S, B]`` view of slot ``lo`` on anti-diagonal ``k`` (traced)."""
+  c = lay.t2p + k
+  return (lo + c // lay.s, c % lay.s, 0)
+
+
+def _read_diag(lay: _Layout, g: jax.Array, k, lo: int, width: int) -> jax.Array:
+  """Slots ``[lo, lo + width)`` of anti-diagonal ``k``: ``[width, B]``."""
+  return jax.lax.dynamic_slice(g, _diag_at(lay, k, lo), (width, 1, g.shape[-1]))[:, 0]
+
+
+def _write_diag(lay: _Layout, g: jax.Array, x: jax.Array, k, lo: int) -> jax.Array:
+  """Writes ``x`` ``[width, B]`` into slots ``[lo, lo + width)`` of anti-diagonal ``k``."""
+  return jax.lax.dynamic_update_slice(g, x[:, None, :], _diag_at(lay, k, lo))
 
 
 class _Segment(NamedTuple):
@@ -203,58 +254,53 @@ def _to_full(x: jax.Array, lo: int, t1: int, fill: float) -> jax.Array:
 
 class _Spec(NamedTuple):
   """Static description of one kernel call."""
-  t1: int
-  t2: int
+  lay: _Layout
   segments: tuple
-  per_cell: bool  # penalties given per cell (rotated [K, T1, Bp]) or per pair ([1, Bp]).
+  per_cell: bool  # penalties given per cell (G tables [Q, S, B']) or per pair ([1, B']).
 
 
-def _penalties_at(spec: _Spec, go, ge, seg: _Segment):
-  """Penalty inputs of one segment: scan xs (per cell) or constants (per pair)."""
-  if spec.per_cell:
-    return go[seg.k0:seg.k1, seg.lo:seg.hi], ge[seg.k0:seg.k1, seg.lo:seg.hi]
-  return go, ge
+def _forward(spec: _Spec, s_g, go, ge, mode: str):
+  """Runs the segmented scan on G tables (scaled units).
 
-
-def _forward(spec: _Spec, s_rot, go, ge, mode: str):
-  """Runs the segmented scan. Returns D ``[K, T1, B]`` and per-segment weights."""
-  t1 = spec.t1
-  bsz = s_rot.shape[-1]
-  full = jnp.full((t1, bsz), NEG, s_rot.dtype)
-  zero = jnp.zeros((t1, bsz), s_rot.dtype)
+  Returns the D table (``[Q, S, B]``, ``NEG`` outside the matrix) and the per-segment local
+  weights (mode ``'weights'``: tuples of ``[steps, width, B]``).
+  """
+  lay = spec.lay
+  t1 = lay.t1
+  bsz = s_g.shape[-1]
+  full = jnp.full((t1, bsz), NEG, s_g.dtype)
+  zero = jnp.zeros((t1, bsz), s_g.dtype)
   fills = (NEG, NEG, NEG, NEG, 0.0, 0.0)
   carry = tuple(full if f == NEG else zero for f in fills)
-  d_parts, weights = [], []
+  d_g = jnp.full(s_g.shape, NEG, s_g.dtype)
+  weights = []
   for seg in spec.segments:
     carry = tuple(c[seg.lo:seg.hi] for c in carry)
-    go_s, ge_s = _penalties_at(spec, go, ge, seg)
-    s_s = s_rot[seg.k0:seg.k1, seg.lo:seg.hi]
+    width = seg.hi - seg.lo
 
-    if spec.per_cell:
-      def step(c, xs):
-        s, g_o, g_e = xs
-        c, d, w = _cell_update(c, s, g_o, g_e, mode)
-        return c, (d, w)
-      xs = (s_s, go_s, ge_s)
-    else:
-      def step(c, s, g_o=go_s, g_e=ge_s):
-        c, d, w = _cell_update(c, s, g_o, g_e, mode)
-        return c, (d, w)
-      xs = s_s
+    def step(c, k, lo=seg.lo, width=width):
+      cells, d_tab = c
+      s = _read_diag(lay, s_g, k, lo, width)
+      if spec.per_cell:
+        g_o, g_e = _read_diag(lay, go, k, lo, width), _read_diag(lay, ge, k, lo, width)
+      else:
+        g_o, g_e = go, ge
+      cells, d, w = _cell_update(cells, s, g_o, g_e, mode)
+      return (cells, _write_diag(lay, d_tab, d, k, lo)), w
 
-    carry, (d, w) = jax.lax.scan(step, carry, xs)
+    (carry, d_g), w = jax.lax.scan(step, (carry, d_g), jnp.arange(seg.k0, seg.k1))
     carry = tuple(_to_full(c, seg.lo, t1, f) for c, f in zip(carry, fills))
-    d_parts.append(jax.vmap(lambda a, lo=seg.lo: _to_full(a, lo, t1, NEG))(d))
     weights.append(w)
-  return jnp.concatenate(d_parts, axis=0), weights
+  return d_g, weights
 
 
 def _backward(spec: _Spec, weights, g_d, go_shape, ge_shape):
-  """Adjoint recursion (reverse scan). ``g_d``: cotangent of D ``[K, T1, B]`` (scaled units).
+  """Adjoint recursion (reverse scan). ``g_d``: cotangent of the D table (scaled units).
 
-  Returns the cotangents of the scaled, skewed inputs ``(s_rot, go, ge)``.
+  Returns the cotangents of ``(s_g, go, ge)``.
   """
-  t1 = spec.t1
+  lay = spec.lay
+  t1 = lay.t1
   bsz = g_d.shape[-1]
   zero = jnp.zeros((t1, bsz), g_d.dtype)
   # carry: up-shifted dD of diagonals k+1 and k+2, and the messages from diagonal k+1:
@@ -262,13 +308,20 @@ def _backward(spec: _Spec, weights, g_d, go_shape, ge_shape):
   # Unlike the forward pass, shifts happen on the producer's window: going backwards a window
   # may shrink at the top, and the value for the consumer's top slot sits one slot higher.
   carry = (zero,) * 6
-  ds_parts, dgo_parts, dge_parts = [], [], []
+  ds_g = jnp.zeros(g_d.shape, g_d.dtype)
+  if spec.per_cell:
+    tabs = (jnp.zeros(go_shape, g_d.dtype), jnp.zeros(ge_shape, g_d.dtype))
+  else:
+    tabs = ()
+  sums = []
   for seg, w in zip(reversed(spec.segments), reversed(weights)):
     carry = tuple(c[seg.lo:seg.hi] for c in carry)
+    width = seg.hi - seg.lo
 
-    def step(c, xs):
-      dd1_up, dd2_up, mxd, mxx, myq_up, myy_up = c
-      seed, (alpha, kappa, beta, rho, pi) = xs
+    def step(c, xs, lo=seg.lo, width=width):
+      (dd1_up, dd2_up, mxd, mxx, myq_up, myy_up), ds_tab, tabs = c
+      k, (alpha, kappa, beta, rho, pi) = xs
+      seed = _read_diag(lay, g_d, k, lo, width)
       dr = dd2_up * pi  # dF/dP(i, j) = dF/dD(i + 1, j + 1)
       dq = dr * rho + myq_up
       dy = (dr - dr * rho) + myy_up
@@ -281,28 +334,32 @@ def _backward(spec: _Spec, weights, g_d, go_shape, ge_shape):
       dgo = -(n_xd + n_yq)
       dge = -(n_xx + n_yy)
       new = (_up(dd), dd1_up, n_xd, n_xx, _up(n_yq), _up(n_yy))
-      if not spec.per_cell:  # Per-pair penalties: only the sum over the diagonal is needed.
-        dgo, dge = dgo.sum(0), dge.sum(0)
-      return new, (dd, dgo, dge)
+      ds_tab = _write_diag(lay, ds_tab, dd, k, lo)
+      if spec.per_cell:
+        # Penalties shared across the batch (last dim 1) receive the batch sum.
+        dgo_t, dge_t = tabs
+        if dgo_t.shape[-1] != dgo.shape[-1]:
+          dgo = dgo.sum(-1, keepdims=True)
+        if dge_t.shape[-1] != dge.shape[-1]:
+          dge = dge.sum(-1, keepdims=True)
+        tabs = (_write_diag(lay, dgo_t, dgo, k, lo), _write_diag(lay, dge_t, dge, k, lo))
+        return (new, ds_tab, tabs), None
+      # Per-pair penalties: only the sum over the diagonal is needed.
+      return (new, ds_tab, tabs), (dgo.sum(0), dge.sum(0))
 
-    seeds = g_d[seg.k0:seg.k1, seg.lo:seg.hi]
-    carry, (ds, dgo, dge) = jax.lax.scan(step, carry, (seeds, w), reverse=True)
+    ks = jnp.arange(seg.k0, seg.k1)
+    (carry, ds_g, tabs), per_step = jax.lax.scan(step, (carry, ds_g, tabs), (ks, w),
+                                                  reverse=True)
     carry = tuple(_to_full(c, seg.lo, t1, 0.0) for c in carry)
-    pad = jax.vmap(lambda a, lo=seg.lo: _to_full(a, lo, t1, 0.0))
-    ds_parts.append(pad(ds))
-    if spec.per_cell:
-      dgo, dge = pad(dgo), pad(dge)
-    dgo_parts.append(dgo)
-    dge_parts.append(dge)
-  ds = jnp.concatenate(ds_parts[::-1], axis=0)
-  dgo = jnp.concatenate(dgo_parts[::-1], axis=0)
-  dge = jnp.concatenate(dge_parts[::-1], axis=0)
-  if not spec.per_cell:
-    dgo, dge = dgo.sum(0, keepdims=True), dge.sum(0, keepdims=True)  # [1, B]
-  # Penalties shared across the batch (last dim 1) receive the batch sum.
-  dgo = _sum_to_shape(dgo, go_shape)
-  dge = _sum_to_shape(dge, ge_shape)
-  return ds, dgo, dge
+    sums.append(per_step)
+  if spec.per_cell:
+    dgo, dge = tabs
+  else:
+    dgo = sum(p[0].sum(0) for p in sums)[None]  # [1, B]
+    dge = sum(p[1].sum(0) for p in sums)[None]
+    dgo = _sum_to_shape(dgo, go_shape)  # Shared across the batch: [1, 1].
+    dge = _sum_to_shape(dge, ge_shape)
+  return ds_g, dgo, dge
 
 
 def _sum_to_shape(x: jax.Array, shape) -> jax.Array:
@@ -311,12 +368,12 @@ def _sum_to_shape(x: jax.Array, shape) -> jax.Array:
 
 
 @functools.partial(jax.custom_vjp, nondiff_argnums=(0,))
-def _sw_custom(spec: _Spec, s_rot, go, ge):
-  return _forward(spec, s_rot, go, ge, "fast")[0]
+def _sw_custom(spec: _Spec, s_g, go, ge):
+  return _forward(spec, s_g, go, ge, "fast")[0]
 
 
-def _sw_custom_fwd(spec, s_rot, go, ge):
-  d, weights = _forward(spec, s_rot, go, ge, "weights")
+def _sw_custom_fwd(spec, s_g, go, ge):
+  d, weights = _forward(spec, s_g, go, ge, "weights")
   return d, (weights, go.shape, ge.shape)
 
 
@@ -328,8 +385,8 @@ def _sw_custom_bwd(spec, res, g_d):
 _sw_custom.defvjp(_sw_custom_fwd, _sw_custom_bwd)
 
 
-def _sw_autodiff(spec: _Spec, s_rot, go, ge):
-  return _forward(spec, s_rot, go, ge, "autodiff")[0]
+def _sw_autodiff(spec: _Spec, s_g, go, ge):
+  return _forward(spec, s_g, go, ge, "autodiff")[0]
 
 
 # ---------------------------------------------------------------------------------------------
@@ -429,26 +486,27 @@ def _soft_sw_jit(sim, go, ge, gamma, lengths, *, include_zero, backward, segment
              & (jnp.arange(t2)[None, None, :] < lengths[:, 1, None, None]))
   go, ge = go / gamma, ge / gamma
   per_cell = go.shape[1:] != (1, 1) or ge.shape[1:] != (1, 1)
-  if per_cell:  # Skewed like sim: [K, T1, B'].
-    go = _skew(jnp.broadcast_to(go, (go.shape[0], t1, t2)), 0.0)
-    ge = _skew(jnp.broadcast_to(ge, (ge.shape[0], t1, t2)), 0.0)
+  lay = _layout(t1, t2, segments)
+  if per_cell:  # G tables like sim: [Q, S, B'].
+    go = _to_g(lay, jnp.broadcast_to(go, (go.shape[0], t1, t2)), 0.0)
+    ge = _to_g(lay, jnp.broadcast_to(ge, (ge.shape[0], t1, t2)), 0.0)
   else:  # One value per pair (or for all pairs): [1, B'].
     go, ge = go.reshape(1, -1), ge.reshape(1, -1)
 
   s = sim / gamma
   if valid is not None:
     s = jnp.where(valid, s, NEG)
-  s_rot = _skew(s, NEG)  # [K, T1, B]
+  s_g = _to_g(lay, s, NEG)  # [Q, S, B]
 
-  spec = _Spec(t1, t2, segments, per_cell)
+  spec = _Spec(lay, segments, per_cell)
   core = _sw_custom if backward == "custom" else _sw_autodiff
-  d_rot = core(spec, s_rot, go, ge)  # [K, T1, B], scaled units
+  d_g = core(spec, s_g, go, ge)  # [Q, S, B], scaled units, NEG outside the matrix
 
-  flat = d_rot.reshape(-1, bsz)
+  flat = d_g.reshape(-1, bsz)
   if include_zero:
     flat = jnp.concatenate([jnp.zeros((1, bsz), dtype), flat], axis=0)
   score = gamma * jax.nn.logsumexp(flat, axis=0)
-  d = gamma * _unskew(d_rot, t2)
+  d = gamma * _from_g(lay, d_g)
   if valid is not None:
     d = jnp.where(valid, d, PAD_VALUE)
   return score, d
