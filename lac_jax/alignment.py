@@ -93,12 +93,16 @@ def _to_g(lay: _Layout, x: jax.Array, fill: float) -> jax.Array:
   return y.reshape(lay.q, lay.s, b)
 
 
-def _from_g(lay: _Layout, g: jax.Array) -> jax.Array:
-  """Inverse of `_to_g`: ``[Q, S, B] -> [B, T1, T2]``."""
+def _from_g_cells(lay: _Layout, g: jax.Array) -> jax.Array:
+  """The cells of a G table: ``[Q, S, B] -> [T1, T2, B]``."""
   b = g.shape[-1]
   y = g.reshape(lay.q * lay.s, b)[lay.t2p:lay.t2p * (lay.t1 + 1)]
-  y = y.reshape(lay.t1, lay.t2p, b)[:, :lay.t2]
-  return jnp.transpose(y, (2, 0, 1))
+  return y.reshape(lay.t1, lay.t2p, b)[:, :lay.t2]
+
+
+def _from_g(lay: _Layout, g: jax.Array) -> jax.Array:
+  """Inverse of `_to_g`: ``[Q, S, B] -> [B, T1, T2]``."""
+  return jnp.transpose(_from_g_cells(lay, g), (2, 0, 1))
 
 
 def _diag_at(lay: _Layout, k, lo: int):
@@ -257,22 +261,57 @@ class _Spec(NamedTuple):
   lay: _Layout
   segments: tuple
   per_cell: bool  # penalties given per cell (G tables [Q, S, B']) or per pair ([1, B']).
+  zero_cell: bool  # the D table holds the 0 of s* in an unused slot (include_zero).
+  masked: bool  # valid lengths per pair are given.
 
 
-def _forward(spec: _Spec, s_g, go, ge, mode: str):
-  """Runs the segmented scan on G tables (scaled units).
+def _read_sim(lay: _Layout, sim_t: jax.Array, k, lo: int, width: int) -> jax.Array:
+  """Slots ``[lo, lo + width)`` of anti-diagonal ``k`` of ``sim_t`` ``[T1 * T2, B]``.
 
-  Returns the D table (``[Q, S, B]``, ``NEG`` outside the matrix) and the per-segment local
-  weights (mode ``'weights'``: tuples of ``[steps, width, B]``).
+  Cell ``(i, j)`` is row ``i * T2 + j = i * (T2 - 1) + k``: a strided run of rows (rows of
+  slots outside the matrix hold other cells; the caller masks them).
+  """
+  stride = lay.t2 - 1
+  if stride == 0:  # T2 == 1: the only cell of diagonal k is (k, 0), row k.
+    row = jax.lax.dynamic_slice_in_dim(sim_t, k, 1, axis=0)
+    return jnp.broadcast_to(row, (width,) + sim_t.shape[1:])
+  run = jax.lax.dynamic_slice_in_dim(sim_t, lo * stride + k, (width - 1) * stride + 1, axis=0)
+  return run[::stride]
+
+
+def _cell_mask(lay: _Layout, k, lo: int, width: int, lens):
+  """``[width, B or 1]`` bool: slot holds a cell of the matrix (and within ``lens``)."""
+  i = lo + jax.lax.broadcasted_iota(jnp.int32, (width, 1), 0)
+  j = k - i
+  valid = (j >= 0) & (j < lay.t2)
+  if lens is not None:
+    valid = valid & (i < lens[0]) & (j < lens[1])
+  return valid
+
+
+def _forward(spec: _Spec, sim_t, inv_g, go, ge, lens, mode: str):
+  """Runs the segmented scan (scaled units: ``s = sim / gamma``, scaled in each step).
+
+  Args:
+    sim_t: ``[T1 * T2, B]`` similarities, cell-major (``sim`` transposed).
+    inv_g: ``1 / gamma``, scalar.
+    go, ge: scaled penalties, per pair ``[1, B']`` or G tables ``[Q, S, B']``.
+    lens: int ``[2, B]`` valid lengths (``spec.masked``) or None.
+
+  Returns the D table (``[Q, S, B]``, ``NEG`` outside the matrix, 0 in the zero cell) and the
+  per-segment local weights (mode ``'weights'``: tuples of ``[steps, width, B]``).
   """
   lay = spec.lay
   t1 = lay.t1
-  bsz = s_g.shape[-1]
-  full = jnp.full((t1, bsz), NEG, s_g.dtype)
-  zero = jnp.zeros((t1, bsz), s_g.dtype)
+  bsz = sim_t.shape[-1]
+  dtype = sim_t.dtype
+  full = jnp.full((t1, bsz), NEG, dtype)
+  zero = jnp.zeros((t1, bsz), dtype)
   fills = (NEG, NEG, NEG, NEG, 0.0, 0.0)
   carry = tuple(full if f == NEG else zero for f in fills)
-  d_g = jnp.full(s_g.shape, NEG, s_g.dtype)
+  d_g = jnp.full((lay.q, lay.s, bsz), NEG, dtype)
+  if spec.zero_cell:  # Flat row 0 never holds a cell (see `_Layout`).
+    d_g = d_g.at[0, 0].set(0.0)
   weights = []
   for seg in spec.segments:
     carry = tuple(c[seg.lo:seg.hi] for c in carry)
@@ -280,7 +319,8 @@ def _forward(spec: _Spec, s_g, go, ge, mode: str):
 
     def step(c, k, lo=seg.lo, width=width):
       cells, d_tab = c
-      s = _read_diag(lay, s_g, k, lo, width)
+      valid = _cell_mask(lay, k, lo, width, lens)
+      s = jnp.where(valid, _read_sim(lay, sim_t, k, lo, width) * inv_g, NEG)
       if spec.per_cell:
         g_o, g_e = _read_diag(lay, go, k, lo, width), _read_diag(lay, ge, k, lo, width)
       else:
@@ -294,10 +334,11 @@ def _forward(spec: _Spec, s_g, go, ge, mode: str):
   return d_g, weights
 
 
-def _backward(spec: _Spec, weights, g_d, go_shape, ge_shape):
+def _backward(spec: _Spec, weights, g_d, inv_g, lens, go_shape, ge_shape):
   """Adjoint recursion (reverse scan). ``g_d``: cotangent of the D table (scaled units).
 
-  Returns the cotangents of ``(s_g, go, ge)``.
+  Returns the cotangent of ``sim`` as a G table ``[Q, S, B]`` (``inv_g`` applied, 0 outside
+  the valid cells) and those of the scaled penalties ``(go, ge)``.
   """
   lay = spec.lay
   t1 = lay.t1
@@ -334,7 +375,8 @@ def _backward(spec: _Spec, weights, g_d, go_shape, ge_shape):
       dgo = -(n_xd + n_yq)
       dge = -(n_xx + n_yy)
       new = (_up(dd), dd1_up, n_xd, n_xx, _up(n_yq), _up(n_yy))
-      ds_tab = _write_diag(lay, ds_tab, dd, k, lo)
+      valid = _cell_mask(lay, k, lo, width, lens)
+      ds_tab = _write_diag(lay, ds_tab, jnp.where(valid, dd * inv_g, 0.0), k, lo)
       if spec.per_cell:
         # Penalties shared across the batch (last dim 1) receive the batch sum.
         dgo_t, dge_t = tabs
@@ -368,25 +410,31 @@ def _sum_to_shape(x: jax.Array, shape) -> jax.Array:
 
 
 @functools.partial(jax.custom_vjp, nondiff_argnums=(0,))
-def _sw_custom(spec: _Spec, s_g, go, ge):
-  return _forward(spec, s_g, go, ge, "fast")[0]
+def _sw_custom(spec: _Spec, sim_t, inv_g, go, ge, lens):
+  return _forward(spec, sim_t, inv_g, go, ge, lens, "fast")[0]
 
 
-def _sw_custom_fwd(spec, s_g, go, ge):
-  d, weights = _forward(spec, s_g, go, ge, "weights")
-  return d, (weights, go.shape, ge.shape)
+def _sw_custom_fwd(spec, sim_t, inv_g, go, ge, lens):
+  d, weights = _forward(spec, sim_t, inv_g, go, ge, lens, "weights")
+  return d, (weights, sim_t, inv_g, lens, go.shape, ge.shape)
 
 
 def _sw_custom_bwd(spec, res, g_d):
-  weights, go_shape, ge_shape = res
-  return _backward(spec, weights, g_d, go_shape, ge_shape)
+  weights, sim_t, inv_g, lens, go_shape, ge_shape = res
+  ds_g, dgo, dge = _backward(spec, weights, g_d, inv_g, lens, go_shape, ge_shape)
+  lay = spec.lay
+  ds_t = _from_g_cells(lay, ds_g).reshape(sim_t.shape)
+  # s = sim * inv_g: d/d inv_g = sum(ds * sim) = sum(d sim * sim) / inv_g. Dropped by XLA
+  # unless gamma itself is differentiated.
+  d_inv_g = jnp.sum(ds_t * sim_t) / inv_g
+  return ds_t, d_inv_g.astype(inv_g.dtype), dgo, dge, None
 
 
 _sw_custom.defvjp(_sw_custom_fwd, _sw_custom_bwd)
 
 
-def _sw_autodiff(spec: _Spec, s_g, go, ge):
-  return _forward(spec, s_g, go, ge, "autodiff")[0]
+def _sw_autodiff(spec: _Spec, sim_t, inv_g, go, ge, lens):
+  return _forward(spec, sim_t, inv_g, go, ge, lens, "autodiff")[0]
 
 
 # ---------------------------------------------------------------------------------------------
@@ -479,35 +527,28 @@ def soft_smith_waterman(sim: jax.Array,
 def _soft_sw_jit(sim, go, ge, gamma, lengths, *, include_zero, backward, segments):
   """`soft_smith_waterman` on validated inputs: sim ``[B, T1, T2]``, penalties ``[B', T1', T2']``."""
   bsz, t1, t2 = sim.shape
-  dtype = sim.dtype
-  valid = None
-  if lengths is not None:
-    valid = ((jnp.arange(t1)[None, :, None] < lengths[:, 0, None, None])
-             & (jnp.arange(t2)[None, None, :] < lengths[:, 1, None, None]))
   go, ge = go / gamma, ge / gamma
   per_cell = go.shape[1:] != (1, 1) or ge.shape[1:] != (1, 1)
   lay = _layout(t1, t2, segments)
-  if per_cell:  # G tables like sim: [Q, S, B'].
+  if per_cell:  # G tables: [Q, S, B'].
     go = _to_g(lay, jnp.broadcast_to(go, (go.shape[0], t1, t2)), 0.0)
     ge = _to_g(lay, jnp.broadcast_to(ge, (ge.shape[0], t1, t2)), 0.0)
   else:  # One value per pair (or for all pairs): [1, B'].
     go, ge = go.reshape(1, -1), ge.reshape(1, -1)
 
-  s = sim / gamma
-  if valid is not None:
-    s = jnp.where(valid, s, NEG)
-  s_g = _to_g(lay, s, NEG)  # [Q, S, B]
-
-  spec = _Spec(lay, segments, per_cell)
+  # A plain transpose (XLA:CPU's fast path: fused with a scale or pad it is several times
+  # slower); the kernel scales by 1 / gamma and masks the cells outside `lengths` per step.
+  sim_t = jnp.transpose(sim, (1, 2, 0)).reshape(t1 * t2, bsz)
+  lens = None if lengths is None else jnp.transpose(lengths).astype(jnp.int32)  # [2, B]
+  spec = _Spec(lay, segments, per_cell, include_zero, lengths is not None)
   core = _sw_custom if backward == "custom" else _sw_autodiff
-  d_g = core(spec, s_g, go, ge)  # [Q, S, B], scaled units, NEG outside the matrix
+  d_g = core(spec, sim_t, 1.0 / gamma, go, ge, lens)  # [Q, S, B], scaled units
 
-  flat = d_g.reshape(-1, bsz)
-  if include_zero:
-    flat = jnp.concatenate([jnp.zeros((1, bsz), dtype), flat], axis=0)
-  score = gamma * jax.nn.logsumexp(flat, axis=0)
+  score = gamma * jax.nn.logsumexp(d_g.reshape(-1, bsz), axis=0)
   d = gamma * _from_g(lay, d_g)
-  if valid is not None:
+  if lengths is not None:
+    valid = ((jnp.arange(t1)[None, :, None] < lengths[:, 0, None, None])
+             & (jnp.arange(t2)[None, None, :] < lengths[:, 1, None, None]))
     d = jnp.where(valid, d, PAD_VALUE)
   return score, d
 

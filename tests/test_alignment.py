@@ -131,6 +131,25 @@ def test_scalar_penalty_gradients_match_finite_differences():
       np.testing.assert_allclose(g_pp.sum(), g_go, rtol=1e-10)
 
 
+@pytest.mark.parametrize("backward", BACKWARDS)
+def test_gamma_gradient_matches_finite_differences(backward):
+  # The kernel scales sim by 1 / gamma inside each step, so its custom backward returns
+  # gamma's cotangent explicitly; checked with lengths and per-cell penalties too.
+  rng = np.random.default_rng(7)
+  s = rng.normal(size=(3, 6, 5))
+  go = rng.uniform(0.3, 1.2, size=(6, 5))
+  lengths = np.array([[6, 5], [3, 4], [5, 2]])
+  with jax.enable_x64(True):
+    for pen, lens in ((0.6, None), (go, lengths)):
+      def f(gamma, pen=pen, lens=lens):
+        score, d = soft_smith_waterman(jnp.asarray(s), pen, 0.25, gamma, lengths=lens,
+                                       backward=backward, num_segments=2)
+        return score.sum() + 0.1 * jnp.sum(jnp.sin(d))
+      g = jax.jit(jax.grad(f))(0.7)
+      fd = (f(0.7 + 1e-6) - f(0.7 - 1e-6)) / 2e-6
+      np.testing.assert_allclose(g, fd, atol=1e-7, rtol=1e-6)
+
+
 def test_custom_and_autodiff_backward_agree_float32():
   rng = np.random.default_rng(5)
   s = jnp.asarray(rng.normal(size=(6, 20, 17)), jnp.float32)
