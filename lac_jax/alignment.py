@@ -10,16 +10,16 @@ With ``max^g(u) = g * logsumexp(u / g)`` and 1-based cells ``(i, j)``::
 
 How it is computed, and why it is fast:
 
-* Everything is divided by ``gamma`` once (``s = S/g``, ``go/g``, ``ge/g``), so each ``max^g``
+* Everything is scaled by ``1 / gamma`` (``s = S/g``, ``go/g``, ``ge/g``), so each ``max^g``
   is a plain logsumexp; the score and D are multiplied back by ``g`` at the end.
 * The recursion is one ``jax.lax.scan`` over the ``T1 + T2 - 1`` anti-diagonals, with the
-  batch as the minor (vector-lane) dimension. The inputs and the D and gradient tables live in
-  a row-padded ``[T1, T2 + L, B]`` layout (`_Layout`) in which each anti-diagonal is one
-  strided column, so every step reads its diagonal and writes its results in place with one
-  dynamic slice each: no skewed copies to build, slice per segment or stitch back together.
-  Against a skew into ``[K, T1, B]`` rows this made value + gradient of 64 pairs at T = 64
-  10-20% faster (same-run comparison; the skew and unskew are transposes that XLA:CPU fuses
-  with pads and concatenations into slow element-wise loops).
+  batch as the minor (vector-lane) dimension. ``sim`` enters as one plain transpose
+  ``[T1 * T2, B]``, in which anti-diagonal ``k`` is a strided run of rows (`_read_sim`; the
+  1/gamma scaling and the ``lengths`` mask are applied per step), and D and the gradients are
+  written in place into a row-padded ``[T1, T2 + L, B]`` table in which each anti-diagonal is
+  one strided column (`_Layout`). So there are no skewed copies to build, slice per segment or
+  stitch back together: XLA:CPU fuses such transposes with pads, scalings and concatenations
+  into element-wise loops several times slower than a plain transpose.
 * The scan is split into a few segments, each working on the window of anti-diagonal slots that
   can hold matrix cells; this skips about a third of the work for square matrices.
 * ``backward='custom'`` (default) stores the local softmax weights of every ``max^g`` during the
@@ -62,7 +62,8 @@ class _Layout(NamedTuple):
   stride ``T2p = T2 + L`` (``L``: the longest scan segment) and ``S = T2p - 1``. Viewed as
   ``[Q, S, B]``, anti-diagonal ``k = i + j`` is then the column ``(T2p + k) % S`` starting at row
   ``i + (T2p + k) // S``: one dynamic slice per step. The ``L`` padding columns absorb the
-  window slots outside the matrix (``-L < j < T2 + L``), so they never touch a real cell.
+  window slots outside the matrix (``-L < j < T2 + L``), so they never touch a real cell, and
+  flat rows ``0 .. T2`` are never written (row 0 holds the 0 of ``s*`` when it is included).
   """
   t1: int
   t2: int
