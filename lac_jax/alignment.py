@@ -263,7 +263,6 @@ class _Spec(NamedTuple):
   segments: tuple
   per_cell: bool  # penalties given per cell (G tables [Q, S, B']) or per pair ([1, B']).
   zero_cell: bool  # the D table holds the 0 of s* in an unused slot (include_zero).
-  masked: bool  # valid lengths per pair are given.
 
 
 def _read_sim(lay: _Layout, sim_t: jax.Array, k, lo: int, width: int) -> jax.Array:
@@ -297,7 +296,7 @@ def _forward(spec: _Spec, sim_t, inv_g, go, ge, lens, mode: str):
     sim_t: ``[T1 * T2, B]`` similarities, cell-major (``sim`` transposed).
     inv_g: ``1 / gamma``, scalar.
     go, ge: scaled penalties, per pair ``[1, B']`` or G tables ``[Q, S, B']``.
-    lens: int ``[2, B]`` valid lengths (``spec.masked``) or None.
+    lens: int ``[2, B]`` valid lengths per pair, or None.
 
   Returns the D table (``[Q, S, B]``, ``NEG`` outside the matrix, 0 in the zero cell) and the
   per-segment local weights (mode ``'weights'``: tuples of ``[steps, width, B]``).
@@ -541,7 +540,7 @@ def _soft_sw_jit(sim, go, ge, gamma, lengths, *, include_zero, backward, segment
   # slower); the kernel scales by 1 / gamma and masks the cells outside `lengths` per step.
   sim_t = jnp.transpose(sim, (1, 2, 0)).reshape(t1 * t2, bsz)
   lens = None if lengths is None else jnp.transpose(lengths).astype(jnp.int32)  # [2, B]
-  spec = _Spec(lay, segments, per_cell, include_zero, lengths is not None)
+  spec = _Spec(lay, segments, per_cell, include_zero)
   core = _sw_custom if backward == "custom" else _sw_autodiff
   d_g = core(spec, sim_t, 1.0 / gamma, go, ge, lens)  # [Q, S, B], scaled units
 
