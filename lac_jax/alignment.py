@@ -106,20 +106,30 @@ def _from_g(lay: _Layout, g: jax.Array) -> jax.Array:
   return jnp.transpose(_from_g_cells(lay, g), (2, 0, 1))
 
 
-def _diag_at(lay: _Layout, k, lo: int):
-  """Start index in the ``[Q, S, B]`` view of slot ``lo`` on anti-diagonal ``k`` (traced)."""
-  c = lay.t2p + k
-  return (lo + c // lay.s, c % lay.s, 0)
+def _diag_starts(lay: _Layout, ks: np.ndarray, lo: int) -> tuple[np.ndarray, np.ndarray]:
+  """int32 ``[steps]`` rows and columns: ``[Q, S, B]`` start indices of slot ``lo`` on each
+  anti-diagonal in ``ks``.
+
+  Computed here, once, rather than per step from the loop counter: XLA:CPU would run each
+  index computation as a separate kernel in every iteration.
+  """
+  c = lay.t2p + np.asarray(ks, np.int64)
+  return (lo + c // lay.s).astype(np.int32), (c % lay.s).astype(np.int32)
 
 
-def _read_diag(lay: _Layout, g: jax.Array, k, lo: int, width: int) -> jax.Array:
-  """Slots ``[lo, lo + width)`` of anti-diagonal ``k``: ``[width, B]``."""
-  return jax.lax.dynamic_slice(g, _diag_at(lay, k, lo), (width, 1, g.shape[-1]))[:, 0]
+def _start(at) -> tuple:
+  """``[Q, S, B]`` start index from a (row, column) pair (same integer type throughout)."""
+  return (at[0], at[1], jnp.zeros_like(at[0]))
 
 
-def _write_diag(lay: _Layout, g: jax.Array, x: jax.Array, k, lo: int) -> jax.Array:
-  """Writes ``x`` ``[width, B]`` into slots ``[lo, lo + width)`` of anti-diagonal ``k``."""
-  return jax.lax.dynamic_update_slice(g, x[:, None, :], _diag_at(lay, k, lo))
+def _read_diag(g: jax.Array, at, width: int) -> jax.Array:
+  """``width`` slots of an anti-diagonal starting at ``at`` (see `_diag_starts`): ``[width, B]``."""
+  return jax.lax.dynamic_slice(g, _start(at), (width, 1, g.shape[-1]))[:, 0]
+
+
+def _write_diag(g: jax.Array, x: jax.Array, at) -> jax.Array:
+  """Writes ``x`` ``[width, B]`` into the anti-diagonal slots starting at ``at``."""
+  return jax.lax.dynamic_update_slice(g, x[:, None, :], _start(at))
 
 
 class _Segment(NamedTuple):
@@ -317,18 +327,20 @@ def _forward(spec: _Spec, sim_t, inv_g, go, ge, lens, mode: str):
     carry = tuple(c[seg.lo:seg.hi] for c in carry)
     width = seg.hi - seg.lo
 
-    def step(c, k, lo=seg.lo, width=width):
+    def step(c, xs, lo=seg.lo, width=width):
       cells, d_tab = c
+      k, at = xs
       valid = _cell_mask(lay, k, lo, width, lens)
       s = jnp.where(valid, _read_sim(lay, sim_t, k, lo, width) * inv_g, NEG)
       if spec.per_cell:
-        g_o, g_e = _read_diag(lay, go, k, lo, width), _read_diag(lay, ge, k, lo, width)
+        g_o, g_e = _read_diag(go, at, width), _read_diag(ge, at, width)
       else:
         g_o, g_e = go, ge
       cells, d, w = _cell_update(cells, s, g_o, g_e, mode)
-      return (cells, _write_diag(lay, d_tab, d, k, lo)), w
+      return (cells, _write_diag(d_tab, d, at)), w
 
-    (carry, d_g), w = jax.lax.scan(step, (carry, d_g), jnp.arange(seg.k0, seg.k1))
+    ks = np.arange(seg.k0, seg.k1)
+    (carry, d_g), w = jax.lax.scan(step, (carry, d_g), (ks, _diag_starts(lay, ks, seg.lo)))
     carry = tuple(_to_full(c, seg.lo, t1, f) for c, f in zip(carry, fills))
     weights.append(w)
   return d_g, weights
@@ -361,8 +373,8 @@ def _backward(spec: _Spec, weights, g_d, inv_g, lens, go_shape, ge_shape):
 
     def step(c, xs, lo=seg.lo, width=width):
       (dd1_up, dd2_up, mxd, mxx, myq_up, myy_up), ds_tab, tabs = c
-      k, (alpha, kappa, beta, rho, pi) = xs
-      seed = _read_diag(lay, g_d, k, lo, width)
+      k, at, (alpha, kappa, beta, rho, pi) = xs
+      seed = _read_diag(g_d, at, width)
       dr = dd2_up * pi  # dF/dP(i, j) = dF/dD(i + 1, j + 1)
       dq = dr * rho + myq_up
       dy = (dr - dr * rho) + myy_up
@@ -376,7 +388,7 @@ def _backward(spec: _Spec, weights, g_d, inv_g, lens, go_shape, ge_shape):
       dge = -(n_xx + n_yy)
       new = (_up(dd), dd1_up, n_xd, n_xx, _up(n_yq), _up(n_yy))
       valid = _cell_mask(lay, k, lo, width, lens)
-      ds_tab = _write_diag(lay, ds_tab, jnp.where(valid, dd * inv_g, 0.0), k, lo)
+      ds_tab = _write_diag(ds_tab, jnp.where(valid, dd * inv_g, 0.0), at)
       if spec.per_cell:
         # Penalties shared across the batch (last dim 1) receive the batch sum.
         dgo_t, dge_t = tabs
@@ -384,13 +396,14 @@ def _backward(spec: _Spec, weights, g_d, inv_g, lens, go_shape, ge_shape):
           dgo = dgo.sum(-1, keepdims=True)
         if dge_t.shape[-1] != dge.shape[-1]:
           dge = dge.sum(-1, keepdims=True)
-        tabs = (_write_diag(lay, dgo_t, dgo, k, lo), _write_diag(lay, dge_t, dge, k, lo))
+        tabs = (_write_diag(dgo_t, dgo, at), _write_diag(dge_t, dge, at))
         return (new, ds_tab, tabs), None
       # Per-pair penalties: only the sum over the diagonal is needed.
       return (new, ds_tab, tabs), (dgo.sum(0), dge.sum(0))
 
-    ks = jnp.arange(seg.k0, seg.k1)
-    (carry, ds_g, tabs), per_step = jax.lax.scan(step, (carry, ds_g, tabs), (ks, w),
+    ks = np.arange(seg.k0, seg.k1)
+    (carry, ds_g, tabs), per_step = jax.lax.scan(step, (carry, ds_g, tabs),
+                                                  (ks, _diag_starts(lay, ks, seg.lo), w),
                                                   reverse=True)
     carry = tuple(_to_full(c, seg.lo, t1, 0.0) for c in carry)
     sums.append(per_step)
