@@ -30,9 +30,10 @@ How it is computed, and why it is fast:
 * "-inf" is the finite sentinel ``NEG = -1e30``: ``logsumexp`` subtracts the maximum, so no
   ``inf - inf`` ever appears and values and gradients stay finite.
 
-What limits the speed: the ``T1 + T2 - 1`` sequential steps (each a few dozen small fused
-loops that XLA:CPU dispatches one by one; `lac_jax.cpu_loops` compiles each loop whole instead)
-and one CPU core per loop body; the batch dimension is what fills the vector lanes.
+What limits the speed: the ``T1 + T2 - 1`` sequential steps, each a few dozen small fused
+loops that XLA:CPU dispatches separately (its executor hands them between the cores, which
+costs more than their arithmetic at small batches; `lac_jax.cpu_loops` compiles each loop whole
+instead). The batch dimension is what fills the vector lanes.
 """
 
 from __future__ import annotations
