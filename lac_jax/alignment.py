@@ -107,15 +107,16 @@ def _from_g(lay: _Layout, g: jax.Array) -> jax.Array:
   return jnp.transpose(_from_g_cells(lay, g), (2, 0, 1))
 
 
-def _diag_starts(lay: _Layout, ks: np.ndarray, lo: int) -> tuple[np.ndarray, np.ndarray]:
-  """int32 ``[steps]`` rows and columns: ``[Q, S, B]`` start indices of slot ``lo`` on each
-  anti-diagonal in ``ks``.
+def _segment_steps(lay: _Layout, seg: _Segment) -> tuple[np.ndarray, tuple]:
+  """A segment's anti-diagonals ``ks`` (``[steps]``) and, per step, the int32 row and column
+  of its first slot ``seg.lo`` in the ``[Q, S, B]`` view: the scan inputs of both passes.
 
-  Computed here, once, rather than per step from the loop counter: XLA:CPU would run each
-  index computation as a separate kernel in every iteration.
+  The indices are computed here, once, rather than per step from the loop counter: XLA:CPU
+  would run each index computation as a separate kernel in every iteration.
   """
-  c = lay.t2p + np.asarray(ks, np.int64)
-  return (lo + c // lay.s).astype(np.int32), (c % lay.s).astype(np.int32)
+  ks = np.arange(seg.k0, seg.k1)
+  c = lay.t2p + ks.astype(np.int64)
+  return ks, ((seg.lo + c // lay.s).astype(np.int32), (c % lay.s).astype(np.int32))
 
 
 def _start(at) -> tuple:
@@ -124,7 +125,7 @@ def _start(at) -> tuple:
 
 
 def _read_diag(g: jax.Array, at, width: int) -> jax.Array:
-  """``width`` slots of an anti-diagonal starting at ``at`` (see `_diag_starts`): ``[width, B]``."""
+  """``width`` slots of an anti-diagonal starting at ``at`` (`_segment_steps`): ``[width, B]``."""
   return jax.lax.dynamic_slice(g, _start(at), (width, 1, g.shape[-1]))[:, 0]
 
 
@@ -340,8 +341,7 @@ def _forward(spec: _Spec, sim_t, inv_g, go, ge, lens, mode: str):
       cells, d, w = _cell_update(cells, s, g_o, g_e, mode)
       return (cells, _write_diag(d_tab, d, at)), w
 
-    ks = np.arange(seg.k0, seg.k1)
-    (carry, d_g), w = jax.lax.scan(step, (carry, d_g), (ks, _diag_starts(lay, ks, seg.lo)))
+    (carry, d_g), w = jax.lax.scan(step, (carry, d_g), _segment_steps(lay, seg))
     carry = tuple(_to_full(c, seg.lo, t1, f) for c, f in zip(carry, fills))
     weights.append(w)
   return d_g, weights
@@ -402,10 +402,8 @@ def _backward(spec: _Spec, weights, g_d, inv_g, lens, go_shape, ge_shape):
       # Per-pair penalties: only the sum over the diagonal is needed.
       return (new, ds_tab, tabs), (dgo.sum(0), dge.sum(0))
 
-    ks = np.arange(seg.k0, seg.k1)
     (carry, ds_g, tabs), per_step = jax.lax.scan(step, (carry, ds_g, tabs),
-                                                  (ks, _diag_starts(lay, ks, seg.lo), w),
-                                                  reverse=True)
+                                                  (*_segment_steps(lay, seg), w), reverse=True)
     carry = tuple(_to_full(c, seg.lo, t1, 0.0) for c in carry)
     sums.append(per_step)
   if spec.per_cell:

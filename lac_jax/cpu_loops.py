@@ -9,7 +9,8 @@ a backend extra option; XLA's default is 1024 bytes, far below any of our loops)
 
 Measured on the 2-core CPU of the README (``python benchmarks/sw_kernel.py`` runs both, table
 in the README): value + gradient of one pair at T=64 2.3-3.2x faster (0.27-0.40 ms), 64 pairs
-1.27-1.46x (7.4-8.0 ms), over two runs a day apart. Numbers are identical (same HLO, compiled differently).
+1.27-1.46x (7.4-8.0 ms), over two runs a day apart. Numbers are identical (same HLO,
+compiled differently).
 
 XLA reads ``XLA_FLAGS`` once, when JAX creates its backends, so `enable` must run before the
 first JAX computation of the process; it merges the option into ``XLA_FLAGS`` and keeps any
