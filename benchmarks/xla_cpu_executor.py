@@ -14,12 +14,13 @@ it dispatches them as a dependency graph over the thread pool. Those limits are 
 XLA's ``CpuExecutable`` (no flag or ``DebugOptions`` field in the pinned jaxlib).
 
 Each row is a ``lax.scan`` of ``--steps`` iterations whose body updates ``--arrays`` carried
-``[width, batch]`` float32 arrays (each update one fused kernel: an exp and a few
-multiply-adds) and emits one scalar per step; so the work grows linearly with the array count,
-and a jump in the time per step marks the executor switching strategy. The thunk count is read
-from the compiled HLO of the loop body ("in order": at most 8, so run on the calling thread
-whatever its dependency graph; bodies of more may still be a chain, these are not). Reports the median time per iteration over ``--rounds``
-rounds (``--calls`` calls each, after a warm-up call) and its ratio to the first row.
+``[width, batch]`` float32 arrays (each update one fused kernel: an exp and a few multiply-adds)
+and emits one scalar per step; so the work grows linearly with the array count, and a jump in
+the time per step marks the executor switching strategy. The thunk count is read from the
+compiled HLO of the loop body ("in order": at most 8, so run on the calling thread whatever its
+dependency graph; bodies of more may still be a chain, these are not). Reports the median time
+per iteration over ``--rounds`` rounds (``--calls`` calls each, after a warm-up call) and its
+ratio to the first row.
 """
 
 from __future__ import annotations

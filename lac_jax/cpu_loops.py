@@ -8,9 +8,9 @@ number of bytes per iteration into one function (``xla_cpu_small_while_loop_byte
 a backend extra option; XLA's default is 1024 bytes, far below any of our loops).
 
 Measured on the 2-core CPU of the README (``python benchmarks/sw_kernel.py`` runs both, table
-in the README): value + gradient of one pair at T=64 2.3-3.2x faster (0.27-0.40 ms), 64 pairs
-1.27-1.46x (7.4-8.0 ms), over two runs a day apart. Numbers are identical (same HLO,
-compiled differently).
+in the README): value + gradient of one pair at T=64 1.8-3.9x faster (0.26-0.40 ms), 64 pairs
+0.97-1.46x (7.4-10.2 ms; this host's speed drifts), over four runs on two days. Numbers are
+identical (same HLO, compiled differently).
 
 XLA reads ``XLA_FLAGS`` once, when JAX creates its backends, so `enable` must run before the
 first JAX computation of the process; it merges the option into ``XLA_FLAGS`` and keeps any
