@@ -592,12 +592,17 @@ def smith_waterman_path(sim, gap_open, gap_extend):
   d = np.full((t1 + 1, t2 + 1), ninf)
   x = np.full((t1 + 1, t2 + 1), ninf)
   y = np.full((t1 + 1, t2 + 1), ninf)
-  for i in range(1, t1 + 1):
-    for j in range(1, t2 + 1):
-      d[i, j] = s[i - 1, j - 1] + max(0.0, d[i - 1, j - 1], x[i - 1, j - 1], y[i - 1, j - 1])
-      x[i, j] = max(d[i, j - 1] - go[i - 1, j - 1], x[i, j - 1] - ge[i - 1, j - 1])
-      y[i, j] = max(d[i - 1, j] - go[i - 1, j - 1], x[i - 1, j] - go[i - 1, j - 1],
-                    y[i - 1, j] - ge[i - 1, j - 1])
+  # Cells (i, j) of one anti-diagonal i + j = k depend only on the two before it: fill each
+  # anti-diagonal at once (the same operations as a cell-by-cell loop, so the same tables).
+  for k in range(2, t1 + t2 + 1):
+    i = np.arange(max(1, k - t2), min(t1, k - 1) + 1)
+    j = k - i
+    im, jm = i - 1, j - 1
+    d[i, j] = s[im, jm] + np.maximum(np.maximum(0.0, d[im, jm]),
+                                     np.maximum(x[im, jm], y[im, jm]))
+    x[i, j] = np.maximum(d[i, jm] - go[im, jm], x[i, jm] - ge[im, jm])
+    y[i, j] = np.maximum(np.maximum(d[im, j] - go[im, jm], x[im, j] - go[im, jm]),
+                         y[im, j] - ge[im, jm])
   best = np.max(d[1:, 1:])
   if best <= 0.0:
     return np.zeros((0, 2), np.int64), 0.0

@@ -9,15 +9,20 @@ host arrays once, from process 0.
 
 from __future__ import annotations
 
+import json
 import os
 from typing import Any, Optional
 
 from absl import logging
 import jax
 from flax import serialization
+import ml_collections
 import orbax.checkpoint as ocp
 
+from lac_jax import files
+
 CHECKPOINT_DIR = "checkpoints"
+CONFIG_FILE = "config.json"  # the resolved config of the run, written when training starts
 
 
 def check_workdir(workdir: str) -> str:
@@ -40,6 +45,62 @@ def check_workdir(workdir: str) -> str:
         f"--workdir {workdir!r}: {probe!r} is a file, expected a directory (the run's "
         "checkpoints, metrics and evaluation results go there; it is created if missing)")
   return path
+
+
+def write_config(workdir: str, config: ml_collections.ConfigDict) -> str:
+  """Writes the resolved ``config`` to ``workdir/config.json`` (atomically); returns the path.
+
+  Tools that use a trained workdir (``lac_jax.embed``, ``align``, ``retrieve``) rebuild the
+  model from it with `read_config`.
+  """
+  path = os.path.join(workdir, CONFIG_FILE)
+  files.write_json(path, config.copy_and_resolve_references().to_dict())
+  return path
+
+
+def _merge(target: ml_collections.ConfigDict, values: dict, where: str) -> None:
+  for key, value in values.items():
+    name = f"{where}.{key}" if where else key
+    if key not in target:
+      raise ValueError(f"field {name!r} is not in this version's config (the run was written "
+                       "by another version of lac_jax?); pass the training config with --config")
+    if isinstance(target[key], ml_collections.ConfigDict) and isinstance(value, dict):
+      _merge(target[key], value, name)
+      continue
+    if isinstance(value, list):  # JSON has no tuples; config sequences are tuples.
+      value = tuple(tuple(v) if isinstance(v, list) else v for v in value)
+    try:
+      target[key] = value
+    except (TypeError, ValueError) as e:
+      raise ValueError(f"field {name!r}: cannot set {value!r}: {e}") from None
+
+
+def read_config(workdir: str, template: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
+  """The config saved in ``workdir/config.json``, merged into a copy of ``template``.
+
+  Raises:
+    FileNotFoundError: no ``config.json`` (a workdir written before configs were saved): the
+      message says to pass ``--config``.
+    ValueError: the file is not valid JSON or has a field the template lacks, naming it.
+  """
+  path = os.path.join(workdir, CONFIG_FILE)
+  if not os.path.isfile(path):
+    raise FileNotFoundError(
+        f"{path} not found (runs trained before lac_jax saved its config there have none): "
+        "pass the config the run was trained with, e.g. --config=configs/synthetic.py")
+  try:
+    with open(path, encoding="utf-8") as f:
+      values = json.load(f)
+  except (OSError, json.JSONDecodeError) as e:
+    raise ValueError(f"{path}: not a readable JSON config: {e}") from None
+  if not isinstance(values, dict):
+    raise ValueError(f"{path}: expected a JSON object, got {type(values).__name__}")
+  config = template.copy_and_resolve_references()
+  try:
+    _merge(config, values, "")
+  except ValueError as e:
+    raise ValueError(f"{path}: {e}") from None
+  return config
 
 
 class Checkpoints:

@@ -24,10 +24,8 @@ from __future__ import annotations
 
 import concurrent.futures
 import functools
-import json
 import math
 import os
-import tempfile
 import time
 from typing import Any, Callable, Mapping, Optional, Sequence, Union
 
@@ -39,6 +37,7 @@ from ml_collections import config_dict
 import numpy as np
 
 from lac_jax import data as data_lib
+from lac_jax import files
 from lac_jax import metrics
 from lac_jax.data import augment
 from lac_jax.data import penn_action
@@ -184,7 +183,7 @@ def get_embedder(model: encoder_lib.LACEncoder) -> FrameEmbedder:
   return FrameEmbedder(model)
 
 
-def _as_variables(variables_or_state: Any) -> dict[str, Any]:
+def as_variables(variables_or_state: Any) -> dict[str, Any]:
   """``{'params', 'batch_stats'}`` from a variables dict or a TrainState-like object."""
   if isinstance(variables_or_state, Mapping):
     if 'params' not in variables_or_state:
@@ -243,7 +242,7 @@ def embed_videos(model: encoder_lib.LACEncoder, variables: Any,
   if chunk:
     model = model.clone(trunk_chunk=int(chunk))
   embedder = get_embedder(model)
-  variables = _as_variables(variables)
+  variables = as_variables(variables)
   nc = model.num_context
   lengths = [v.num_frames if isinstance(v, Video) else len(v) for v in videos]
   buckets = assign_buckets(lengths, bucket_sizes, minimum=bucket_min, growth=bucket_growth,
@@ -272,7 +271,7 @@ def embed_videos(model: encoder_lib.LACEncoder, variables: Any,
       out = embedder(variables, frames, length)
       if pending is not None:
         j, prev = pending
-        results[j] = _unpad(np.asarray(prev), lengths[j], nc)
+        results[j] = steps_to_frames(np.asarray(prev), lengths[j], nc)
         done_frames += lengths[j]
       pending = (i, out)
       now = time.perf_counter()
@@ -281,7 +280,7 @@ def embed_videos(model: encoder_lib.LACEncoder, variables: Any,
         log(f'embedded {i}/{len(videos)} videos, {done_frames / (now - start):.1f} frames/s')
     if pending is not None:
       j, prev = pending
-      results[j] = _unpad(np.asarray(prev), lengths[j], nc)
+      results[j] = steps_to_frames(np.asarray(prev), lengths[j], nc)
       done_frames += lengths[j]
   seconds = time.perf_counter() - start
   log(f'embedded {len(videos)}/{len(videos)} videos ({done_frames} frames) in {seconds:.1f} s, '
@@ -290,7 +289,7 @@ def embed_videos(model: encoder_lib.LACEncoder, variables: Any,
   return results
 
 
-def _unpad(out: np.ndarray, num_frames: int, num_context: int) -> np.ndarray:
+def steps_to_frames(out: np.ndarray, num_frames: int, num_context: int) -> np.ndarray:
   """``[L / nc, E]`` step embeddings -> float32 ``[num_frames, E]`` frame embeddings."""
   if num_context > 1:
     out = np.repeat(out, num_context, axis=0)
@@ -299,35 +298,6 @@ def _unpad(out: np.ndarray, num_frames: int, num_context: int) -> np.ndarray:
 
 # ------------------------------------------------------------------------------------------
 # Metrics over embeddings.
-
-
-def _json_safe(value: Any) -> Any:
-  """NaN/inf -> None (strict JSON), NumPy scalars -> Python, containers recursively."""
-  if isinstance(value, Mapping):
-    return {str(k): _json_safe(v) for k, v in value.items()}
-  if isinstance(value, (list, tuple)):
-    return [_json_safe(v) for v in value]
-  if isinstance(value, (np.floating, float)):
-    return float(value) if math.isfinite(value) else None
-  if isinstance(value, np.integer):
-    return int(value)
-  return value
-
-
-def write_json(path: str, payload: Mapping[str, Any]) -> None:
-  """Writes ``payload`` to ``path`` atomically (temp file in the same directory + os.replace)."""
-  directory = os.path.dirname(path) or '.'
-  os.makedirs(directory, exist_ok=True)
-  fd, tmp = tempfile.mkstemp(prefix='.tmp_', suffix='.json', dir=directory)
-  try:
-    with os.fdopen(fd, 'w') as f:
-      json.dump(_json_safe(payload), f, indent=2, sort_keys=False)
-      f.write('\n')
-    os.replace(tmp, path)
-  except BaseException:
-    if os.path.exists(tmp):
-      os.remove(tmp)
-    raise
 
 
 def result_path(workdir: str, name: str, step: Optional[int]) -> str:
@@ -381,7 +351,7 @@ def evaluate(model: encoder_lib.LACEncoder, variables: Any, train_videos: Sequen
   log(f'{name}: embedding {embed_seconds:.1f} s, metrics {metric_seconds:.1f} s\n' +
       metrics.format_table({name: row}))
   if workdir is not None:
-    write_json(result_path(workdir, name, step), {
+    files.write_json(result_path(workdir, name, step), {
         'name': name, 'step': step, 'summary': row, 'rows': {name: row},
         'num_train_videos': n, 'num_val_videos': len(val_videos),
         'embed_seconds': embed_seconds, 'metric_seconds': metric_seconds,
@@ -410,6 +380,13 @@ def _load_split(config: ml_collections.ConfigDict, split: str, action: Optional[
                                 synthetic_config=data.get('synthetic'))
   return data_lib.load_videos(data.dataset, data.get('data_dir') or None, split, action,
                               image_size=image_size)
+
+
+def eval_image_size(config: ml_collections.ConfigDict) -> Optional[int]:
+  """The frame size of the evaluation pass: ``config.eval.image_size``, else
+  ``config.data.image_size``."""
+  eval_config = config.eval if 'eval' in config else default_config()
+  return eval_config.get('image_size') or config.data.get('image_size')
 
 
 def evaluate_dataset(config: ml_collections.ConfigDict, variables_or_state: Any,
@@ -442,9 +419,9 @@ def evaluate_dataset(config: ml_collections.ConfigDict, variables_or_state: Any,
                        f'config.data and optionally config.eval)')
   log = _default_log if log is None else log
   eval_config = config.eval if 'eval' in config else default_config()
-  image_size = eval_config.get('image_size') or config.data.get('image_size')
+  image_size = eval_image_size(config)
   model = encoder_lib.build_encoder(config.model) if model is None else model
-  variables = _as_variables(variables_or_state)
+  variables = as_variables(variables_or_state)
   rows: dict[str, dict[str, float]] = {}
   timings: dict[str, float] = {}
   for action in _actions(config):
@@ -466,7 +443,7 @@ def evaluate_dataset(config: ml_collections.ConfigDict, variables_or_state: Any,
   log(f'{title}\n{metrics.format_table(rows)}')
   result = {'summary': summary, 'rows': rows}
   if workdir is not None:
-    write_json(result_path(workdir, name, step), {
+    files.write_json(result_path(workdir, name, step), {
         'name': name, 'step': step, 'dataset': config.data.dataset, **result,
         'seconds': timings, 'config': eval_config.to_dict()})
   return result

@@ -303,7 +303,7 @@ def progression(train_embs: Sequence[np.ndarray], train_labels: Sequence[np.ndar
 # Nearest neighbours shared by Kendall's tau and retrieval.
 
 
-def _for_distance(emb: np.ndarray, distance: str) -> np.ndarray:
+def for_distance(emb: np.ndarray, distance: str) -> np.ndarray:
   """Maps embeddings so that sqeuclidean nearest neighbours = ``distance`` nearest neighbours."""
   if distance in ('sqeuclidean', 'euclidean'):
     return emb
@@ -429,7 +429,7 @@ def kendalls_tau(embs: Sequence[np.ndarray], stride: int = 5, distance: str = 's
   """
   stride = _check_positive_int(stride, 'stride')
   embs, _ = _prepare(embs, labels)
-  strided = [_for_distance(e[::stride], distance) for e in embs]
+  strided = [for_distance(e[::stride], distance) for e in embs]
   gallery, mask = _pad(strided)
   gallery_sq = np.where(mask, np.sum(gallery**2, -1), np.inf)
   num_videos = len(strided)
@@ -481,7 +481,7 @@ def retrieval(embs: Sequence[np.ndarray], labels: Sequence[np.ndarray],
   embs, labels = _prepare(embs, labels)
   if len(embs) < 2:
     raise ValueError(f'embs: retrieval needs at least 2 videos, got {len(embs)}')
-  strided = [_for_distance(e[::stride], distance) for e in embs]
+  strided = [for_distance(e[::stride], distance) for e in embs]
   strided_labels = [lab[::stride] for lab in labels]
   sizes = np.array([e.shape[0] for e in strided])
   offsets = np.concatenate([[0], np.cumsum(sizes)])

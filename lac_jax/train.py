@@ -53,6 +53,7 @@ import optax
 
 from lac_jax import checkpoint
 from lac_jax import evaluate as evaluate_lib
+from lac_jax import files
 from lac_jax import logs
 from lac_jax import losses
 from lac_jax import metrics as metrics_lib
@@ -557,7 +558,7 @@ def summary_table(workdir: str, final_step: int) -> Optional[str]:
       rows[name] = row
   if not rows:
     return None
-  evaluate_lib.write_json(os.path.join(workdir, SUMMARY_FILE),
+  files.write_json(os.path.join(workdir, SUMMARY_FILE),
                           {"rows": rows, "final_step": final_step})
   return metrics_lib.format_table(rows)
 
@@ -574,6 +575,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> Train
   logs.quiet_library_logs()
   n_global, n_local = check_devices(config)
   os.makedirs(workdir, exist_ok=True)
+  if jax.process_index() == 0:  # The model's config, for lac_jax.embed / align / retrieve.
+    checkpoint.write_config(workdir, config)
   t = config.train
   logging.info("Training in %s on %d device(s) (%d local, %s), %d process(es)", workdir,
                n_global, n_local, jax.default_backend(), jax.process_count())

@@ -192,9 +192,3 @@ def test_bad_inputs(model, variables):
                           bucket_sizes=BUCKETS)
   with pytest.raises(ValueError, match='val_videos'):
     evaluate.evaluate(model, variables, [make_video(np.random.default_rng(0), 'a', 6)], [])
-
-
-def test_json_writer_is_strict(tmp_path):
-  path = tmp_path / 'x' / 'r.json'
-  evaluate.write_json(str(path), {'a': float('nan'), 'b': np.float32(1.5), 'c': (1, np.int64(2))})
-  assert json.loads(path.read_text()) == {'a': None, 'b': 1.5, 'c': [1, 2]}

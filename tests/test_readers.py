@@ -22,6 +22,7 @@ import pytest
 from lac_jax import data as lac_data
 from lac_jax.data import carl_pickle
 from lac_jax.data import decode
+from lac_jax.data import encode
 from lac_jax.data import penn_action
 from lac_jax.data import pouring
 from lac_jax.data import tfrecord
@@ -93,17 +94,8 @@ def color_frames(num_frames: int, size: int = 32, seed: int = 0) -> np.ndarray:
 
 
 def write_mp4(path, frames: np.ndarray) -> None:
-  import av  # pylint: disable=g-import-not-at-top
   os.makedirs(os.path.dirname(path), exist_ok=True)
-  with av.open(str(path), "w") as container:
-    stream = container.add_stream("libx264", rate=25)
-    stream.height, stream.width = frames.shape[1:3]
-    stream.pix_fmt = "yuv420p"
-    for frame in frames:
-      for packet in stream.encode(av.VideoFrame.from_ndarray(frame, format="rgb24")):
-        container.mux(packet)
-    for packet in stream.encode():
-      container.mux(packet)
+  encode.write_video(path, frames, crf=23)
 
 
 def label_tensor(labels):

@@ -217,6 +217,18 @@ def test_resume_equals_uninterrupted(root, one_device):
   assert [r["step"] for r in rows] == [1, 2, 3, 4]  # the resumed run appended steps 3, 4
 
 
+def test_training_saves_its_config_for_the_tools(root, one_device, four_devices):
+  import importlib.util  # pylint: disable=g-import-not-at-top
+  spec = importlib.util.spec_from_file_location("tiny_config", root / "tiny.py")
+  tiny = importlib.util.module_from_spec(spec)
+  spec.loader.exec_module(tiny)
+  want = tiny.get_config()
+  want.train.num_steps = 4
+  for run in ("A", "D"):  # train_and_evaluate, and main.py with a --config override
+    saved = checkpoint.read_config(str(root / run), train.base_config())
+    assert saved.to_dict() == want.to_dict()
+
+
 def test_loss_falls_and_evaluation_table(root, one_device):
   rows = [r for r in logs.read_metrics(root / "C") if "train/loss" in r]
   losses = np.array([r["train/loss"] for r in rows])

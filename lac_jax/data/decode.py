@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import io
 import os
-from typing import Optional, Sequence, Union
+from typing import Iterator, Optional, Sequence, Union
 
 import numpy as np
 
@@ -39,13 +39,15 @@ def resize_frame(frame: np.ndarray, image_size: ImageSize) -> np.ndarray:
   return np.asarray(img, dtype=np.uint8)
 
 
-def decode_jpeg(data: bytes, image_size: ImageSize = None, what: str = "JPEG frame") -> np.ndarray:
+def decode_jpeg(data: bytes, image_size: ImageSize = None, what: str = "JPEG frame",
+                kind: str = "JPEG") -> np.ndarray:
   """Decodes JPEG (or any Pillow-readable) bytes to uint8 RGB ``[H, W, 3]``, optionally resized.
 
   Args:
     data: encoded image bytes.
     image_size: None (keep), an int (square) or ``(height, width)``.
     what: names the frame in error messages (e.g. ``"file.tfrecord record 3 frame 7"``).
+    kind: names the expected format in error messages.
 
   Raises:
     ValueError: the bytes are not a decodable image.
@@ -56,8 +58,32 @@ def decode_jpeg(data: bytes, image_size: ImageSize = None, what: str = "JPEG fra
       img.load()  # forces the full decode so truncation is detected here
       frame = np.asarray(img.convert("RGB"), dtype=np.uint8)
   except (UnidentifiedImageError, OSError, ValueError, SyntaxError) as e:
-    raise ValueError(f"{what}: corrupt or unreadable JPEG ({len(data)} bytes): {e}") from e
+    raise ValueError(f"{what}: corrupt or unreadable {kind} ({len(data)} bytes): {e}") from e
   return resize_frame(frame, image_size)
+
+
+def iter_video_frames(path: Union[str, os.PathLike], image_size: ImageSize = None
+                      ) -> Iterator[np.ndarray]:
+  """Yields the frames of a video file one by one, uint8 RGB ``[H, W, 3]`` (optionally resized).
+
+  Raises (when iterated):
+    FileNotFoundError: ``path`` does not exist.
+    ValueError: the file is not a decodable video (or breaks off mid-stream).
+  """
+  import av  # pylint: disable=g-import-not-at-top
+  path = os.fspath(path)
+  if not os.path.isfile(path):
+    raise FileNotFoundError(f"video file not found: {path}")
+  try:
+    with av.open(path) as container:
+      if not container.streams.video:
+        raise ValueError(f"{path}: no video stream")
+      stream = container.streams.video[0]
+      stream.thread_type = "AUTO"
+      for frame in container.decode(stream):
+        yield resize_frame(frame.to_ndarray(format="rgb24"), image_size)
+  except av.FFmpegError as e:
+    raise ValueError(f"{path}: corrupt or unreadable video: {e}") from e
 
 
 def decode_video(path: Union[str, os.PathLike], image_size: ImageSize = None) -> np.ndarray:
@@ -71,24 +97,33 @@ def decode_video(path: Union[str, os.PathLike], image_size: ImageSize = None) ->
     FileNotFoundError: ``path`` does not exist.
     ValueError: the file is not a decodable video or holds no frames.
   """
+  frames = list(iter_video_frames(path, image_size))
+  if not frames:
+    raise ValueError(f"{os.fspath(path)}: video holds no decodable frames")
+  return np.stack(frames)
+
+
+def video_info(path: Union[str, os.PathLike]) -> dict[str, Optional[float]]:
+  """``{'frames': count or None, 'fps': average rate or None}`` from the container's header.
+
+  Raises:
+    FileNotFoundError: ``path`` does not exist.
+    ValueError: the file is not a readable video.
+  """
   import av  # pylint: disable=g-import-not-at-top
   path = os.fspath(path)
   if not os.path.isfile(path):
     raise FileNotFoundError(f"video file not found: {path}")
-  frames = []
   try:
     with av.open(path) as container:
       if not container.streams.video:
         raise ValueError(f"{path}: no video stream")
       stream = container.streams.video[0]
-      stream.thread_type = "AUTO"
-      for frame in container.decode(stream):
-        frames.append(resize_frame(frame.to_ndarray(format="rgb24"), image_size))
+      rate = stream.average_rate or stream.guessed_rate
+      return {"frames": int(stream.frames) if stream.frames > 0 else None,
+              "fps": float(rate) if rate else None}
   except av.FFmpegError as e:
     raise ValueError(f"{path}: corrupt or unreadable video: {e}") from e
-  if not frames:
-    raise ValueError(f"{path}: video holds no decodable frames")
-  return np.stack(frames)
 
 
 def count_video_frames(path: Union[str, os.PathLike]) -> int:

@@ -32,7 +32,9 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import json
 import math
+import os
 
 import ml_collections
 import numpy as np
@@ -373,3 +375,59 @@ def load(split: str, config: ml_collections.ConfigDict | None = None) -> list[Vi
     raise ValueError(f"synthetic split: expected one of {SPLITS}, got {split!r}")
   size = config.num_train if split == "train" else config.num_val
   return [generate_video(i, split, config) for i in range(size)]
+
+
+LABELS_FILE = "labels.json"
+
+
+def write_videos(directory: str, split: str = "val", count: int | None = None,
+                 config: ml_collections.ConfigDict | None = None, fps: float = 25.0,
+                 as_frames: bool = False) -> list[str]:
+  """Writes the first ``count`` videos of ``split`` as ``<video_name>.mp4`` files (H.264), or
+  with ``as_frames`` as folders of PNG frames, and their per-frame phases as ``labels.json``
+  (``{"phases": PHASES, "labels": {name: [...]}}``, the format of ``lac_jax.retrieve
+  --labels``). Returns the paths written, in order."""
+  from lac_jax.data import encode  # pylint: disable=g-import-not-at-top
+  config = default_config() if config is None else config
+  _check_config(config)
+  if split not in SPLITS:
+    raise ValueError(f"synthetic split: expected one of {SPLITS}, got {split!r}")
+  size = config.num_train if split == "train" else config.num_val
+  count = size if count is None else int(count)
+  if not 1 <= count <= size:
+    raise ValueError(f"count: expected 1..{size} ({split} videos of the config), got {count}")
+  os.makedirs(directory, exist_ok=True)
+  paths, labels = [], {}
+  for index in range(count):
+    video = generate_video(index, split, config)
+    path = os.path.join(directory, video.name if as_frames else f"{video.name}.mp4")
+    if as_frames:
+      encode.write_frames(path, video.frames)
+    else:
+      encode.write_video(path, video.frames, fps=fps)
+    paths.append(path)
+    labels[video.name] = video.labels.tolist()
+  with open(os.path.join(directory, LABELS_FILE), "w", encoding="utf-8") as f:
+    json.dump({"phases": list(PHASES), "labels": labels}, f)
+  return paths
+
+
+if __name__ == "__main__":
+  from absl import app, flags  # pylint: disable=g-import-not-at-top,g-multiple-import
+
+  flags.DEFINE_string("output", None, "Directory for the videos and labels.json.")
+  flags.DEFINE_enum("split", "val", list(SPLITS), "Which split's videos.")
+  flags.DEFINE_integer("count", 4, "Number of videos.", lower_bound=1)
+  flags.DEFINE_integer("size", 64, "Frame height and width, pixels.", lower_bound=16)
+  flags.DEFINE_bool("frames", False, "Folders of PNG frames instead of mp4 files.")
+  flags.mark_flag_as_required("output")
+
+  def _main(argv):
+    del argv
+    cfg = default_config()
+    cfg.height = cfg.width = flags.FLAGS.size
+    for path in write_videos(flags.FLAGS.output, flags.FLAGS.split, flags.FLAGS.count, cfg,
+                             as_frames=flags.FLAGS.frames):
+      print(path)
+
+  app.run(_main)

@@ -286,24 +286,43 @@ class LACEncoder(nn.Module):
 
   @nn.compact
   def __call__(self, frames: jax.Array, mask: Optional[jax.Array] = None,
-               train: bool = False, pe: Optional[jax.Array] = None) -> jax.Array:
+               train: bool = False, pe: Optional[jax.Array] = None,
+               part: str = "all") -> jax.Array:
     """Embeds every frame.
 
     Args:
-      frames: ``[B, T, H, W, 3]`` uint8 in [0, 255] or float in [0, 1] (normalised inside).
+      frames: ``[B, T, H, W, 3]`` uint8 in [0, 255] or float in [0, 1] (normalised inside);
+        with ``part='temporal'``, the per-step features ``[B, S, embed_dim]`` of
+        ``part='frames'``.
       mask: bool ``[B, T]``, False = padded frame (ignored by attention and BN statistics);
-        None = all valid.
+        None = all valid. With ``part='temporal'`` a step mask ``[B, S]``.
       train: dropout on and (backbone mode 'train') BatchNorm on batch statistics.
       pe: optional positional-encoding table ``[B or 1, T // num_context, embed_dim]`` used
         instead of `positional_encoding` of the padded length. The evaluation pass gives the
         table of each video's true length, so that padding a video to a bucket does not move
         its 'linspace' positions.
+      part: ``'all'``; ``'frames'``: only the per-step part (trunk, context block, MLP,
+        embedding layer; steps are independent of each other), returning ``[B, S,
+        embed_dim]``; ``'temporal'``: only the rest (positional encoding, transformer, output),
+        on what ``'frames'`` returned. ``temporal(frames(x)) == all(x)``: long videos can go
+        through the per-step part in pieces and through the transformer whole.
 
     Returns:
       float32 ``[B, T // num_context, output_dim]``; step ``s`` covers frames
       ``s*num_context .. (s+1)*num_context - 1`` and is valid iff all of them are
       (``context_mask``).
     """
+    if part not in ("all", "frames", "temporal"):
+      raise ValueError(f"part must be 'all', 'frames' or 'temporal', got {part!r}")
+    if part == "temporal":
+      if frames.ndim != 3 or frames.shape[-1] != self.embed_dim:
+        raise ValueError(f"part='temporal': expected features [B, S, {self.embed_dim}], got "
+                         f"shape {frames.shape}")
+      b, s = frames.shape[:2]
+      step_mask = jnp.ones((b, s), bool) if mask is None else mask.astype(bool)
+      if step_mask.shape != (b, s):
+        raise ValueError(f"mask must be [B, S] = {(b, s)}, got shape {step_mask.shape}")
+      return self._temporal(frames, step_mask, train, pe)
     if frames.ndim != 5 or frames.shape[-1] != 3:
       raise ValueError(f"frames must be [B, T, H, W, 3], got shape {frames.shape}")
     b, t = frames.shape[:2]
@@ -315,6 +334,15 @@ class LACEncoder(nn.Module):
     if mask.shape != (b, t):
       raise ValueError(f"mask must be [B, T] = {(b, t)}, got shape {mask.shape}")
     mask = mask.astype(bool)
+    x = self._per_step(frames, mask, train)
+    if part == "frames":
+      return x
+    return self._temporal(x, context_mask(mask, nc), train, pe)
+
+  def _per_step(self, frames: jax.Array, mask: jax.Array, train: bool) -> jax.Array:
+    """``[B, T, H, W, 3]`` + ``[B, T]`` -> ``[B, T // num_context, embed_dim]``."""
+    b, t = frames.shape[:2]
+    nc = self.num_context
     bn_mask = mask if self.bn_mask_padding else jnp.ones_like(mask)
 
     # Trunk, one frame at a time (frames are independent images).
@@ -346,8 +374,12 @@ class LACEncoder(nn.Module):
       x = nn.Dropout(self.mlp_dropout)(x, deterministic=not train)
       x = nn.relu(_dense(width, self.dtype, f"mlp_{i}")(x))
     x = _dense(self.embed_dim, self.dtype, "embedding")(x)
-    x = x.reshape(b, s, self.embed_dim)
+    return x.reshape(b, s, self.embed_dim)
 
+  def _temporal(self, x: jax.Array, step_mask: jax.Array, train: bool,
+                pe: Optional[jax.Array]) -> jax.Array:
+    """``[B, S, embed_dim]`` + step mask ``[B, S]`` -> ``[B, S, output_dim]``."""
+    b, s = x.shape[:2]
     if pe is None:
       pe = positional_encoding(s, self.embed_dim, self.pe_positions, self.pe_ref_length,
                                self.pe_official_cos)[None]
@@ -356,7 +388,6 @@ class LACEncoder(nn.Module):
     x = x + jnp.asarray(pe, x.dtype)
     x = nn.Dropout(self.pe_dropout)(x, deterministic=not train)
 
-    step_mask = context_mask(mask, nc)
     for i in range(self.num_layers):
       x = TransformerLayer(self.num_heads, self.ffn_dim, self.transformer_dropout,
                            self.norm_first, self.dtype, name=f"transformer_{i}")(

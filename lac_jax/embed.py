@@ -1,0 +1,90 @@
+r"""Embeds your videos with a trained encoder: one float32 ``[num_frames, D]`` array per input.
+
+  python -m lac_jax.embed --workdir=runs/synthetic --output=embeddings \
+      take1.mp4 take2.mov frames_of_take3/
+
+INPUT: video files (anything PyAV decodes: mp4, avi, mov, webm, ...) or folders of jpg/png
+frames (sorted by name, numbers compared as numbers), any number, mixed. Writes
+``OUTPUT/<input name>.npy`` (one row per decoded frame, in order) and ``OUTPUT/index.json``
+(per input: path, frames, fps where known, output file or error; checkpoint step, embedding
+size, frame size). An input that cannot be read is reported in one line and in the index, the
+others are still embedded, and the exit status is 1. Frames are resized and normalised as the
+evaluation pass does, and the transformer sees the whole video (`lac_jax.inference`).
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from typing import Any, Callable, Optional, Sequence
+
+from absl import app
+
+from lac_jax import files
+from lac_jax import inference
+from lac_jax import tools
+
+INDEX_FILE = "index.json"
+
+
+def embed_inputs(trained: inference.TrainedEncoder, inputs: Sequence[str], output_dir: str, *,
+                 frames_per_chunk: Optional[int] = None, progress: bool = True,
+                 log: Callable[[str], None] = print) -> dict[str, Any]:
+  """Embeds every input into ``output_dir/<name>.npy`` and writes ``output_dir/index.json``.
+
+  Args:
+    trained: the encoder (`inference.load_trained`).
+    inputs: video files and frame folders.
+    output_dir: created if missing; existing files of the same names are replaced.
+    frames_per_chunk: frames per trunk call (default `TrainedEncoder.default_chunk`).
+    progress: progress bars over inputs and frames.
+    log: one line per input (done or failed).
+
+  Returns:
+    The index: ``{'workdir', 'checkpoint_step', 'embedding_size', 'image_size',
+    'frames_per_chunk', 'inputs': [{'input', 'name', 'file', 'kind', 'frames', 'fps',
+    'error'}...], 'failed': number of inputs with an error}``.
+  """
+  os.makedirs(output_dir, exist_ok=True)
+  entries = []
+  names = tools.unique_names(inputs)
+  with tools.progress_bar(progress, total=len(inputs), unit="video", desc="inputs") as bar:
+    for path, name in zip(inputs, names):
+      entry: dict[str, Any] = {"input": path, "name": name, "file": None, "kind": None,
+                               "frames": None, "fps": None, "error": None}
+      try:
+        video = inference.open_input(path)
+        entry.update(kind=video.kind, fps=video.fps)
+        emb = tools.embed_input(trained, video, frames_per_chunk, progress)
+        files.save_npy(os.path.join(output_dir, f"{name}.npy"), emb)
+        entry.update(file=f"{name}.npy", frames=int(emb.shape[0]))
+        bar.write(f"{path}: {emb.shape[0]} frames -> {os.path.join(output_dir, name)}.npy")
+      except inference.InputError as e:
+        entry["error"] = str(e)
+        bar.write(f"lac_jax.embed: error: {e}", file=sys.stderr)
+      entries.append(entry)
+      bar.update(1)
+  index = {"workdir": trained.workdir, "checkpoint_step": trained.step,
+           "embedding_size": trained.output_dim, "image_size": trained.image_size,
+           "frames_per_chunk": frames_per_chunk or trained.default_chunk,
+           "inputs": entries, "failed": sum(e["error"] is not None for e in entries)}
+  files.write_json(os.path.join(output_dir, INDEX_FILE), index)
+  log(f"embedded {len(entries) - index['failed']} of {len(entries)} inputs into {output_dir} "
+      f"(step {trained.step}, {trained.output_dim}-d)")
+  return index
+
+
+def main(argv: Sequence[str]) -> int:
+  inputs = list(argv[1:])
+  if not inputs:
+    raise app.UsageError("give at least one INPUT (video file or folder of frames)")
+  trained = tools.load_encoder()
+  index = embed_inputs(trained, inputs, tools.FLAGS.output,
+                       frames_per_chunk=tools.FLAGS.frames_per_chunk,
+                       progress=tools.FLAGS.progress)
+  return 1 if index["failed"] else 0
+
+
+if __name__ == "__main__":
+  tools.define_flags()
+  tools.run("embed", main)

@@ -1,0 +1,35 @@
+"""Runs notebooks/explore.ipynb top to bottom (its smoke settings: LAC_EXPLORE_FAST=1), so that
+the colab tour cannot rot: every cell must run, and the pictures must be shown."""
+
+import json
+import os
+
+import nbformat
+from nbclient import NotebookClient
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+NOTEBOOK = os.path.join(REPO, "notebooks", "explore.ipynb")
+
+
+def test_explore_notebook_runs_top_to_bottom(tmp_path, monkeypatch):
+  workdir = tmp_path / "run"
+  monkeypatch.setenv("LAC_EXPLORE_FAST", "1")
+  monkeypatch.setenv("LAC_EXPLORE_WORKDIR", str(workdir))
+  monkeypatch.setenv("JAX_PLATFORMS", "cpu")
+  monkeypatch.setenv("PYTHONPATH", REPO)
+  notebook = nbformat.read(NOTEBOOK, as_version=4)
+  assert not any(cell.get("outputs") for cell in notebook.cells
+                 if cell.cell_type == "code"), "commit the notebook without outputs"
+  NotebookClient(notebook, timeout=600, kernel_name="python3",
+                 resources={"metadata": {"path": os.path.join(REPO, "notebooks")}}).execute()
+  outputs = [o for cell in notebook.cells if cell.cell_type == "code" for o in cell.outputs]
+  assert not [o for o in outputs if o.output_type == "error"]
+  images = [o for o in outputs if "image/png" in o.get("data", {})]
+  # Alignment (file and nearest neighbours), retrieval grid, trajectories, progress.
+  assert len(images) >= 5, [o.get("data", {}).keys() for o in outputs]
+  assert any("video/mp4" in str(o.get("data", {}).get("text/html", "")) for o in outputs)
+  text = "".join(o.get("text", "") for o in outputs)
+  assert "Class 100" in text and "frame pairs" in text
+  with open(workdir / "align" / "alignment.json") as f:
+    assert json.load(f)["mode"] == "smith_waterman"
+  assert (workdir / "config.json").exists()
