@@ -9,7 +9,6 @@ host arrays once, from process 0.
 
 from __future__ import annotations
 
-import json
 import os
 from typing import Any, Optional
 
@@ -88,13 +87,7 @@ def read_config(workdir: str, template: ml_collections.ConfigDict) -> ml_collect
     raise FileNotFoundError(
         f"{path} not found (runs trained before lac_jax saved its config there have none): "
         "pass the config the run was trained with, e.g. --config=configs/synthetic.py")
-  try:
-    with open(path, encoding="utf-8") as f:
-      values = json.load(f)
-  except (OSError, json.JSONDecodeError) as e:
-    raise ValueError(f"{path}: not a readable JSON config: {e}") from None
-  if not isinstance(values, dict):
-    raise ValueError(f"{path}: expected a JSON object, got {type(values).__name__}")
+  values = files.read_json_object(path, path)
   config = template.copy_and_resolve_references()
   try:
     _merge(config, values, "")

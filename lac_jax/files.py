@@ -46,6 +46,19 @@ def json_safe(value: Any) -> Any:
   return value
 
 
+def read_json_object(path: str, what: str) -> dict[str, Any]:
+  """The JSON object in ``path``; ValueError naming ``what`` (e.g. ``'--labels=x.json'``) if the
+  file cannot be read, is not JSON or holds something else than an object."""
+  try:
+    with open(path, encoding="utf-8") as f:
+      content = json.load(f)
+  except (OSError, json.JSONDecodeError) as e:
+    raise ValueError(f"{what}: not a readable JSON file: {e}") from None
+  if not isinstance(content, dict):
+    raise ValueError(f"{what}: expected a JSON object, got {type(content).__name__}")
+  return content
+
+
 def write_json(path: str, payload: Mapping[str, Any], one_line: Sequence[str] = ()) -> None:
   """Writes ``payload`` as indented JSON; the values of the top-level keys in ``one_line``
   (long lists such as frame pairs) each stay on one line."""

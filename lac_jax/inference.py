@@ -259,6 +259,8 @@ class TrainedEncoder:
     steps = features.shape[0]
     ev = self.config.eval
     bucket_sizes = ev.get("bucket_sizes")
+    if bucket_sizes is not None and max(bucket_sizes) < steps * nc:
+      bucket_sizes = None  # A video longer than the run's buckets: the automatic ladder.
     padded = evaluate.assign_buckets(
         [steps * nc], None if bucket_sizes is None else tuple(bucket_sizes),
         minimum=ev.bucket_min, growth=ev.bucket_growth, multiple=ev.bucket_multiple,

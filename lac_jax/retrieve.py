@@ -14,7 +14,6 @@ query, red: another). Writes ``retrieval.png`` (the grid) and ``retrieval.json``
 
 from __future__ import annotations
 
-import json
 import os
 from typing import Any, Optional, Sequence
 
@@ -72,13 +71,7 @@ def load_labels(path: str) -> tuple[dict[str, np.ndarray], Optional[list[str]]]:
 
   Accepts ``{"phases": [...], "labels": {name: [...]}}`` or just ``{name: [...]}``.
   """
-  try:
-    with open(path, encoding="utf-8") as f:
-      content = json.load(f)
-  except (OSError, json.JSONDecodeError) as e:
-    raise ValueError(f"--labels={path}: not a readable JSON file: {e}") from None
-  if not isinstance(content, dict):
-    raise ValueError(f"--labels={path}: expected a JSON object of per-video label lists")
+  content = files.read_json_object(path, f"--labels={path}")
   phases = content.get("phases") if "labels" in content else None
   table = content["labels"] if "labels" in content else content
   labels = {}

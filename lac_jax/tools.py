@@ -67,7 +67,7 @@ def run(tool: str, main: Callable[[Sequence[str]], Optional[int]]) -> None:
 
 def progress_bar(enabled: bool, **kwargs: Any):
   """A tqdm bar on stderr (a no-op one when disabled)."""
-  from tqdm import auto as tqdm  # pylint: disable=g-import-not-at-top
+  import tqdm  # pylint: disable=g-import-not-at-top
   return tqdm.tqdm(disable=not enabled, dynamic_ncols=True, **kwargs)
 
 

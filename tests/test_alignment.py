@@ -216,6 +216,54 @@ def test_small_gamma_approaches_hard_path_score():
     assert np.all(np.diff(path.sum(1)) > 0)
 
 
+def _hard_path_cell_loop(s, go, ge):
+  """The hard recursion cell by cell, with the same traceback rule (reference for the
+  anti-diagonal fill of `smith_waterman_path`)."""
+  t1, t2 = s.shape
+  go, ge = np.broadcast_to(go, s.shape), np.broadcast_to(ge, s.shape)
+  d, x, y = (np.full((t1 + 1, t2 + 1), -np.inf) for _ in range(3))
+  for i in range(1, t1 + 1):
+    for j in range(1, t2 + 1):
+      d[i, j] = s[i - 1, j - 1] + max(0.0, d[i - 1, j - 1], x[i - 1, j - 1], y[i - 1, j - 1])
+      x[i, j] = max(d[i, j - 1] - go[i - 1, j - 1], x[i, j - 1] - ge[i - 1, j - 1])
+      y[i, j] = max(d[i - 1, j] - go[i - 1, j - 1], x[i - 1, j] - go[i - 1, j - 1],
+                    y[i - 1, j] - ge[i - 1, j - 1])
+  best = np.max(d[1:, 1:])
+  if best <= 0:
+    return np.zeros((0, 2), np.int64), 0.0
+  i, j = (int(k) + 1 for k in np.unravel_index(np.argmax(d[1:, 1:]), (t1, t2)))
+  state, path = "D", []
+  while True:
+    if state == "D":
+      path.append((i - 1, j - 1))
+      choice = int(np.argmax((0.0, d[i - 1, j - 1], x[i - 1, j - 1], y[i - 1, j - 1])))
+      if choice == 0:
+        break
+      state, i, j = "DXY"[choice - 1], i - 1, j - 1
+    elif state == "X":
+      state = "DX"[int(np.argmax((d[i, j - 1] - go[i - 1, j - 1],
+                                  x[i, j - 1] - ge[i - 1, j - 1])))]
+      j -= 1
+    else:
+      state = "DXY"[int(np.argmax((d[i - 1, j] - go[i - 1, j - 1], x[i - 1, j] - go[i - 1, j - 1],
+                                   y[i - 1, j] - ge[i - 1, j - 1])))]
+      i -= 1
+  return np.asarray(path[::-1], np.int64), float(best)
+
+
+def test_hard_path_equals_cell_by_cell_recursion():
+  rng = np.random.default_rng(11)
+  for t1, t2 in [(1, 1), (1, 5), (7, 3), (12, 17), (25, 25)]:
+    s = rng.normal(size=(t1, t2)) + 0.2
+    cases = [(s, rng.uniform(0, 1, (t1, t2)), rng.uniform(0, 0.5, (t1, t2))),
+             (s, 0.5, 0.1), (np.round(s), 0.5, 0.5), (-np.abs(s), 1.0, 1.0)]  # ties, empty
+    for sim, go, ge in cases:
+      path, score = smith_waterman_path(sim, go, ge)
+      want_path, want_score = _hard_path_cell_loop(sim, go, ge)
+      np.testing.assert_array_equal(path, want_path)
+      assert score == want_score
+
+
 def test_hard_path_score_recomputed_from_path():
   rng = np.random.default_rng(9)
   s = rng.normal(size=(8, 9)) + 0.3

@@ -57,6 +57,14 @@ def test_embedding_equals_evaluation_for_any_chunk_size(num_context):
   assert np.abs(part - want[:20]).max() > 1e-3
 
 
+def test_videos_longer_than_the_run_buckets():
+  trained = make_trained()
+  frames = random_frames(40)
+  want = trained.embed(frames)
+  trained.config.eval.bucket_sizes = (16, 24)  # Both shorter than the video.
+  np.testing.assert_allclose(trained.embed(frames), want, atol=1e-5, rtol=0)
+
+
 def test_progress_counts_every_frame_once():
   trained = make_trained()
   seen = []
@@ -169,3 +177,30 @@ def test_load_trained_restores_the_checkpoint_and_checks_the_model(tmp_path):
   (tmp_path / "not_a_run").mkdir()
   with pytest.raises(FileNotFoundError, match="no checkpoints/ folder"):
     inference.load_trained(str(tmp_path / "not_a_run"))
+
+
+def _write_with_pyav(path, frames, codec, pix_fmt):
+  import av  # pylint: disable=g-import-not-at-top
+  with av.open(str(path), "w") as container:
+    stream = container.add_stream(codec, rate=24)
+    stream.height, stream.width, stream.pix_fmt = frames.shape[1], frames.shape[2], pix_fmt
+    for frame in frames:
+      container.mux(stream.encode(av.VideoFrame.from_ndarray(frame, format="rgb24")))
+    container.mux(stream.encode())
+
+
+def test_other_containers(tmp_path):
+  trained = make_trained()
+  frames = random_frames(9, 32, 32)
+  for suffix, codec, pix_fmt in ((".webm", "libvpx-vp9", "yuv420p"),
+                                 (".avi", "mjpeg", "yuvj420p"), (".mov", "libx264", "yuv420p")):
+    path = tmp_path / f"clip{suffix}"
+    _write_with_pyav(path, frames, codec, pix_fmt)
+    video = inference.open_input(str(path))
+    assert (video.kind, video.name) == ("video", "clip")
+    decoded = video.read()
+    assert decoded.shape == frames.shape
+    # Lossy codecs blur the per-pixel noise, but each frame keeps its mean colour.
+    np.testing.assert_allclose(decoded.mean((1, 2)), frames.mean((1, 2)), atol=8)
+    emb = trained.embed(video)
+    assert emb.shape == (9, 8) and np.all(np.isfinite(emb))

@@ -145,3 +145,31 @@ def test_bad_arguments_raise_clear_errors():
     synthetic.generate_video(40, "train", _config())
   with pytest.raises(ValueError, match="min_frames"):
     synthetic.load("train", _config(min_frames=5))
+
+
+def test_write_videos_as_mp4_and_frame_folders(tmp_path):
+  import json  # pylint: disable=g-import-not-at-top
+  from lac_jax.data import decode  # pylint: disable=g-import-not-at-top
+  cfg = synthetic.default_config()
+  cfg.height = cfg.width = 32
+  cfg.min_frames, cfg.max_frames = 20, 30
+  paths = synthetic.write_videos(str(tmp_path / "mp4"), "val", 2, cfg, fps=10)
+  folders = synthetic.write_videos(str(tmp_path / "png"), "val", 2, cfg, as_frames=True)
+  for k in range(2):
+    video = synthetic.generate_video(k, "val", cfg)
+    assert paths[k].endswith(f"{video.name}.mp4")
+    decoded = decode.decode_video(paths[k])
+    assert decoded.shape == video.frames.shape
+    # Lossy H.264 (chroma at half resolution, noisy 32 px frames), but the frames in order.
+    err = np.abs(decoded.astype(float) - video.frames).mean()
+    assert err < 10 and err < 0.75 * np.abs(decoded.astype(float) - video.frames[::-1]).mean()
+    assert decode.video_info(paths[k])["fps"] == 10.0
+    frames = sorted((tmp_path / "png" / video.name).iterdir())
+    assert len(frames) == video.num_frames
+    np.testing.assert_array_equal(decode.decode_jpeg(frames[3].read_bytes()), video.frames[3])
+    for root in ("mp4", "png"):
+      labels = json.loads((tmp_path / root / synthetic.LABELS_FILE).read_text())
+      assert labels["phases"] == list(synthetic.PHASES)
+      assert labels["labels"][video.name] == video.labels.tolist()
+  with pytest.raises(ValueError, match="count"):
+    synthetic.write_videos(str(tmp_path), "val", cfg.num_val + 1, cfg)

@@ -8,9 +8,10 @@ pixels differ slightly from the official code.
 
 from __future__ import annotations
 
+import contextlib
 import io
 import os
-from typing import Iterator, Optional, Sequence, Union
+from typing import Any, Iterator, Optional, Sequence, Union
 
 import numpy as np
 
@@ -62,6 +63,22 @@ def decode_jpeg(data: bytes, image_size: ImageSize = None, what: str = "JPEG fra
   return resize_frame(frame, image_size)
 
 
+@contextlib.contextmanager
+def _video_stream(path: str) -> Iterator[tuple[Any, Any]]:
+  """``(container, first video stream)`` of an open video file; FFmpeg errors inside the block
+  become ValueErrors naming the file."""
+  import av  # pylint: disable=g-import-not-at-top
+  if not os.path.isfile(path):
+    raise FileNotFoundError(f"video file not found: {path}")
+  try:
+    with av.open(path) as container:
+      if not container.streams.video:
+        raise ValueError(f"{path}: no video stream")
+      yield container, container.streams.video[0]
+  except av.FFmpegError as e:
+    raise ValueError(f"{path}: corrupt or unreadable video: {e}") from e
+
+
 def iter_video_frames(path: Union[str, os.PathLike], image_size: ImageSize = None
                       ) -> Iterator[np.ndarray]:
   """Yields the frames of a video file one by one, uint8 RGB ``[H, W, 3]`` (optionally resized).
@@ -70,20 +87,10 @@ def iter_video_frames(path: Union[str, os.PathLike], image_size: ImageSize = Non
     FileNotFoundError: ``path`` does not exist.
     ValueError: the file is not a decodable video (or breaks off mid-stream).
   """
-  import av  # pylint: disable=g-import-not-at-top
-  path = os.fspath(path)
-  if not os.path.isfile(path):
-    raise FileNotFoundError(f"video file not found: {path}")
-  try:
-    with av.open(path) as container:
-      if not container.streams.video:
-        raise ValueError(f"{path}: no video stream")
-      stream = container.streams.video[0]
-      stream.thread_type = "AUTO"
-      for frame in container.decode(stream):
-        yield resize_frame(frame.to_ndarray(format="rgb24"), image_size)
-  except av.FFmpegError as e:
-    raise ValueError(f"{path}: corrupt or unreadable video: {e}") from e
+  with _video_stream(os.fspath(path)) as (container, stream):
+    stream.thread_type = "AUTO"
+    for frame in container.decode(stream):
+      yield resize_frame(frame.to_ndarray(format="rgb24"), image_size)
 
 
 def decode_video(path: Union[str, os.PathLike], image_size: ImageSize = None) -> np.ndarray:
@@ -110,20 +117,10 @@ def video_info(path: Union[str, os.PathLike]) -> dict[str, Optional[float]]:
     FileNotFoundError: ``path`` does not exist.
     ValueError: the file is not a readable video.
   """
-  import av  # pylint: disable=g-import-not-at-top
-  path = os.fspath(path)
-  if not os.path.isfile(path):
-    raise FileNotFoundError(f"video file not found: {path}")
-  try:
-    with av.open(path) as container:
-      if not container.streams.video:
-        raise ValueError(f"{path}: no video stream")
-      stream = container.streams.video[0]
-      rate = stream.average_rate or stream.guessed_rate
-      return {"frames": int(stream.frames) if stream.frames > 0 else None,
-              "fps": float(rate) if rate else None}
-  except av.FFmpegError as e:
-    raise ValueError(f"{path}: corrupt or unreadable video: {e}") from e
+  with _video_stream(os.fspath(path)) as (_, stream):
+    rate = stream.average_rate or stream.guessed_rate
+    return {"frames": int(stream.frames) if stream.frames > 0 else None,
+            "fps": float(rate) if rate else None}
 
 
 def count_video_frames(path: Union[str, os.PathLike]) -> int:
@@ -133,18 +130,8 @@ def count_video_frames(path: Union[str, os.PathLike]) -> int:
     FileNotFoundError: ``path`` does not exist.
     ValueError: the file is not a readable video.
   """
-  import av  # pylint: disable=g-import-not-at-top
-  path = os.fspath(path)
-  if not os.path.isfile(path):
-    raise FileNotFoundError(f"video file not found: {path}")
-  try:
-    with av.open(path) as container:
-      if not container.streams.video:
-        raise ValueError(f"{path}: no video stream")
-      stream = container.streams.video[0]
-      if stream.frames > 0:
-        return int(stream.frames)
-      # No frame count in the header: count the packets (demuxing only, no decoding).
-      return sum(1 for p in container.demux(stream) if p.size > 0)
-  except av.FFmpegError as e:
-    raise ValueError(f"{path}: corrupt or unreadable video: {e}") from e
+  with _video_stream(os.fspath(path)) as (container, stream):
+    if stream.frames > 0:
+      return int(stream.frames)
+    # No frame count in the header: count the packets (demuxing only, no decoding).
+    return sum(1 for p in container.demux(stream) if p.size > 0)
