@@ -32,7 +32,7 @@ import dataclasses
 import logging
 import math
 import re
-from typing import Mapping, Optional, Sequence
+from typing import Iterable, Mapping, Optional, Sequence
 
 import ml_collections
 from ml_collections import config_dict
@@ -579,6 +579,17 @@ def mean_over_actions(per_action: Mapping[str, Mapping[str, float]]) -> dict[str
   return {k: float(np.mean([per_action[a][k] for a in actions])) for k in keys}
 
 
+def table_columns(keys: Iterable[str]) -> list[tuple[str, str]]:
+  """``(key, header)`` of the paper's columns found in ``keys``: Class p... and AP@K... (sorted),
+  then Progress and Tau."""
+  keys = set(keys)
+  class_pcts = sorted(int(m.group(1)) for k in keys if (m := re.fullmatch(r'class_(\d+)', k)))
+  ap_ks = sorted(int(m.group(1)) for k in keys if (m := re.fullmatch(r'ap_(\d+)', k)))
+  return ([(f'class_{p}', f'Class {p}') for p in class_pcts] +
+          [(f'ap_{k}', f'AP@{k}') for k in ap_ks] +
+          [('progress', 'Progress'), ('tau', 'Tau')])
+
+
 def format_table(rows: Mapping[str, Mapping[str, float]], digits: int = 2) -> str:
   """Formats named rows in the paper's columns: Class p..., AP@K..., Progress, Tau.
 
@@ -586,12 +597,7 @@ def format_table(rows: Mapping[str, Mapping[str, float]], digits: int = 2) -> st
   """
   if not rows:
     raise ValueError('rows: expected at least one named row, got none')
-  all_keys = set().union(*(r.keys() for r in rows.values()))
-  class_pcts = sorted(int(m.group(1)) for k in all_keys if (m := re.fullmatch(r'class_(\d+)', k)))
-  ap_ks = sorted(int(m.group(1)) for k in all_keys if (m := re.fullmatch(r'ap_(\d+)', k)))
-  columns = ([(f'class_{p}', f'Class {p}') for p in class_pcts] +
-             [(f'ap_{k}', f'AP@{k}') for k in ap_ks] +
-             [('progress', 'Progress'), ('tau', 'Tau')])
+  columns = table_columns(set().union(*(r.keys() for r in rows.values())))
   names = [str(n) for n in rows]
   name_width = max(len(n) for n in names + ['method'])
   cells = [[('-' if k not in row else f'{row[k]:.{digits}f}') for k, _ in columns]

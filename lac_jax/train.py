@@ -36,6 +36,7 @@ resumed from a checkpoint ends with the same parameters as an uninterrupted one.
 
 from __future__ import annotations
 
+import functools
 import json
 import math
 import os
@@ -149,8 +150,10 @@ def paper_config(preset: str = "paper") -> ml_collections.ConfigDict:
   config.model.cut = "conv4c"  # paper/official: output of layer3's third block
   config.model.backbone_mode = "train"  # official: the whole trunk is fine-tuned
   # ImageNet weights (python -m lac_jax.models.convert): the paper starts from them; set with
-  # --config.model.backbone_weights=PATH. Unset = random init (logged).
+  # --config.model.backbone_weights=PATH. Training stops at once while it is unset;
+  # --config.model.backbone_weights=random trains from random weights on purpose.
   config.model.backbone_weights = None
+  config.model.require_backbone_weights = True
   config.model.num_context = 1  # official training: one frame per step
   config.model.dtype = "float32"  # 'bfloat16' on GPU/TPU halves activation memory
   # --- Data ---
@@ -187,13 +190,19 @@ def paper_config(preset: str = "paper") -> ml_collections.ConfigDict:
 
 
 def apply_official_code_preset(config: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
-  """Switches ``config`` (in place) to the official PyTorch code's forward behaviour.
+  """Switches ``config`` (in place) to the official PyTorch code's pipeline
+  (official-lac-code.md), one documented switch per departure from the paper:
 
-  Loss: ``losses.loss_config('official_code')`` (keeping ``gap_lr``). Model: no L2
-  normalisation, the official positional-encoding cosine exponent, padded frames counted in
-  BatchNorm statistics. Not reproduced (on purpose): the transformer attending over the batch
-  axis, the unnormalised evaluation frames, the hand-written SW backward
-  (official-lac-code.md §7). Returns ``config``.
+  * loss: ``losses.loss_config('official_code')`` (keeping ``gap_lr``);
+  * model: no L2 normalisation, the official positional-encoding cosine exponent, padded frames
+    counted in BatchNorm statistics, the transformer attending over the batch axis
+    (``attention_axis='batch'``), evaluation frames without ImageNet normalisation
+    (``eval_normalize=False``);
+  * data: the last partial batch of each epoch dropped (``drop_last``), the blur after each
+    colour-jitter op (``augment.blur_per_jitter_op``).
+
+  Not reproduced: the hand-written SW backward (wrong for gamma != 1: exact gradients are the
+  point of this project) and the official code's unstable arithmetic. Returns ``config``.
   """
   gap_lr = config.loss.gap_lr
   config.loss = losses.loss_config("official_code")
@@ -201,7 +210,27 @@ def apply_official_code_preset(config: ml_collections.ConfigDict) -> ml_collecti
   config.model.l2_normalize = False
   config.model.pe_official_cos = True
   config.model.bn_mask_padding = False
+  config.model.attention_axis = "batch"
+  config.model.eval_normalize = False
+  config.data.drop_last = True
+  config.data.augment.blur_per_jitter_op = True
   return config
+
+
+def check_backbone_weights(config: ml_collections.ConfigDict) -> None:
+  """Before any data is read: ``model.backbone_weights`` is set when the config requires it
+  (the paper configs) and names an existing file unless it is ``'random'``."""
+  weights = config.model.backbone_weights
+  if weights is None and config.model.require_backbone_weights:
+    raise ValueError(
+        "config.model.backbone_weights is unset, and this config starts from ImageNet weights "
+        "as the paper does: download https://download.pytorch.org/models/resnet50-11ad3fa6.pth, "
+        "convert it with python -m lac_jax.models.convert --checkpoint=resnet50-11ad3fa6.pth "
+        "--output=resnet50_flax.npz, then pass --config.model.backbone_weights=resnet50_flax.npz "
+        "(or --config.model.backbone_weights=random to train from random weights)")
+  if weights not in (None, encoder_lib.RANDOM_WEIGHTS) and not os.path.isfile(weights):
+    raise FileNotFoundError(f"config.model.backbone_weights={weights!r}: no such file (a "
+                            "converted .npz, or a torchvision .pth / .safetensors)")
 
 
 def _check_known(section: str, got: ml_collections.ConfigDict,
@@ -279,10 +308,13 @@ class TrainState(train_state.TrainState):
 
 
 def num_train_steps(config: ml_collections.ConfigDict, num_videos: int) -> int:
-  """``train.num_steps`` if set, else ``ceil(num_epochs * num_videos / batch_size)``."""
+  """``train.num_steps`` if set, else ``num_epochs`` epochs: ``ceil(num_epochs * N / B)`` steps,
+  or ``num_epochs * (N // B)`` with ``data.drop_last``."""
   if config.train.num_steps > 0:
     return int(config.train.num_steps)
-  return max(1, math.ceil(config.train.num_epochs * num_videos / config.data.batch_size))
+  per_epoch = pipeline.batches_per_epoch(num_videos, int(config.data.batch_size),
+                                         config.data.drop_last)
+  return max(1, math.ceil(config.train.num_epochs * per_epoch))
 
 
 def learning_rate_schedule(config: ml_collections.ConfigDict, peak: float, num_videos: int,
@@ -295,25 +327,38 @@ def learning_rate_schedule(config: ml_collections.ConfigDict, peak: float, num_v
     main = optax.constant_schedule(peak)
   elif t.schedule == "cosine":
     main = optax.cosine_decay_schedule(peak, max(1, total_steps - warmup))
-  else:  # 'cosine_epochs': epoch e = floor(step * B / N), T_max = epochs + 1.
+  else:  # 'cosine_epochs': e = `pipeline.epoch_of_step`, T_max = epochs + 1.
+    num_videos = max(num_videos, 1)
+    per_epoch = pipeline.batches_per_epoch(num_videos, batch, config.data.drop_last)
     epochs = (t.num_epochs if t.num_steps == 0 else
-              max(1, math.ceil(t.num_steps * batch / max(num_videos, 1))))
+              max(1, math.ceil(t.num_steps / per_epoch)))
 
     def main(step):
-      epoch = jnp.floor(step * batch / max(num_videos, 1))
+      epoch = pipeline.epoch_of_step(jnp.asarray(step, jnp.int32), num_videos, batch,
+                                     config.data.drop_last)
       return peak * 0.5 * (1.0 + jnp.cos(jnp.pi * epoch / (epochs + 1)))
   if warmup <= 0:
     return main
   return optax.join_schedules([optax.linear_schedule(0.0, peak, warmup), main], [warmup])
 
 
-def _param_labels(params: Mapping[str, Any]) -> dict[str, Any]:
-  return {k: jax.tree.map(lambda _, k=k: k, v) for k, v in params.items()}
+TRUNK = "backbone"  # The ResNet trunk's subtree in the encoder's params and batch stats.
+
+
+def _param_labels(params: Mapping[str, Any], freeze_trunk: bool = False) -> dict[str, Any]:
+  """Optimiser group of every parameter: its top-level key, or ``'frozen'`` for the trunk."""
+  labels = {k: jax.tree.map(lambda _, k=k: k, v) for k, v in params.items()}
+  if freeze_trunk and TRUNK in labels.get("encoder", {}):
+    labels["encoder"] = {**labels["encoder"],
+                         TRUNK: jax.tree.map(lambda _: "frozen", labels["encoder"][TRUNK])}
+  return labels
 
 
 def make_optimizer(config: ml_collections.ConfigDict, num_videos: int,
                    total_steps: int) -> optax.GradientTransformation:
-  """Two groups: ``'encoder'`` (clip -> Adam(+L2) or AdamW) and ``'gap'`` (Adam + L2, unclipped)."""
+  """Groups ``'encoder'`` (clip -> Adam(+L2) or AdamW) and ``'gap'`` (Adam + L2, unclipped);
+  with ``model.backbone_mode='frozen'`` the trunk is group ``'frozen'``: no update, no decay,
+  no optimiser state (as torch skips parameters without gradients)."""
   t = config.train
   adam = dict(b1=t.adam_b1, b2=t.adam_b2, eps=t.adam_eps)
   lr = learning_rate_schedule(config, t.learning_rate, num_videos, total_steps)
@@ -329,8 +374,11 @@ def make_optimizer(config: ml_collections.ConfigDict, num_videos: int,
   gap_lr = learning_rate_schedule(config, config.loss.gap_lr, num_videos, total_steps)
   gap_tx = optax.chain(optax.add_decayed_weights(t.gap_weight_decay),
                        optax.scale_by_adam(**adam), optax.scale_by_learning_rate(gap_lr))
-  return optax.multi_transform({"encoder": optax.chain(*encoder_tx), "gap": gap_tx},
-                               _param_labels)
+  groups = {"encoder": optax.chain(*encoder_tx), "gap": gap_tx}
+  freeze = config.model.backbone_mode == "frozen"
+  if freeze:
+    groups["frozen"] = optax.set_to_zero()
+  return optax.multi_transform(groups, functools.partial(_param_labels, freeze_trunk=freeze))
 
 
 def build_models(config: ml_collections.ConfigDict
@@ -380,7 +428,8 @@ def _all_finite(tree: Any) -> jax.Array:
 def train_step(state: TrainState, batch: Mapping[str, jax.Array], rng: jax.Array, *,
                loss_config: ml_collections.ConfigDict, num_context: int = 1,
                lr_fn: Optional[optax.Schedule] = None,
-               reduce: Callable[[Any], Any] = _identity) -> tuple[TrainState, Metrics]:
+               reduce: Callable[[Any], Any] = _identity,
+               fixed_trunk_stats: bool = False) -> tuple[TrainState, Metrics]:
   """One optimisation step on one device's share of the batch.
 
   Args:
@@ -393,6 +442,9 @@ def train_step(state: TrainState, batch: Mapping[str, jax.Array], rng: jax.Array
       and is valid when all its frames are).
     lr_fn: encoder learning-rate schedule, only for the logged ``train/lr``.
     reduce: mean across devices of a pytree (``lax.pmean`` in the pmap wrapper).
+    fixed_trunk_stats: the trunk's BatchNorm statistics are never changed (its BN runs on
+      running statistics: ``model.backbone_mode`` 'frozen' or 'bn_frozen'), not even by the
+      rounding of the cross-device mean.
   Returns:
     ``(new_state, metrics)``: metrics are scalars (already reduced): ``train/<loss part>``,
     ``train/grad_norm`` (encoder, before clipping), ``train/lr``, ``train/gap_open``,
@@ -423,6 +475,8 @@ def train_step(state: TrainState, batch: Mapping[str, jax.Array], rng: jax.Array
 
   (_, (parts, batch_stats)), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.params)
   grads, parts, batch_stats = reduce((grads, parts, batch_stats))
+  if fixed_trunk_stats and TRUNK in batch_stats:
+    batch_stats = {**batch_stats, TRUNK: state.batch_stats[TRUNK]}
   finite = jnp.isfinite(parts["loss"]) & _all_finite(grads)
   new = state.apply_gradients(grads=grads, batch_stats=batch_stats)
   keep = lambda n, o: jax.tree.map(lambda x, y: jnp.where(finite, x, y), n, o)
@@ -442,7 +496,8 @@ def train_step(state: TrainState, batch: Mapping[str, jax.Array], rng: jax.Array
 
 def make_parallel_train_step(loss_config: ml_collections.ConfigDict, num_context: int = 1,
                              lr_fn: Optional[optax.Schedule] = None,
-                             donate: Optional[bool] = None) -> Callable:
+                             donate: Optional[bool] = None,
+                             fixed_trunk_stats: bool = False) -> Callable:
   """``jax.pmap`` of `train_step` over the local devices (axis ``'batch'``).
 
   Returns ``p_step(replicated_state, sharded_batch, rng) -> (state, metrics)`` where
@@ -453,7 +508,8 @@ def make_parallel_train_step(loss_config: ml_collections.ConfigDict, num_context
   def per_device(state, batch, rng):
     rng = jax.random.fold_in(rng, jax.lax.axis_index(AXIS))
     return train_step(state, batch, rng, loss_config=loss_config, num_context=num_context,
-                      lr_fn=lr_fn, reduce=lambda tree: jax.lax.pmean(tree, AXIS))
+                      lr_fn=lr_fn, reduce=lambda tree: jax.lax.pmean(tree, AXIS),
+                      fixed_trunk_stats=fixed_trunk_stats)
 
   if donate is None:
     donate = jax.default_backend() != "cpu"
@@ -581,28 +637,35 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> Train
   logging.info("Training in %s on %d device(s) (%d local, %s), %d process(es)", workdir,
                n_global, n_local, jax.default_backend(), jax.process_count())
 
-  videos = _load_train_videos(config)
-  total_steps = num_train_steps(config, len(videos))
-  model, eval_model = build_models(config)
-  init_rng, dropout_rng = jax.random.split(jax.random.PRNGKey(config.seed))
   ckpts = checkpoint.Checkpoints(os.path.join(workdir, checkpoint.CHECKPOINT_DIR),
                                  keep=t.keep_checkpoints)
-  latest = ckpts.latest_step()
-  state = create_train_state(config, model, init_rng, len(videos), total_steps,
-                             load_weights=latest is None)
-  if latest is not None:
-    state = ckpts.restore(state)
-    logging.info("Resuming from step %d of %d", int(state.step), total_steps)
-  start_step = int(state.step)
-  logging.info("%d training videos, global batch %d, %d steps (%.1f epochs)", len(videos),
-               config.data.batch_size, total_steps,
-               total_steps * config.data.batch_size / len(videos))
-
-  if t.eval_at_start and start_step == 0 and _eval_row(workdir, 0) is None:
-    run_evaluation(config, state, workdir, 0, eval_model)
+  try:
+    latest = ckpts.latest_step()
+    if latest is None:  # The weights are read only when a run starts.
+      check_backbone_weights(config)
+    videos = _load_train_videos(config)
+    total_steps = num_train_steps(config, len(videos))
+    model, eval_model = build_models(config)
+    init_rng, dropout_rng = jax.random.split(jax.random.PRNGKey(config.seed))
+    state = create_train_state(config, model, init_rng, len(videos), total_steps,
+                               load_weights=latest is None)
+    if latest is not None:
+      state = ckpts.restore(state)
+      logging.info("Resuming from step %d of %d", int(state.step), total_steps)
+    start_step = int(state.step)
+    per_epoch = pipeline.batches_per_epoch(len(videos), config.data.batch_size,
+                                           config.data.drop_last)
+    logging.info("%d training videos, global batch %d, %d steps (%.1f epochs)", len(videos),
+                 config.data.batch_size, total_steps, total_steps / per_epoch)
+    if t.eval_at_start and start_step == 0 and _eval_row(workdir, 0) is None:
+      run_evaluation(config, state, workdir, 0, eval_model)
+  except BaseException:
+    ckpts.close()
+    raise
 
   lr_fn = learning_rate_schedule(config, t.learning_rate, len(videos), total_steps)
-  p_step = make_parallel_train_step(config.loss, config.model.num_context, lr_fn)
+  p_step = make_parallel_train_step(config.loss, config.model.num_context, lr_fn,
+                                    fixed_trunk_stats=config.model.backbone_mode != "train")
   p_state = replicate(state)
   del state
   writer = logs.MetricWriter(workdir, tensorboard=t.tensorboard)

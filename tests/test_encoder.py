@@ -277,6 +277,12 @@ def test_random_init_is_announced(variables, caplog, monkeypatch):
   with caplog.at_level(logging.WARNING):
     assert encoder.init_variables(model, jax.random.PRNGKey(0), (B, T, H, H, 3)) is variables
   assert "random initialisation" in caplog.text
+  caplog.clear()
+  with caplog.at_level(logging.INFO):  # 'random': on purpose, no warning.
+    assert encoder.init_variables(model, jax.random.PRNGKey(0), (B, T, H, H, 3),
+                                  "random") is variables
+  assert "random weights" in caplog.text and not [
+      r for r in caplog.records if r.levelno >= logging.WARNING]
 
 
 def test_jit_init_matches_plain_init():
@@ -294,6 +300,8 @@ def test_jit_init_matches_plain_init():
 
 
 def test_config_errors():
+  with pytest.raises(ValueError, match="attention_axis"):
+    encoder.build_encoder(tiny_config(attention_axis="frames"))
   with pytest.raises(ValueError, match="Unknown config.model fields.*'resnet_dpeth'"):
     c = tiny_config()
     c.resnet_dpeth = 50
@@ -325,3 +333,48 @@ def test_default_config_has_the_official_parameter_counts():
   out = jax.eval_shape(lambda v: model.apply(v, jnp.zeros((1, 2, 224, 224, 3), jnp.uint8)),
                        shapes)
   assert out.shape == (1, 2, 128)
+
+
+def test_official_attention_over_the_batch_axis(variables, frames):
+  """``attention_axis='batch'``: what torch's batch_first=False does to the official [N, T, D]
+  input (official-lac-code.md §1.4), checked as that note checked the stock module."""
+  mask = np.ones((B, T), bool)
+  cfg = tiny_config(attention_axis="batch")
+  y = apply_eval(cfg, variables, frames, mask)
+  changed = frames.copy()
+  changed[1] = 255 - changed[1]  # Another sequence of the batch...
+  y1 = apply_eval(cfg, variables, changed, mask)
+  assert np.all(np.abs(y1[0] - y[0]).max(-1) > 1e-4)  # ... changes every frame of video 0.
+  changed = frames.copy()
+  changed[0, 2:] = 255 - changed[0, 2:]  # Later frames of video 0...
+  y2 = apply_eval(cfg, variables, changed, mask)
+  np.testing.assert_allclose(y2[0, :2], y[0, :2], rtol=1e-5, atol=1e-6)  # ... do not.
+  # One video alone: a per-frame function (of the frame and its position).
+  single = apply_eval(cfg, variables, frames[:1], mask[:1])
+  changed = frames[:1].copy()
+  changed[0, 0] = 255 - changed[0, 0]
+  np.testing.assert_allclose(apply_eval(cfg, variables, changed, mask[:1])[0, 1:], single[0, 1:],
+                             rtol=1e-5, atol=1e-6)
+  # The same layers, with the sequence and batch axes swapped (no positional encoding).
+  time_model = encoder.build_encoder(tiny_config(pe_positions="none"))
+  batch_model = encoder.build_encoder(tiny_config(pe_positions="none", attention_axis="batch"))
+  feats = time_model.apply(variables, frames, mask, part="frames")
+  by_batch = batch_model.apply(variables, feats, part="temporal")
+  by_time = time_model.apply(variables, jnp.swapaxes(feats, 0, 1), part="temporal")
+  np.testing.assert_allclose(by_batch, jnp.swapaxes(by_time, 0, 1), rtol=1e-5, atol=1e-6)
+
+
+def test_official_evaluation_input_is_not_mean_std_normalised(variables, frames):
+  mask = np.ones((B, T), bool)
+  official = apply_eval(tiny_config(eval_normalize=False), variables, frames, mask)
+  # = the normalising model fed images whose ImageNet normalisation is x / 255.
+  mean, std = np.asarray(resnet.IMAGENET_MEAN), np.asarray(resnet.IMAGENET_STD)
+  pre = (frames / 255.0 * std + mean).astype(np.float32)
+  np.testing.assert_allclose(official, apply_eval(tiny_config(), variables, pre, mask),
+                             rtol=1e-4, atol=1e-5)
+  assert np.abs(official - apply_eval(tiny_config(), variables, frames, mask)).max() > 1e-3
+  # Training input is normalised either way.
+  rng = {"dropout": jax.random.PRNGKey(0)}
+  train = lambda cfg: encoder.build_encoder(cfg).apply(
+      variables, frames, mask, train=True, rngs=rng, mutable=["batch_stats"])[0]
+  np.testing.assert_array_equal(train(tiny_config(eval_normalize=False)), train(tiny_config()))

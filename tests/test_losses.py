@@ -357,6 +357,14 @@ def test_loss_config_presets_and_validation():
   cfg.gap_positive, cfg.gap_open_init = True, 0.0
   with pytest.raises(ValueError, match="gap_open_init"):
     losses.init_gap_penalties(cfg, 4)
+  # Maximising the score needs positive gaps (unbounded otherwise), in both presets.
+  for preset in ("paper", "official_code"):
+    cfg = losses.loss_config(preset)
+    cfg.sw_sign = -1
+    with pytest.raises(ValueError, match=r"^loss.gap_positive: must be True with loss.sw_sign=-1"):
+      losses.check_loss_config(cfg)
+    cfg.gap_positive = True
+    losses.check_loss_config(cfg)
 
 
 def test_gap_penalty_init_and_values():

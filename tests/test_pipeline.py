@@ -105,6 +105,24 @@ def test_stream_crosses_epochs_when_batch_exceeds_dataset(videos):
   np.testing.assert_array_equal(idx[6:], pipeline.epoch_permutation(6, 0, 1)[:2])
 
 
+def test_drop_last_batches_stay_within_their_epoch(videos):
+  # 6 videos, batch 4: one whole batch per epoch, two videos skipped (official drop_last).
+  assert pipeline.batches_per_epoch(6, 4, drop_last=True) == 1.0
+  assert pipeline.batches_per_epoch(6, 4) == 1.5
+  for step in range(4):
+    idx = pipeline.batch_indices(6, 4, seed=0, step=step, drop_last=True)
+    np.testing.assert_array_equal(idx, pipeline.epoch_permutation(6, 0, step)[:4])
+    assert pipeline.epoch_of_step(step, 6, 4, drop_last=True) == step
+  # Without drop_last a batch belongs to the epoch of its first video (1.5 batches an epoch).
+  assert [pipeline.epoch_of_step(s, 6, 4) for s in range(4)] == [0, 0, 1, 2]
+  c = _config(drop_last=True, num_workers=0)
+  batches = _take(videos, c, 2, seed=0)
+  for e, batch in enumerate(batches):
+    np.testing.assert_array_equal(batch["video_index"], pipeline.epoch_permutation(6, 0, e)[:4])
+  with pytest.raises(ValueError, match="drop_last.*no whole batch"):
+    pipeline.batches_per_epoch(3, 4, drop_last=True)
+
+
 def test_clear_errors(videos):
   with pytest.raises(ValueError, match="empty"):
     pipeline.train_iterator([], _config(), 0, process_index=0, process_count=1)

@@ -384,3 +384,108 @@ def test_progress_and_metric_writer(tmp_path):
   timing = progress.update(10)
   line = progress.line(10, {"train/loss": 2.0}, timing, ("train/loss",))
   assert line.startswith("step 10/100 | ") and "loss 2" in line and "ETA" in line
+
+
+def _config_file(name, *args):
+  import importlib.util  # pylint: disable=g-import-not-at-top
+  spec = importlib.util.spec_from_file_location(f"cfg_{name}", os.path.join(REPO, name))
+  module = importlib.util.module_from_spec(spec)
+  spec.loader.exec_module(module)
+  return module.get_config(*args)
+
+
+def _tiny():
+  namespace = {}
+  exec(TINY_CONFIG, namespace)  # pylint: disable=exec-used
+  return namespace["get_config"]()
+
+
+def _train_in_process(config, steps):
+  """(initial state, state after ``steps`` steps) on one device."""
+  import jax  # pylint: disable=g-import-not-at-top
+  from lac_jax import data as data_lib  # pylint: disable=g-import-not-at-top
+  from lac_jax.data import pipeline  # pylint: disable=g-import-not-at-top
+  videos = data_lib.load_videos("synthetic", None, "train", synthetic_config=config.data.synthetic)
+  model, _ = train.build_models(config)
+  state = train.create_train_state(config, model, jax.random.PRNGKey(0), len(videos), steps)
+  p_step = train.make_parallel_train_step(
+      config.loss, fixed_trunk_stats=config.model.backbone_mode != "train")
+  p_state = train.replicate(state)
+  with pipeline.train_iterator(videos, config.data, seed=0, process_index=0,
+                               process_count=1) as it:
+    for _ in range(steps):
+      p_state, metrics = p_step(p_state, train.shard_batch(next(it), 1), jax.random.PRNGKey(1))
+      assert float(metrics["train/finite"][0]) == 1.0
+  return jax.device_get(state), jax.device_get(train.unreplicate(p_state))
+
+
+def _size(tree):
+  import jax  # pylint: disable=g-import-not-at-top
+  return sum(np.size(x) for x in jax.tree.leaves(tree))
+
+
+@pytest.mark.parametrize("mode", ["frozen", "bn_frozen"])
+def test_frozen_trunk_is_never_touched(mode):
+  config = _tiny()
+  config.model.backbone_mode = mode
+  config.train.weight_decay = 1e-2  # Would move every trunk weight if the optimiser saw them.
+  before, after = _train_in_process(config, 3)
+  same = lambda a, b: all(np.array_equal(x, y) for x, y in zip(_flat(a).values(),
+                                                                _flat(b).values()))
+  trunk = train.TRUNK
+  assert same(before.batch_stats[trunk], after.batch_stats[trunk])  # BN on running statistics
+  assert not same(before.params["encoder"]["output"], after.params["encoder"]["output"])
+  if mode == "frozen":
+    assert same(before.params["encoder"][trunk], after.params["encoder"][trunk])
+    # No Adam moments for the trunk: the optimiser state holds two per trained parameter.
+    trained = _size(before.params) - _size(before.params["encoder"][trunk])
+    assert 2 * trained <= _size(after.opt_state) <= 2 * trained + 16
+  else:  # bn_frozen: the trunk's weights train, its BatchNorm statistics stay.
+    assert not same(before.params["encoder"][trunk], after.params["encoder"][trunk])
+
+
+def test_drop_last_step_count_and_schedule():
+  config = train.base_config()
+  config.data.batch_size, config.train.num_epochs = 2, 4
+  assert train.num_train_steps(config, 7) == 14  # ceil(4 * 7 / 2): batches straddle epochs
+  config.data.drop_last = True
+  assert train.num_train_steps(config, 7) == 12  # 4 epochs x 3 whole batches
+  lr = train.learning_rate_schedule(config, 1.0, num_videos=7, total_steps=12)
+  for step in range(12):
+    np.testing.assert_allclose(float(lr(step)), 0.5 * (1 + np.cos(np.pi * (step // 3) / 5)),
+                               rtol=1e-6)
+
+
+@pytest.mark.parametrize("name", ["configs/pouring.py", "configs/penn_action.py"])
+def test_paper_configs_stop_without_imagenet_weights(name, tmp_path):
+  config = _config_file(name)
+  config.data.data_dir = str(tmp_path / "no_data_here")
+  with pytest.raises(ValueError, match=r"^config.model.backbone_weights is unset.*"
+                     r"lac_jax.models.convert.*backbone_weights=random"):
+    train.train_and_evaluate(config, str(tmp_path / "run"))
+  config.model.backbone_weights = str(tmp_path / "missing.npz")
+  with pytest.raises(FileNotFoundError, match="missing.npz"):
+    train.train_and_evaluate(config, str(tmp_path / "run"))
+  # The explicit opt-out gets past the check: now the (absent) data is the error.
+  config.model.backbone_weights = "random"
+  with pytest.raises((ValueError, FileNotFoundError), match="no_data_here") as info:
+    train.train_and_evaluate(config, str(tmp_path / "run"))
+  assert "backbone_weights" not in str(info.value)
+
+
+def test_official_code_preset_turns_on_every_official_switch():
+  paper = _config_file("configs/pouring.py")
+  official = _config_file("configs/pouring.py", "official_code")
+  switches = {"model.attention_axis": ("time", "batch"),
+              "model.eval_normalize": (True, False),
+              "data.drop_last": (False, True),
+              "data.augment.blur_per_jitter_op": (False, True),
+              "model.l2_normalize": (True, False),
+              "model.bn_mask_padding": (True, False),
+              "model.pe_official_cos": (False, True),
+              "loss.sw_similarity": ("inverse_distance", "inverse_squared_distance"),
+              "loss.honour_masks": (True, False)}
+  get = lambda c, path: eval("c." + path)  # pylint: disable=eval-used
+  for path, (want_paper, want_official) in switches.items():
+    assert (get(paper, path), get(official, path)) == (want_paper, want_official), path
+  train.check_config(official)

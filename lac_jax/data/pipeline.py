@@ -10,8 +10,10 @@ Training (`train_iterator`): an infinite stream of batches
 where B = batch_size // process_count is this process's share of the global batch. The global
 order is the concatenation of per-epoch permutations of the videos (epoch e uses the
 permutation drawn from (seed, e)); global batch `step` holds positions
-``[step * batch_size, (step + 1) * batch_size)`` of that stream, and process p takes the
-p-th contiguous slice of it. Every example's temporal and spatial randomness comes from
+``[step * batch_size, (step + 1) * batch_size)`` of that stream (a batch may straddle two
+epochs), and process p takes the p-th contiguous slice of it. With ``drop_last`` (the official
+loader's ``drop_last=True``) an epoch is ``N // batch_size`` whole batches of its own
+permutation and the videos left over are skipped for that epoch. Every example's temporal and spatial randomness comes from
 (seed, step, slot in the global batch) only, so the stream is the same for any number of
 processes and workers, and ``start_step=s`` yields exactly what a run from 0 yields from step s
 (resumable without state). The batch dimension is split over local devices by the trainer.
@@ -49,6 +51,9 @@ def default_config() -> ml_collections.ConfigDict:
   c.data_dir = ""  # root of a downloaded dataset (unused by 'synthetic')
   c.action = ""  # PennAction: the one action to train and evaluate on (e.g. 'baseball_pitch')
   c.batch_size = 2  # global batch, in videos (official: 2); each gives two views
+  # False: batches run on across epochs, every video every epoch | True: each epoch is
+  # N // batch_size whole batches and skips the leftover videos (official drop_last=True).
+  c.drop_last = False
   c.image_size = 64  # S: frames are cropped/resized to S x S (official: 224)
   c.num_workers = 2  # threads that build examples (0: build in the consumer thread)
   c.prefetch = 2  # training steps built ahead of the consumer (>= 1)
@@ -93,8 +98,31 @@ def epoch_permutation(num_videos: int, seed: int, epoch: int) -> np.ndarray:
   return np.random.default_rng([int(seed), 0, int(epoch)]).permutation(num_videos)
 
 
-def batch_indices(num_videos: int, batch_size: int, seed: int, step: int) -> np.ndarray:
+def batches_per_epoch(num_videos: int, batch_size: int, drop_last: bool = False) -> float:
+  """Global batches per epoch: ``N / B`` (batches straddle epochs) or ``N // B`` (drop_last)."""
+  if drop_last:
+    if num_videos < batch_size:
+      raise ValueError(f"data.drop_last: {num_videos} videos make no whole batch of "
+                       f"data.batch_size={batch_size}")
+    return float(num_videos // batch_size)
+  return num_videos / batch_size
+
+
+def epoch_of_step(step, num_videos: int, batch_size: int, drop_last: bool = False):
+  """The epoch (0-based) global batch ``step`` belongs to: that of its first video, or with
+  ``drop_last`` ``step // (N // B)``. Works on NumPy and JAX integers."""
+  if drop_last:
+    return step // int(batches_per_epoch(num_videos, batch_size, True))
+  return (step * batch_size) // num_videos
+
+
+def batch_indices(num_videos: int, batch_size: int, seed: int, step: int,
+                  drop_last: bool = False) -> np.ndarray:
   """int ``[batch_size]``: video indices of global batch ``step`` (all processes)."""
+  if drop_last:
+    per_epoch = int(batches_per_epoch(num_videos, batch_size, True))
+    epoch, k = divmod(int(step), per_epoch)
+    return epoch_permutation(num_videos, seed, epoch)[k * batch_size:(k + 1) * batch_size]
   pos = step * batch_size + np.arange(batch_size)
   epochs, offsets = np.divmod(pos, num_videos)
   perms = {e: epoch_permutation(num_videos, seed, e) for e in np.unique(epochs)}
@@ -154,7 +182,7 @@ class TrainIterator:
   def _new_batch(self, step: int) -> tuple[Batch, list[int]]:
     c = self._config
     b, t, s = self._share, c.sampling.num_frames, c.image_size
-    idx = batch_indices(len(self._videos), c.batch_size, self._seed, step)
+    idx = batch_indices(len(self._videos), c.batch_size, self._seed, step, c.drop_last)
     idx = idx[self._first:self._first + b]
     batch = {
         "frames": np.empty((b, 2, t, s, s, 3), np.uint8),

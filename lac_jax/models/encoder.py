@@ -14,7 +14,7 @@
   -> + sine-cosine positional encoding, Dropout
   -> Transformer encoder (``num_layers``, ``num_heads``, ``ffn_dim``, post-norm by default)
     attending **over time** with the padding mask (the official code attends over the batch
-    axis by mistake, see official-lac-code.md §1.4)
+    axis by mistake, official-lac-code.md §1.4: ``attention_axis='batch'``)
   -> Dense ``output_dim`` -> optional L2 normalisation.
 
 Everything comes from ``default_config()``; ``build_encoder(config)`` makes the module and
@@ -48,6 +48,8 @@ from lac_jax.models import convert
 from lac_jax.models import resnet
 
 BACKBONE_MODES = ("train", "frozen", "bn_frozen")
+ATTENTION_AXES = ("time", "batch")
+RANDOM_WEIGHTS = "random"  # backbone_weights value: random init on purpose
 PE_POSITIONS = ("linspace", "arange", "none")
 DTYPES = {"float32": jnp.float32, "bfloat16": jnp.bfloat16, "float16": jnp.float16}
 
@@ -59,12 +61,16 @@ def default_config() -> ml_collections.ConfigDict:
   c.resnet_depth = 50  # 18, 34 or 50 (torchvision layout); 18 for fast CPU runs.
   c.cut = "conv4c"  # Trunk output: conv4c (LAC: 3rd block of layer3), layer3, layer4, conv3d ...
   # 'train': all trainable, BN on batch statistics in training (official code);
-  # 'frozen': no gradient into the trunk (stop_gradient), BN on running statistics;
+  # 'frozen': no gradient into the trunk (stop_gradient), BN on running statistics, and the
+  # optimiser leaves it alone (no weight decay, no Adam state: train.make_optimizer);
   # 'bn_frozen': trainable weights, BN on running statistics.
   c.backbone_mode = "train"
   # Converted torchvision weights (python -m lac_jax.models.convert), or a .pth/.safetensors
-  # converted on the fly. None: random init (logged).
+  # converted on the fly. None: random init (logged); 'random': random init, on purpose.
   c.backbone_weights = config_dict.placeholder(str)
+  # True: training refuses to start while backbone_weights is None (the paper configs, which
+  # start from ImageNet); --config.model.backbone_weights=random opts out.
+  c.require_backbone_weights = False
   c.trunk_chunk = 0  # Frames per trunk call (nn.scan over chunks); 0 = all B*T frames at once.
   c.trunk_remat = False  # Rematerialise the trunk in the backward pass (less memory, ~1.3x time).
   # Conv backward pass: 'auto' (matmul weight gradients on CPU, where XLA's are up to 4x slower,
@@ -98,6 +104,14 @@ def default_config() -> ml_collections.ConfigDict:
   c.ffn_dim = 1024  # Feed-forward hidden size.
   c.transformer_dropout = 0.1  # Dropout on attention weights, after attention and in the FFN.
   c.norm_first = False  # False: post-norm (torch default, official); True: pre-norm.
+  # 'time': each video's frames attend to each other (masked), the paper's temporal encoder |
+  # 'batch': the official code's bug (torch batch_first=False on [N, T, D]): each frame index
+  # attends over the N sequences of the (per-device) batch, unmasked; one video = per-frame.
+  c.attention_axis = "time"
+  # --- Input ---
+  # True: evaluation frames get the ImageNet mean/std normalisation, as training frames |
+  # False: the official code's evaluation input, RGB / 255 only (training keeps mean/std).
+  c.eval_normalize = True
   # --- Output ---
   c.output_dim = 128  # Final embedding size.
   c.l2_normalize = True  # Unit-norm embeddings (paper's normalised similarity; official: no).
@@ -248,15 +262,20 @@ class LACEncoder(nn.Module):
   ffn_dim: int = 1024
   transformer_dropout: float = 0.1
   norm_first: bool = False
+  attention_axis: str = "time"
+  eval_normalize: bool = True
   output_dim: int = 128
   l2_normalize: bool = True
   dtype: Any = jnp.float32
 
-  def _trunk(self, frames: jax.Array, mask: jax.Array, bn_train: bool) -> jax.Array:
-    """``[N, H, W, 3]`` + ``[N]`` -> trunk features ``[N, h, w, C]``, optionally chunked."""
+  def _trunk(self, frames: jax.Array, mask: jax.Array, bn_train: bool,
+             mean_std: bool = True) -> jax.Array:
+    """``[N, H, W, 3]`` + ``[N]`` -> trunk features ``[N, h, w, C]``, optionally chunked.
+
+    ``mean_std=False``: the input is only scaled to [0, 1] (no ImageNet mean/std)."""
     trunk = resnet.ResNet(depth=self.resnet_depth, cut=self.cut, dtype=self.dtype,
                           bn_axis_name=self.bn_axis_name, conv_grad=self.conv_grad,
-                          name="backbone")
+                          input_mean_std=mean_std, name="backbone")
 
     def body(mdl, carry, xs):
       x, m = xs
@@ -348,7 +367,7 @@ class LACEncoder(nn.Module):
     # Trunk, one frame at a time (frames are independent images).
     bn_train = train and self.backbone_mode == "train"
     feats = self._trunk(frames.reshape((b * t,) + frames.shape[2:]), bn_mask.reshape(-1),
-                        bn_train)
+                        bn_train, mean_std=train or self.eval_normalize)
     if self.backbone_mode == "frozen":
       feats = jax.lax.stop_gradient(feats)
 
@@ -388,10 +407,14 @@ class LACEncoder(nn.Module):
     x = x + jnp.asarray(pe, x.dtype)
     x = nn.Dropout(self.pe_dropout)(x, deterministic=not train)
 
+    if self.attention_axis == "batch":  # Sequences = frame indices, tokens = batch entries.
+      x, step_mask = jnp.swapaxes(x, 0, 1), jnp.ones((s, b), bool)
     for i in range(self.num_layers):
       x = TransformerLayer(self.num_heads, self.ffn_dim, self.transformer_dropout,
                            self.norm_first, self.dtype, name=f"transformer_{i}")(
                                x, step_mask, train)
+    if self.attention_axis == "batch":
+      x = jnp.swapaxes(x, 0, 1)
 
     x = _dense(self.output_dim, self.dtype, "output")(x).astype(jnp.float32)
     if self.l2_normalize:
@@ -412,6 +435,9 @@ def build_encoder(config: ml_collections.ConfigDict) -> LACEncoder:
   if unknown:
     raise ValueError(f"Unknown config.model fields {unknown}; expected a subset of {sorted(known)}")
   c = ml_collections.ConfigDict({**default_config().to_dict(), **config.to_dict()})
+  if c.attention_axis not in ATTENTION_AXES:
+    raise ValueError(f"config.model.attention_axis must be one of {ATTENTION_AXES}, "
+                     f"got {c.attention_axis!r}")
   if c.backbone_mode not in BACKBONE_MODES:
     raise ValueError(f"config.model.backbone_mode must be one of {BACKBONE_MODES}, "
                      f"got {c.backbone_mode!r}")
@@ -446,7 +472,8 @@ def build_encoder(config: ml_collections.ConfigDict) -> LACEncoder:
       embed_dim=c.embed_dim, pe_positions=c.pe_positions, pe_ref_length=c.pe_ref_length,
       pe_official_cos=c.pe_official_cos, pe_dropout=c.pe_dropout, num_layers=c.num_layers,
       num_heads=c.num_heads, ffn_dim=c.ffn_dim, transformer_dropout=c.transformer_dropout,
-      norm_first=c.norm_first, output_dim=c.output_dim, l2_normalize=c.l2_normalize,
+      norm_first=c.norm_first, attention_axis=c.attention_axis,
+      eval_normalize=c.eval_normalize, output_dim=c.output_dim, l2_normalize=c.l2_normalize,
       dtype=DTYPES[c.dtype])
 
 
@@ -472,10 +499,14 @@ def init_variables(model: LACEncoder, rng: jax.Array, frames_shape: Sequence[int
   frames = jnp.zeros(tuple(frames_shape), jnp.uint8)
   mask = jnp.ones(tuple(frames_shape[:2]), bool)
   variables = jit_init(model, rng, frames, mask, train=False)
-  if backbone_weights:
+  if backbone_weights == RANDOM_WEIGHTS:
+    logging.info("The ResNet-%d trunk starts from random weights (backbone_weights=%r).",
+                 model.resnet_depth, RANDOM_WEIGHTS)
+  elif backbone_weights:
     return load_backbone_weights(variables, backbone_weights, depth=model.resnet_depth)
-  logging.warning("config.model.backbone_weights is unset: the ResNet-%d trunk starts from "
-                  "random initialisation (no ImageNet weights).", model.resnet_depth)
+  else:
+    logging.warning("config.model.backbone_weights is unset: the ResNet-%d trunk starts from "
+                    "random initialisation (no ImageNet weights).", model.resnet_depth)
   return variables
 
 

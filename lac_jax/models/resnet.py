@@ -95,11 +95,13 @@ def cut_channels(depth: int, cut: str, num_classes: int = 1000) -> int:
   return STAGE_WIDTHS[min(stage, 4) - 1] * expansion
 
 
-def normalize_images(images: jax.Array, dtype: Any = jnp.float32) -> jax.Array:
+def normalize_images(images: jax.Array, dtype: Any = jnp.float32,
+                     mean_std: bool = True) -> jax.Array:
   """ImageNet normalisation, ``[..., 3]`` -> ``[..., 3]`` in ``dtype``.
 
   uint8 input is read as [0, 255]; float input is assumed to be in [0, 1] (not checked, as
-  that would need a host sync).
+  that would need a host sync). ``mean_std=False``: only the [0, 1] scaling (the official LAC
+  code's evaluation frames).
   """
   if images.shape[-1] != 3:
     raise ValueError(f"images must have 3 channels in the last axis, got shape {images.shape}")
@@ -107,6 +109,8 @@ def normalize_images(images: jax.Array, dtype: Any = jnp.float32) -> jax.Array:
     x = images.astype(jnp.float32) / 255.0
   else:
     x = images.astype(jnp.float32)
+  if not mean_std:
+    return x.astype(dtype)
   mean = jnp.asarray(IMAGENET_MEAN, jnp.float32)
   std = jnp.asarray(IMAGENET_STD, jnp.float32)
   return ((x - mean) / std).astype(dtype)
@@ -181,6 +185,8 @@ class ResNet(_ConvBN):
     num_classes: size of ``fc`` (1000 for ImageNet checkpoints).
     normalize_input: apply ``normalize_images`` to the input (turn off only if the caller
       already normalised).
+    input_mean_std: with ``normalize_input``, subtract the ImageNet mean and divide by its
+      standard deviation (False: only scale to [0, 1]).
     dtype: compute dtype (e.g. ``jnp.bfloat16``); parameters stay float32.
     bn_axis_name: pmap axis over which BatchNorm averages batch statistics (None: local).
     conv_grad: how convolutions are differentiated: 'auto' (matmul weight gradients on CPU,
@@ -191,6 +197,7 @@ class ResNet(_ConvBN):
   cut: str = "conv4c"
   num_classes: int = 1000
   normalize_input: bool = True
+  input_mean_std: bool = True
 
   @nn.compact
   def __call__(self, images: jax.Array, train: bool = False,
@@ -213,7 +220,10 @@ class ResNet(_ConvBN):
     if train and mask is not None:
       bn_mask = jnp.asarray(mask, bool).reshape((-1, 1, 1, 1))
 
-    x = normalize_images(images, self.dtype) if self.normalize_input else images.astype(self.dtype)
+    if self.normalize_input:
+      x = normalize_images(images, self.dtype, self.input_mean_std)
+    else:
+      x = images.astype(self.dtype)
     x = self.conv(64, 7, 2, "conv1")(x)
     x = nn.relu(self.bn("bn1", not train)(x, mask=bn_mask))
     x = nn.max_pool(x, (3, 3), strides=(2, 2), padding=((1, 1), (1, 1)))
