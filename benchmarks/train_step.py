@@ -18,8 +18,8 @@ Two setups, each on all local devices (the data-parallel pmap step of `lac_jax.t
 
 For each it reports compile time, the median step time (after one warm-up step), steps/s and
 frames/s (frames through the trunk per second: videos x 2 views x T), and times the loss
-alone: value and gradient of ``losses.lac_loss_batch`` (w.r.t. the embeddings and the gap
-penalties) on embeddings of the step's shape ``[B_device, 2, T, E]``, jitted on one device.
+alone: value and gradient of the config's loss (``losses.build``; w.r.t. the embeddings and its
+parameters) on embeddings of the step's shape ``[B_device, 2, T, E]``, jitted on one device.
 ``loss share`` = loss time / step time: the part of a step the SW alignment and the other loss
 terms cost (the baseline is the full step, measured in the same run).
 """
@@ -88,7 +88,7 @@ def bench(name: str, config, steps: int, loss_repeats: int,
   model, _ = train.build_models(config)
   state = train.create_train_state(config, model, jax.random.PRNGKey(0), 70, 10_000,
                                    load_weights=False)
-  p_step = train.make_parallel_train_step(config.loss, config.model.num_context)
+  p_step = train.make_parallel_train_step(losses.build(config.loss), config.model.num_context)
   p_state = train.replicate(state)
   batch = train.shard_batch(random_batch(config, batch_size, np.random.default_rng(0)), n_local)
   rng = jax.random.PRNGKey(1)
@@ -112,15 +112,14 @@ def bench(name: str, config, steps: int, loss_repeats: int,
   z = z / jnp.linalg.norm(z, axis=-1, keepdims=True)
   loss_steps = jnp.asarray(np.asarray(batch["steps"][0])[:, :, ::config.model.num_context])
   mask = jnp.ones((b_dev, 2, t), bool)
-  gap = losses.init_gap_penalties(config.loss, t)
+  loss = losses.build(config.loss)
+  params = loss.init_params(t)
 
-  def loss_fn(z, gap):
-    vals = losses.gap_penalty_values(gap, config.loss)
-    return losses.lac_loss_batch(z, loss_steps, mask, gap_open=vals["gap_open"],
-                                 gap_extend=vals["gap_extend"], cfg=config.loss)[0]
+  def loss_fn(z, params):
+    return loss(params, z, loss_steps, mask)[0]
 
   grad = jax.jit(jax.value_and_grad(loss_fn, argnums=(0, 1)))
-  _, loss_times = timed(lambda: grad(z, gap), loss_repeats)
+  _, loss_times = timed(lambda: grad(z, params), loss_repeats)
   loss_s = statistics.median(loss_times)
   frames = batch_size * 2 * config.data.sampling.num_frames
   return {"setup": name, "devices": n_local, "chunk": trunk_chunk, "videos": batch_size,

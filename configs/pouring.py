@@ -7,7 +7,7 @@
 ``--config=configs/pouring.py:official_code`` switches the loss and model to the official
 code's forward behaviour (`train.apply_official_code_preset`). Every field not set here keeps
 its component default (documented in `lac_jax.models.encoder.default_config`,
-`lac_jax.data.pipeline.default_config`, `lac_jax.losses.loss_config`,
+`lac_jax.data.pipeline.default_config`, `lac_jax.losses.lac.default_config`,
 `lac_jax.evaluate.default_config`, `lac_jax.train.default_config`).
 """
 

@@ -4,7 +4,7 @@
 
 Evaluates the untrained encoder first and the trained one at the end, and prints both rows of
 the paper's table side by side (also in runs/synthetic/eval/summary.json). The loss is the
-paper's (`losses.loss_config('paper')`); only the model size, the frames, the augmentation
+paper's (`lac_jax.losses.lac.default_config('paper')`); only the model size, the frames, the augmentation
 strength, the learning rate and the length are scaled down, and the positional encoding is
 off (``model.pe_positions='none'``): with the official encoding the *untrained* encoder
 already scores Progress ~93 and Tau ~99 here, because the encoding alone tells how far into

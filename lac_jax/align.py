@@ -31,7 +31,7 @@ import numpy as np
 from lac_jax import alignment
 from lac_jax import files
 from lac_jax import inference
-from lac_jax import losses
+from lac_jax.losses import lac
 from lac_jax import tools
 from lac_jax import visualize
 from lac_jax.data import encode
@@ -39,16 +39,23 @@ from lac_jax.data import encode
 JSON_FILE, PNG_FILE, MP4_FILE = "alignment.json", "alignment.png", "aligned.mp4"
 
 
+def _lac_config(loss_config: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
+  """The run's LAC loss config, or LAC's defaults for a run trained with another loss."""
+  return loss_config if loss_config.get("name", lac.NAME) == lac.NAME else lac.default_config()
+
+
 def similarity(za: np.ndarray, zb: np.ndarray, loss_config: ml_collections.ConfigDict,
                max_block_bytes: int = 1 << 26) -> np.ndarray:
-  """float32 ``[T_a, T_b]``: `losses.alignment_similarity` as the loss computes it, in blocks of
-  rows (its ``[rows, T_b, E]`` differences stay under ``max_block_bytes``)."""
+  """float32 ``[T_a, T_b]``: LAC's `lac.alignment_similarity` as the loss computes it (LAC's
+  defaults for runs of another loss), in blocks of rows (their ``[rows, T_b, E]`` differences
+  stay under ``max_block_bytes``)."""
+  loss_config = _lac_config(loss_config)
   za, zb = np.asarray(za, np.float32), np.asarray(zb, np.float32)
   rows = max(1, max_block_bytes // max(1, 4 * zb.shape[0] * zb.shape[1]))
   zb_j = jnp.asarray(zb)
   return np.concatenate([
-      np.asarray(losses.alignment_similarity(jnp.asarray(za[r:r + rows]), zb_j,
-                                             loss_config.sw_similarity, loss_config.sw_eps))
+      np.asarray(lac.alignment_similarity(jnp.asarray(za[r:r + rows]), zb_j,
+                                          loss_config.sw_similarity, loss_config.sw_eps))
       for r in range(0, za.shape[0], rows)])
 
 
@@ -62,7 +69,7 @@ def gap_penalties(trained: inference.TrainedEncoder, t_a: int, t_b: int,
   scalars (``loss.gap_open_init``, ``loss.gap_extend_init``). ``gap_open`` / ``gap_extend``
   given: those scalars instead.
   """
-  cfg = trained.config.loss
+  cfg = _lac_config(trained.config.loss)
   if gap_open is not None or gap_extend is not None:
     go = cfg.gap_open_init if gap_open is None else gap_open
     ge = cfg.gap_extend_init if gap_extend is None else gap_extend
@@ -102,7 +109,7 @@ def align_embeddings(za: np.ndarray, zb: np.ndarray, trained: inference.TrainedE
   sim[i, j])`` per frame of A and ``score`` the mean of those similarities.
   """
   sim = similarity(za, zb, trained.config.loss)
-  cfg = trained.config.loss
+  cfg = _lac_config(trained.config.loss)
   settings: dict[str, Any] = {"similarity": cfg.sw_similarity, "similarity_eps": cfg.sw_eps}
   if nearest:
     j = np.argmax(sim, axis=1)

@@ -150,7 +150,8 @@ class TrainedEncoder:
   """An evaluation-mode encoder with its variables, the run's config and checkpoint step.
 
   Build with `load_trained` (or directly, e.g. from a `TrainState` in a notebook).
-  ``gap_params``: the raw gap-penalty parameters of the checkpoint (``params['gap']``), if any.
+  ``loss_params``: the checkpoint's loss parameters (``params[loss.params_key]``, e.g. LAC's
+  raw gap penalties), if any.
   """
 
   model: encoder_lib.LACEncoder
@@ -158,7 +159,7 @@ class TrainedEncoder:
   config: ml_collections.ConfigDict
   step: int = 0
   workdir: Optional[str] = None
-  gap_params: Optional[dict[str, Any]] = None
+  loss_params: Optional[dict[str, Any]] = None
 
   def __post_init__(self) -> None:
     self.variables = jax.device_put(evaluate.as_variables(self.variables))
@@ -185,11 +186,11 @@ class TrainedEncoder:
     return int(self.config.eval.get("trunk_chunk") or 32)
 
   def gap_penalties(self) -> Optional[dict[str, np.ndarray]]:
-    """The checkpoint's effective gap penalties (`losses.gap_penalty_values`), or None."""
-    if not self.gap_params:
+    """The checkpoint's effective gap penalties (a loss with ``penalties``, e.g. LAC), or None."""
+    loss = losses.build(self.config.loss)
+    if not self.loss_params or not hasattr(loss, "penalties"):
       return None
-    values = losses.gap_penalty_values(self.gap_params, self.config.loss)
-    return {k: np.asarray(v, np.float64) for k, v in values.items()}
+    return {k: np.asarray(v, np.float64) for k, v in loss.penalties(self.loss_params).items()}
 
   def embed(self, video: Frames, frames_per_chunk: Optional[int] = None,
             progress: Optional[Callable[[int], None]] = None) -> np.ndarray:
@@ -334,5 +335,6 @@ def load_trained(workdir: str, config: Optional[ml_collections.ConfigDict] = Non
   variables = {"params": params["encoder"], "batch_stats": raw.get("batch_stats") or {}}
   model = encoder_lib.build_encoder(config.model)
   _check_variables(model, variables, int(evaluate.eval_image_size(config)), f"{ckpt_dir}/{step}")
+  key = losses.build(config.loss).params_key
   return TrainedEncoder(model, variables, config, step=int(step), workdir=workdir,
-                        gap_params=params.get("gap"))
+                        loss_params=params.get(key) if key else None)

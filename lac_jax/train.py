@@ -7,18 +7,18 @@
   ``workdir/metrics.jsonl``, TensorBoard) -> orbax checkpoints (``workdir/checkpoints``) ->
   periodic and final evaluation (``lac_jax.evaluate``) -> the paper's table, untrained vs trained.
 
-State (`TrainState`): ``params = {'encoder': <encoder params>, 'gap': {'gap_open',
-'gap_extend'}}``, ``batch_stats`` (BatchNorm running statistics), ``opt_state``, ``step`` and
-``nonfinite_steps`` (updates skipped because the loss or a gradient was not finite).
+State (`TrainState`): ``params = {'encoder': <encoder params>, <loss.params_key>: <the loss's
+learnable parameters, e.g. LAC's gap penalties>}``, ``batch_stats`` (BatchNorm running
+statistics), ``opt_state``, ``step`` and ``nonfinite_steps`` (updates skipped because the loss
+or a gradient was not finite). The loss is ``losses.build(config.loss)``, passed into the step.
 
 Optimiser (`make_optimizer`, ``optax.multi_transform`` with two groups):
   * encoder: clip by global norm (``train.grad_clip_norm``, official 10) -> Adam with L2 weight
     decay added to the gradient after clipping (``train.optimizer='adam_l2'``: what the official
     ``torch.optim.Adam(weight_decay=1e-5)`` does) or decoupled AdamW (``'adamw'``) -> learning
     rate ``train.learning_rate`` x schedule;
-  * gap penalties: Adam, lr ``loss.gap_lr`` (0.1) x the same schedule, L2 decay
-    ``train.gap_weight_decay`` (official 1e-5: torch applies the group's weight decay to go/ge
-    too), never clipped (as the official code).
+  * the loss's parameters: Adam, lr ``loss.learning_rate`` x the same schedule, L2 decay
+    ``loss.weight_decay``, never clipped (LAC's gap penalties: official lr 0.1, decay 1e-5).
 
 Parallelism (DESIGN decision 5): `train_step` is a plain function of one device's shard; it
 averages across devices only through its ``reduce`` argument (identity by default).
@@ -98,8 +98,6 @@ def default_config() -> ml_collections.ConfigDict:
   # | 'constant'
   c.schedule = "cosine_epochs"
   c.warmup_steps = 0  # linear warm-up from 0 over this many steps, then the schedule (official 0)
-  # --- Gap-penalty optimiser (lr: config.loss.gap_lr; same schedule shape, never clipped) ---
-  c.gap_weight_decay = 1e-5  # L2 on the gap penalties (official: 1e-5, the group's decay)
   # --- Non-finite loss or gradient: the update is never applied (params, optimiser state and
   # BN statistics keep their values); the step, its loss parts and the count are reported ---
   c.on_nonfinite = "skip"  # 'skip': go on | 'stop': raise FloatingPointError at once
@@ -122,14 +120,14 @@ def base_config() -> ml_collections.ConfigDict:
 
   Sections: ``seed`` (model init, dropout, data order and augmentation), ``model``
   (`encoder.default_config`), ``data`` (`pipeline.default_config`), ``loss``
-  (`losses.loss_config('paper')`), ``eval`` (`evaluate.default_config`), ``train``
+  (`losses.default_config('lac')`), ``eval`` (`evaluate.default_config`), ``train``
   (`default_config`).
   """
   config = ml_collections.ConfigDict()
   config.seed = 1  # official: hard-coded 1
   config.model = encoder_lib.default_config()
   config.data = pipeline.default_config()
-  config.loss = losses.loss_config("paper")
+  config.loss = losses.default_config("lac")
   config.eval = evaluate_lib.default_config()
   config.train = default_config()
   return config
@@ -177,7 +175,7 @@ def paper_config(preset: str = "paper") -> ml_collections.ConfigDict:
   t.optimizer = "adam_l2"  # torch Adam(weight_decay=1e-5): L2 added to the gradient
   t.learning_rate = 1e-4  # encoder lr
   t.weight_decay = 1e-5  # encoder L2
-  t.gap_weight_decay = 1e-5  # the official gap group's L2
+  config.loss.gap_weight_decay = 1e-5  # the official gap group's L2
   t.grad_clip_norm = 10.0  # encoder only; gap penalties unclipped
   t.schedule = "cosine_epochs"  # CosineAnnealingLR(T_max=301) stepped per epoch
   t.warmup_steps = 0  # official: none
@@ -193,7 +191,7 @@ def apply_official_code_preset(config: ml_collections.ConfigDict) -> ml_collecti
   """Switches ``config`` (in place) to the official PyTorch code's pipeline
   (official-lac-code.md), one documented switch per departure from the paper:
 
-  * loss: ``losses.loss_config('official_code')`` (keeping ``gap_lr``);
+  * loss: LAC's ``'official_code'`` preset (keeping ``gap_lr``);
   * model: no L2 normalisation, the official positional-encoding cosine exponent, padded frames
     counted in BatchNorm statistics, the transformer attending over the batch axis
     (``attention_axis='batch'``), evaluation frames without ImageNet normalisation
@@ -205,7 +203,7 @@ def apply_official_code_preset(config: ml_collections.ConfigDict) -> ml_collecti
   point of this project) and the official code's unstable arithmetic. Returns ``config``.
   """
   gap_lr = config.loss.gap_lr
-  config.loss = losses.loss_config("official_code")
+  config.loss = losses.default_config("lac", "official_code")
   config.loss.gap_lr = gap_lr
   config.model.l2_normalize = False
   config.model.pe_official_cos = True
@@ -255,12 +253,11 @@ def check_config(config: ml_collections.ConfigDict) -> None:
                      f"unknown {unknown}")
   _check_known("model", config.model, encoder_lib.default_config())
   _check_known("data", config.data, pipeline.default_config())
-  _check_known("loss", config.loss, losses.loss_config())
   _check_known("eval", config.eval, evaluate_lib.default_config())
   _check_known("train", config.train, default_config())
   if not isinstance(config.seed, int):
     raise ValueError(f"config.seed: expected an int, got {config.seed!r}")
-  losses.check_loss_config(config.loss)
+  losses.check_config(config.loss)
   t = config.train
   choices = {"optimizer": OPTIMIZERS, "schedule": SCHEDULES, "on_nonfinite": ON_NONFINITE}
   for name, allowed in choices.items():
@@ -269,9 +266,7 @@ def check_config(config: ml_collections.ConfigDict) -> None:
   for name in ("learning_rate",):
     if not (math.isfinite(t[name]) and t[name] > 0):
       raise ValueError(f"config.train.{name}: need a finite value > 0, got {t[name]!r}")
-  if not (math.isfinite(config.loss.gap_lr) and config.loss.gap_lr >= 0):
-    raise ValueError(f"config.loss.gap_lr: need a finite value >= 0, got {config.loss.gap_lr!r}")
-  for name in ("weight_decay", "gap_weight_decay", "grad_clip_norm", "adam_eps"):
+  for name in ("weight_decay", "grad_clip_norm", "adam_eps"):
     if not (math.isfinite(t[name]) and t[name] >= 0):
       raise ValueError(f"config.train.{name}: need a finite value >= 0, got {t[name]!r}")
   for name in ("adam_b1", "adam_b2"):
@@ -299,8 +294,7 @@ def check_config(config: ml_collections.ConfigDict) -> None:
 class TrainState(train_state.TrainState):
   """`flax` TrainState + BatchNorm statistics + a count of skipped (non-finite) steps.
 
-  ``params = {'encoder': ..., 'gap': {'gap_open', 'gap_extend'}}`` (raw gap parameters; see
-  `losses.gap_penalty_values`).
+  ``params = {'encoder': ..., <loss.params_key>: ...}`` (see the module docstring).
   """
 
   batch_stats: Any = None
@@ -354,11 +348,14 @@ def _param_labels(params: Mapping[str, Any], freeze_trunk: bool = False) -> dict
   return labels
 
 
-def make_optimizer(config: ml_collections.ConfigDict, num_videos: int,
-                   total_steps: int) -> optax.GradientTransformation:
-  """Groups ``'encoder'`` (clip -> Adam(+L2) or AdamW) and ``'gap'`` (Adam + L2, unclipped);
-  with ``model.backbone_mode='frozen'`` the trunk is group ``'frozen'``: no update, no decay,
-  no optimiser state (as torch skips parameters without gradients)."""
+def make_optimizer(config: ml_collections.ConfigDict, num_videos: int, total_steps: int,
+                   loss: Optional[losses.Loss] = None) -> optax.GradientTransformation:
+  """Groups ``'encoder'`` (clip -> Adam(+L2) or AdamW) and, when the loss has parameters,
+  ``loss.params_key`` (Adam + L2 with the loss's rate and decay, unclipped); with
+  ``model.backbone_mode='frozen'`` the trunk is group ``'frozen'``: no update, no decay, no
+  optimiser state (as torch skips parameters without gradients). ``loss``: default
+  ``losses.build(config.loss)``."""
+  loss = losses.build(config.loss) if loss is None else loss
   t = config.train
   adam = dict(b1=t.adam_b1, b2=t.adam_b2, eps=t.adam_eps)
   lr = learning_rate_schedule(config, t.learning_rate, num_videos, total_steps)
@@ -371,10 +368,12 @@ def make_optimizer(config: ml_collections.ConfigDict, num_videos: int,
                    optax.scale_by_learning_rate(lr)]
   else:
     encoder_tx.append(optax.adamw(lr, weight_decay=t.weight_decay, **adam))
-  gap_lr = learning_rate_schedule(config, config.loss.gap_lr, num_videos, total_steps)
-  gap_tx = optax.chain(optax.add_decayed_weights(t.gap_weight_decay),
-                       optax.scale_by_adam(**adam), optax.scale_by_learning_rate(gap_lr))
-  groups = {"encoder": optax.chain(*encoder_tx), "gap": gap_tx}
+  groups = {"encoder": optax.chain(*encoder_tx)}
+  if loss.params_key:
+    loss_lr = learning_rate_schedule(config, loss.learning_rate, num_videos, total_steps)
+    groups[loss.params_key] = optax.chain(
+        optax.add_decayed_weights(loss.weight_decay), optax.scale_by_adam(**adam),
+        optax.scale_by_learning_rate(loss_lr))
   freeze = config.model.backbone_mode == "frozen"
   if freeze:
     groups["frozen"] = optax.set_to_zero()
@@ -390,18 +389,22 @@ def build_models(config: ml_collections.ConfigDict
 
 def create_train_state(config: ml_collections.ConfigDict, model: encoder_lib.LACEncoder,
                        rng: jax.Array, num_videos: int, total_steps: int,
-                       load_weights: bool = True) -> TrainState:
-  """Initial state: encoder variables (ImageNet trunk if ``model.backbone_weights``), gap
-  penalties, optimiser state. ``load_weights=False`` skips the weight file (restore targets)."""
+                       load_weights: bool = True,
+                       loss: Optional[losses.Loss] = None) -> TrainState:
+  """Initial state: encoder variables (ImageNet trunk if ``model.backbone_weights``), the loss's
+  parameters, optimiser state. ``load_weights=False`` skips the weight file (restore targets).
+  ``loss``: default ``losses.build(config.loss)``."""
+  loss = losses.build(config.loss) if loss is None else loss
   t = config.data.sampling.num_frames
   s = config.data.image_size
   init_model = model.clone(bn_axis_name=None)  # Init runs outside pmap.
   variables = encoder_lib.init_variables(
       init_model, rng, (1, t, s, s, 3),
       config.model.backbone_weights if load_weights else None)
-  gap = losses.init_gap_penalties(config.loss, t // config.model.num_context)
-  params = {"encoder": variables["params"], "gap": gap}
-  tx = make_optimizer(config, num_videos, total_steps)
+  params = {"encoder": variables["params"]}
+  if loss.params_key:
+    params[loss.params_key] = loss.init_params(t // config.model.num_context)
+  tx = make_optimizer(config, num_videos, total_steps, loss)
   return TrainState.create(apply_fn=model.apply, params=params, tx=tx,
                            batch_stats=variables.get("batch_stats", {}),
                            nonfinite_steps=jnp.zeros((), jnp.int32))
@@ -426,7 +429,7 @@ def _all_finite(tree: Any) -> jax.Array:
 
 
 def train_step(state: TrainState, batch: Mapping[str, jax.Array], rng: jax.Array, *,
-               loss_config: ml_collections.ConfigDict, num_context: int = 1,
+               loss: losses.Loss, num_context: int = 1,
                lr_fn: Optional[optax.Schedule] = None,
                reduce: Callable[[Any], Any] = _identity,
                fixed_trunk_stats: bool = False) -> tuple[TrainState, Metrics]:
@@ -437,7 +440,7 @@ def train_step(state: TrainState, batch: Mapping[str, jax.Array], rng: jax.Array
     batch: ``frames`` uint8 ``[B, 2, T, S, S, 3]``, ``steps`` int ``[B, 2, T]``, ``mask`` bool
       ``[B, 2, T]``.
     rng: base key; the dropout key is ``fold_in(rng, state.step)``.
-    loss_config: ``config.loss``.
+    loss: the loss (``losses.build(config.loss)``), called on the embeddings ``[B, 2, T', E]``.
     num_context: the model's frames per embedding step (each step takes its last frame's index,
       and is valid when all its frames are).
     lr_fn: encoder learning-rate schedule, only for the logged ``train/lr``.
@@ -447,8 +450,8 @@ def train_step(state: TrainState, batch: Mapping[str, jax.Array], rng: jax.Array
       rounding of the cross-device mean.
   Returns:
     ``(new_state, metrics)``: metrics are scalars (already reduced): ``train/<loss part>``,
-    ``train/grad_norm`` (encoder, before clipping), ``train/lr``, ``train/gap_open``,
-    ``train/gap_extend`` (means), ``train/finite`` (1.0 or 0.0). A non-finite loss or gradient
+    ``train/<loss log scalar>``, ``train/grad_norm`` (encoder, before clipping), ``train/lr``,
+    ``train/finite`` (1.0 or 0.0). A non-finite loss or gradient
     leaves params, optimiser state and BN statistics unchanged and adds 1 to
     ``nonfinite_steps``; ``step`` advances either way (it counts batches consumed).
   """
@@ -468,10 +471,8 @@ def train_step(state: TrainState, batch: Mapping[str, jax.Array], rng: jax.Array
         frames.reshape((b * 2, t) + frames.shape[3:]), mask.reshape(b * 2, t), train=True,
         rngs={"dropout": rng}, mutable=["batch_stats"])
     z = z.reshape((b, 2) + z.shape[1:])
-    gaps = losses.gap_penalty_values(params["gap"], loss_config)
-    loss, parts = losses.lac_loss_batch(z, steps, step_mask, gap_open=gaps["gap_open"],
-                                        gap_extend=gaps["gap_extend"], cfg=loss_config)
-    return loss, (parts, updates.get("batch_stats", state.batch_stats))
+    value, parts = loss(params.get(loss.params_key), z, steps, step_mask)
+    return value, (parts, updates.get("batch_stats", state.batch_stats))
 
   (_, (parts, batch_stats)), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.params)
   grads, parts, batch_stats = reduce((grads, parts, batch_stats))
@@ -485,16 +486,16 @@ def train_step(state: TrainState, batch: Mapping[str, jax.Array], rng: jax.Array
                     batch_stats=keep(new.batch_stats, state.batch_stats),
                     nonfinite_steps=state.nonfinite_steps + (~finite).astype(jnp.int32))
   out = {f"train/{k}": v for k, v in parts.items()}
-  out["train/grad_norm"] = optax.global_norm(grads["encoder"])
+  out["train/grad_norm"] = optax.tree.norm(grads["encoder"])
   out["train/finite"] = finite.astype(jnp.float32)
-  for name in ("gap_open", "gap_extend"):
-    out[f"train/{name}"] = jnp.mean(state.params["gap"][name])
+  for name, value in loss.log_scalars(state.params.get(loss.params_key)).items():
+    out[f"train/{name}"] = value
   if lr_fn is not None:
     out["train/lr"] = jnp.asarray(lr_fn(state.step), jnp.float32)
   return new, out
 
 
-def make_parallel_train_step(loss_config: ml_collections.ConfigDict, num_context: int = 1,
+def make_parallel_train_step(loss: losses.Loss, num_context: int = 1,
                              lr_fn: Optional[optax.Schedule] = None,
                              donate: Optional[bool] = None,
                              fixed_trunk_stats: bool = False) -> Callable:
@@ -507,7 +508,7 @@ def make_parallel_train_step(loss_config: ml_collections.ConfigDict, num_context
   """
   def per_device(state, batch, rng):
     rng = jax.random.fold_in(rng, jax.lax.axis_index(AXIS))
-    return train_step(state, batch, rng, loss_config=loss_config, num_context=num_context,
+    return train_step(state, batch, rng, loss=loss, num_context=num_context,
                       lr_fn=lr_fn, reduce=lambda tree: jax.lax.pmean(tree, AXIS),
                       fixed_trunk_stats=fixed_trunk_stats)
 
@@ -647,8 +648,9 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> Train
     total_steps = num_train_steps(config, len(videos))
     model, eval_model = build_models(config)
     init_rng, dropout_rng = jax.random.split(jax.random.PRNGKey(config.seed))
+    loss = losses.build(config.loss)
     state = create_train_state(config, model, init_rng, len(videos), total_steps,
-                               load_weights=latest is None)
+                               load_weights=latest is None, loss=loss)
     if latest is not None:
       state = ckpts.restore(state)
       logging.info("Resuming from step %d of %d", int(state.step), total_steps)
@@ -664,7 +666,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> Train
     raise
 
   lr_fn = learning_rate_schedule(config, t.learning_rate, len(videos), total_steps)
-  p_step = make_parallel_train_step(config.loss, config.model.num_context, lr_fn,
+  p_step = make_parallel_train_step(loss, config.model.num_context, lr_fn,
                                     fixed_trunk_stats=config.model.backbone_mode != "train")
   p_state = replicate(state)
   del state
@@ -705,9 +707,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> Train
         mean["train/skipped_steps"] = float(skipped)
         writer.write_scalars(done, {**mean, "train/steps_per_sec": timing["steps_per_sec"]})
         if jax.process_index() == 0:
-          logging.info("%s", progress.line(done, mean, timing, (
-              "train/loss", "train/l_c", "train/l_l", "train/l_sw12", "train/l_sw21",
-              "train/grad_norm", "train/lr")))
+          logging.info("%s", progress.line(done, mean, timing, tuple(
+              f"train/{name}" for name in loss.progress_parts + ("grad_norm", "lr"))))
       if (t.checkpoint_every_steps and done % t.checkpoint_every_steps == 0) or last:
         if pending is not None:  # Never save a state whose step was not checked.
           collect(pending)

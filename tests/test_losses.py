@@ -9,6 +9,7 @@ import pytest
 from scipy.special import log_softmax, softmax, xlogy
 
 from lac_jax import losses
+from lac_jax.losses import lac
 from sw_reference import sw_reference
 
 # Every non-default switch of the paper preset at once (masks stay honoured).
@@ -20,7 +21,7 @@ VARIANT = dict(lc_similarity="dot", lc_directions=2, lc_normalization="T2", lc_d
 
 
 def _cfg(preset="paper", **overrides):
-  cfg = losses.loss_config(preset)
+  cfg = lac.default_config(preset)
   cfg.update(overrides)
   return cfg
 
@@ -133,16 +134,17 @@ LENGTHS = {(0, 1): 4, (1, 0): 5, (1, 1): 3}  # (video, view) -> valid prefix len
 
 @functools.lru_cache(maxsize=None)
 def _jac_fn(preset, overrides):
-  """jit of (z, steps, mask, raw_go, raw_ge) -> (jac, parts) of `lac_loss_batch`.
+  """jit of (z, steps, mask, raw_go, raw_ge) -> (jac, parts) of the `lac.LAC` loss.
 
   ``jac[k]`` for k in (loss, l_l): gradients w.r.t. (z, raw_go, raw_ge); ``parts``: the batch
   means. Steps and masks are traced arguments, so one compilation serves every test.
   """
   cfg = _cfg(preset, **dict(overrides))
 
+  loss = losses.build(cfg)
+
   def f(z, raw_go, raw_ge, steps, mask):
-    pen = losses.gap_penalty_values({"gap_open": raw_go, "gap_extend": raw_ge}, cfg)
-    _, parts = losses.lac_loss_batch(z, steps, mask, cfg=cfg, **pen)
+    _, parts = loss({"gap_open": raw_go, "gap_extend": raw_ge}, z, steps, mask)
     return {k: parts[k] for k in ("loss", "l_l")}, parts
 
   jac = jax.jacrev(f, argnums=(0, 1, 2), has_aux=True)
@@ -206,8 +208,8 @@ def test_unequal_lengths_scalar_penalties_tied_tau_float64():
   s1, s2 = np.sort(rng.integers(0, 12, 5)), np.sort(rng.integers(0, 12, 7))
   m1, m2 = np.ones(5, bool), np.arange(7) < 6
   with jax.enable_x64(True):
-    fn = jax.jit(lambda *a: losses.lac_loss(*a[:4], gap_open=0.7, gap_extend=0.2, cfg=cfg,
-                                            mask1=a[4], mask2=a[5])[1])
+    fn = jax.jit(lambda *a: lac.lac_loss(*a[:4], gap_open=0.7, gap_extend=0.2, mask1=a[4],
+                                         mask2=a[5], **lac.loss_kwargs(cfg))[1])
     parts = fn(z1, z2, s1, s2, m1, m2)
   ref = ref_paper(z1, z2, s1, s2, 0.7, 0.2, cfg, 5, 6)
   for k in ref:
@@ -240,8 +242,8 @@ def test_paper_float32_matches_float64_reference():
 def test_batch_equals_mean_of_per_video_calls():
   _, (z, steps, mask, go, ge) = _case(4, np.float32)
   cfg, _, parts = _run("paper", {}, z, steps, mask, go, ge)
-  single = jax.jit(lambda *a: losses.lac_loss(*a[:4], gap_open=a[6], gap_extend=a[7], cfg=cfg,
-                                              mask1=a[4], mask2=a[5])[1])
+  single = jax.jit(lambda *a: lac.lac_loss(*a[:4], gap_open=a[6], gap_extend=a[7], mask1=a[4],
+                                           mask2=a[5], **lac.loss_kwargs(cfg))[1])
   singles = [single(z[b, 0], z[b, 1], steps[b, 0], steps[b, 1], mask[b, 0], mask[b, 1], go, ge)
              for b in range(B)]
   assert set(parts) == set(singles[0]) == {"loss", "l_c", "l_c12", "l_l", "l_sw12", "l_sw21"}
@@ -317,7 +319,7 @@ def test_padded_frames_change_nothing(overrides):
     assert abs(q1["loss"] - q2["loss"]) > 1e-3
 
 
-@pytest.mark.parametrize("preset", losses.PRESETS)
+@pytest.mark.parametrize("preset", lac.PRESETS)
 def test_identical_and_zero_embeddings_are_finite(preset):
   _, (_, steps, mask, go, ge) = _case(9, np.float32)
   rng = np.random.default_rng(9)
@@ -338,51 +340,65 @@ def test_identical_and_zero_embeddings_are_finite(preset):
 # ---------------------------------------------------------------------------------------------
 
 def test_loss_config_presets_and_validation():
-  paper, official = losses.loss_config(), losses.loss_config("official_code")
+  paper, official = lac.default_config(), lac.default_config("official_code")
   assert paper.keys() == official.keys()
+  assert paper.name == "lac" and losses.default_config("lac").to_dict() == paper.to_dict()
   assert (paper.alpha, paper.beta, paper.var, paper.gamma) == (0.01, 1.0, 10.0, 0.8)
   assert paper.honour_masks and not official.honour_masks
   assert official.ll_stop_gradient and official.ll_product == "matmul"
-  assert "gap_lr" in paper and paper.gap_lr == 0.1
+  assert (paper.gap_lr, paper.gap_weight_decay) == (0.1, 1e-5)
   with pytest.raises(ValueError, match="preset"):
-    losses.loss_config("nope")
+    lac.default_config("nope")
   bad = [("lc_similarity", "l1"), ("tau", 0.0), ("lc_directions", 3), ("sw_sign", 0),
-         ("sw_eps", -1.0), ("ll_tau", -2.0), ("ll_product", "outer")]
+         ("sw_eps", -1.0), ("ll_tau", -2.0), ("ll_product", "outer"), ("gap_lr", -1.0),
+         ("gap_open_init", float("nan"))]
   for field, value in bad:
-    cfg = losses.loss_config()
+    cfg = lac.default_config()
     cfg[field] = value
     with pytest.raises(ValueError, match=f"loss.{field}"):
-      losses.check_loss_config(cfg)
-  cfg = losses.loss_config()
+      losses.check_config(cfg)
+  cfg = lac.default_config()
   cfg.gap_positive, cfg.gap_open_init = True, 0.0
   with pytest.raises(ValueError, match="gap_open_init"):
-    losses.init_gap_penalties(cfg, 4)
+    losses.build(cfg)
   # Maximising the score needs positive gaps (unbounded otherwise), in both presets.
   for preset in ("paper", "official_code"):
-    cfg = losses.loss_config(preset)
+    cfg = lac.default_config(preset)
     cfg.sw_sign = -1
     with pytest.raises(ValueError, match=r"^loss.gap_positive: must be True with loss.sw_sign=-1"):
-      losses.check_loss_config(cfg)
+      losses.check_config(cfg)
     cfg.gap_positive = True
-    losses.check_loss_config(cfg)
+    losses.check_config(cfg)
+  # The registry: unknown names and fields are errors naming them.
+  cfg = lac.default_config()
+  cfg.name = "nope"
+  with pytest.raises(ValueError, match="loss.name: expected one of"):
+    losses.build(cfg)
+  cfg = lac.default_config()
+  cfg.gama = 0.5
+  with pytest.raises(ValueError, match=r"unknown fields \['gama'\]"):
+    losses.check_config(cfg)
 
 
 def test_gap_penalty_init_and_values():
-  cfg = losses.loss_config("official_code")
-  p = losses.init_gap_penalties(cfg, 7)
+  loss = losses.build(lac.default_config("official_code"))
+  assert loss.params_key == "gap" and (loss.learning_rate, loss.weight_decay) == (0.1, 1e-5)
+  p = loss.init_params(7)
   assert p["gap_open"].shape == (7, 7) and p["gap_extend"].shape == (7, 7)
-  v = losses.gap_penalty_values(p, cfg)
-  np.testing.assert_array_equal(v["gap_open"], np.ones((7, 7)))
-  cfg = _cfg(gap_per_cell=False, gap_positive=True, gap_open_init=1e-3, gap_extend_init=30.0)
-  p = losses.init_gap_penalties(cfg, 7)
+  np.testing.assert_array_equal(loss.penalties(p)["gap_open"], np.ones((7, 7)))
+  assert {k: float(v) for k, v in loss.log_scalars(p).items()} == {"gap_open": 1.0,
+                                                                    "gap_extend": 1.0}
+  loss = losses.build(_cfg(gap_per_cell=False, gap_positive=True, gap_open_init=1e-3,
+                           gap_extend_init=30.0))
+  p = loss.init_params(7)
   assert p["gap_open"].shape == ()
-  v = losses.gap_penalty_values(p, cfg)
+  v = loss.penalties(p)
   np.testing.assert_allclose([v["gap_open"], v["gap_extend"]], [1e-3, 30.0], rtol=1e-5)
   # Softplus keeps any raw value positive.
-  v = losses.gap_penalty_values({"gap_open": jnp.float32(-50.0), "gap_extend": 0.0}, cfg)
+  v = lac.gap_penalty_values({"gap_open": jnp.float32(-50.0), "gap_extend": 0.0}, True)
   assert float(v["gap_open"]) > 0
   with pytest.raises(ValueError, match="gap_extend"):
-    losses.gap_penalty_values({"gap_open": 1.0}, cfg)
+    lac.gap_penalty_values({"gap_open": 1.0}, True)
 
 
 def test_bad_inputs_raise():
@@ -390,22 +406,23 @@ def test_bad_inputs_raise():
   cfg = _cfg()
   z1, z2 = rng.normal(size=(5, 4)), rng.normal(size=(5, 4))
   s = np.arange(5)
-  kw = dict(gap_open=1.0, gap_extend=1.0, cfg=cfg)
+  settings = lac.loss_kwargs(cfg)
+  kw = dict(gap_open=1.0, gap_extend=1.0, **settings)
   with pytest.raises(ValueError, match="prefix"):
-    losses.lac_loss(z1, z2, s, s, mask1=np.array([1, 0, 1, 1, 1], bool), **kw)
+    lac.lac_loss(z1, z2, s, s, mask1=np.array([1, 0, 1, 1, 1], bool), **kw)
   with pytest.raises(ValueError, match="no valid frame"):
-    losses.lac_loss(z1, z2, s, s, mask2=np.zeros(5, bool), **kw)
+    lac.lac_loss(z1, z2, s, s, mask2=np.zeros(5, bool), **kw)
   with pytest.raises(ValueError, match="gap_open"):
-    losses.lac_loss(z1, z2, s, s, gap_open=np.ones((4, 4)), gap_extend=1.0, cfg=cfg)
+    lac.lac_loss(z1, z2, s, s, gap_open=np.ones((4, 4)), gap_extend=1.0, **settings)
   with pytest.raises(ValueError, match="gap_extend"):
-    losses.lac_loss(z1, rng.normal(size=(6, 4)), s, np.arange(6), gap_open=1.0,
-                    gap_extend=np.ones((5, 6)), cfg=cfg)
+    lac.lac_loss(z1, rng.normal(size=(6, 4)), s, np.arange(6), gap_open=1.0,
+                 gap_extend=np.ones((5, 6)), **settings)
   with pytest.raises(ValueError, match="steps2"):
-    losses.lac_loss(z1, z2, s, np.arange(4), **kw)
-  with pytest.raises(ValueError, match=r"\[T1, E\]"):
-    losses.lac_loss(z1[None], z2, s, s, **kw)
+    lac.lac_loss(z1, z2, s, np.arange(4), **kw)
+  with pytest.raises(ValueError, match=r"\[\.\.\., T1, E\]"):
+    lac.lac_loss(z1[None], z2, s, s, **kw)
   with pytest.raises(ValueError, match=r"\[B, 2, T, E\]"):
-    losses.lac_loss_batch(z1[None], s[None], **kw)
+    losses.build(cfg)({"gap_open": 1.0, "gap_extend": 1.0}, z1[None], s[None])
   with pytest.raises(ValueError, match="matmul"):
-    losses.lac_loss(z1, rng.normal(size=(6, 4)), s, np.arange(6), gap_open=1.0,
-                    gap_extend=1.0, cfg=_cfg(ll_product="matmul"))
+    lac.lac_loss(z1, rng.normal(size=(6, 4)), s, np.arange(6), gap_open=1.0, gap_extend=1.0,
+                 **lac.loss_kwargs(_cfg(ll_product="matmul")))

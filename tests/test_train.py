@@ -107,7 +107,8 @@ from lac_jax import data as data_lib
 from lac_jax.data import pipeline
 videos = data_lib.load_videos("synthetic", None, "train", synthetic_config=cfg.data.synthetic)
 batch = next(pipeline.train_iterator(videos, cfg.data, seed=0))
-p_step = train.make_parallel_train_step(cfg.loss)
+from lac_jax import losses
+p_step = train.make_parallel_train_step(losses.build(cfg.loss))
 new, metrics = p_step(train.replicate(state), train.shard_batch(batch, 1), jax.random.PRNGKey(1))
 new = train.unreplicate(new)
 same = jax.tree.map(lambda a, b: bool(np.array_equal(np.asarray(a), np.asarray(b),
@@ -271,7 +272,7 @@ def test_nonfinite_report_stops_or_counts():
     ("train", "learning_rate", -1.0, r"config\.train\.learning_rate: need a finite value > 0"),
     ("train", "log_every_steps", 0, r"config\.train\.log_every_steps: need an int >= 1"),
     ("loss", "gamma", 0.0, r"loss\.gamma"),
-    ("loss", "gap_lr", float("nan"), r"config\.loss\.gap_lr"),
+    ("loss", "gap_lr", float("nan"), r"loss\.gap_lr: need a finite value >= 0"),
 ])
 def test_bad_config_values(section, field, value, message):
   config = train.base_config()
@@ -408,8 +409,9 @@ def _train_in_process(config, steps):
   videos = data_lib.load_videos("synthetic", None, "train", synthetic_config=config.data.synthetic)
   model, _ = train.build_models(config)
   state = train.create_train_state(config, model, jax.random.PRNGKey(0), len(videos), steps)
+  from lac_jax import losses  # pylint: disable=g-import-not-at-top
   p_step = train.make_parallel_train_step(
-      config.loss, fixed_trunk_stats=config.model.backbone_mode != "train")
+      losses.build(config.loss), fixed_trunk_stats=config.model.backbone_mode != "train")
   p_state = train.replicate(state)
   with pipeline.train_iterator(videos, config.data, seed=0, process_index=0,
                                process_count=1) as it:

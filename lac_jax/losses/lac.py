@@ -1,11 +1,9 @@
-"""The LAC loss (paper §3.4, Eq. 7-8): contrastive term, alignment terms, learnable gap penalties.
+"""LAC, the paper's loss (§3.4, Eq. 7-8): contrastive term, alignment terms, learnable gaps.
 
-Pure functions of the embeddings of a video's two views, on top of `lac_jax.alignment`. The
-default (``loss_config('paper')``) follows the paper with exact gradients; every departure of the
-official code that changes results is one switch away, and ``loss_config('official_code')``
-reproduces the official forward value (``shared/reference/official-lac-code.md`` §3.1-3.2).
-
-Paper equation -> function:
+``default_config('paper')`` follows the paper with exact gradients; ``'official_code'``
+reproduces the official forward value (official-lac-code.md §3.1-3.2), and every departure is
+one field. The term functions take arrays and scalars; `LAC` (``losses.build``) reads the config
+once and is what the trainer calls.
 
 | paper                                          | quantity          | function                 |
 |------------------------------------------------|-------------------|--------------------------|
@@ -17,34 +15,19 @@ Paper equation -> function:
 | §3.4: D~ = softmax(D/tau), L = D~12 (.) D~21^T | L_l               | `local_alignment_loss`   |
 | Eq. 8: L_c + alpha (L_l + beta (L_sw12+L_sw21))| LAC               | `lac_loss` (2)           |
 | Eq. 3-4: g_o(i,j), g_e(i,j), learned           | gap penalties     | `init_gap_penalties` (3) |
-| -                                              | every switch      | `loss_config` (4)        |
 
-(1) one batched call of `lac_jax.alignment.soft_smith_waterman` for both directions.
-(2) one video; `lac_loss_batch` (mean over videos, the training step) and
-`lac_loss_per_video` (one value per video) share the implementation.
-(3) and `gap_penalty_values` (optional softplus). (4) and `check_loss_config`.
+(1) one batched `lac_jax.alignment.soft_smith_waterman` call for both directions. (2) per video,
+any leading batch dimensions; `LAC` averages over videos. (3) and `gap_penalty_values`.
 
-Masks. ``mask`` is bool ``[T]`` per view, False = padded frame. When honoured
-(``cfg.honour_masks``) padded frames are removed from every softmax, every average and the SW
-tables, so a padded frame's embedding and step change nothing. The SW kernel takes lengths, not
-masks: the length of a view is *the index of its last valid frame + 1*. This is exact when the
-valid frames form a prefix (padding only at the end), which is what the official sampler
-(`lac_jax.data.sampling`) produces. Concrete (non-traced) masks are checked for that and for at
-least one valid frame; traced masks (inside ``jit``) cannot be checked, and a mask with interior
-holes would have its holes treated as valid by the SW terms only.
-
-What ``official_code`` does not reproduce (on purpose): its gradients. Ours are exact for its
-forward (gamma-aware, unshifted gap-penalty gradients scaled by the upstream gradient), except
-that ``ll_stop_gradient`` reproduces the missing L_l gradient. Nor its overflow behaviour: its
-softmaxes have no max-subtraction (exp overflow -> NaN -> 0) and its 0/0 prior rows become 0;
-ours are stable and equal on ordinary inputs.
-
-Embeddings are promoted to at least float32 (a bf16 encoder output is fine).
+Masks: bool, False = padded frame. Honoured masks remove padded frames from every softmax,
+average and SW table. The SW kernel takes lengths: a view's length is the index of its last
+valid frame + 1, exact when the valid frames are a prefix (what `lac_jax.data.sampling` makes);
+concrete masks are checked for that, traced ones cannot be.
 """
 
 from __future__ import annotations
 
-from typing import Mapping, Optional
+from typing import Any, Mapping, Optional
 
 import jax
 import jax.numpy as jnp
@@ -53,6 +36,7 @@ from ml_collections import config_dict
 import numpy as np
 
 from lac_jax import alignment
+from lac_jax import losses
 
 Array = jax.Array
 Parts = dict[str, Array]
@@ -61,6 +45,7 @@ Parts = dict[str, Array]
 # so no inf - inf or 0 * inf NaN appears in values or gradients.
 _NEG = -1e30
 
+NAME = "lac"
 PRESETS = ("paper", "official_code")
 _CHOICES = {
     "lc_similarity": ("cosine", "dot"),
@@ -76,7 +61,7 @@ _CHOICES = {
 # Config.
 # ---------------------------------------------------------------------------------------------
 
-def loss_config(preset: str = "paper") -> ml_collections.ConfigDict:
+def default_config(preset: str = "paper") -> ml_collections.ConfigDict:
   """Every switch of the LAC loss (``config.loss``).
 
   Args:
@@ -86,8 +71,9 @@ def loss_config(preset: str = "paper") -> ml_collections.ConfigDict:
     A ConfigDict; each field is commented with the paper's and the official code's value.
   """
   if preset not in PRESETS:
-    raise ValueError(f"loss_config: unknown preset {preset!r}; expected one of {PRESETS}")
+    raise ValueError(f"loss preset: expected one of {PRESETS}, got {preset!r}")
   c = ml_collections.ConfigDict()
+  c.name = NAME  # losses.MODULES key
   # --- Eq. 8 weights: LAC = L_c + alpha * (L_l + beta * sw_sign * (L_sw12 + L_sw21)).
   c.alpha = 0.01  # paper 0.01; official: hard-coded 0.01 (config loss.alpha is overwritten).
   c.beta = 1.0  # paper 1; official: hard-coded 1.
@@ -138,8 +124,9 @@ def loss_config(preset: str = "paper") -> ml_collections.ConfigDict:
   c.gap_extend_init = 1.0  # official torch.ones.
   c.gap_positive = False  # True: effective = softplus(raw), raw initialised so that the
   # effective value equals the init. Official: unconstrained.
-  c.gap_lr = 0.1  # learning rate of the gap penalties; consumed by the trainer, not here
-  # (official: a separate Adam group with lr 0.1, weight decay 1e-5, cosine-annealed, unclipped).
+  c.gap_lr = 0.1  # peak learning rate of the gap penalties' optimiser group (official: a
+  # separate Adam group with lr 0.1, cosine-annealed with the encoder's, unclipped).
+  c.gap_weight_decay = 1e-5  # their L2 decay, added to the gradient (official: the group's 1e-5).
   if preset == "official_code":
     c.lc_similarity = "dot"
     c.lc_normalization = "T2"
@@ -155,11 +142,11 @@ def loss_config(preset: str = "paper") -> ml_collections.ConfigDict:
   return c
 
 
-def check_loss_config(cfg: ml_collections.ConfigDict) -> None:
+def check_config(cfg: ml_collections.ConfigDict) -> None:
   """Raises ValueError naming the bad ``loss.<field>``."""
-  missing = sorted(set(loss_config().keys()) - set(cfg.keys()))
+  missing = sorted(set(default_config().keys()) - set(cfg.keys()))
   if missing:
-    raise ValueError(f"loss config: missing fields {missing} (build it with loss_config())")
+    raise ValueError(f"loss config: missing fields {missing} (build it with default_config())")
   for name, choices in _CHOICES.items():
     if cfg[name] not in choices:
       raise ValueError(f"loss.{name}: expected one of {choices}, got {cfg[name]!r}")
@@ -187,6 +174,9 @@ def check_loss_config(cfg: ml_collections.ConfigDict) -> None:
     v = cfg[name]
     if not np.isfinite(v) or (cfg.gap_positive and v <= 0):
       raise ValueError(f"loss.{name}: need a finite value (> 0 with gap_positive), got {v!r}")
+  for name in ("gap_lr", "gap_weight_decay"):
+    if not (np.isfinite(cfg[name]) and cfg[name] >= 0):
+      raise ValueError(f"loss.{name}: need a finite value >= 0, got {cfg[name]!r}")
 
 
 # ---------------------------------------------------------------------------------------------
@@ -198,39 +188,35 @@ def _inverse_softplus(x: float) -> float:
   return float(x + np.log(-np.expm1(-x)))
 
 
-def init_gap_penalties(cfg: ml_collections.ConfigDict, num_frames: int) -> dict[str, Array]:
+def init_gap_penalties(num_frames: int, *, per_cell: bool, positive: bool, open_init: float,
+                       extend_init: float) -> dict[str, Array]:
   """Initial gap-penalty parameters (raw; map them with `gap_penalty_values`).
 
   Args:
-    cfg: the loss config.
-    num_frames: T, frames per view in training (the per-cell matrices are ``[T, T]``).
+    num_frames: T, embedding steps per view in training (per-cell matrices are ``[T, T]``).
+    per_cell: ``[T, T]`` matrices, else scalars. positive: raw = softplus^-1 of the inits.
+    open_init, extend_init: the effective initial values.
   Returns:
-    ``{'gap_open': ..., 'gap_extend': ...}``, float32 ``[T, T]`` (``cfg.gap_per_cell``) or
-    scalars ``[]``. With ``cfg.gap_positive`` the raw values are softplus^-1 of the inits.
+    ``{'gap_open': ..., 'gap_extend': ...}``, float32 ``[T, T]`` or ``[]``.
   """
-  check_loss_config(cfg)
   if not isinstance(num_frames, (int, np.integer)) or num_frames < 1:
     raise ValueError(f"init_gap_penalties: num_frames must be an int >= 1, got {num_frames!r}")
-  shape = (int(num_frames), int(num_frames)) if cfg.gap_per_cell else ()
+  shape = (int(num_frames), int(num_frames)) if per_cell else ()
   out = {}
-  for name, init in (("gap_open", cfg.gap_open_init), ("gap_extend", cfg.gap_extend_init)):
-    raw = _inverse_softplus(init) if cfg.gap_positive else float(init)
+  for name, init in (("gap_open", open_init), ("gap_extend", extend_init)):
+    raw = _inverse_softplus(init) if positive else float(init)
     out[name] = jnp.full(shape, raw, jnp.float32)
   return out
 
 
-def gap_penalty_values(params: Mapping[str, Array],
-                       cfg: ml_collections.ConfigDict) -> dict[str, Array]:
-  """Effective penalties from the raw parameters (softplus when ``cfg.gap_positive``).
-
-  Returns ``{'gap_open': ..., 'gap_extend': ...}``, ready for ``lac_loss(..., **values)``.
-  """
+def gap_penalty_values(params: Mapping[str, Array], positive: bool) -> dict[str, Array]:
+  """Effective penalties from the raw parameters (softplus when ``positive``)."""
   out = {}
   for name in ("gap_open", "gap_extend"):
     if name not in params:
       raise ValueError(f"gap_penalty_values: params lacks {name!r} (got keys {list(params)})")
     v = jnp.asarray(params[name])
-    out[name] = jax.nn.softplus(v) if cfg.gap_positive else v
+    out[name] = jax.nn.softplus(v) if positive else v
   return out
 
 
@@ -332,39 +318,44 @@ def contrastive_similarity(z1: Array, z2: Array, kind: str = "cosine",
   return jnp.einsum("...ie,...je->...ij", z1, z2)
 
 
-def _lc_direction(logits: Array, y_logits: Array, cfg, row_mask, col_mask, divisor) -> Array:
+def _lc_direction(logits: Array, y_logits: Array, row_mask, col_mask, divisor, divergence: str,
+                  log_eps: float) -> Array:
   """One direction of Eq. 7: divergence of Y (rows) against softmax_j(logits)."""
   logp = _masked_log_softmax(logits, col_mask)
   y = jnp.exp(_masked_log_softmax(y_logits, col_mask))
-  if cfg.lc_log_eps > 0:
-    logp = jnp.log(jnp.exp(logp) + cfg.lc_log_eps)
+  if log_eps > 0:
+    logp = jnp.log(jnp.exp(logp) + log_eps)
   per_row = -jnp.sum(y * logp, -1)
-  if cfg.lc_divergence == "kl":
+  if divergence == "kl":
     per_row = per_row + jnp.sum(jax.scipy.special.xlogy(y, y), -1)
   return _row_average(per_row, row_mask, divisor)
 
 
-def contrastive_loss(z1: Array, z2: Array, steps1: Array, steps2: Array,
-                     cfg: ml_collections.ConfigDict, mask1: Optional[Array] = None,
+def contrastive_loss(z1: Array, z2: Array, steps1: Array, steps2: Array, *, tau: float,
+                     var: float, similarity: str = "cosine", normalize_eps: float = 1e-6,
+                     normalization: str = "T", directions: int = 1,
+                     divergence: str = "cross_entropy", log_eps: float = 0.0,
+                     mask1: Optional[Array] = None,
                      mask2: Optional[Array] = None) -> tuple[Array, Parts]:
   """``L_c`` (Eq. 7) per video: ``z1 [..., T1, E], z2 [..., T2, E]`` -> ``[...]``.
 
-  ``-1/T sum_ij Y_ij log softmax_j(sim(z1_i, z2_j) / tau)`` with the switches ``lc_*`` (see
-  `loss_config`). Returns ``(l_c, {'l_c12': ..., 'l_c21': ...})`` (``l_c21`` only when
-  ``cfg.lc_directions == 2``; then ``l_c`` is the mean of both).
+  ``-1/T sum_ij Y_ij log softmax_j(sim(z1_i, z2_j) / tau)``; the other arguments are the
+  ``lc_*`` switches of `default_config`. Returns ``(l_c, {'l_c12': ..., 'l_c21': ...})``
+  (``l_c21`` only with ``directions=2``; then ``l_c`` is the mean of both).
   """
   t1, t2 = z1.shape[-2], z2.shape[-2]
   dtype = z1.dtype
   n1, n2 = _count(mask1, t1, dtype), _count(mask2, t2, dtype)
-  logits = contrastive_similarity(z1, z2, cfg.lc_similarity, cfg.normalize_eps) / cfg.tau
-  y_logits = prior_logits(steps1, steps2, cfg.var, dtype)
-  both = n1 * n2 if cfg.lc_normalization == "T2" else None
-  l12 = _lc_direction(logits, y_logits, cfg, mask1, mask2, n1 if both is None else both)
+  logits = contrastive_similarity(z1, z2, similarity, normalize_eps) / tau
+  y_logits = prior_logits(steps1, steps2, var, dtype)
+  both = n1 * n2 if normalization == "T2" else None
+  l12 = _lc_direction(logits, y_logits, mask1, mask2, n1 if both is None else both,
+                      divergence, log_eps)
   parts = {"l_c12": l12}
-  if cfg.lc_directions == 1:
+  if directions == 1:
     return l12, parts
-  l21 = _lc_direction(jnp.swapaxes(logits, -1, -2), jnp.swapaxes(y_logits, -1, -2), cfg,
-                      mask2, mask1, n2 if both is None else both)
+  l21 = _lc_direction(jnp.swapaxes(logits, -1, -2), jnp.swapaxes(y_logits, -1, -2), mask2,
+                      mask1, n2 if both is None else both, divergence, log_eps)
   parts["l_c21"] = l21
   return 0.5 * (l12 + l21), parts
 
@@ -390,7 +381,8 @@ def alignment_similarity(z1: Array, z2: Array, kind: str = "inverse_distance",
   return 1.0 / (d + eps)
 
 
-def alignment_scores(sim12: Array, gap_open, gap_extend, cfg: ml_collections.ConfigDict,
+def alignment_scores(sim12: Array, gap_open, gap_extend, *, gamma: float,
+                     include_zero: bool = True, backward: str = "custom",
                      length1: Optional[Array] = None,
                      length2: Optional[Array] = None) -> tuple[Array, Array, Array, Array]:
   """Soft SW in both directions: ``L_sw12 = SW(S)`` and ``L_sw21 = SW(S^T)`` (Eq. 2-5).
@@ -401,7 +393,7 @@ def alignment_scores(sim12: Array, gap_open, gap_extend, cfg: ml_collections.Con
     sim12: ``[..., T1, T2]`` similarity of view 1 (rows) to view 2.
     gap_open, gap_extend: scalars or ``[T, T]`` (then T1 == T2), shared by both directions
       untransposed (as the official code).
-    cfg: the loss config (``gamma``, ``include_zero``, ``sw_backward``).
+    gamma, include_zero, backward: of `alignment.soft_smith_waterman`.
     length1, length2: optional int ``[...]`` valid lengths of the views.
   Returns:
     ``(sw12 [...], sw21 [...], d12 [..., T1, T2], d21 [..., T2, T1])``; D is 0 outside the
@@ -415,20 +407,21 @@ def alignment_scores(sim12: Array, gap_open, gap_extend, cfg: ml_collections.Con
     l2 = jnp.broadcast_to(t2 if length2 is None else length2, batch).astype(jnp.int32)
     lengths12, lengths21 = jnp.stack([l1, l2], -1), jnp.stack([l2, l1], -1)
   sim21 = jnp.swapaxes(sim12, -1, -2)
-  kw = dict(include_zero=cfg.include_zero, backward=cfg.sw_backward)
+  kw = dict(include_zero=include_zero, backward=backward)
   if t1 == t2:  # One kernel call for both directions: [2, ..., T, T].
     lengths = None if lengths12 is None else jnp.stack([lengths12, lengths21])
     score, d = alignment.soft_smith_waterman(jnp.stack([sim12, sim21]), gap_open, gap_extend,
-                                             cfg.gamma, lengths=lengths, **kw)
+                                             gamma, lengths=lengths, **kw)
     return score[0], score[1], d[0], d[1]
-  sw12, d12 = alignment.soft_smith_waterman(sim12, gap_open, gap_extend, cfg.gamma,
+  sw12, d12 = alignment.soft_smith_waterman(sim12, gap_open, gap_extend, gamma,
                                             lengths=lengths12, **kw)
-  sw21, d21 = alignment.soft_smith_waterman(sim21, gap_open, gap_extend, cfg.gamma,
+  sw21, d21 = alignment.soft_smith_waterman(sim21, gap_open, gap_extend, gamma,
                                             lengths=lengths21, **kw)
   return sw12, sw21, d12, d21
 
 
-def local_alignment_loss(d12: Array, d21: Array, y: Array, cfg: ml_collections.ConfigDict,
+def local_alignment_loss(d12: Array, d21: Array, y: Array, *, tau: float,
+                         product: str = "elementwise", stop_gradient: bool = False,
                          mask1: Optional[Array] = None,
                          mask2: Optional[Array] = None) -> Array:
   """``L_l`` (§3.4) per video.
@@ -441,14 +434,15 @@ def local_alignment_loss(d12: Array, d21: Array, y: Array, cfg: ml_collections.C
   Args:
     d12: ``[..., T1, T2]``; d21: ``[..., T2, T1]`` match tables from `alignment_scores`.
     y: ``[..., T1, T2]`` prior from `gaussian_prior` (0 in padded columns).
+    tau: temperature of D~ (``loss.ll_tau``, default the L_c temperature).
+    product: 'elementwise' (paper) or 'matmul' (official). stop_gradient: official.
   """
-  if cfg.ll_stop_gradient:
+  if stop_gradient:
     d12, d21 = jax.lax.stop_gradient(d12), jax.lax.stop_gradient(d21)
-  tau_l = cfg.tau if cfg.ll_tau is None else cfg.ll_tau
-  p12 = jnp.exp(_masked_log_softmax(d12 / tau_l, mask2))  # 0 in padded columns
-  p21 = jnp.exp(_masked_log_softmax(d21 / tau_l, mask1))
+  p12 = jnp.exp(_masked_log_softmax(d12 / tau, mask2))  # 0 in padded columns
+  p21 = jnp.exp(_masked_log_softmax(d21 / tau, mask1))
   p21_t = jnp.swapaxes(p21, -1, -2)  # [..., T1, T2]
-  if cfg.ll_product == "elementwise":
+  if product == "elementwise":
     logits = p12 * p21_t
   else:
     if d12.shape[-1] != d12.shape[-2]:
@@ -472,105 +466,121 @@ def _check_penalty(name: str, value, t1: int, t2: int) -> Array:
   return jnp.asarray(value)
 
 
-def lac_loss_per_video(z1: Array, z2: Array, steps1: Array, steps2: Array, *, gap_open,
-                       gap_extend, cfg: ml_collections.ConfigDict,
-                       mask1: Optional[Array] = None,
-                       mask2: Optional[Array] = None) -> tuple[Array, Parts]:
-  """LAC (Eq. 8) for a batch of videos, one value per video.
+# The `default_config` fields that are arguments of `lac_loss` (the config is read once, here).
+LOSS_FIELDS = ("alpha", "beta", "sw_sign", "var", "tau", "lc_similarity", "normalize_eps",
+               "lc_normalization", "lc_directions", "lc_divergence", "lc_log_eps", "ll_product",
+               "ll_tau", "ll_stop_gradient", "gamma", "include_zero", "sw_similarity", "sw_eps",
+               "sw_backward", "honour_masks")
+
+
+def loss_kwargs(cfg: ml_collections.ConfigDict) -> dict[str, Any]:
+  """The keyword arguments of `lac_loss` that ``cfg`` (`default_config`) sets."""
+  return {k: cfg[k] for k in LOSS_FIELDS}
+
+
+def lac_loss(z1: Array, z2: Array, steps1: Array, steps2: Array, *, gap_open, gap_extend,
+             mask1: Optional[Array] = None, mask2: Optional[Array] = None, alpha: float,
+             beta: float, sw_sign: int, var: float, tau: float, lc_similarity: str,
+             normalize_eps: float, lc_normalization: str, lc_directions: int,
+             lc_divergence: str, lc_log_eps: float, ll_product: str, ll_tau: Optional[float],
+             ll_stop_gradient: bool, gamma: float, include_zero: bool, sw_similarity: str,
+             sw_eps: float, sw_backward: str, honour_masks: bool) -> tuple[Array, Parts]:
+  """LAC (Eq. 8) per video, for any leading batch dimensions ``[...]``.
 
   Args:
-    z1: ``[B, T1, E]`` embeddings of view 1; z2: ``[B, T2, E]`` of view 2.
-    steps1, steps2: int ``[B, T1]``, ``[B, T2]`` frame indices (raw frame units).
+    z1: ``[..., T1, E]`` embeddings of view 1; z2: ``[..., T2, E]`` of view 2.
+    steps1, steps2: int ``[..., T1]``, ``[..., T2]`` frame indices (raw frame units).
     gap_open, gap_extend: effective penalties (`gap_penalty_values`), scalars or ``[T, T]``.
-    cfg: `loss_config`.
-    mask1, mask2: optional bool ``[B, T1]``, ``[B, T2]``, False = padded (prefix assumption,
-      see the module docstring). Ignored when ``cfg.honour_masks`` is False.
+    mask1, mask2: optional bool ``[..., T1]``, ``[..., T2]``, False = padded (a prefix of valid
+      frames); ignored unless ``honour_masks``.
+    The other arguments: the fields of `default_config` (see there; `loss_kwargs`).
   Returns:
-    ``(loss [B], parts)``, parts a dict of ``[B]`` arrays: ``loss``, ``l_c``, ``l_c12``
+    ``(loss [...], parts)``, parts a dict of ``[...]`` arrays: ``loss``, ``l_c``, ``l_c12``
     (``l_c21``), ``l_l``, ``l_sw12``, ``l_sw21`` (the raw scores s*; the total uses
     ``sw_sign * (l_sw12 + l_sw21)``).
   """
-  check_loss_config(cfg)
   z1, z2 = jnp.asarray(z1), jnp.asarray(z2)
-  if z1.ndim != 3 or z2.ndim != 3 or z1.shape[0] != z2.shape[0] or z1.shape[2] != z2.shape[2]:
-    raise ValueError(f"lac_loss: z1, z2 must be [B, T1, E] and [B, T2, E], got {z1.shape} "
+  if (z1.ndim < 2 or z1.ndim != z2.ndim or z1.shape[:-2] != z2.shape[:-2]
+      or z1.shape[-1] != z2.shape[-1]):
+    raise ValueError(f"lac_loss: z1, z2 must be [..., T1, E] and [..., T2, E], got {z1.shape} "
                      f"and {z2.shape}")
   dtype = jnp.result_type(z1.dtype, z2.dtype, jnp.float32)
   z1, z2 = z1.astype(dtype), z2.astype(dtype)
-  b, t1, _ = z1.shape
-  t2 = z2.shape[1]
+  lead, t1, t2 = z1.shape[:-2], z1.shape[-2], z2.shape[-2]
   for name, s, t in (("steps1", steps1, t1), ("steps2", steps2, t2)):
-    if jnp.shape(s) != (b, t):
-      raise ValueError(f"lac_loss: {name} must have shape {(b, t)}, got {jnp.shape(s)}")
+    if jnp.shape(s) != lead + (t,):
+      raise ValueError(f"lac_loss: {name} must have shape {lead + (t,)}, got {jnp.shape(s)}")
   go = _check_penalty("gap_open", gap_open, t1, t2)
   ge = _check_penalty("gap_extend", gap_extend, t1, t2)
-  if cfg.ll_product == "matmul" and t1 != t2:
+  if ll_product == "matmul" and t1 != t2:
     raise ValueError(f"loss.ll_product='matmul' needs T1 == T2, got {t1} and {t2} frames")
   m1 = m2 = None  # Ignored masks are not even checked (the official code never reads them).
-  if cfg.honour_masks:
-    m1 = _check_mask(mask1, "mask1", (b, t1))
-    m2 = _check_mask(mask2, "mask2", (b, t2))
+  if honour_masks:
+    m1 = _check_mask(mask1, "mask1", lead + (t1,))
+    m2 = _check_mask(mask2, "mask2", lead + (t2,))
 
-  l_c, parts = contrastive_loss(z1, z2, steps1, steps2, cfg, m1, m2)
-  sim = alignment_similarity(z1, z2, cfg.sw_similarity, cfg.sw_eps)
+  l_c, parts = contrastive_loss(
+      z1, z2, steps1, steps2, tau=tau, var=var, similarity=lc_similarity,
+      normalize_eps=normalize_eps, normalization=lc_normalization, directions=lc_directions,
+      divergence=lc_divergence, log_eps=lc_log_eps, mask1=m1, mask2=m2)
+  sim = alignment_similarity(z1, z2, sw_similarity, sw_eps)
   len1 = None if m1 is None else _valid_length(m1)
   len2 = None if m2 is None else _valid_length(m2)
-  sw12, sw21, d12, d21 = alignment_scores(sim, go, ge, cfg, len1, len2)
-  y = gaussian_prior(steps1, steps2, cfg.var, m2, dtype)
-  l_l = local_alignment_loss(d12, d21, y, cfg, m1, m2)
-  loss = l_c + cfg.alpha * (l_l + cfg.beta * cfg.sw_sign * (sw12 + sw21))
+  sw12, sw21, d12, d21 = alignment_scores(sim, go, ge, gamma=gamma, include_zero=include_zero,
+                                          backward=sw_backward, length1=len1, length2=len2)
+  y = gaussian_prior(steps1, steps2, var, m2, dtype)
+  l_l = local_alignment_loss(d12, d21, y, tau=tau if ll_tau is None else ll_tau,
+                             product=ll_product, stop_gradient=ll_stop_gradient, mask1=m1,
+                             mask2=m2)
+  loss = l_c + alpha * (l_l + beta * sw_sign * (sw12 + sw21))
   parts.update(loss=loss, l_c=l_c, l_l=l_l, l_sw12=sw12, l_sw21=sw21)
   return loss, parts
 
 
-def lac_loss(z1: Array, z2: Array, steps1: Array, steps2: Array, *, gap_open, gap_extend,
-             cfg: ml_collections.ConfigDict, mask1: Optional[Array] = None,
-             mask2: Optional[Array] = None) -> tuple[Array, Parts]:
-  """LAC (Eq. 8) for one video's two views.
+class LAC(losses.Loss):
+  """The LAC loss of a config, for the trainer: learnable gap penalties under ``params['gap']``
+  (their own optimiser group: ``loss.gap_lr``, ``loss.gap_weight_decay``)."""
 
-  Args:
-    z1: ``[T1, E]``; z2: ``[T2, E]`` embeddings. steps1, steps2: int ``[T1]``, ``[T2]``.
-    gap_open, gap_extend: scalars or ``[T, T]`` (then T1 == T2).
-    cfg: `loss_config`. mask1, mask2: optional bool ``[T1]``, ``[T2]`` (False = padded).
-  Returns:
-    ``(loss [], parts)`` with scalar parts (see `lac_loss_per_video`).
-  """
-  z1, z2 = jnp.asarray(z1), jnp.asarray(z2)
-  if z1.ndim != 2 or z2.ndim != 2:
-    raise ValueError(f"lac_loss: z1, z2 must be [T1, E] and [T2, E], got {z1.shape} and "
-                     f"{z2.shape}")
-  add = lambda x: None if x is None else jnp.asarray(x)[None]
-  loss, parts = lac_loss_per_video(
-      z1[None], z2[None], add(steps1), add(steps2), gap_open=gap_open, gap_extend=gap_extend,
-      cfg=cfg, mask1=add(mask1), mask2=add(mask2))
-  return loss[0], {k: v[0] for k, v in parts.items()}
+  params_key = "gap"
+  progress_parts = ("loss", "l_c", "l_l", "l_sw12", "l_sw21")
+
+  def __init__(self, cfg: ml_collections.ConfigDict):
+    check_config(cfg)
+    self.kwargs = loss_kwargs(cfg)
+    self.positive = bool(cfg.gap_positive)
+    self._init = dict(per_cell=bool(cfg.gap_per_cell), positive=self.positive,
+                      open_init=float(cfg.gap_open_init), extend_init=float(cfg.gap_extend_init))
+    self.learning_rate = float(cfg.gap_lr)
+    self.weight_decay = float(cfg.gap_weight_decay)
+
+  def init_params(self, num_steps: int) -> dict[str, Array]:
+    return init_gap_penalties(num_steps, **self._init)
+
+  def penalties(self, params: Mapping[str, Array]) -> dict[str, Array]:
+    """The effective gap penalties of the raw parameters."""
+    return gap_penalty_values(params, self.positive)
+
+  def per_video(self, params: Mapping[str, Array], z: Array, steps: Array,
+                mask: Optional[Array] = None) -> tuple[Array, Parts]:
+    """`lac_loss` of each video of ``z [B, 2, T, E]`` (all 2B alignments in one kernel call)."""
+    z, steps = jnp.asarray(z), jnp.asarray(steps)
+    if z.ndim != 4 or z.shape[1] != 2:
+      raise ValueError(f"LAC: z must be [B, 2, T, E], got {z.shape}")
+    for name, x in (("steps", steps), ("mask", mask)):
+      if x is not None and jnp.shape(x) != z.shape[:3]:
+        raise ValueError(f"LAC: {name} must have shape {z.shape[:3]}, got {jnp.shape(x)}")
+    view = lambda x, v: None if x is None else x[:, v]
+    return lac_loss(z[:, 0], z[:, 1], steps[:, 0], steps[:, 1], **self.penalties(params),
+                    mask1=view(mask, 0), mask2=view(mask, 1), **self.kwargs)
+
+  def __call__(self, params, z, steps, mask=None):
+    _, parts = self.per_video(params, z, steps, mask)
+    parts = {k: jnp.mean(v) for k, v in parts.items()}
+    return parts["loss"], parts
+
+  def log_scalars(self, params: Mapping[str, Array]) -> dict[str, Array]:
+    return {k: jnp.mean(v) for k, v in params.items()}
 
 
-def lac_loss_batch(z: Array, steps: Array, mask: Optional[Array] = None, *, gap_open,
-                   gap_extend, cfg: ml_collections.ConfigDict) -> tuple[Array, Parts]:
-  """LAC averaged over videos, for the training step.
-
-  Args:
-    z: ``[B, 2, T, E]`` embeddings (view 1, view 2). steps: int ``[B, 2, T]``.
-    mask: optional bool ``[B, 2, T]`` (False = padded).
-    gap_open, gap_extend: scalars or ``[T, T]``. cfg: `loss_config`.
-  Returns:
-    ``(loss [], parts)``: the mean over the B videos of the per-video loss and of every part.
-    All 2B alignments run in one batched kernel call.
-  """
-  z = jnp.asarray(z)
-  if z.ndim != 4 or z.shape[1] != 2:
-    raise ValueError(f"lac_loss_batch: z must be [B, 2, T, E], got {z.shape}")
-  if jnp.shape(steps) != z.shape[:3]:
-    raise ValueError(f"lac_loss_batch: steps must have shape {z.shape[:3]}, got "
-                     f"{jnp.shape(steps)}")
-  if mask is not None and jnp.shape(mask) != z.shape[:3]:
-    raise ValueError(f"lac_loss_batch: mask must have shape {z.shape[:3]}, got "
-                     f"{jnp.shape(mask)}")
-  steps = jnp.asarray(steps)
-  view = lambda x, v: None if x is None else x[:, v]
-  _, parts = lac_loss_per_video(
-      z[:, 0], z[:, 1], steps[:, 0], steps[:, 1], gap_open=gap_open, gap_extend=gap_extend,
-      cfg=cfg, mask1=view(mask, 0), mask2=view(mask, 1))
-  parts = {k: jnp.mean(v) for k, v in parts.items()}
-  return parts["loss"], parts
+def build(cfg: ml_collections.ConfigDict) -> LAC:
+  return LAC(cfg)

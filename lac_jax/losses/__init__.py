@@ -1,0 +1,97 @@
+"""Training losses, each chosen by ``config.loss.name`` (big_vision style: a name -> a module).
+
+A loss module ``lac_jax/losses/<name>.py``, listed in `MODULES`, defines
+
+* ``default_config(preset='paper') -> ConfigDict``: its fields, ``name`` included;
+* ``check_config(config)``: raises ValueError naming the bad ``loss.<field>``;
+* ``build(config) -> Loss``: reads the config once; the returned object is what the trainer
+  calls (scenic style: the loss is passed into the step).
+
+The trainer, its logs and its progress line handle whatever parts a loss returns.
+"""
+
+from __future__ import annotations
+
+import importlib
+from types import ModuleType
+from typing import Any, Mapping, Optional
+
+import jax
+import ml_collections
+
+MODULES = {"lac": "lac_jax.losses.lac"}
+Array = jax.Array
+
+
+class Loss:
+  """What the training step needs from a loss.
+
+  Attributes:
+    params_key: key of the loss's learnable parameters in the train state's ``params`` (their
+      own optimiser group), or None when it has none.
+    learning_rate: peak learning rate of those parameters (same schedule as the encoder's).
+    weight_decay: their L2 decay (added to the gradient, before Adam; never clipped).
+    progress_parts: the parts the progress line shows (all parts go to the metric logs).
+  """
+
+  params_key: Optional[str] = None
+  learning_rate: float = 0.0
+  weight_decay: float = 0.0
+  progress_parts: tuple[str, ...] = ("loss",)
+
+  def init_params(self, num_steps: int) -> dict[str, Array]:
+    """Initial learnable parameters for views of ``num_steps`` embedding steps."""
+    del num_steps
+    return {}
+
+  def __call__(self, params: Optional[Mapping[str, Array]], z: Array, steps: Array,
+               mask: Optional[Array] = None) -> tuple[Array, dict[str, Array]]:
+    """``(loss [], parts)`` for a batch of two-view embeddings.
+
+    Args:
+      params: the loss's parameters (``state.params[params_key]``), or None.
+      z: ``[B, 2, T, E]`` embeddings of both views. steps: int ``[B, 2, T]`` frame indices.
+      mask: bool ``[B, 2, T]``, False = padded frame.
+    Returns:
+      The loss averaged over videos and a dict of scalar parts, ``'loss'`` included.
+    """
+    raise NotImplementedError
+
+  def log_scalars(self, params: Optional[Mapping[str, Array]]) -> dict[str, Array]:
+    """Scalars about the parameters worth logging each step (e.g. their means)."""
+    del params
+    return {}
+
+
+def module(name: str) -> ModuleType:
+  """The module of loss ``name``; ValueError naming ``loss.name`` if there is none."""
+  if name not in MODULES:
+    raise ValueError(f"loss.name: expected one of {sorted(MODULES)}, got {name!r}")
+  return importlib.import_module(MODULES[name])
+
+
+def default_config(name: str = "lac", preset: str = "paper") -> ml_collections.ConfigDict:
+  """The config of loss ``name`` (``config.loss``) with its defaults for ``preset``."""
+  return module(name).default_config(preset)
+
+
+def check_config(config: ml_collections.ConfigDict) -> None:
+  """Raises ValueError naming the bad ``loss.<field>`` (unknown fields included)."""
+  name = config.get("name", "lac")
+  reference = default_config(name)
+  unknown = sorted(set(config.keys()) - set(reference.keys()))
+  if unknown:
+    raise ValueError(f"config.loss: unknown fields {unknown} for loss {name!r}; expected a "
+                     f"subset of {sorted(reference.keys())}")
+  module(name).check_config(config)
+
+
+def build(config: ml_collections.ConfigDict) -> Loss:
+  """The `Loss` that ``config`` (``config.loss``) describes."""
+  check_config(config)
+  return module(config.get("name", "lac")).build(config)
+
+
+def tree_mean(tree: Any) -> dict[str, Array]:
+  """Per-leaf means of a flat dict of arrays (log scalars)."""
+  return {k: jax.numpy.mean(v) for k, v in tree.items()}
