@@ -18,10 +18,8 @@ seed-to-seed spread (``|mean - mean_paper| > std + std_paper``).
 from __future__ import annotations
 
 import argparse
-import datetime
 import json
 import os
-import platform
 import subprocess
 import sys
 import time
@@ -30,7 +28,7 @@ import numpy as np
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
-from lac_jax import files  # pylint: disable=g-import-not-at-top
+import results  # pylint: disable=g-import-not-at-top  (benchmarks/results.py)
 from lac_jax import metrics  # pylint: disable=g-import-not-at-top
 
 # name -> (config file argument, overrides, what it is).
@@ -40,7 +38,7 @@ SETTINGS = {
     "lc_ll": ("configs/synthetic.py", {"loss.beta": 0.0},
               "L_c + alpha L_l (beta = 0), the paper's Table 5 ablation"),
     "official_code": ("configs/synthetic.py:official_code", {},
-                      "the official code's pipeline (train.apply_official_code_preset)"),
+                      "the official code's pipeline (configs/common.py:official_code)"),
     "carl_tau": ("configs/synthetic.py", {"loss.tau": 0.1}, "CARL's temperature (tau = 0.1)"),
     "max_sw": ("configs/synthetic.py", {"loss.sw_sign": -1, "loss.gap_positive": True},
                "maximised SW score (sw_sign = -1, positive gaps)"),
@@ -137,17 +135,11 @@ def main() -> None:
       headers = dict(metrics.table_columns(beyond))
       listed = ", ".join(f"{headers[k]} {d:+.2f}" for k, d in beyond.items() if k in headers)
       print(f"  {setting}: {listed or 'none'}")
-  commit = subprocess.run(["git", "rev-parse", "HEAD"], cwd=ROOT, capture_output=True,
-                          text=True).stdout.strip()
-  files.write_json(args.output, {
-      "benchmark": "ablation", "host": platform.node(), "machine": platform.machine(),
-      "cpus": os.cpu_count(), "date": datetime.datetime.now(datetime.timezone.utc).isoformat(),
-      "commit": commit, "config": "configs/synthetic.py", "seeds": args.seeds,
+  results.write("ablation", vars(args), {
       "settings": {s: {"config": SETTINGS[s][0], "overrides": SETTINGS[s][1],
                        "description": SETTINGS[s][2]} for s in runs},
       "runs": {s: {str(seed): r for seed, r in by_seed.items()} for s, by_seed in runs.items()},
-      "mean": means, "std": stds, "beyond_seed_spread": differences})
-  print(f"\n-> {args.output}")
+      "mean": means, "std": stds, "beyond_seed_spread": differences}, path=args.output)
 
 
 if __name__ == "__main__":

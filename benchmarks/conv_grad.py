@@ -30,6 +30,7 @@ import jax.numpy as jnp
 import numpy as np
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
+import results  # pylint: disable=g-import-not-at-top  (benchmarks/results.py)
 from lac_jax.models import conv  # pylint: disable=g-import-not-at-top
 from lac_jax.models import encoder  # pylint: disable=g-import-not-at-top
 
@@ -131,10 +132,13 @@ def main() -> None:
           f"{r['matmul_jit'] * 1e3:>8.0f} {r['xla_jit'] / r['matmul_jit']:>5.1f}x   "
           f"{r['xla_scan'] * 1e3:>11.0f} {r['matmul_scan'] * 1e3:>8.0f} "
           f"{r['xla_scan'] / r['matmul_scan']:>5.1f}x")
+  encoder_s = None
   if args.encoder:
-    t = encoder_times(args.frames)
+    encoder_s = encoder_times(args.frames)
+    t = encoder_s
     print(f"encoder fwd+bwd, 1 x {args.frames} frames at 224 px, trunk in 2 chunks: "
           f"XLA {t['xla']:.1f} s, matmul {t['matmul']:.1f} s, ratio {t['xla'] / t['matmul']:.1f}x")
+  results.write("conv_grad", vars(args), {"layers_s": rows, "encoder_s": encoder_s})
 
 
 if __name__ == "__main__":

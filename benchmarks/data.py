@@ -32,6 +32,7 @@ import sys
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+import results  # pylint: disable=g-import-not-at-top  (benchmarks/results.py)
 from lac_jax.data import pipeline  # pylint: disable=g-import-not-at-top
 from lac_jax.data import synthetic  # pylint: disable=g-import-not-at-top
 
@@ -145,6 +146,7 @@ def main() -> None:
 
   print(f"{'size':>5} {'workers':>7} {'clips/s':>8} {'frames/s':>9} {'cpu ms/clip':>11} "
         f"{'ratio vs encoder':>17}")
+  rows = []
   for size in sizes:
     t0 = time.perf_counter()
     videos = _videos(size, args.num_videos)
@@ -156,6 +158,9 @@ def main() -> None:
       ratio = (f"{rate / (enc[size][0] * args.batch_size):.2f}" if size in enc else "n/a")
       print(f"{size:>5} {w:>7} {rate:>8.2f} {rate * 2 * args.num_frames:>9.0f} "
             f"{1e3 * cpu:>11.0f} {ratio:>17}")
+      rows.append({"size": size, "workers": w, "clips_per_s": rate, "cpu_s_per_clip": cpu,
+                   "encoder_steps_per_s": enc[size][0] if size in enc else None})
+  results.write("data", vars(args), rows)
 
 
 if __name__ == "__main__":

@@ -30,6 +30,7 @@ import jax.numpy as jnp
 import numpy as np
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
+import results  # pylint: disable=g-import-not-at-top  (benchmarks/results.py)
 from lac_jax.models import encoder  # pylint: disable=g-import-not-at-top
 from lac_jax.models import resnet  # pylint: disable=g-import-not-at-top
 
@@ -123,6 +124,7 @@ def main(argv=None) -> None:
   for r in rows:
     print(f"{r['size']:>4} {r['mode']:>8} {r['trunk_fps']:>11.1f} {r['enc_fps']:>13.1f} "
           f"{r['ratio']:>15.2f} {r['trunk_compile']:>16.1f} {r['enc_compile']:>14.1f}")
+  results.write("encoder", vars(args), rows)
 
 
 if __name__ == "__main__":

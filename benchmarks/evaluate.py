@@ -36,6 +36,7 @@ from scipy.spatial.distance import cdist
 import threadpoolctl
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+import results  # pylint: disable=g-import-not-at-top  (benchmarks/results.py)
 from lac_jax import metrics  # pylint: disable=g-import-not-at-top
 
 
@@ -227,7 +228,11 @@ def section_embed_eval(data: Data, args: argparse.Namespace) -> None:
   _print_rows(rows)
 
 
+ROWS: list[dict] = []  # every printed row, for the results file
+
+
 def _print_rows(rows: list[tuple[str, float, str]]) -> None:
+  ROWS.extend({"name": name, "seconds": sec, "note": note} for name, sec, note in rows)
   width = max(len(r[0]) for r in rows)
   for name, sec, note in rows:
     print(f'{name.ljust(width)}  {sec:8.3f} s  {note}')
@@ -262,6 +267,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     for section in SECTIONS:
       if args.sections is None or section.__name__[len('section_'):] in args.sections:
         section(data, args)
+  results.write('evaluate', vars(args), ROWS)
 
 
 if __name__ == '__main__':

@@ -38,6 +38,7 @@ import jax.numpy as jnp  # noqa: E402
 import numpy as np  # noqa: E402
 
 from lac_jax.alignment import soft_smith_waterman  # noqa: E402
+import results  # noqa: E402  (benchmarks/results.py)
 
 NEG = -1e30
 
@@ -127,7 +128,7 @@ def main() -> None:
     print(header)
     print("-" * len(header))
   rng = np.random.default_rng(0)
-  ours = {}
+  ours, rows = {}, []
   for t in args.sizes:
     for b in args.batches:
       x = jnp.asarray(rng.normal(size=(b, t, t)), jnp.float32)
@@ -152,17 +153,25 @@ def main() -> None:
         if args.json:
           continue
         base = res.get("baseline", (float("nan"), float("nan")))
+        rows.append({"T": t, "B": b, "penalties": "per-cell" if per_cell else "scalar",
+                     "ours_s": res["ours"][0], "autodiff_s": res["ours-autodiff"][0],
+                     "baseline_s": None if "baseline" not in res else base[0],
+                     "compile_ours_s": res["ours"][1],
+                     "compile_baseline_s": None if "baseline" not in res else base[1]})
         print(f"{t:>4} {b:>4} {'per-cell' if per_cell else 'scalar':>9} | "
               f"{res['ours'][0] * 1e3:>8.2f} {res['ours-autodiff'][0] * 1e3:>11.2f} "
               f"{base[0] * 1e3:>11.2f} | {base[0] / res['ours'][0]:>7.1f}x | "
               f"{res['ours'][1]:>9.2f} / {base[1]:>8.2f}", flush=True)
   if args.json:
     print(json.dumps(ours))
-  elif args.cpu_loops == "both" and jax.devices()[0].platform == "cpu":
-    compare_cpu_loops(args)
+    return
+  cpu_loops_rows = None
+  if args.cpu_loops == "both" and jax.devices()[0].platform == "cpu":
+    cpu_loops_rows = compare_cpu_loops(args)
+  results.write("sw_kernel", vars(args), {"kernel": rows, "cpu_loops": cpu_loops_rows})
 
 
-def compare_cpu_loops(args) -> None:
+def compare_cpu_loops(args) -> list[dict]:
   """Times our kernel with and without the `lac_jax.cpu_loops` option, in child processes.
 
   XLA reads its options once per process, so each setting runs in its own child; the two
@@ -183,11 +192,15 @@ def compare_cpu_loops(args) -> None:
   header = f"{'T':>4} {'B':>4} {'penalties':>9} | {'default ms':>10} {'option ms':>9} | speed-up"
   print(header)
   print("-" * len(header))
+  rows = []
   for key, t_default in best["off"].items():
     t, b, pen = key.split()
     t_opt = best["on"][key]
     print(f"{t:>4} {b:>4} {pen:>9} | {t_default * 1e3:>10.2f} {t_opt * 1e3:>9.2f} | "
           f"{t_default / t_opt:>7.2f}x", flush=True)
+    rows.append({"T": int(t), "B": int(b), "penalties": pen, "default_s": t_default,
+                 "cpu_loops_s": t_opt})
+  return rows
 
 
 if __name__ == "__main__":

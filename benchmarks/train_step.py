@@ -40,6 +40,7 @@ import numpy as np
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
+import results  # pylint: disable=g-import-not-at-top  (benchmarks/results.py)
 from lac_jax import losses  # pylint: disable=g-import-not-at-top
 from lac_jax import train  # pylint: disable=g-import-not-at-top
 
@@ -145,28 +146,29 @@ def main() -> None:
   accel = jax.default_backend() != "cpu"
   print(f"backend {jax.default_backend()}, {jax.local_device_count()} local device(s): "
         f"{jax.devices()[0].device_kind}, dtype {args.dtype}")
-  results = [bench("synthetic", load_config("synthetic", args.dtype), args.synthetic_steps,
+  rows = [bench("synthetic", load_config("synthetic", args.dtype), args.synthetic_steps,
                    args.loss_repeats)]
   if not args.skip_pouring:
     steps = args.pouring_steps if args.pouring_steps is not None else (10 if accel else 0)
     chunk = args.pouring_trunk_chunk
     if chunk is None:
       chunk = 0 if accel else 32
-    results.append(bench("pouring", load_config("pouring", args.dtype), steps,
+    rows.append(bench("pouring", load_config("pouring", args.dtype), steps,
                          args.loss_repeats, chunk))
   header = (f"{'setup':<10} {'dev':>3} {'videos':>6} {'frames':>6} {'px':>4} {'chunk':>5} "
             f"{'compile s':>9} "
             f"{'step s':>8} {'steps/s':>8} {'frames/s':>9} {'loss s':>8} {'loss share':>10}")
   print(header)
   print("-" * len(header))
-  for r in results:
+  for r in rows:
     print(f"{r['setup']:<10} {r['devices']:>3} {r['videos']:>6} {r['frames']:>6} "
           f"{r['size']:>4} {r['chunk']:>5} {r['compile_s']:>9.1f} {r['step_s']:>8.3f} "
           f"{r['steps_per_s']:>8.2f} "
           f"{r['frames_per_s']:>9.1f} {r['loss_s']:>8.4f} {r['loss_share']:>9.1%}")
   print("step s: median of the timed steps after one warm-up step (with 0 timed steps: the "
-        "first call after compiling); loss s: value+grad of lac_loss_batch alone on one "
+        "first call after compiling); loss s: value+grad of the loss alone on one "
         "device's embeddings.")
+  results.write("train_step", vars(args), rows)
 
 
 if __name__ == "__main__":

@@ -30,8 +30,14 @@ import re
 import statistics
 import time
 
+import os
+import sys
+
 import jax
 import jax.numpy as jnp
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+import results  # pylint: disable=g-import-not-at-top  (benchmarks/results.py)
 
 # HLO instructions in a loop body that do not become thunks of their own.
 _NO_THUNK = {"parameter", "get-tuple-element", "tuple", "constant", "bitcast"}
@@ -79,7 +85,7 @@ def main() -> None:
   print(f"jax {jax.__version__} on {jax.devices()[0].platform}; body arrays [{args.width}, "
         f"{args.batch}] float32, {args.steps} iterations; median of {args.rounds} rounds")
   print(f"{'arrays':>6} {'thunks':>6} {'in order':>8} | {'us / iteration':>14} | vs first row")
-  first = None
+  first, rows = None, []
   for n in args.arrays:
     fn = make_loop(n, args.steps)
     carry = tuple(jnp.full((args.width, args.batch), 0.1 * (i + 1)) for i in range(n))
@@ -97,6 +103,9 @@ def main() -> None:
     in_order = "yes" if thunks <= SEQUENTIAL_THUNKS else "no"
     print(f"{n:>6} {thunks:>6} {in_order:>8} | {per_step:>14.2f} | {per_step / first:>10.2f}x",
           flush=True)
+    rows.append({"arrays": n, "thunks": thunks, "in_order": in_order == "yes",
+                 "us_per_iteration": per_step})
+  results.write("xla_cpu_executor", vars(args), rows)
 
 
 if __name__ == "__main__":

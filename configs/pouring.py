@@ -4,26 +4,21 @@
       --config.data.data_dir=/data/pouring \\
       --config.model.backbone_weights=/data/weights/resnet50_imagenet.npz
 
-``--config=configs/pouring.py:official_code`` switches the loss and model to the official
-code's forward behaviour (`train.apply_official_code_preset`). Every field not set here keeps
-its component default (documented in `lac_jax.models.encoder.default_config`,
-`lac_jax.data.pipeline.default_config`, `lac_jax.losses.lac.default_config`,
-`lac_jax.evaluate.default_config`, `lac_jax.train.default_config`).
+``--config=configs/pouring.py:official_code`` reproduces the official code's pipeline
+(`common.official_code`). Fields not set here keep the defaults of ``configs/common.py``.
 """
 
-from lac_jax import train
+from configs import common
 
 
-def get_config(preset: str = "paper"):
-  """``preset``: 'paper' (default) or 'official_code'."""
-  config = train.paper_config(preset)  # shared paper / official hyperparameters
-  config.data.dataset = "pouring"  # TCC TFRecords or the CARL/LAC release (lac_jax.data.pouring)
+def get_config(arg=None):
+  """``arg``: ``'[preset=]paper'`` (default) or ``'official_code'``."""
+  args = common.parse_arg(arg, preset="paper")
+  config = common.paper()
+  config.data.dataset = "pouring"  # TCC TFRecords or the CARL/LAC release
   t = config.train
   # 70 videos / 2 per step = 35 steps per epoch -> 10,500 steps in 300 epochs.
   t.log_every_steps = 35  # one line per epoch
   t.checkpoint_every_steps = 350  # every 10 epochs, as the official code
   t.eval_every_steps = 1750  # every 50 epochs (the official code evaluates every epoch)
-  config.eval.num_classes = 5  # Pouring: 5 phases
-  if preset == "official_code":
-    train.apply_official_code_preset(config)
-  return config
+  return common.apply_preset(config, args.preset)

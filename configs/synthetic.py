@@ -13,15 +13,14 @@ what random features of the frames give, and the trained row what LAC learned fr
 (measured in the README).
 """
 
+from configs import common
 from lac_jax import train
 
 
-def get_config(preset: str = "paper"):
-  """``preset``: 'paper' (default) or 'official_code' (``configs/synthetic.py:official_code``:
-  the official code's pipeline, `train.apply_official_code_preset`)."""
-  if preset not in ("paper", "official_code"):
-    raise ValueError(f"configs/synthetic.py: preset must be 'paper' or 'official_code', got "
-                     f"{preset!r}")
+def get_config(arg=None):
+  """``arg``: ``'[preset=]paper'`` (default) or ``'official_code'`` (the official code's
+  pipeline, `common.official_code`)."""
+  args = common.parse_arg(arg, preset="paper")
   config = train.base_config()
   config.seed = 0  # model init, dropout, data order and augmentation
   # --- Model: a small randomly initialised ResNet-18 trunk cut early, a narrow head. ---
@@ -63,6 +62,4 @@ def get_config(preset: str = "paper"):
   t.checkpoint_every_steps = 100  # checkpoint cadence (rerunning the command resumes)
   t.keep_checkpoints = 2  # checkpoints kept
   t.eval_at_start = True  # evaluate the untrained encoder too (the table's first row)
-  if preset == "official_code":
-    train.apply_official_code_preset(config)
-  return config
+  return common.apply_preset(config, args.preset)

@@ -32,6 +32,7 @@ from lac_jax import alignment
 from lac_jax import files
 from lac_jax import inference
 from lac_jax.losses import lac
+from lac_jax import cli
 from lac_jax import tools
 from lac_jax import visualize
 from lac_jax.data import encode
@@ -263,4 +264,4 @@ if __name__ == "__main__":
   flags.DEFINE_integer("video_height", 240, "Height of each video in aligned.mp4, pixels.",
                        lower_bound=16)
   flags.DEFINE_bool("video", True, "Write aligned.mp4.")
-  tools.run("align", main)
+  cli.run("align", main)

@@ -8,32 +8,13 @@ With ``max^g(u) = g * logsumexp(u / g)`` and 1-based cells ``(i, j)``::
     D = Ix = Iy = -inf on row 0 and column 0
     s* = max^g({0} U {D(i,j)})
 
-How it is computed, and why it is fast:
-
-* Everything is scaled by ``1 / gamma`` (``s = S/g``, ``go/g``, ``ge/g``), so each ``max^g``
-  is a plain logsumexp; the score and D are multiplied back by ``g`` at the end.
-* The recursion is one ``jax.lax.scan`` over the ``T1 + T2 - 1`` anti-diagonals, with the
-  batch as the minor (vector-lane) dimension. ``sim`` enters as one plain transpose
-  ``[T1 * T2, B]``, in which anti-diagonal ``k`` is a strided run of rows (`_read_sim`; the
-  1/gamma scaling and the ``lengths`` mask are applied per step), and D and the gradients are
-  written in place into a row-padded ``[T1, T2 + L, B]`` table in which each anti-diagonal is
-  one strided column (`_Layout`). So there are no skewed copies to build, slice per segment or
-  stitch back together: XLA:CPU fuses such transposes with pads, scalings and concatenations
-  into element-wise loops several times slower than a plain transpose.
-* The scan is split into a few segments, each working on the window of anti-diagonal slots that
-  can hold matrix cells; this skips about a third of the work for square matrices.
-* ``backward='custom'`` (default) stores the local softmax weights of every ``max^g`` during the
-  forward pass and runs the adjoint recursion (paper Eq. 25-28, fixed as noted in
-  ``../shared/reference/smith-waterman-anchors.md``) as a reverse scan: a few multiply-adds per
-  cell. ``backward='autodiff'`` differentiates the same forward scan with ``jax.grad``; the tests
-  check that both give the same gradients, and both against finite differences.
-* "-inf" is the finite sentinel ``NEG = -1e30``: ``logsumexp`` subtracts the maximum, so no
-  ``inf - inf`` ever appears and values and gradients stay finite.
-
-What limits the speed: the ``T1 + T2 - 1`` sequential steps, each a few dozen small fused
-loops that XLA:CPU dispatches separately (its executor hands them between the cores, which
-costs more than their arithmetic at small batches; `lac_jax.cpu_loops` compiles each loop whole
-instead). The batch dimension is what fills the vector lanes.
+Values are scaled by ``1 / gamma`` so each ``max^g`` is a plain logsumexp; the recursion is one
+``jax.lax.scan`` over the ``T1 + T2 - 1`` anti-diagonals (in a few segments), batch in the
+vector lanes, reading ``sim`` from one plain transpose and writing D in place into a row-padded
+table whose anti-diagonals are strided columns (`_Layout`). ``backward='custom'`` (default) runs
+the adjoint recursion (paper Eq. 25-28) as a reverse scan over stored softmax weights;
+``backward='autodiff'`` differentiates the forward scan (tests check both agree). "-inf" is the
+finite ``NEG``, so no ``inf - inf`` appears. The layout and its performance: docs/sw_kernel.md.
 """
 
 from __future__ import annotations
@@ -158,7 +139,7 @@ def _segments(t1: int, t2: int, num_segments: int) -> tuple[_Segment, ...]:
 
 
 def default_num_segments(t1: int, t2: int, batch: int = 64) -> int:
-  """Segments used when none are given (measured on a 2-core CPU, see the README).
+  """Segments used when none are given (chosen by measurement, docs/sw_kernel.md).
 
   Each segment is one more loop, which costs a fixed overhead per step; the saving is work
   proportional to the batch. So: 2 segments for a few pairs, else about one per 16
@@ -204,8 +185,7 @@ def _log1p_unit(e: jax.Array) -> jax.Array:
   """``log(1 + e)`` for ``e`` in ``[0, 1]``.
 
   float32: a degree-9 polynomial (10 multiply-adds) instead of XLA's ``log``, as accurate at
-  float32 precision; the kernel evaluates it 5 times per cell, and it made the forward pass
-  25-30% faster on the 2-core CPU (same-run comparison, see the README).
+  float32 precision and cheaper (the kernel evaluates it 5 times per cell; docs/sw_kernel.md).
   Other dtypes (float64 tests) use ``jnp.log1p``.
   """
   if e.dtype != jnp.float32:

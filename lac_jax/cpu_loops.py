@@ -7,10 +7,8 @@ time. XLA has an option that instead compiles each loop whose body touches fewer
 number of bytes per iteration into one function (``xla_cpu_small_while_loop_byte_threshold``,
 a backend extra option; XLA's default is 1024 bytes, far below any of our loops).
 
-Measured on the 2-core CPU of the README (``python benchmarks/sw_kernel.py`` runs both, table
-in the README): value + gradient of one pair at T=64 1.8-3.9x faster (0.26-0.40 ms), 64 pairs
-0.97-1.46x (7.4-10.2 ms; this host's speed drifts), over four runs on two days. Numbers are
-identical (same HLO, compiled differently).
+Same HLO, same numbers, compiled differently; ``python benchmarks/sw_kernel.py`` times both
+(docs/sw_kernel.md).
 
 XLA reads ``XLA_FLAGS`` once, when JAX creates its backends, so `enable` must run before the
 first JAX computation of the process; it merges the option into ``XLA_FLAGS`` and keeps any

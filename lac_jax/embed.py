@@ -22,6 +22,7 @@ from absl import app
 
 from lac_jax import files
 from lac_jax import inference
+from lac_jax import cli
 from lac_jax import tools
 
 INDEX_FILE = "index.json"
@@ -87,4 +88,4 @@ def main(argv: Sequence[str]) -> int:
 
 if __name__ == "__main__":
   tools.define_flags()
-  tools.run("embed", main)
+  cli.run("embed", main)

@@ -31,7 +31,6 @@ from typing import Any, Callable, Mapping, Optional, Sequence, Union
 
 from absl import logging
 import jax
-import jax.numpy as jnp
 import ml_collections
 from ml_collections import config_dict
 import numpy as np
@@ -40,23 +39,10 @@ from lac_jax import data as data_lib
 from lac_jax import files
 from lac_jax import metrics
 from lac_jax.data import augment
-from lac_jax.data import penn_action
-from lac_jax.data import synthetic
 from lac_jax.data.video import Video
 from lac_jax.models import encoder as encoder_lib
 
 Log = Callable[[str], None]
-
-# Phases per action (DATASET_TO_NUM_CLASSES of TCC/CARL/LAC; key events = phases - 1).
-NUM_PHASES: dict[str, int] = {
-    'pouring': 5,
-    synthetic.ACTION: len(synthetic.PHASES),
-    'baseball_pitch': 4, 'baseball_swing': 3, 'bench_press': 2, 'bowl': 3,
-    'clean_and_jerk': 6, 'golf_swing': 3, 'jumping_jacks': 4, 'pushup': 2, 'pullup': 2,
-    'situp': 2, 'squat': 4, 'tennis_forehand': 3, 'tennis_serve': 4,
-}
-ALL_ACTIONS = ('', 'all')  # config.data.action values (besides None) meaning every action.
-
 
 def default_config() -> ml_collections.ConfigDict:
   """The evaluation config (``config.eval``): `metrics.default_config` plus the embedding pass."""
@@ -359,29 +345,6 @@ def evaluate(model: encoder_lib.LACEncoder, variables: Any, train_videos: Sequen
   return row
 
 
-def _actions(config: ml_collections.ConfigDict) -> list[Optional[str]]:
-  """Actions to evaluate one by one: PennAction with no action = all 13; else one entry."""
-  action = config.data.get('action')
-  if config.data.dataset == 'penn_action' and action in (None,) + ALL_ACTIONS:
-    return list(penn_action.ACTIONS)
-  return [None if action in ALL_ACTIONS else action]
-
-
-def _num_phases(dataset: str, action: Optional[str]) -> Optional[int]:
-  return NUM_PHASES.get(action if action is not None else dataset)
-
-
-def _load_split(config: ml_collections.ConfigDict, split: str, action: Optional[str],
-                image_size: Optional[int]) -> list[Video]:
-  data = config.data
-  if data.dataset == 'synthetic':
-    # The generator draws frames at its own size; `embed_videos` resizes them.
-    return data_lib.load_videos('synthetic', None, split, action,
-                                synthetic_config=data.get('synthetic'))
-  return data_lib.load_videos(data.dataset, data.get('data_dir') or None, split, action,
-                              image_size=image_size)
-
-
 def eval_image_size(config: ml_collections.ConfigDict) -> Optional[int]:
   """The frame size of the evaluation pass: ``config.eval.image_size``, else
   ``config.data.image_size``."""
@@ -395,7 +358,7 @@ def evaluate_dataset(config: ml_collections.ConfigDict, variables_or_state: Any,
                      log: Optional[Log] = None) -> dict[str, Any]:
   """Evaluates the dataset of a full config (``config.model``, ``config.data``, ``config.eval``).
 
-  Videos come from ``load_videos(config.data.dataset, config.data.data_dir, split, action)``.
+  Videos come from ``lac_jax.data.load_split(config.data, split, action, image_size)``.
   PennAction with ``config.data.action`` None / '' / 'all' evaluates each of the 13 actions on
   its own (probes fitted on that action's train videos, tau and AP@K within its val videos)
   with its number of phases, then the unweighted mean; otherwise one dataset or action.
@@ -424,15 +387,15 @@ def evaluate_dataset(config: ml_collections.ConfigDict, variables_or_state: Any,
   variables = as_variables(variables_or_state)
   rows: dict[str, dict[str, float]] = {}
   timings: dict[str, float] = {}
-  for action in _actions(config):
+  for action in data_lib.eval_actions(config.data):
     label = action or config.data.dataset
     cfg = eval_config.copy_and_resolve_references()
     with cfg.unlocked():
       cfg.image_size = image_size
       if cfg.get('num_classes') is None:
-        cfg.num_classes = _num_phases(config.data.dataset, action)
-    train = _load_split(config, eval_config.train_split, action, image_size)
-    val = _load_split(config, eval_config.val_split, action, image_size)
+        cfg.num_classes = data_lib.num_phases(config.data.dataset, action)
+    train = data_lib.load_split(config.data, eval_config.train_split, action, image_size)
+    val = data_lib.load_split(config.data, eval_config.val_split, action, image_size)
     start = time.perf_counter()
     rows[label] = evaluate(model, variables, train, val, cfg, name=label, log=log)
     timings[label] = time.perf_counter() - start

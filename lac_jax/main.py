@@ -20,6 +20,8 @@ from absl import logging
 import jax
 from ml_collections import config_flags
 
+from lac_jax import cli
+
 FLAGS = flags.FLAGS
 config_flags.DEFINE_config_file(
     "config", None, "Python config file with get_config() (configs/*.py).", lock_config=True)
@@ -62,7 +64,6 @@ def initialize_distributed(mode: str) -> None:
 def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
-  logging.set_verbosity(logging.INFO)
   initialize_distributed(FLAGS.distributed)
   from lac_jax import train  # pylint: disable=g-import-not-at-top  (after distributed init)
   if FLAGS.mode == "train":
@@ -72,4 +73,4 @@ def main(argv):
 
 
 if __name__ == "__main__":
-  app.run(main)
+  cli.run("main", main)

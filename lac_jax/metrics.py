@@ -1,29 +1,9 @@
-"""Frozen-embedding metrics: phase classification, phase progression, Kendall's tau, AP@K.
-
-The protocol is the one behind the LAC paper's numbers (the CARL/LAC evaluation code, see
-``shared/reference/eval-protocol-and-datasets.md`` §2). Everything runs on the host with
-NumPy / scikit-learn / SciPy. Inputs are lists with one entry per video:
-
-* ``embs[i]``: float ``[T_i, E]`` per-frame embeddings of video ``i``;
-* ``labels[i]``: int ``[T_i]`` per-frame phase ids in ``0..K-1``.
-
-Frames with a label < 0 are **dropped first, everywhere** (CARL/LAC drop them when they extract
-the embeddings). Every later index refers to the kept frames: strides (``E[::s]``) step over kept
-frames, and in phase progression ``t`` is the position among the kept frames and ``T`` their
-number. The four metrics:
-
-* ``classification``: fit a classifier on all frames of the first ``n = max(1, int(f * N))``
-  training videos (loader order), accuracy over the pooled val frames.
-* ``progression``: per key event ``k`` (end of phase ``k``), target ``(t - t_k) / T``; one OLS
-  regression per event; R² on the pooled val frames; mean over the ``K - 1`` events.
-* ``kendalls_tau``: for every ordered pair of videos, nearest neighbour (in video ``j``) of every
-  strided frame of video ``i``; Kendall's tau-b between frame order and neighbour index; mean
-  over pairs, undefined (NaN) pairs dropped and counted.
-* ``retrieval``: precision@K of every strided frame of a video against the strided frames of all
-  *other* videos; mean over frames, then over videos.
-
-``evaluate_embeddings`` assembles the paper's table row (values x100), ``format_table`` prints
-rows side by side and ``mean_over_actions`` averages PennAction's per-action rows (unweighted).
+"""Frozen-embedding metrics of the LAC paper's table: phase classification, phase progression,
+Kendall's tau, AP@K (the CARL/LAC evaluation protocol, eval-protocol-and-datasets.md §2), on the
+host with NumPy / scikit-learn. Inputs are lists with one entry per video: ``embs[i]`` float
+``[T_i, E]`` and ``labels[i]`` int ``[T_i]`` (phase ids; frames with a label < 0 are dropped
+first, everywhere, and every later index counts the kept frames). ``evaluate_embeddings``
+assembles a row (x100), ``format_table`` prints rows, ``mean_over_actions`` averages PennAction.
 """
 
 from __future__ import annotations

@@ -24,6 +24,7 @@ import numpy as np
 from lac_jax import files
 from lac_jax import inference
 from lac_jax import metrics
+from lac_jax import cli
 from lac_jax import tools
 from lac_jax import visualize
 
@@ -197,4 +198,4 @@ if __name__ == "__main__":
   flags.DEFINE_bool("per_video", False, "The nearest frame of each other video instead of the "
                     "top frames of all of them pooled.")
   flags.DEFINE_string("labels", None, "JSON file of per-frame phases by video name.")
-  tools.run("retrieve", main)
+  cli.run("retrieve", main)

@@ -1,24 +1,17 @@
 """Command-line plumbing shared by the tools that use a trained workdir (embed, align, retrieve):
-their common flags, restoring the encoder, progress bars, atomic output files and one-line
-errors."""
+their common flags, restoring the encoder, progress bars (their one-line errors: `cli.run`)."""
 
 from __future__ import annotations
 
-import logging as std_logging
-import sys
-from typing import Any, Callable, Optional, Sequence
+from typing import Any, Optional, Sequence
 
-from absl import app
 from absl import flags
 from absl import logging
 import numpy as np
 
 from lac_jax import inference
-from lac_jax import logs
 
 FLAGS = flags.FLAGS
-# What a user's mistake raises (bad path, bad value, a checkpoint that does not fit).
-USER_ERRORS = (FileNotFoundError, NotADirectoryError, ValueError)
 
 
 def define_flags() -> None:
@@ -34,7 +27,6 @@ def define_flags() -> None:
                        "videos; the result does not depend on it). Default: the config's "
                        "eval.trunk_chunk, else 32.", lower_bound=1)
   flags.DEFINE_bool("progress", True, "Show progress bars (on stderr).")
-  flags.DEFINE_bool("debug", False, "On an error, show the traceback instead of one line.")
   flags.mark_flags_as_required(["workdir", "output"])
 
 
@@ -45,24 +37,6 @@ def load_encoder() -> inference.TrainedEncoder:
                trained.step, trained.config.data.dataset, trained.image_size,
                trained.output_dim)
   return trained
-
-
-def run(tool: str, main: Callable[[Sequence[str]], Optional[int]]) -> None:
-  """``app.run(main)``, with a user error printed as one line ``lac_jax.<tool>: error: ...``
-  (exit status 1) unless ``--debug``."""
-  def wrapped(argv: Sequence[str]) -> Optional[int]:
-    logging.set_verbosity(logging.INFO)
-    logs.quiet_library_logs()
-    std_logging.getLogger("jax").setLevel(std_logging.WARNING)  # "Unable to initialize TPU"...
-    try:
-      return main(argv)
-    except USER_ERRORS as e:
-      if FLAGS.debug:
-        raise
-      print(f"lac_jax.{tool}: error: {e}", file=sys.stderr)
-      return 1
-
-  app.run(wrapped)
 
 
 def progress_bar(enabled: bool, **kwargs: Any):

@@ -1,37 +1,10 @@
-"""LAC training: state, optimiser, the data-parallel step, the loop with checkpoints and logs.
+"""Training: state, optimiser, the data-parallel step and the loop with checkpoints and logs.
 
-``train_and_evaluate(config, workdir)`` is the whole program behind ``--mode=train``:
-
-  videos (``config.data``) -> resumable batch iterator (``pipeline.train_iterator``) ->
-  ``[n_local_devices, B_device, 2, T, S, S, 3]`` -> pmapped `train_step` -> metrics (console,
-  ``workdir/metrics.jsonl``, TensorBoard) -> orbax checkpoints (``workdir/checkpoints``) ->
-  periodic and final evaluation (``lac_jax.evaluate``) -> the paper's table, untrained vs trained.
-
-State (`TrainState`): ``params = {'encoder': <encoder params>, <loss.params_key>: <the loss's
-learnable parameters, e.g. LAC's gap penalties>}``, ``batch_stats`` (BatchNorm running
-statistics), ``opt_state``, ``step`` and ``nonfinite_steps`` (updates skipped because the loss
-or a gradient was not finite). The loss is ``losses.build(config.loss)``, passed into the step.
-
-Optimiser (`make_optimizer`, ``optax.multi_transform`` with two groups):
-  * encoder: clip by global norm (``train.grad_clip_norm``, official 10) -> Adam with L2 weight
-    decay added to the gradient after clipping (``train.optimizer='adam_l2'``: what the official
-    ``torch.optim.Adam(weight_decay=1e-5)`` does) or decoupled AdamW (``'adamw'``) -> learning
-    rate ``train.learning_rate`` x schedule;
-  * the loss's parameters: Adam, lr ``loss.learning_rate`` x the same schedule, L2 decay
-    ``loss.weight_decay``, never clipped (LAC's gap penalties: official lr 0.1, decay 1e-5).
-
-Parallelism (DESIGN decision 5): `train_step` is a plain function of one device's shard; it
-averages across devices only through its ``reduce`` argument (identity by default).
-`make_parallel_train_step` is the thin ``jax.pmap`` wrapper that supplies ``lax.pmean`` over the
-axis ``'batch'``, folds the device index into the step's random key and pmaps over the local
-devices. BatchNorm statistics are averaged across devices by the model (``bn_axis_name``) and
-again explicitly. Caveat: with padded frames (mask False) a device's BatchNorm mean is over its
-own valid frames and devices are then averaged with equal weight, which differs slightly from
-one device holding the whole batch; with no padding both are the same.
-
-Determinism: the dropout key of step ``s`` is ``fold_in(fold_in(key(seed), s), device)``, and
-the data of step ``s`` depends only on (seed, s) (see `lac_jax.data.pipeline`), so a run
-resumed from a checkpoint ends with the same parameters as an uninterrupted one.
+``train_and_evaluate(config, workdir)`` is ``--mode=train``: videos -> resumable batch iterator
+-> pmapped `train_step` (the loss, ``losses.build(config.loss)``, is passed in) -> logs ->
+orbax checkpoints -> evaluation -> the paper's table, untrained vs trained. A run resumed from
+a checkpoint ends with the parameters of an uninterrupted one: the data and the dropout key of
+step ``s`` depend only on ``(seed, s)``.
 """
 
 from __future__ import annotations
@@ -130,88 +103,6 @@ def base_config() -> ml_collections.ConfigDict:
   config.loss = losses.default_config("lac")
   config.eval = evaluate_lib.default_config()
   config.train = default_config()
-  return config
-
-
-def paper_config(preset: str = "paper") -> ml_collections.ConfigDict:
-  """`base_config` with the paper's and the official code's hyperparameters (Pouring and
-  PennAction share them); the dataset configs add the dataset, cadences and phase count.
-
-  ``preset``: 'paper' or 'official_code' (`apply_official_code_preset`).
-  """
-  if preset not in ("paper", "official_code"):
-    raise ValueError(f"config preset must be 'paper' or 'official_code', got {preset!r}")
-  config = base_config()
-  config.seed = 1  # official: hard-coded 1
-  # --- Model: ResNet-50 cut at conv4c + Conv3D/MLP/transformer head (encoder defaults). ---
-  config.model.resnet_depth = 50  # paper/official ResNet-50
-  config.model.cut = "conv4c"  # paper/official: output of layer3's third block
-  config.model.backbone_mode = "train"  # official: the whole trunk is fine-tuned
-  # ImageNet weights (python -m lac_jax.models.convert): the paper starts from them; set with
-  # --config.model.backbone_weights=PATH. Training stops at once while it is unset;
-  # --config.model.backbone_weights=random trains from random weights on purpose.
-  config.model.backbone_weights = None
-  config.model.require_backbone_weights = True
-  config.model.num_context = 1  # official training: one frame per step
-  config.model.dtype = "float32"  # 'bfloat16' on GPU/TPU halves activation memory
-  # --- Data ---
-  d = config.data
-  d.data_dir = ""  # required: the directory holding the dataset's files
-  d.batch_size = 2  # official: 2 videos per step (global, over all devices)
-  d.image_size = 224  # official 224 x 224
-  d.sampling.num_frames = 64  # official: 64 frames per view
-  d.sampling.sampling_region = 1.5  # official time_augment region
-  d.sampling.temporal_crop = False  # official: no crop (its offset is always 0)
-  # --- Loss: Eq. 8 with the paper's values ---
-  config.loss.gamma = 0.8  # SW smoothing (paper Table 4)
-  config.loss.tau = 0.8  # L_c temperature (official ties it to gamma)
-  config.loss.var = 10.0  # Gaussian prior variance, frames
-  config.loss.alpha = 0.01  # weight of L_l + beta * L_sw (official effective 0.01)
-  config.loss.beta = 1.0  # weight of the SW scores
-  config.loss.gap_lr = 0.1  # Adam learning rate of the gap penalties (official 0.1)
-  # --- Training: official Adam + L2, cosine per epoch, 300 epochs ---
-  t = config.train
-  t.num_epochs = 300  # official epochs
-  t.optimizer = "adam_l2"  # torch Adam(weight_decay=1e-5): L2 added to the gradient
-  t.learning_rate = 1e-4  # encoder lr
-  t.weight_decay = 1e-5  # encoder L2
-  config.loss.gap_weight_decay = 1e-5  # the official gap group's L2
-  t.grad_clip_norm = 10.0  # encoder only; gap penalties unclipped
-  t.schedule = "cosine_epochs"  # CosineAnnealingLR(T_max=301) stepped per epoch
-  t.warmup_steps = 0  # official: none
-  t.keep_checkpoints = 3
-  t.eval_at_start = False  # True: also evaluate the ImageNet-initialised encoder
-  # --- Evaluation: official protocol ---
-  config.eval.classifier = "logistic"  # official code; 'svm' as the paper's text says
-  config.eval.fractions = (0.1, 0.5, 1.0)  # Class 10 / 50 / 100
-  return config
-
-
-def apply_official_code_preset(config: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
-  """Switches ``config`` (in place) to the official PyTorch code's pipeline
-  (official-lac-code.md), one documented switch per departure from the paper:
-
-  * loss: LAC's ``'official_code'`` preset (keeping ``gap_lr``);
-  * model: no L2 normalisation, the official positional-encoding cosine exponent, padded frames
-    counted in BatchNorm statistics, the transformer attending over the batch axis
-    (``attention_axis='batch'``), evaluation frames without ImageNet normalisation
-    (``eval_normalize=False``);
-  * data: the last partial batch of each epoch dropped (``drop_last``), the blur after each
-    colour-jitter op (``augment.blur_per_jitter_op``).
-
-  Not reproduced: the hand-written SW backward (wrong for gamma != 1: exact gradients are the
-  point of this project) and the official code's unstable arithmetic. Returns ``config``.
-  """
-  gap_lr = config.loss.gap_lr
-  config.loss = losses.default_config("lac", "official_code")
-  config.loss.gap_lr = gap_lr
-  config.model.l2_normalize = False
-  config.model.pe_official_cos = True
-  config.model.bn_mask_padding = False
-  config.model.attention_axis = "batch"
-  config.model.eval_normalize = False
-  config.data.drop_last = True
-  config.data.augment.blur_per_jitter_op = True
   return config
 
 
@@ -557,15 +448,6 @@ def check_devices(config: ml_collections.ConfigDict) -> tuple[int, int]:
 # The loop.
 # ---------------------------------------------------------------------------------------------
 
-def _load_train_videos(config: ml_collections.ConfigDict) -> list:
-  d = config.data
-  if d.dataset == "synthetic":
-    return data_lib.load_videos("synthetic", None, "train", synthetic_config=d.synthetic)
-  action = d.action or None
-  return data_lib.load_videos(d.dataset, d.data_dir or None, "train", action,
-                              image_size=d.image_size)
-
-
 def _report_nonfinite(step: int, row: Mapping[str, float], skipped: int,
                       config: ml_collections.ConfigDict) -> None:
   parts = ", ".join(f"{k.split('/')[-1]}={v:.6g}" for k, v in sorted(row.items()))
@@ -644,7 +526,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> Train
     latest = ckpts.latest_step()
     if latest is None:  # The weights are read only when a run starts.
       check_backbone_weights(config)
-    videos = _load_train_videos(config)
+    videos = data_lib.load_split(config.data, "train", config.data.action or None,
+                                 config.data.image_size)
     total_steps = num_train_steps(config, len(videos))
     model, eval_model = build_models(config)
     init_rng, dropout_rng = jax.random.split(jax.random.PRNGKey(config.seed))

@@ -12,6 +12,7 @@ from tiny import tiny_encoder_config
 from lac_jax.models import convert
 from lac_jax.models import encoder
 from lac_jax.models import resnet
+from lac_jax.models import resnet_trunk
 
 B, T, H = 2, 4, 32
 
@@ -258,17 +259,17 @@ def test_load_backbone_weights(variables, tmp_path, caplog, monkeypatch):
   wrong_depth = str(tmp_path / "r34.npz")
   _write_converted(wrong_depth, meta_depth=34)
   with pytest.raises(convert.CheckpointError, match="ResNet-34.*expected ResNet-18"):
-    encoder.load_backbone_weights(variables, wrong_depth, depth=18)
+    resnet_trunk.load_resnet_weights(variables, wrong_depth, depth=18)
   missing = str(tmp_path / "missing.npz")
   _write_converted(missing, drop="batch_stats/layer1_0/bn2/mean")
   with pytest.raises(convert.CheckpointError, match="missing.npz.*batch_stats/layer1_0/bn2/mean"):
-    encoder.load_backbone_weights(variables, missing)
+    encoder.load_backbone_weights(variables, missing, model)
   bad = str(tmp_path / "bad_shape.npz")
   _write_converted(bad, reshape="params/layer1_0/conv1/kernel")
   with pytest.raises(convert.CheckpointError, match="bad_shape.npz.*layer1_0/conv1/kernel.*shape"):
-    encoder.load_backbone_weights(variables, bad)
+    encoder.load_backbone_weights(variables, bad, model)
   with pytest.raises(FileNotFoundError, match="nope.npz"):
-    encoder.load_backbone_weights(variables, str(tmp_path / "nope.npz"))
+    encoder.load_backbone_weights(variables, str(tmp_path / "nope.npz"), model)
 
 
 def test_random_init_is_announced(variables, caplog, monkeypatch):
@@ -316,6 +317,8 @@ def test_config_errors():
   with pytest.raises(ValueError, match="frames must be"):
     model = encoder.build_encoder(tiny_config())
     jax.eval_shape(lambda: model.init(jax.random.PRNGKey(0), jnp.zeros((2, H, H, 3))))
+  with pytest.raises(ValueError, match=r"config.model.trunk: expected one of \['resnet'\]"):
+    encoder.build_encoder(tiny_config(trunk="vit"))
 
 
 def test_default_config_has_the_official_parameter_counts():
@@ -378,3 +381,12 @@ def test_official_evaluation_input_is_not_mean_std_normalised(variables, frames)
   train = lambda cfg: encoder.build_encoder(cfg).apply(
       variables, frames, mask, train=True, rngs=rng, mutable=["batch_stats"])[0]
   np.testing.assert_array_equal(train(tiny_config(eval_normalize=False)), train(tiny_config()))
+
+
+def test_module_fields_are_the_config_fields():
+  """The encoder's fields are declared once: `default_config` holds their defaults and docs,
+  the module lists the same names (minus the weight-file fields) and takes them all."""
+  import dataclasses  # pylint: disable=g-import-not-at-top
+  fields = {f.name for f in dataclasses.fields(encoder.LACEncoder)} - {"parent", "name"}
+  config = set(encoder.default_config().keys()) - set(encoder._WEIGHT_FIELDS)  # pylint: disable=protected-access
+  assert fields == config

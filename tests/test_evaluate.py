@@ -14,6 +14,7 @@ import numpy as np
 import pytest
 from tiny import tiny_encoder_config
 
+from lac_jax import data as data_lib
 from lac_jax import evaluate
 from lac_jax import metrics
 from lac_jax.data import penn_action
@@ -151,9 +152,10 @@ def test_evaluate_dataset_penn_action_means_over_actions(model, variables, tmp_p
                                                          monkeypatch):
   rng = np.random.default_rng(3)
 
-  def fake_load_videos(dataset, data_dir, split, action=None, **kwargs):
-    assert dataset == 'penn_action' and data_dir == '/data' and action in penn_action.ACTIONS
-    k = evaluate.NUM_PHASES[action]
+  def fake_load_split(data, split, action=None, image_size=None):
+    assert data.dataset == 'penn_action' and data.data_dir == '/data' and image_size == H
+    assert action in penn_action.ACTIONS
+    k = data_lib.num_phases('penn_action', action)
     lengths = (8, 12, 16, 10) if split == 'train' else (9, 13, 15)
     return [make_video(rng, f'{action}_{i}', n, num_phases=k) for i, n in enumerate(lengths)]
 
@@ -164,7 +166,7 @@ def test_evaluate_dataset_penn_action_means_over_actions(model, variables, tmp_p
     seen.append(config.num_classes)
     return real(train_embs, train_labels, val_embs, val_labels, config)
 
-  monkeypatch.setattr(evaluate.data_lib, 'load_videos', fake_load_videos)
+  monkeypatch.setattr(evaluate.data_lib, 'load_split', fake_load_split)
   monkeypatch.setattr(evaluate.metrics, 'evaluate_embeddings', spy)
   config = ml_collections.ConfigDict({
       'model': tiny_model_config(),
@@ -175,7 +177,8 @@ def test_evaluate_dataset_penn_action_means_over_actions(model, variables, tmp_p
                                      log=lines.append)
   actions = list(penn_action.ACTIONS)
   assert list(result['rows']) == actions + ['mean']
-  assert seen == [evaluate.NUM_PHASES[a] for a in actions]  # Phases per action reach metrics.
+  # Phases per action reach the metrics.
+  assert seen == [data_lib.num_phases('penn_action', a) for a in actions]
   for key, value in result['summary'].items():
     np.testing.assert_allclose(value, np.mean([result['rows'][a][key] for a in actions]))
   assert 'Tau' in lines[-1] and 'mean' in lines[-1] and 'baseball_pitch' in lines[-1]

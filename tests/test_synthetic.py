@@ -164,6 +164,7 @@ def test_write_videos_as_mp4_and_frame_folders(tmp_path):
     err = np.abs(decoded.astype(float) - video.frames).mean()
     assert err < 10 and err < 0.75 * np.abs(decoded.astype(float) - video.frames[::-1]).mean()
     assert decode.video_info(paths[k])["fps"] == 10.0
+    assert folders[k] == str(tmp_path / "png" / video.name)
     frames = sorted((tmp_path / "png" / video.name).iterdir())
     assert len(frames) == video.num_frames
     np.testing.assert_array_equal(decode.decode_jpeg(frames[3].read_bytes()), video.frames[3])

@@ -15,9 +15,7 @@ import json
 import os
 import subprocess
 import sys
-import textwrap
 
-import ml_collections
 import numpy as np
 import pytest
 
@@ -360,8 +358,14 @@ def test_main_rejects_unknown_override_and_file_workdir(root, tmp_path):
   afile.write_text("x")
   proc = _run(["-m", "lac_jax.main", f"--config={root / 'tiny.py'}", f"--workdir={afile}",
                "--config.loss.gamma=0.7"], env, 120)
-  assert proc.returncode != 0
-  assert "is a file, expected a directory" in proc.stderr
+  assert proc.returncode == 1
+  # One line naming the problem, no traceback (--debug shows it).
+  assert "lac_jax.main: error: --workdir" in proc.stderr and "is a file, expected a directory" \
+      in proc.stderr
+  assert "Traceback" not in proc.stderr
+  proc = _run(["-m", "lac_jax.main", f"--config={root / 'tiny.py'}", f"--workdir={afile}",
+               "--config.train.learning_rate=-1", "--debug"], env, 120)
+  assert proc.returncode != 0 and "Traceback" in proc.stderr
 
 
 def test_global_batch_must_divide_by_devices(root, tmp_path):

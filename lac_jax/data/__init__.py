@@ -1,37 +1,80 @@
-"""Datasets of lac_jax: every reader returns a list of `Video` (frames, per-frame labels).
+"""Datasets of lac_jax, each a reader module registered in `DATASETS` by its name.
 
-``load_videos`` is the one entry point: the synthetic dataset (generated, no download), Pouring
-(TCC TFRecords or the CARL/LAC release) and PennAction (CARL/LAC release). Real datasets decode
-frames lazily on ``Video.frames``; ``lac_jax.data.store`` turns any list of Videos into a TFDS
+A dataset module defines ``NAME``, ``ACTIONS`` (datasets with several are evaluated action by
+action), ``NUM_PHASES`` (per action), ``RESIZE_ON_LOAD`` (frames decoded at the pipeline's size,
+or left at their own size for the pipeline to resize) and ``load_split(data, split, action,
+image_size) -> list[Video]``, where ``data`` is ``config.data``. Real datasets decode frames
+lazily on ``Video.frames``; ``lac_jax.data.store`` turns any list of Videos into a TFDS
 ``array_record`` store for streaming.
 """
 
 from __future__ import annotations
 
+import importlib
 import os
-from typing import Optional, Union
+from types import ModuleType
+from typing import Any, Optional, Union
+
+import ml_collections
 
 from lac_jax.data.video import FrameSource, Video
 
-DATASETS = ("synthetic", "pouring", "penn_action")
+DATASETS = {
+    "synthetic": "lac_jax.data.synthetic",  # generated, no download
+    "pouring": "lac_jax.data.pouring",  # TCC TFRecords or the CARL/LAC release
+    "penn_action": "lac_jax.data.penn_action",  # the CARL/LAC release
+}
 SPLITS = ("train", "val")
 LABEL_MISMATCH_CHOICES = ("error", "resample")
+ALL_ACTIONS = ("", "all")  # config.data.action values (besides None) meaning every action
 
-__all__ = ["DATASETS", "SPLITS", "FrameSource", "Video", "load_videos"]
+__all__ = ["DATASETS", "SPLITS", "FrameSource", "Video", "dataset", "load_split", "load_videos",
+           "num_phases", "eval_actions"]
 
 
-def load_videos(dataset: str, data_dir: Optional[Union[str, os.PathLike]], split: str,
+def dataset(name: str) -> ModuleType:
+  """The reader module of dataset ``name``; ValueError naming the known ones otherwise."""
+  if name not in DATASETS:
+    raise ValueError(f"Unknown dataset {name!r}; expected one of {list(DATASETS)}")
+  return importlib.import_module(DATASETS[name])
+
+
+def _checked(data: ml_collections.ConfigDict, split: str) -> ModuleType:
+  """The module of ``data.dataset``, after checking ``split`` and ``data.label_mismatch``."""
+  module = dataset(data.dataset)
+  if split not in SPLITS:
+    raise ValueError(f"Unknown split {split!r} for dataset {data.dataset!r}; expected one of "
+                     f"{list(SPLITS)}")
+  mismatch = data.get("label_mismatch", "error")
+  if mismatch not in LABEL_MISMATCH_CHOICES:
+    raise ValueError(f"label_mismatch must be one of {list(LABEL_MISMATCH_CHOICES)}, got "
+                     f"{mismatch!r}")
+  return module
+
+
+def load_split(data: ml_collections.ConfigDict, split: str, action: Optional[str] = None,
+               image_size: Any = None) -> list[Video]:
+  """Videos of one split of the dataset ``data`` (``config.data``) names.
+
+  ``image_size``: the size the pipeline works at; datasets that decode frames (``RESIZE_ON_LOAD``)
+  decode them at it, the others keep their own size.
+  """
+  module = _checked(data, split)
+  return module.load_split(data, split, action, image_size if module.RESIZE_ON_LOAD else None)
+
+
+def load_videos(dataset_name: str, data_dir: Optional[Union[str, os.PathLike]], split: str,
                 action: Optional[str] = None, *, image_size=None, label_mismatch: str = "error",
                 synthetic_config=None) -> list[Video]:
-  """Loads one split of a dataset as a list of `Video`.
+  """Loads one split of a dataset as a list of `Video` (a notebook-friendly `load_split`).
 
   Args:
-    dataset: ``'synthetic'``, ``'pouring'`` or ``'penn_action'``.
+    dataset_name: a `DATASETS` key: ``'synthetic'``, ``'pouring'`` or ``'penn_action'``.
     data_dir: the dataset directory (``.../pouring`` or ``.../penn_action``, or their parent);
       ignored for ``'synthetic'``.
     split: ``'train'`` or ``'val'``.
-    action: PennAction only: one of ``penn_action.ACTIONS`` or None for all 13. Pouring accepts
-      None or ``'pouring'``; synthetic accepts None or ``'synthetic'``.
+    action: PennAction: one of ``penn_action.ACTIONS`` or None for all 13; the others accept
+      None or their one action.
     image_size: real datasets: None (native size), an int (square, LAC: 224) or ``(h, w)``;
       frames are resized whole, aspect ratio not kept. Synthetic: must be None or equal the
       config's ``(height, width)`` (set the size there).
@@ -42,32 +85,25 @@ def load_videos(dataset: str, data_dir: Optional[Union[str, os.PathLike]], split
   Returns:
     Videos in the dataset's loader order (CARL's order for the real datasets).
   """
-  if dataset not in DATASETS:
-    raise ValueError(f"Unknown dataset {dataset!r}; expected one of {list(DATASETS)}")
-  if split not in SPLITS:
-    raise ValueError(f"Unknown split {split!r} for dataset {dataset!r}; expected one of "
-                     f"{list(SPLITS)}")
-  if label_mismatch not in LABEL_MISMATCH_CHOICES:
-    raise ValueError(f"label_mismatch must be one of {list(LABEL_MISMATCH_CHOICES)}, got "
-                     f"{label_mismatch!r}")
-  if dataset == "synthetic":
-    from lac_jax.data import synthetic  # pylint: disable=g-import-not-at-top
-    config = synthetic.default_config() if synthetic_config is None else synthetic_config
-    if action not in (None, synthetic.ACTION):
-      raise ValueError(f"dataset 'synthetic' has no action {action!r} (use None)")
-    if image_size is not None:
-      hw = (image_size, image_size) if isinstance(image_size, int) else tuple(image_size)
-      if hw != (config.height, config.width):
-        raise ValueError(f"image_size {image_size!r} differs from the synthetic frame size "
-                         f"({config.height}, {config.width}): set synthetic_config.height/width")
-    return synthetic.load(split, config)
-  if data_dir is None:
-    raise ValueError(f"dataset {dataset!r} needs data_dir (the directory of its files)")
-  if dataset == "pouring":
-    from lac_jax.data import pouring  # pylint: disable=g-import-not-at-top
-    if action not in (None, pouring.ACTION):
-      raise ValueError(f"dataset 'pouring' has no action {action!r} (use None)")
-    return pouring.load(data_dir, split, image_size=image_size, label_mismatch=label_mismatch)
-  from lac_jax.data import penn_action  # pylint: disable=g-import-not-at-top
-  return penn_action.load(data_dir, split, action, image_size=image_size,
-                          label_mismatch=label_mismatch)
+  data = ml_collections.ConfigDict({"dataset": dataset_name, "data_dir": data_dir,
+                                    "label_mismatch": label_mismatch,
+                                    "synthetic": synthetic_config})
+  return _checked(data, split).load_split(data, split, action, image_size)
+
+
+def num_phases(dataset_name: str, action: Optional[str] = None) -> Optional[int]:
+  """Phases of ``action`` (default: the dataset's only action), or None if unknown."""
+  module = dataset(dataset_name)
+  if action is None and len(module.ACTIONS) == 1:
+    action = module.ACTIONS[0]
+  return module.NUM_PHASES.get(action)
+
+
+def eval_actions(data: ml_collections.ConfigDict) -> list[Optional[str]]:
+  """The actions evaluated one by one: every action of a multi-action dataset when
+  ``data.action`` is None / '' / 'all', else the one action (None for single-action ones)."""
+  module = dataset(data.dataset)
+  action = data.get("action")
+  if len(module.ACTIONS) > 1 and action in (None,) + ALL_ACTIONS:
+    return list(module.ACTIONS)
+  return [None if action in ALL_ACTIONS else action]

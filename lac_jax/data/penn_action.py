@@ -21,12 +21,20 @@ from lac_jax.data import decode
 from lac_jax.data import pouring
 from lac_jax.data.video import Video
 
+NAME = "penn_action"  # lac_jax.data.DATASETS key
+RESIZE_ON_LOAD = True  # frames are decoded at the pipeline's image size
 # CARL/LAC PENN_ACTION_LIST: the index is CARL's action_label.
 ACTIONS = (
     "baseball_pitch", "baseball_swing", "bench_press", "bowl", "clean_and_jerk", "golf_swing",
     "jumping_jacks", "pushup", "pullup", "situp", "squat", "tennis_forehand", "tennis_serve",
 )
 SPLITS = ("train", "val")
+# Phases per action (TCC/CARL/LAC DATASET_TO_NUM_CLASSES; key events = phases - 1).
+NUM_PHASES = {
+    "baseball_pitch": 4, "baseball_swing": 3, "bench_press": 2, "bowl": 3, "clean_and_jerk": 6,
+    "golf_swing": 3, "jumping_jacks": 4, "pushup": 2, "pullup": 2, "situp": 2, "squat": 4,
+    "tennis_forehand": 3, "tennis_serve": 4,
+}
 
 CARL_URL = "https://drive.google.com/drive/folders/1hPbkKSSM5NoQKKzvAr2bHDp-pCHZpnVj"
 LAC_URL = "https://drive.google.com/file/d/1lcqHYciO68M7LVniJuZ5oOr6hsOuOPuT/view"
@@ -122,3 +130,11 @@ def load(data_dir: str, split: str, action: Optional[str] = None, *,
     videos.append(pouring.video_from_carl_entry(entry, i, root, pkl_path, action_of[i],
                                                 image_size, label_mismatch))
   return videos
+
+
+def load_split(data: Any, split: str, action: Optional[str] = None,
+               image_size: decode.ImageSize = None) -> list[Video]:
+  """The registry entry (`lac_jax.data.load_split`): ``split`` of ``data.data_dir``, one action
+  or (None) all 13."""
+  return load(pouring.data_dir_of(data, NAME, DOWNLOAD_HELP), split, action,
+              image_size=image_size, label_mismatch=data.get("label_mismatch", "error"))

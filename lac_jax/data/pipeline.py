@@ -1,30 +1,13 @@
 """Training and evaluation input pipelines over a list of `Video` records.
 
-Training (`train_iterator`): an infinite stream of batches
-
-  frames      uint8 [B, 2, T, S, S, 3]  two augmented views per video (S = image_size)
-  steps       int32 [B, 2, T]           clamped raw frame index of each sampled frame
-  mask        bool  [B, 2, T]           False on padding steps (past the video's end)
-  video_index int32 [B]                 index of the video in the list given
-
-where B = batch_size // process_count is this process's share of the global batch. The global
-order is the concatenation of per-epoch permutations of the videos (epoch e uses the
-permutation drawn from (seed, e)); global batch `step` holds positions
-``[step * batch_size, (step + 1) * batch_size)`` of that stream (a batch may straddle two
-epochs), and process p takes the p-th contiguous slice of it. With ``drop_last`` (the official
-loader's ``drop_last=True``) an epoch is ``N // batch_size`` whole batches of its own
-permutation and the videos left over are skipped for that epoch. Every example's temporal and spatial randomness comes from
-(seed, step, slot in the global batch) only, so the stream is the same for any number of
-processes and workers, and ``start_step=s`` yields exactly what a run from 0 yields from step s
-(resumable without state). The batch dimension is split over local devices by the trainer.
-
-Examples are built by a pool of ``num_workers`` threads (NumPy releases the GIL in its array
-loops), ``prefetch`` steps ahead of the consumer, and written straight into preallocated batch
-arrays. ``num_workers = 0`` builds each batch synchronously in `next()`.
-
-Evaluation (`eval_iterator`): every video in order, all frames (`sampling.eval_steps`), no
-augmentation, each frame resized to ``image_size x image_size`` (the aspect ratio is not kept,
-as LAC's loader; normalisation happens in the model).
+`train_iterator`: an infinite, resumable stream of this process's share of each global batch,
+``frames`` uint8 ``[B, 2, T, S, S, 3]`` (two augmented views), ``steps`` int32 ``[B, 2, T]``,
+``mask`` bool ``[B, 2, T]``, ``video_index`` int32 ``[B]``. Batches follow per-epoch
+permutations of the videos (running across epochs, or whole batches per epoch with
+``drop_last``); every example's randomness comes from (seed, step, slot) only, so the stream is
+the same for any number of processes and workers, and ``start_step=s`` resumes exactly. Examples
+are built by ``num_workers`` threads, ``prefetch`` steps ahead. `eval_iterator`: every frame of
+every video, resized, no augmentation.
 """
 
 from __future__ import annotations
@@ -49,6 +32,8 @@ def default_config() -> ml_collections.ConfigDict:
   c = ml_collections.ConfigDict()
   c.dataset = "synthetic"  # 'synthetic' (generated, no download), 'pouring' or 'penn_action'
   c.data_dir = ""  # root of a downloaded dataset (unused by 'synthetic')
+  # A video whose label count differs from its frame count: 'error' | 'resample' (CARL's rule)
+  c.label_mismatch = "error"
   c.action = ""  # PennAction: the one action to train and evaluate on (e.g. 'baseball_pitch')
   c.batch_size = 2  # global batch, in videos (official: 2); each gives two views
   # False: batches run on across epochs, every video every epoch | True: each epoch is

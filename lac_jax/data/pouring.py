@@ -26,7 +26,7 @@ import functools
 import glob
 import logging
 import os
-from typing import Any, Sequence
+from typing import Any, Optional, Sequence
 
 import numpy as np
 
@@ -35,7 +35,10 @@ from lac_jax.data import decode
 from lac_jax.data import tfrecord
 from lac_jax.data.video import Video
 
-ACTION = "pouring"
+NAME = ACTION = "pouring"  # lac_jax.data.DATASETS key; the one action
+ACTIONS = (ACTION,)
+NUM_PHASES = {ACTION: 5}  # TCC/CARL/LAC DATASET_TO_NUM_CLASSES (key events = phases - 1)
+RESIZE_ON_LOAD = True  # frames are decoded at the pipeline's image size
 SPLITS = ("train", "val")
 LABEL_MISMATCH_CHOICES = ("error", "resample")
 
@@ -56,6 +59,14 @@ DOWNLOAD_HELP = (
 
 # ------------------------------------------------------------------------------------------------
 # Helpers shared with the PennAction reader (same CARL release format).
+
+
+def data_dir_of(data: Any, name: str, download_help: str) -> str:
+  """``data.data_dir`` (config.data), or a ValueError saying what it should hold."""
+  if not data.get("data_dir"):
+    raise ValueError(f"dataset {name!r} needs config.data.data_dir (the directory of its "
+                     f"files). {download_help}")
+  return data.data_dir
 
 
 def check_choice(value: str, choices: Sequence[str], flag: str) -> None:
@@ -261,3 +272,11 @@ def load(data_dir: str, split: str, *, image_size: decode.ImageSize = None,
     return load_tfrecords(_tfrecord_files(root, split), image_size, label_mismatch)
   return load_carl(root, split, image_size, label_mismatch)
 
+
+def load_split(data: Any, split: str, action: Optional[str] = None,
+               image_size: decode.ImageSize = None) -> list[Video]:
+  """The registry entry (`lac_jax.data.load_split`): ``split`` of ``data.data_dir``."""
+  if action not in (None, ACTION):
+    raise ValueError(f"dataset 'pouring' has no action {action!r} (use None)")
+  return load(data_dir_of(data, NAME, DOWNLOAD_HELP), split, image_size=image_size,
+              label_mismatch=data.get("label_mismatch", "error"))

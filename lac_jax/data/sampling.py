@@ -1,27 +1,11 @@
 """Temporal sampling of the two training views of a video, and of whole videos for evaluation.
 
-Official behaviour (``time_augment`` of CARL/LAC, official-lac-code.md §2.2), per view, for a
-video of L frames and F = ``num_frames`` steps:
-
-  n = min(L, F);  r ~ U(1, sampling_region);  K = ceil(r * L)
-  steps = sort(random n-subset of range(K)), padded with the value L up to length F
-  mask = steps < L;  steps = clip(steps, 0, L - 1)   (masked steps repeat the last frame)
-
-The two views are drawn independently. The official code also computes a random offset for each
-view (with view b's offset kept near view a's by ``consistent_offset``), but since K >= L that
-offset is always 0. ``temporal_crop=True`` implements the crop it was meant to be:
-
-  each view first picks a window of W = ceil(u * L) frames, u ~ U(crop_min_fraction, 1);
-  view a's window starts at o_a ~ U{0, ..., L - W_a};
-  view b's start is drawn uniformly among the starts o_b in [0, L - W_b] with
-  |o_b - o_a| <= shift, shift = floor((1 - consistent_offset) * min(W_a, F)) (CARL's formula),
-  so ``consistent_offset`` is roughly the minimum overlap of the two windows as a fraction of
-  a window (0.2: the views share at least ~20% of their frames; 1.0: same start);
-  then the official rule runs inside the window (L -> W, steps shifted by the start), so
-  masked steps repeat the window's last frame.
-
-With ``temporal_crop=False`` (default) this reduces exactly to the official sampler. All
-randomness comes from the `numpy.random.Generator` passed in.
+`sample_two_views` is the official ``time_augment`` (CARL/LAC, official-lac-code.md §2.2): per
+view, ``n = min(L, F)`` sorted random steps of ``range(ceil(r * L))``, ``r ~ U(1,
+sampling_region)``, padded to F with L; steps past the video are masked and repeat its last
+frame. The official random offset is always 0; ``temporal_crop=True`` implements the crop it was
+meant to be (each view first takes a random window, view b's near view a's by
+``consistent_offset``; see `crop_windows`). All randomness comes from the Generator passed in.
 """
 
 from __future__ import annotations
@@ -106,6 +90,11 @@ def sample_two_views(length: int, config: ml_collections.ConfigDict,
 def crop_windows(length: int, config: ml_collections.ConfigDict,
                  rng: np.random.Generator) -> tuple[list[int], list[int]]:
   """The two views' windows ``[start, start + width)``; the whole video without temporal_crop.
+
+  Each view takes ``W = ceil(u * L)`` frames, ``u ~ U(crop_min_fraction, 1)``; view a starts at
+  ``o_a ~ U{0..L-W_a}``, view b uniformly among the starts within ``shift = floor((1 -
+  consistent_offset) * min(W_a, F))`` of it (CARL's formula: ``consistent_offset`` is roughly
+  the views' minimum overlap). The official sampler then runs inside each window.
 
   Returns:
     starts, widths: two ints each (view a, view b).

@@ -43,7 +43,10 @@ from lac_jax.data.video import Video
 
 PHASES: tuple[str, ...] = ("reach", "tilt", "pour", "untilt", "return")
 SPLITS: tuple[str, ...] = ("train", "val")
-ACTION = "synthetic"
+NAME = ACTION = "synthetic"  # lac_jax.data.DATASETS key; the one action
+ACTIONS = (ACTION,)
+NUM_PHASES = {ACTION: len(PHASES)}
+RESIZE_ON_LOAD = False  # rendered at the config's size; the pipeline and evaluation resize
 
 # Relative mean duration of each phase (before the per-video random factor).
 _BASE_DURATIONS = np.array([1.0, 0.6, 1.0, 0.6, 1.0])
@@ -375,6 +378,22 @@ def load(split: str, config: ml_collections.ConfigDict | None = None) -> list[Vi
     raise ValueError(f"synthetic split: expected one of {SPLITS}, got {split!r}")
   size = config.num_train if split == "train" else config.num_val
   return [generate_video(i, split, config) for i in range(size)]
+
+
+def load_split(data: ml_collections.ConfigDict, split: str, action: str | None = None,
+               image_size=None) -> list[Video]:
+  """The registry entry (`lac_jax.data.load_split`): ``split`` of ``data.synthetic``.
+
+  ``image_size`` must be None or the rendered ``(height, width)`` (set the size there)."""
+  config = data.get("synthetic") or default_config()
+  if action not in (None, ACTION):
+    raise ValueError(f"dataset 'synthetic' has no action {action!r} (use None)")
+  if image_size is not None:
+    hw = (image_size, image_size) if isinstance(image_size, int) else tuple(image_size)
+    if hw != (config.height, config.width):
+      raise ValueError(f"image_size {image_size!r} differs from the synthetic frame size "
+                       f"({config.height}, {config.width}): set synthetic_config.height/width")
+  return load(split, config)
 
 
 LABELS_FILE = "labels.json"

@@ -1,12 +1,9 @@
 """2D convolution (NHWC, HWIO) whose backward pass XLA:CPU runs at matmul speed, even in loops.
 
 Why this exists: XLA:CPU computes a convolution's *weight* gradient as another convolution whose
-"kernel" is the whole ``H x W`` output map, which its fast conv kernels do not cover; inside a
-``lax.scan`` (the chunked trunk, ``config.model.trunk_chunk``) no conv gradient gets them, and
-the weight gradients of ResNet-50's layers at 224 px run 18-190x slower than the matmuls below,
-the stride-1 input gradients 2.7-6.4x slower (``python benchmarks/conv_grad.py``; table in the
-README). A training step of a Pouring-sized batch on the 2-core CPU (ResNet-50 trunk chunked by
-32 frames with ``nn.scan``) took over 50 minutes with XLA's gradients and 214 s with these.
+"kernel" is the whole ``H x W`` output map, which its fast conv kernels do not cover, and inside
+a ``lax.scan`` (the chunked trunk, ``config.model.trunk_chunk``) no conv gradient gets them
+(``python benchmarks/conv_grad.py``; docs/performance.md).
 
 ``conv2d`` keeps ``lax.conv_general_dilated`` for the forward pass and, with ``grad='matmul'``,
 a custom VJP:

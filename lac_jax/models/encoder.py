@@ -1,33 +1,17 @@
-"""LAC frame encoder: ResNet trunk per frame -> Conv3D context -> MLP -> Transformer over time.
+"""LAC frame encoder: trunk per frame -> Conv3D context -> MLP -> transformer over time.
 
-``[B, T, H, W, 3]`` frames + ``[B, T]`` mask -> ``[B, T / num_context, output_dim]`` embeddings:
+``[B, T, H, W, 3]`` frames + ``[B, T]`` mask -> ``[B, T / num_context, output_dim]``: a trunk
+(`lac_jax.models.trunks`; ResNet-50 cut at ``conv4c`` by default, optionally in chunks of
+``trunk_chunk`` frames under ``nn.scan``), ``context_layers`` Conv3D 3x3x3 + BN + ReLU over groups
+of ``num_context`` frames (one frame, as the official code: a valid 3x3 conv with the centre
+slice of the kernel), global max pool, MLP, Dense ``embed_dim``, sine-cosine positional
+encoding, a transformer over time with the padding mask (``attention_axis='batch'``: the
+official code's bug), Dense ``output_dim``, optional L2 normalisation.
 
-  trunk (``lac_jax.models.resnet``, cut ``conv4c``: ``[B*T, H/16, W/16, 1024]``; optionally in
-    chunks of ``trunk_chunk`` frames under ``nn.scan`` to bound memory)
-  -> context block: ``context_layers`` x [Conv3D 3x3x3 (``context_width``), BN, ReLU] over groups
-    of ``num_context`` consecutive frames, temporal padding 1 and no spatial padding
-    (``context_padding='valid'``, 14x14 -> 10x10 at 224 px; ``'same'`` for small images). With
-    ``num_context=1``, as the official code, this is a valid 3x3 conv that only uses the centre
-    temporal slice of the kernel, and is computed as one; the kernel keeps the official shape
-    ``(3, 3, 3, Cin, width)``)
-  -> global max pool -> MLP (``mlp_sizes`` x [Dropout, Dense, ReLU]) -> Dense ``embed_dim``
-  -> + sine-cosine positional encoding, Dropout
-  -> Transformer encoder (``num_layers``, ``num_heads``, ``ffn_dim``, post-norm by default)
-    attending **over time** with the padding mask (the official code attends over the batch
-    axis by mistake, official-lac-code.md §1.4: ``attention_axis='batch'``)
-  -> Dense ``output_dim`` -> optional L2 normalisation.
-
-Everything comes from ``default_config()``; ``build_encoder(config)`` makes the module and
-``init_variables`` its variables (with ImageNet weights if ``backbone_weights`` is set).
-
-Call conventions: ``model.apply(variables, frames, mask, train=...)``. With ``train=True`` pass
-``rngs={'dropout': key}`` and ``mutable=['batch_stats']``. ``train=False`` is deterministic.
-
-BatchNorm notes: in train mode padded frames are left out of the batch statistics
-(``bn_mask_padding``); with ``trunk_chunk`` the trunk's statistics are per chunk and its running
-averages are updated once per chunk (exact in eval and with ``backbone_mode`` 'frozen' or
-'bn_frozen'). Flax updates running variances with the biased batch variance, torch with the
-unbiased one (a factor n/(n-1), negligible for n = frames x pixels).
+``build_encoder(default_config())`` makes the module, ``init_variables`` its variables. Call
+``model.apply(variables, frames, mask, train=...)`` (with ``train=True``: ``rngs={'dropout':
+key}``, ``mutable=['batch_stats']``). In training, padded frames are left out of BatchNorm
+statistics (``bn_mask_padding``); a chunked trunk's statistics are per chunk.
 """
 
 from __future__ import annotations
@@ -44,8 +28,8 @@ from ml_collections import config_dict
 import numpy as np
 
 from lac_jax.models import conv as conv_lib
-from lac_jax.models import convert
 from lac_jax.models import resnet
+from lac_jax.models import trunks
 
 BACKBONE_MODES = ("train", "frozen", "bn_frozen")
 ATTENTION_AXES = ("time", "batch")
@@ -57,9 +41,10 @@ DTYPES = {"float32": jnp.float32, "bfloat16": jnp.bfloat16, "float16": jnp.float
 def default_config() -> ml_collections.ConfigDict:
   """Model config (``config.model``): paper defaults; switches reach the official code."""
   c = ml_collections.ConfigDict()
-  # --- ResNet trunk ---
-  c.resnet_depth = 50  # 18, 34 or 50 (torchvision layout); 18 for fast CPU runs.
-  c.cut = "conv4c"  # Trunk output: conv4c (LAC: 3rd block of layer3), layer3, layer4, conv3d ...
+  # --- Trunk (lac_jax.models.trunks) and its options ---
+  c.trunk = "resnet"  # The per-frame trunk, a lac_jax.models.trunks.TRUNKS name.
+  c.resnet_depth = 50  # 'resnet': 18, 34 or 50 (torchvision layout); 18 for fast CPU runs.
+  c.cut = "conv4c"  # 'resnet': output of conv4c (LAC: 3rd block of layer3), layer3, conv3a ...
   # 'train': all trainable, BN on batch statistics in training (official code);
   # 'frozen': no gradient into the trunk (stop_gradient), BN on running statistics, and the
   # optimiser leaves it alone (no weight decay, no Adam state: train.make_optimizer);
@@ -72,10 +57,9 @@ def default_config() -> ml_collections.ConfigDict:
   # start from ImageNet); --config.model.backbone_weights=random opts out.
   c.require_backbone_weights = False
   c.trunk_chunk = 0  # Frames per trunk call (nn.scan over chunks); 0 = all B*T frames at once.
-  c.trunk_remat = False  # Rematerialise the trunk in the backward pass (less memory, ~1.3x time).
-  # Conv backward pass: 'auto' (matmul weight gradients on CPU, where XLA's are up to 4x slower,
-  # and up to ~190x inside the chunked trunk's scan; XLA's elsewhere), 'matmul' or 'xla'.
-  # See lac_jax.models.conv.
+  c.trunk_remat = False  # Rematerialise the trunk in the backward pass (less memory, more time).
+  # Conv backward pass: 'auto' (matmul gradients on CPU, where XLA's are slow, above all
+  # inside the chunked trunk's scan; XLA's elsewhere), 'matmul' or 'xla'. See models/conv.py.
   c.conv_grad = "auto"
   # Leave padded frames (mask False) out of BatchNorm batch statistics (False: official code).
   c.bn_mask_padding = True
@@ -235,47 +219,47 @@ class TransformerLayer(nn.Module):
 class LACEncoder(nn.Module):
   """Frames ``[B, T, H, W, 3]`` + mask ``[B, T]`` -> embeddings ``[B, T/num_context, E]``.
 
-  Fields mirror ``default_config()`` (see there for their meaning); build with ``build_encoder``.
+  The fields are those of ``default_config()`` (their meaning and defaults are there; ``dtype``
+  as a JAX dtype), minus the weight-file fields; build with ``build_encoder``.
   """
 
-  resnet_depth: int = 50
-  cut: str = "conv4c"
-  backbone_mode: str = "train"
-  trunk_chunk: int = 0
-  trunk_remat: bool = False
-  conv_grad: str = "auto"
-  bn_mask_padding: bool = True
-  bn_axis_name: Optional[str] = None
-  num_context: int = 1
-  context_width: int = 512
-  context_layers: int = 2
-  context_padding: str = "valid"
-  mlp_sizes: Sequence[int] = (512, 512)
-  mlp_dropout: float = 0.1
-  embed_dim: int = 256
-  pe_positions: str = "linspace"
-  pe_ref_length: int = 32
-  pe_official_cos: bool = False
-  pe_dropout: float = 0.1
-  num_layers: int = 2
-  num_heads: int = 8
-  ffn_dim: int = 1024
-  transformer_dropout: float = 0.1
-  norm_first: bool = False
-  attention_axis: str = "time"
-  eval_normalize: bool = True
-  output_dim: int = 128
-  l2_normalize: bool = True
-  dtype: Any = jnp.float32
+  trunk: str
+  resnet_depth: int
+  cut: str
+  backbone_mode: str
+  trunk_chunk: int
+  trunk_remat: bool
+  conv_grad: str
+  bn_mask_padding: bool
+  bn_axis_name: Optional[str]
+  num_context: int
+  context_width: int
+  context_layers: int
+  context_padding: str
+  mlp_sizes: Sequence[int]
+  mlp_dropout: float
+  embed_dim: int
+  pe_positions: str
+  pe_ref_length: int
+  pe_official_cos: bool
+  pe_dropout: float
+  num_layers: int
+  num_heads: int
+  ffn_dim: int
+  transformer_dropout: float
+  norm_first: bool
+  attention_axis: str
+  eval_normalize: bool
+  output_dim: int
+  l2_normalize: bool
+  dtype: Any
 
   def _trunk(self, frames: jax.Array, mask: jax.Array, bn_train: bool,
              mean_std: bool = True) -> jax.Array:
     """``[N, H, W, 3]`` + ``[N]`` -> trunk features ``[N, h, w, C]``, optionally chunked.
 
     ``mean_std=False``: the input is only scaled to [0, 1] (no ImageNet mean/std)."""
-    trunk = resnet.ResNet(depth=self.resnet_depth, cut=self.cut, dtype=self.dtype,
-                          bn_axis_name=self.bn_axis_name, conv_grad=self.conv_grad,
-                          input_mean_std=mean_std, name="backbone")
+    trunk = trunks.module(self.trunk).build(self, mean_std)
 
     def body(mdl, carry, xs):
       x, m = xs
@@ -428,6 +412,10 @@ def context_mask(mask: jax.Array, num_context: int) -> jax.Array:
   return jnp.all(mask.reshape(b, t // num_context, num_context), axis=-1)
 
 
+# Model-config fields that are not module fields: read when the variables are made.
+_WEIGHT_FIELDS = ("backbone_weights", "require_backbone_weights")
+
+
 def build_encoder(config: ml_collections.ConfigDict) -> LACEncoder:
   """``LACEncoder`` from a model config (``default_config()`` fields), with checks."""
   known = set(default_config().keys())
@@ -435,46 +423,22 @@ def build_encoder(config: ml_collections.ConfigDict) -> LACEncoder:
   if unknown:
     raise ValueError(f"Unknown config.model fields {unknown}; expected a subset of {sorted(known)}")
   c = ml_collections.ConfigDict({**default_config().to_dict(), **config.to_dict()})
-  if c.attention_axis not in ATTENTION_AXES:
-    raise ValueError(f"config.model.attention_axis must be one of {ATTENTION_AXES}, "
-                     f"got {c.attention_axis!r}")
-  if c.backbone_mode not in BACKBONE_MODES:
-    raise ValueError(f"config.model.backbone_mode must be one of {BACKBONE_MODES}, "
-                     f"got {c.backbone_mode!r}")
-  resnet.parse_cut(c.resnet_depth, c.cut)  # Raises on a bad depth/cut pair.
-  if c.cut in ("pooled", "logits"):
-    raise ValueError(f"config.model.cut={c.cut!r} gives no spatial map for the Conv3D block; "
-                     "use conv4c, layer3 or layer4")
-  if c.context_padding not in ("valid", "same"):
-    raise ValueError(f"config.model.context_padding must be 'valid' or 'same', "
-                     f"got {c.context_padding!r}")
-  if c.conv_grad not in conv_lib.GRAD_IMPLS:
-    raise ValueError(f"config.model.conv_grad must be one of {conv_lib.GRAD_IMPLS}, "
-                     f"got {c.conv_grad!r}")
-  if c.dtype not in DTYPES:
-    raise ValueError(f"config.model.dtype must be one of {sorted(DTYPES)}, got {c.dtype!r}")
-  if c.pe_positions not in PE_POSITIONS:
-    raise ValueError(f"config.model.pe_positions must be one of {PE_POSITIONS}, "
-                     f"got {c.pe_positions!r}")
+  choices = {"backbone_mode": BACKBONE_MODES, "attention_axis": ATTENTION_AXES,
+             "context_padding": ("valid", "same"), "conv_grad": conv_lib.GRAD_IMPLS,
+             "dtype": tuple(DTYPES), "pe_positions": PE_POSITIONS}
+  for name, allowed in choices.items():
+    if c[name] not in allowed:
+      raise ValueError(f"config.model.{name} must be one of {tuple(allowed)}, got {c[name]!r}")
+  trunks.module(c.trunk).check_config(c)
   if c.num_context < 1 or c.trunk_chunk < 0:
     raise ValueError(f"config.model.num_context must be >= 1 and trunk_chunk >= 0, got "
                      f"{c.num_context} and {c.trunk_chunk}")
   if c.embed_dim % c.num_heads or c.embed_dim % 2:
     raise ValueError(f"config.model.embed_dim={c.embed_dim} must be even and divide by "
                      f"num_heads={c.num_heads}")
-  return LACEncoder(
-      resnet_depth=c.resnet_depth, cut=c.cut, backbone_mode=c.backbone_mode,
-      trunk_chunk=c.trunk_chunk, trunk_remat=c.trunk_remat, conv_grad=c.conv_grad,
-      bn_mask_padding=c.bn_mask_padding,
-      bn_axis_name=c.bn_axis_name, num_context=c.num_context, context_width=c.context_width,
-      context_layers=c.context_layers, context_padding=c.context_padding,
-      mlp_sizes=tuple(c.mlp_sizes), mlp_dropout=c.mlp_dropout,
-      embed_dim=c.embed_dim, pe_positions=c.pe_positions, pe_ref_length=c.pe_ref_length,
-      pe_official_cos=c.pe_official_cos, pe_dropout=c.pe_dropout, num_layers=c.num_layers,
-      num_heads=c.num_heads, ffn_dim=c.ffn_dim, transformer_dropout=c.transformer_dropout,
-      norm_first=c.norm_first, attention_axis=c.attention_axis,
-      eval_normalize=c.eval_normalize, output_dim=c.output_dim, l2_normalize=c.l2_normalize,
-      dtype=DTYPES[c.dtype])
+  kwargs = {k: v for k, v in c.items() if k not in _WEIGHT_FIELDS}
+  kwargs.update(mlp_sizes=tuple(c.mlp_sizes), dtype=DTYPES[c.dtype])
+  return LACEncoder(**kwargs)
 
 
 def jit_init(module: nn.Module, rng: jax.Array, *args: Any, **kwargs: Any) -> Dict[str, Any]:
@@ -499,50 +463,20 @@ def init_variables(model: LACEncoder, rng: jax.Array, frames_shape: Sequence[int
   frames = jnp.zeros(tuple(frames_shape), jnp.uint8)
   mask = jnp.ones(tuple(frames_shape[:2]), bool)
   variables = jit_init(model, rng, frames, mask, train=False)
+  what = trunks.module(model.trunk).describe(model)
   if backbone_weights == RANDOM_WEIGHTS:
-    logging.info("The ResNet-%d trunk starts from random weights (backbone_weights=%r).",
-                 model.resnet_depth, RANDOM_WEIGHTS)
+    logging.info("The %s trunk starts from random weights (backbone_weights=%r).", what,
+                 RANDOM_WEIGHTS)
   elif backbone_weights:
-    return load_backbone_weights(variables, backbone_weights, depth=model.resnet_depth)
+    return load_backbone_weights(variables, backbone_weights, model)
   else:
-    logging.warning("config.model.backbone_weights is unset: the ResNet-%d trunk starts from "
-                    "random initialisation (no ImageNet weights).", model.resnet_depth)
+    logging.warning("config.model.backbone_weights is unset: the %s trunk starts from random "
+                    "initialisation (no ImageNet weights).", what)
   return variables
 
 
-def load_backbone_weights(variables: Mapping[str, Any], path: str, depth: Optional[int] = None,
-                          prefix: str = "backbone") -> Dict[str, Any]:
-  """Returns ``variables`` with the trunk (``params/backbone``, ``batch_stats/backbone``) from
-  ``path``: a file written by ``python -m lac_jax.models.convert`` or a torchvision checkpoint.
-
-  Layers of the file beyond the model's cut are ignored. ``depth`` (the model's ResNet depth),
-  when given, must match the file's. Raises ``CheckpointError`` naming the file and key on a
-  depth mismatch, a missing entry or a shape mismatch.
-  """
-  flat = convert.load_flax_resnet_weights(path, depth)
-  variables = dict(flax.core.unfreeze(variables))
-  depth = int(flat[convert.META_DEPTH]) if convert.META_DEPTH in flat else None
-  what = f"ResNet-{depth}" if depth else "ResNet"
-  used = 0
-  for collection in ("params", "batch_stats"):
-    if prefix not in variables.get(collection, {}):
-      raise ValueError(f"variables have no {collection}/{prefix} subtree to load {path} into")
-    sub = convert.flatten_variables(variables[collection][prefix], f"{collection}/")
-    new = {}
-    for key, old in sub.items():
-      if key not in flat:
-        raise convert.CheckpointError(
-            f"{path} ({what}) has no entry {key!r} needed by the model's trunk (wrong depth?)")
-      value = np.asarray(flat[key])
-      if value.shape != tuple(old.shape):
-        raise convert.CheckpointError(
-            f"{path} ({what}): {key!r} has shape {value.shape}, the model expects "
-            f"{tuple(old.shape)} (wrong depth?)")
-      new[key[len(collection) + 1:]] = jnp.asarray(value, old.dtype)
-      used += 1
-    variables[collection] = dict(variables[collection])
-    variables[collection][prefix] = convert.unflatten_variables(new)
-  n_file = sum(1 for k in flat if not k.startswith("meta/"))
-  logging.info("Loaded %d backbone arrays from %s (%s); %d arrays beyond the cut unused.",
-               used, path, what, n_file - used)
-  return variables
+def load_backbone_weights(variables: Mapping[str, Any], path: str,
+                          model: LACEncoder) -> Dict[str, Any]:
+  """``variables`` with the trunk's pretrained weights from ``path`` (the trunk module's
+  ``load_weights``; for ResNets a converted ``.npz`` or a torchvision checkpoint)."""
+  return trunks.module(model.trunk).load_weights(variables, path, model)

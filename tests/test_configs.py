@@ -1,0 +1,49 @@
+"""Tests for configs/: the shared presets, the argument parser, and that every config checks."""
+
+import pytest
+
+from configs import common
+from configs import penn_action
+from configs import pouring
+from configs import synthetic
+from lac_jax import train
+
+
+def test_parse_arg_by_position_and_key():
+  assert common.parse_arg(None, preset="paper").to_dict() == {"preset": "paper"}
+  args = common.parse_arg("tennis_serve,official_code", action="x", preset="paper")
+  assert (args.action, args.preset) == ("tennis_serve", "official_code")
+  args = common.parse_arg("preset=official_code,steps=5,fast=true", preset="paper", steps=1,
+                          fast=False)
+  assert (args.preset, args.steps, args.fast) == ("official_code", 5, True)
+  with pytest.raises(ValueError, match="unknown key 'seed'"):
+    common.parse_arg("seed=3", preset="paper")
+  with pytest.raises(ValueError, match="steps='many' is not a int"):
+    common.parse_arg("steps=many", steps=1)
+  with pytest.raises(ValueError, match="no key="):
+    common.parse_arg("a,b", preset="paper")
+
+
+@pytest.mark.parametrize("get_config, arg", [
+    (pouring.get_config, None), (pouring.get_config, "official_code"),
+    (penn_action.get_config, "golf_swing"), (penn_action.get_config, "squat,official_code"),
+    (synthetic.get_config, None), (synthetic.get_config, "preset=official_code")])
+def test_every_config_checks(get_config, arg):
+  config = get_config(arg)
+  train.check_config(config)
+  official = arg is not None and "official_code" in arg
+  assert (config.model.attention_axis == "batch") == official
+  assert (config.loss.sw_similarity == "inverse_squared_distance") == official
+
+
+def test_paper_configs_differ_from_the_defaults_only_where_the_paper_does():
+  base, paper = train.base_config().to_dict(), common.paper().to_dict()
+  changed = {(s, k) for s in base if isinstance(base[s], dict)
+             for k in base[s] if base[s][k] != paper[s][k]}
+  assert changed == {("model", "require_backbone_weights"), ("data", "image_size")}
+  assert pouring.get_config().data.dataset == "pouring"
+  assert penn_action.get_config("squat").data.action == "squat"
+  with pytest.raises(ValueError, match="unknown action 'yoga'"):
+    penn_action.get_config("yoga")
+  with pytest.raises(ValueError, match="preset: expected one of"):
+    pouring.get_config("fast")
