@@ -329,7 +329,7 @@ def train_step(state: TrainState, batch: Mapping[str, jax.Array], rng: jax.Array
   Args:
     state: the (per-device) train state.
     batch: ``frames`` uint8 ``[B, 2, T, S, S, 3]``, ``steps`` int ``[B, 2, T]``, ``mask`` bool
-      ``[B, 2, T]``.
+      ``[B, 2, T]``, optionally ``lengths`` int ``[B]`` (each video's frame count).
     rng: base key; the dropout key is ``fold_in(rng, state.step)``.
     loss: the loss (``losses.build(config.loss)``), called on the embeddings ``[B, 2, T', E]``.
     num_context: the model's frames per embedding step (each step takes its last frame's index,
@@ -362,7 +362,8 @@ def train_step(state: TrainState, batch: Mapping[str, jax.Array], rng: jax.Array
         frames.reshape((b * 2, t) + frames.shape[3:]), mask.reshape(b * 2, t), train=True,
         rngs={"dropout": rng}, mutable=["batch_stats"])
     z = z.reshape((b, 2) + z.shape[1:])
-    value, parts = loss(params.get(loss.params_key), z, steps, step_mask)
+    value, parts = loss(params.get(loss.params_key), z, steps, step_mask,
+                        lengths=batch.get("lengths"))
     return value, (parts, updates.get("batch_stats", state.batch_stats))
 
   (_, (parts, batch_stats)), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.params)
@@ -412,7 +413,7 @@ def make_parallel_train_step(loss: losses.Loss, num_context: int = 1,
 def shard_batch(batch: Mapping[str, np.ndarray], num_devices: int) -> dict[str, np.ndarray]:
   """``[B, ...]`` -> ``[num_devices, B / num_devices, ...]`` for the model inputs."""
   out = {}
-  for key in ("frames", "steps", "mask"):
+  for key in ("frames", "steps", "mask", "lengths"):
     x = batch[key]
     if x.shape[0] % num_devices:
       raise ValueError(f"batch of {x.shape[0]} videos does not split over {num_devices} local "

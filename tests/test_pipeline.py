@@ -43,6 +43,8 @@ def test_batch_shapes_and_dtypes(videos):
   assert batch["frames"].shape == (4, 2, 20, 16, 16, 3) and batch["frames"].dtype == np.uint8
   assert batch["steps"].shape == (4, 2, 20) and batch["steps"].dtype == np.int32
   assert batch["mask"].shape == (4, 2, 20) and batch["mask"].dtype == bool
+  np.testing.assert_array_equal(batch["lengths"],
+                                [videos[i].num_frames for i in batch["video_index"]])
   assert batch["video_index"].shape == (4,) and batch["video_index"].dtype == np.int32
   lengths = np.array([videos[i].num_frames for i in batch["video_index"]])
   assert np.all(batch["steps"] < lengths[:, None, None])

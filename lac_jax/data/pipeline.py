@@ -2,7 +2,8 @@
 
 `train_iterator`: an infinite, resumable stream of this process's share of each global batch,
 ``frames`` uint8 ``[B, 2, T, S, S, 3]`` (two augmented views), ``steps`` int32 ``[B, 2, T]``,
-``mask`` bool ``[B, 2, T]``, ``video_index`` int32 ``[B]``. Batches follow per-epoch
+``mask`` bool ``[B, 2, T]``, ``lengths`` int32 ``[B]`` (frames of each video), ``video_index``
+int32 ``[B]``. Batches follow per-epoch
 permutations of the videos (running across epochs, or whole batches per epoch with
 ``drop_last``); every example's randomness comes from (seed, step, slot) only, so the stream is
 the same for any number of processes and workers, and ``start_step=s`` resumes exactly. Examples
@@ -173,6 +174,7 @@ class TrainIterator:
         "frames": np.empty((b, 2, t, s, s, 3), np.uint8),
         "steps": np.empty((b, 2, t), np.int32),
         "mask": np.empty((b, 2, t), bool),
+        "lengths": np.array([self._videos[i].num_frames for i in idx], np.int32),
         "video_index": idx.astype(np.int32),
     }
     return batch, [int(i) for i in idx]
@@ -255,7 +257,8 @@ def train_iterator(videos: Sequence[Video], config: ml_collections.ConfigDict, s
       ``jax.process_index()`` and ``jax.process_count()``).
   Returns:
     A `TrainIterator` yielding ``frames uint8 [B, 2, T, S, S, 3]``, ``steps int32 [B, 2, T]``,
-    ``mask bool [B, 2, T]``, ``video_index int32 [B]`` with B = batch_size // process_count.
+    ``mask bool [B, 2, T]``, ``lengths int32 [B]``, ``video_index int32 [B]`` with
+    B = batch_size // process_count.
   """
   return TrainIterator(videos, config, seed, start_step, process_index, process_count)
 

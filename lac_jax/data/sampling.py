@@ -15,6 +15,8 @@ import math
 import ml_collections
 import numpy as np
 
+VIEWS = ("independent", "tcn_positives")
+
 
 def default_config() -> ml_collections.ConfigDict:
   """Switches of the temporal sampler."""
@@ -24,6 +26,10 @@ def default_config() -> ml_collections.ConfigDict:
   c.temporal_crop = False  # True: random window per view (the offset CARL meant to apply)
   c.crop_min_fraction = 0.6  # temporal_crop: window length W = ceil(U(this, 1) * L)
   c.consistent_offset = 0.2  # temporal_crop: ~min overlap of the two windows (CARL: 0.2)
+  # 'independent': two independent views | 'tcn_positives': view 2 is view 1 with every step
+  # moved U{1..positive_window} frames back (TCN's anchor / positive pairs, the TCC code's tcn)
+  c.views = "independent"
+  c.positive_window = 5  # 'tcn_positives' (TCC code: 5)
   return c
 
 
@@ -39,6 +45,10 @@ def check_config(config: ml_collections.ConfigDict) -> None:
   if not 0 <= config.consistent_offset <= 1:
     raise ValueError(f"sampling.consistent_offset: need in [0, 1], got "
                      f"{config.consistent_offset}")
+  if config.get("views", "independent") not in VIEWS:
+    raise ValueError(f"sampling.views: expected one of {VIEWS}, got {config.views!r}")
+  if config.get("positive_window", 1) < 1:
+    raise ValueError(f"sampling.positive_window: need >= 1, got {config.positive_window}")
 
 
 def sample_view(length: int, num_frames: int, sampling_region: float,
@@ -83,6 +93,11 @@ def sample_two_views(length: int, config: ml_collections.ConfigDict,
   check_config(config)
   f, region = int(config.num_frames), float(config.sampling_region)
   starts, widths = crop_windows(length, config, rng)
+  if config.get("views", "independent") == "tcn_positives":
+    steps, mask = sample_view(length, f, region, rng, starts[0], widths[0])
+    back = rng.integers(1, int(config.positive_window) + 1, size=f)
+    positives = np.maximum(steps - back, 0).astype(np.int32)
+    return np.stack([steps, positives]), np.stack([mask, mask])
   views = [sample_view(length, f, region, rng, starts[v], widths[v]) for v in range(2)]
   return np.stack([v[0] for v in views]), np.stack([v[1] for v in views])
 

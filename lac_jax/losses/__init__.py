@@ -14,12 +14,19 @@ from __future__ import annotations
 
 import importlib
 from types import ModuleType
-from typing import Any, Mapping, Optional
+from typing import Mapping, Optional
 
 import jax
 import ml_collections
 
-MODULES = {"lac": "lac_jax.losses.lac"}
+MODULES = {
+    "lac": "lac_jax.losses.lac",  # the paper's loss
+    "scl": "lac_jax.losses.scl",  # CARL's sequence contrastive loss
+    "tcc": "lac_jax.losses.tcc",  # temporal cycle-consistency
+    "tcn": "lac_jax.losses.tcn",  # time-contrastive networks (n-pairs)
+    "lav": "lac_jax.losses.lav",  # soft-DTW + contrastive IDM
+    "gta": "lac_jax.losses.gta",  # smoothed DTW + global cycle consistency
+}
 Array = jax.Array
 
 
@@ -45,13 +52,15 @@ class Loss:
     return {}
 
   def __call__(self, params: Optional[Mapping[str, Array]], z: Array, steps: Array,
-               mask: Optional[Array] = None) -> tuple[Array, dict[str, Array]]:
+               mask: Optional[Array] = None,
+               lengths: Optional[Array] = None) -> tuple[Array, dict[str, Array]]:
     """``(loss [], parts)`` for a batch of two-view embeddings.
 
     Args:
       params: the loss's parameters (``state.params[params_key]``), or None.
       z: ``[B, 2, T, E]`` embeddings of both views. steps: int ``[B, 2, T]`` frame indices.
       mask: bool ``[B, 2, T]``, False = padded frame.
+      lengths: int ``[B]``, each video's number of frames (for normalised times), or None.
     Returns:
       The loss averaged over videos and a dict of scalar parts, ``'loss'`` included.
     """
@@ -90,8 +99,3 @@ def build(config: ml_collections.ConfigDict) -> Loss:
   """The `Loss` that ``config`` (``config.loss``) describes."""
   check_config(config)
   return module(config.get("name", "lac")).build(config)
-
-
-def tree_mean(tree: Any) -> dict[str, Array]:
-  """Per-leaf means of a flat dict of arrays (log scalars)."""
-  return {k: jax.numpy.mean(v) for k, v in tree.items()}

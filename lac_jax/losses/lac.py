@@ -37,13 +37,11 @@ import numpy as np
 
 from lac_jax import alignment
 from lac_jax import losses
+from lac_jax.losses import masks
 
 Array = jax.Array
 Parts = dict[str, Array]
 
-# Finite stand-in for -inf in masked softmaxes: exp underflows to exactly 0, and 0 * NEG = 0,
-# so no inf - inf or 0 * inf NaN appears in values or gradients.
-_NEG = -1e30
 
 NAME = "lac"
 PRESETS = ("paper", "official_code")
@@ -221,56 +219,6 @@ def gap_penalty_values(params: Mapping[str, Array], positive: bool) -> dict[str,
 
 
 # ---------------------------------------------------------------------------------------------
-# Helpers.
-# ---------------------------------------------------------------------------------------------
-
-def _masked_log_softmax(x: Array, col_valid: Optional[Array]) -> Array:
-  """Row log-softmax of ``x [..., T1, T2]`` over the valid columns (``col_valid [..., T2]``)."""
-  if col_valid is not None:
-    x = jnp.where(col_valid[..., None, :], x, _NEG)
-  return jax.nn.log_softmax(x, axis=-1)
-
-
-def _count(mask: Optional[Array], t: int, dtype) -> Array:
-  return jnp.asarray(t, dtype) if mask is None else mask.sum(-1).astype(dtype)
-
-
-def _row_average(per_row: Array, row_mask: Optional[Array], divisor: Array) -> Array:
-  """``sum_i per_row[..., i] (over valid rows) / divisor``; divisor clipped to >= 1."""
-  if row_mask is not None:
-    per_row = jnp.where(row_mask, per_row, 0.0)
-  return per_row.sum(-1) / jnp.maximum(divisor, 1.0)
-
-
-def _valid_length(mask: Array) -> Array:
-  """Index of the last valid frame + 1 (clipped to >= 1): ``[..., T] -> int32 [...]``."""
-  t = mask.shape[-1]
-  last = jnp.max(jnp.where(mask, jnp.arange(1, t + 1, dtype=jnp.int32), 0), axis=-1)
-  return jnp.maximum(last, 1)
-
-
-def _check_mask(mask, name: str, shape: tuple) -> Optional[Array]:
-  """Validates a bool mask of ``shape``; checks the prefix assumption when it is concrete."""
-  if mask is None:
-    return None
-  if not isinstance(mask, jax.core.Tracer):
-    m = np.asarray(mask)
-    if m.shape != shape:
-      raise ValueError(f"lac_loss: {name} must have shape {shape}, got {m.shape}")
-    if m.dtype != np.bool_:
-      raise ValueError(f"lac_loss: {name} must be bool (False = padded frame), got {m.dtype}")
-    if np.any(m[..., 1:] & ~m[..., :-1]):
-      raise ValueError(f"lac_loss: {name} must be a prefix of valid frames followed by padding "
-                       "(the SW lengths assume it), got a padded frame before a valid one")
-    if not np.all(m.any(-1)):
-      raise ValueError(f"lac_loss: {name} has a view with no valid frame")
-    return jnp.asarray(m)
-  if mask.shape != shape or mask.dtype != jnp.bool_:
-    raise ValueError(f"lac_loss: {name} must be bool {shape}, got {mask.dtype} {mask.shape}")
-  return mask
-
-
-# ---------------------------------------------------------------------------------------------
 # The terms. Shapes: any leading batch dims [...]; masks bool [..., T] (None = all valid).
 # These functions honour the masks they get; `lac_loss` passes None when the config ignores them.
 # ---------------------------------------------------------------------------------------------
@@ -295,10 +243,11 @@ def gaussian_prior(steps1: Array, steps2: Array, var: float, mask2: Optional[Arr
   ``safe_div`` returns a zero row where every G underflows; that needs steps >~ 40 sigma apart).
   Entries in padded columns are exactly 0.
   """
-  return jnp.exp(_masked_log_softmax(prior_logits(steps1, steps2, var, dtype), mask2))
+  return jnp.exp(masks.masked_log_softmax(prior_logits(steps1, steps2, var, dtype), mask2))
 
 
-def _l2_normalize(z: Array, eps: float) -> Array:
+def l2_normalize(z: Array, eps: float) -> Array:
+  """``z / max(|z|, eps)`` along the last axis, with a finite gradient at ``z = 0``."""
   # sqrt(max(|z|^2, eps^2)): finite value and gradient at z = 0.
   sq = jnp.sum(jnp.square(z), -1, keepdims=True)
   return z / jnp.sqrt(jnp.maximum(sq, eps * eps))
@@ -312,7 +261,7 @@ def contrastive_similarity(z1: Array, z2: Array, kind: str = "cosine",
   ``'dot'`` (raw dot product, the official code).
   """
   if kind == "cosine":
-    z1, z2 = _l2_normalize(z1, eps), _l2_normalize(z2, eps)
+    z1, z2 = l2_normalize(z1, eps), l2_normalize(z2, eps)
   elif kind != "dot":
     raise ValueError(f"loss.lc_similarity: expected 'cosine' or 'dot', got {kind!r}")
   return jnp.einsum("...ie,...je->...ij", z1, z2)
@@ -321,14 +270,14 @@ def contrastive_similarity(z1: Array, z2: Array, kind: str = "cosine",
 def _lc_direction(logits: Array, y_logits: Array, row_mask, col_mask, divisor, divergence: str,
                   log_eps: float) -> Array:
   """One direction of Eq. 7: divergence of Y (rows) against softmax_j(logits)."""
-  logp = _masked_log_softmax(logits, col_mask)
-  y = jnp.exp(_masked_log_softmax(y_logits, col_mask))
+  logp = masks.masked_log_softmax(logits, col_mask)
+  y = jnp.exp(masks.masked_log_softmax(y_logits, col_mask))
   if log_eps > 0:
     logp = jnp.log(jnp.exp(logp) + log_eps)
   per_row = -jnp.sum(y * logp, -1)
   if divergence == "kl":
     per_row = per_row + jnp.sum(jax.scipy.special.xlogy(y, y), -1)
-  return _row_average(per_row, row_mask, divisor)
+  return masks.row_average(per_row, row_mask, divisor)
 
 
 def contrastive_loss(z1: Array, z2: Array, steps1: Array, steps2: Array, *, tau: float,
@@ -345,7 +294,7 @@ def contrastive_loss(z1: Array, z2: Array, steps1: Array, steps2: Array, *, tau:
   """
   t1, t2 = z1.shape[-2], z2.shape[-2]
   dtype = z1.dtype
-  n1, n2 = _count(mask1, t1, dtype), _count(mask2, t2, dtype)
+  n1, n2 = masks.count(mask1, t1, dtype), masks.count(mask2, t2, dtype)
   logits = contrastive_similarity(z1, z2, similarity, normalize_eps) / tau
   y_logits = prior_logits(steps1, steps2, var, dtype)
   both = n1 * n2 if normalization == "T2" else None
@@ -439,8 +388,8 @@ def local_alignment_loss(d12: Array, d21: Array, y: Array, *, tau: float,
   """
   if stop_gradient:
     d12, d21 = jax.lax.stop_gradient(d12), jax.lax.stop_gradient(d21)
-  p12 = jnp.exp(_masked_log_softmax(d12 / tau, mask2))  # 0 in padded columns
-  p21 = jnp.exp(_masked_log_softmax(d21 / tau, mask1))
+  p12 = jnp.exp(masks.masked_log_softmax(d12 / tau, mask2))  # 0 in padded columns
+  p21 = jnp.exp(masks.masked_log_softmax(d21 / tau, mask1))
   p21_t = jnp.swapaxes(p21, -1, -2)  # [..., T1, T2]
   if product == "elementwise":
     logits = p12 * p21_t
@@ -448,8 +397,8 @@ def local_alignment_loss(d12: Array, d21: Array, y: Array, *, tau: float,
     if d12.shape[-1] != d12.shape[-2]:
       raise ValueError(f"loss.ll_product='matmul' needs T1 == T2, got D12 {d12.shape}")
     logits = p12 @ p21_t
-  per_row = -jnp.sum(y * _masked_log_softmax(logits, mask2), -1)
-  return _row_average(per_row, mask1, _count(mask1, d12.shape[-2], d12.dtype))
+  per_row = -jnp.sum(y * masks.masked_log_softmax(logits, mask2), -1)
+  return masks.row_average(per_row, mask1, masks.count(mask1, d12.shape[-2], d12.dtype))
 
 
 # ---------------------------------------------------------------------------------------------
@@ -516,16 +465,16 @@ def lac_loss(z1: Array, z2: Array, steps1: Array, steps2: Array, *, gap_open, ga
     raise ValueError(f"loss.ll_product='matmul' needs T1 == T2, got {t1} and {t2} frames")
   m1 = m2 = None  # Ignored masks are not even checked (the official code never reads them).
   if honour_masks:
-    m1 = _check_mask(mask1, "mask1", lead + (t1,))
-    m2 = _check_mask(mask2, "mask2", lead + (t2,))
+    m1 = masks.check_mask(mask1, "mask1", lead + (t1,))
+    m2 = masks.check_mask(mask2, "mask2", lead + (t2,))
 
   l_c, parts = contrastive_loss(
       z1, z2, steps1, steps2, tau=tau, var=var, similarity=lc_similarity,
       normalize_eps=normalize_eps, normalization=lc_normalization, directions=lc_directions,
       divergence=lc_divergence, log_eps=lc_log_eps, mask1=m1, mask2=m2)
   sim = alignment_similarity(z1, z2, sw_similarity, sw_eps)
-  len1 = None if m1 is None else _valid_length(m1)
-  len2 = None if m2 is None else _valid_length(m2)
+  len1 = None if m1 is None else masks.valid_length(m1)
+  len2 = None if m2 is None else masks.valid_length(m2)
   sw12, sw21, d12, d21 = alignment_scores(sim, go, ge, gamma=gamma, include_zero=include_zero,
                                           backward=sw_backward, length1=len1, length2=len2)
   y = gaussian_prior(steps1, steps2, var, m2, dtype)
@@ -573,7 +522,8 @@ class LAC(losses.Loss):
     return lac_loss(z[:, 0], z[:, 1], steps[:, 0], steps[:, 1], **self.penalties(params),
                     mask1=view(mask, 0), mask2=view(mask, 1), **self.kwargs)
 
-  def __call__(self, params, z, steps, mask=None):
+  def __call__(self, params, z, steps, mask=None, lengths=None):
+    del lengths  # LAC's prior works in raw frame units.
     _, parts = self.per_video(params, z, steps, mask)
     parts = {k: jnp.mean(v) for k, v in parts.items()}
     return parts["loss"], parts

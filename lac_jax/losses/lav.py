@@ -1,0 +1,136 @@
+"""LAV, learning by aligning videos (Haresh et al. 2021; LAV-CVPR21 ``train.py``, ``losses.py``,
+``soft_dtw.py``): soft-DTW alignment of two different videos plus the contrastive inverse
+difference moment (C-IDM) regulariser of each.
+
+For a pair (X, Y) of ``[T, E]`` sequences: ``Delta = sdtw_gamma(D_xy)`` with ``D_xy = |x_i -
+y_j|^2`` (`lac_jax.alignment.soft_dtw`), or with ``normalize`` the divergence ``sdtw(D_xy) -
+(sdtw(D_xx) + sdtw(D_yy)) / 2``; ``I(X) = sum_ij [near: d_ij ; far: (1 + (t_i - t_j)^2)
+max(0, margin - d_ij)]`` with ``d_ij = |x_i - x_j|^2``, ``t = step / video length`` and near
+meaning ``|step_i - step_j| <= sigma`` frames; loss ``(Delta + alpha (I(X) + I(Y))) / T``,
+averaged over pairs. Pairs: the first half of the ``2B`` sequences (order video, view) against
+the second, as the official LAC code, which pairs different videos whenever a device holds
+>= 2 videos (LAV pairs two different videos).
+
+The official LAC code's preset (baselines.md §4): the divergence (``normalize``), masks ignored,
+and the IDM reading the time indices of other sequences (``idm_index_bug``).
+"""
+
+from __future__ import annotations
+
+from typing import Any, Mapping, Optional
+
+import jax
+import jax.numpy as jnp
+import ml_collections
+import numpy as np
+
+from lac_jax import alignment
+from lac_jax import losses
+from lac_jax.losses import masks
+
+NAME = "lav"
+PRESETS = ("paper", "official_code")
+Array = jax.Array
+
+
+def default_config(preset: str = "paper") -> ml_collections.ConfigDict:
+  """LAV's fields: LAV-CVPR21's values; 'official_code': the official LAC code's LAV."""
+  if preset not in PRESETS:
+    raise ValueError(f"loss preset: expected one of {PRESETS}, got {preset!r}")
+  c = ml_collections.ConfigDict()
+  c.name = NAME
+  c.gamma = 0.1  # soft-DTW smoothing (LAV 0.1)
+  c.normalize = False  # True: soft-DTW divergence (official LAC) | False: plain (LAV default)
+  c.alpha = 0.5  # weight of the C-IDM terms (LAV 0.5)
+  c.sigma = 10.0  # C-IDM neighbourhood, frames (LAV 10)
+  c.margin = 2.0  # C-IDM margin (LAV 2)
+  c.idm_index_bug = False  # True: the official LAC code's IDM time indices of other sequences
+  c.honour_masks = True  # False: padded frames count (official LAC)
+  if preset == "official_code":
+    c.normalize = True
+    c.idm_index_bug = True
+    c.honour_masks = False
+  return c
+
+
+def check_config(cfg: ml_collections.ConfigDict) -> None:
+  for name in ("gamma", "sigma"):
+    if not (np.isfinite(cfg[name]) and cfg[name] > 0):
+      raise ValueError(f"loss.{name}: need a finite value > 0, got {cfg[name]!r}")
+  for name in ("alpha", "margin"):
+    if not (np.isfinite(cfg[name]) and cfg[name] >= 0):
+      raise ValueError(f"loss.{name}: need a finite value >= 0, got {cfg[name]!r}")
+
+
+def sq_distances(x: Array, y: Array) -> Array:
+  """``[..., T1, E], [..., T2, E] -> [..., T1, T2]`` squared Euclidean distances."""
+  return jnp.sum(jnp.square(x[..., :, None, :] - y[..., None, :, :]), -1)
+
+
+def contrastive_idm(x: Array, steps: Array, length: Array, *, sigma: float, margin: float,
+                    mask: Optional[Array] = None) -> Array:
+  """C-IDM of sequences ``[..., T, E]`` with raw frame indices ``[..., T]`` of videos of
+  ``length [...]`` frames: ``[...]``."""
+  d = sq_distances(x, x)
+  s = steps.astype(x.dtype)
+  gap = jnp.abs(s[..., :, None] - s[..., None, :])
+  t_gap = gap / length[..., None, None]
+  far = (1.0 + jnp.square(t_gap)) * jnp.maximum(margin - d, 0.0)
+  terms = jnp.where(gap <= sigma, d, far)
+  if mask is not None:
+    terms = jnp.where(mask[..., :, None] & mask[..., None, :], terms, 0.0)
+  return jnp.sum(terms, (-2, -1))
+
+
+def soft_dtw_cost(x: Array, y: Array, gamma: float, normalize: bool,
+                  len_x: Optional[Array] = None, len_y: Optional[Array] = None) -> Array:
+  """Soft-DTW of squared distances (or the divergence): ``[..., T, E]`` pairs -> ``[...]``."""
+  def sdtw(a, b, la, lb):
+    lengths = None if la is None else jnp.stack([la, lb], -1)
+    return alignment.soft_dtw(sq_distances(a, b), gamma, lengths=lengths)
+  value = sdtw(x, y, len_x, len_y)
+  if normalize:
+    value = value - 0.5 * (sdtw(x, x, len_x, len_x) + sdtw(y, y, len_y, len_y))
+  return value
+
+
+class LAV(losses.Loss):
+  progress_parts = ("loss", "alignment", "idm")
+
+  def __init__(self, cfg: ml_collections.ConfigDict):
+    check_config(cfg)
+    self.cfg = cfg.copy_and_resolve_references()
+
+  def __call__(self, params: Optional[Mapping[str, Any]], z: Array, steps: Array,
+               mask: Optional[Array] = None, lengths: Optional[Array] = None):
+    del params
+    c = self.cfg
+    if lengths is None:
+      raise ValueError("loss 'lav': the C-IDM needs the videos' lengths (the batch's 'lengths')")
+    z = jnp.asarray(z)
+    b, _, t, e = z.shape
+    seqs = z.reshape(2 * b, t, e).astype(jnp.result_type(z, jnp.float32))
+    s = jnp.asarray(steps).reshape(2 * b, t)
+    video_len = jnp.repeat(jnp.asarray(lengths, seqs.dtype), 2)
+    valid = None
+    if c.honour_masks and mask is not None:
+      valid = jnp.asarray(mask, bool).reshape(2 * b, t)
+    first, second = np.arange(b), np.arange(b, 2 * b)
+    # The official code's IDM reads view 1 / view 2 of videos 0..B-1 for both halves.
+    idm_first, idm_second = (2 * first, 2 * first + 1) if c.idm_index_bug else (first, second)
+    lens = None if valid is None else masks.valid_length(valid)
+    delta = soft_dtw_cost(seqs[first], seqs[second], c.gamma, c.normalize,
+                          None if lens is None else lens[first],
+                          None if lens is None else lens[second])
+    idm = lambda seq, idx: contrastive_idm(
+        seqs[seq], s[idx], video_len[idx], sigma=c.sigma, margin=c.margin,
+        mask=None if valid is None else valid[seq])
+    idm_sum = idm(first, idm_first) + idm(second, idm_second)
+    per_pair = (delta + c.alpha * idm_sum) / t
+    loss = jnp.mean(per_pair)
+    return loss, {"loss": loss, "alignment": jnp.mean(delta) / t,
+                  "idm": c.alpha * jnp.mean(idm_sum) / t}
+
+
+def build(cfg: ml_collections.ConfigDict) -> LAV:
+  return LAV(cfg)
