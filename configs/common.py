@@ -11,29 +11,42 @@ alpha 0.01, beta 1, gap penalties with lr 0.1); the presets only set what differ
 
 import ml_collections
 
+from lac_jax import losses
 from lac_jax import train
-from lac_jax.losses import lac
 
 PRESETS = ("paper", "official_code")
 
 
-def parse_arg(arg, **defaults):
-  """``'key=value,key=value'`` (or bare values, in the order of ``defaults``) -> ConfigDict.
+def parse_arg(arg, choices=None, **defaults):
+  """``'key=value,key=value'`` (or bare values) -> ConfigDict of ``defaults`` updated.
 
-  Values take the type of their default (bools accept true/false/1/0). Unknown keys and
-  unparsable values are errors naming the config argument (big_vision's ``parse_arg``).
+  A bare value goes to the key whose ``choices`` hold it, else to the keys in the order of
+  ``defaults``. Values take the type of their default (bools accept true/false/1/0). Unknown
+  keys, values outside their choices and unparsable values are errors naming the config
+  argument (big_vision's ``parse_arg``).
   """
+  choices = choices or {}
   out = ml_collections.ConfigDict(defaults)
   keys = list(defaults)
-  for i, item in enumerate(a for a in (arg or "").split(",") if a):
+  free = [k for k in keys if k not in choices]
+  for item in (a for a in (arg or "").split(",") if a):
     key, sep, value = item.partition("=")
     if not sep:
-      if i >= len(keys):
-        raise ValueError(f"config argument {arg!r}: {item!r} has no key=, and only {keys} are "
-                         "accepted by position")
-      key, value = keys[i], item
+      value = item
+      owners = [k for k, allowed in choices.items() if value in allowed]
+      if owners:
+        key = owners[0]
+      elif free:
+        key = free.pop(0)
+      else:
+        known = "; ".join(f"{k}: {list(v)}" for k, v in choices.items())
+        raise ValueError(f"config argument {arg!r}: {item!r} has no key= and is no accepted "
+                         f"value" + (f" ({known})" if known else f" (keys: {keys})"))
     if key not in defaults:
       raise ValueError(f"config argument {arg!r}: unknown key {key!r}; expected {keys}")
+    if key in choices and value not in choices[key]:
+      raise ValueError(f"config argument {arg!r}: {key}={value!r} is not one of "
+                       f"{list(choices[key])}")
     default = defaults[key]
     try:
       if isinstance(default, bool):
@@ -57,30 +70,75 @@ def paper() -> ml_collections.ConfigDict:
   return config
 
 
+METHODS = ("lac", "scl", "tcc", "tcn", "lav", "gta")
+# The official LAC code's training settings per baseline (its config/<dataset>/<method>.json,
+# baselines.md §6): videos per step, frames per view, epochs, L2-normalised embeddings, and
+# whether its model is a conv embedder without a transformer (ResNet50_Conv / _Conv2).
+_METHOD_SETTINGS = {
+    "scl": dict(batch={"pouring": 16, "penn_action": 16}, frames=32, epochs=300, l2=True,
+                conv=False),
+    "tcc": dict(batch={"pouring": 4, "penn_action": 4}, frames=32, epochs=200, l2=False,
+                conv=True),
+    "tcn": dict(batch={"pouring": 16, "penn_action": 32}, frames=32, epochs=200, l2=False,
+                conv=True),
+    "lav": dict(batch={"pouring": 2, "penn_action": 4}, frames=32, epochs=200, l2=True,
+                conv=True),
+    "gta": dict(batch={"pouring": 2, "penn_action": 4}, frames=32, epochs=200, l2=True,
+                conv=True),
+}
+
+
+def apply_method(config: ml_collections.ConfigDict, method: str,
+                 dataset: str = "") -> ml_collections.ConfigDict:
+  """``config`` trained with ``method``'s loss (its own paper's and code's defaults) and, for
+  Pouring / PennAction, the official LAC code's training settings for it (batch, frames per
+  view, epochs, embedding normalisation; the conv embedders as our head without transformer
+  layers). Its context frames and backbones (BYOL / Inception) are not reproduced."""
+  if method not in METHODS:
+    raise ValueError(f"config argument method: expected one of {METHODS}, got {method!r}")
+  if method == "lac":
+    return config
+  config.loss = losses.default_config(method)
+  if dataset in ("pouring", "penn_action"):
+    s = _METHOD_SETTINGS[method]
+    config.data.batch_size = s["batch"][dataset]
+    config.data.sampling.num_frames = s["frames"]
+    config.train.num_epochs = s["epochs"]
+    config.model.l2_normalize = s["l2"]
+    if s["conv"]:
+      config.model.num_layers = 0
+      config.model.pe_positions = "none"
+  return config
+
+
 def official_code(config: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
   """Switches ``config`` (in place) to the official PyTorch code's pipeline
-  (official-lac-code.md), one documented field per departure from the paper:
+  (official-lac-code.md, baselines.md), one documented field per departure:
 
-  * loss: LAC's ``'official_code'`` preset (keeping the gap learning rate and decay);
-  * model: no L2 normalisation, the official positional-encoding cosine exponent, padded frames
-    counted in BatchNorm statistics, the transformer attending over the batch axis
-    (``attention_axis='batch'``), evaluation frames without ImageNet normalisation
-    (``eval_normalize=False``);
-  * data: the last partial batch of each epoch dropped (``drop_last``), the blur after each
+  * loss: the ``'official_code'`` preset of ``config.loss.name`` (for LAC keeping the gap
+    learning rate and decay);
+  * LAC's model: no L2 normalisation, the official positional-encoding cosine exponent, padded
+    frames counted in BatchNorm statistics, the transformer attending over the batch axis
+    (``attention_axis='batch'``);
+  * every method: evaluation frames without ImageNet normalisation (``eval_normalize=False``),
+    the last partial batch of each epoch dropped (``drop_last``), the blur after each
     colour-jitter op (``augment.blur_per_jitter_op``).
 
-  Not reproduced: the hand-written SW backward (wrong for gamma != 1: exact gradients are the
-  point of this project) and the official code's unstable arithmetic. Returns ``config``.
+  Not reproduced: LAC's hand-written SW backward (wrong for gamma != 1: exact gradients are the
+  point of this project), the official code's unstable arithmetic and its mixed-precision
+  baselines (gradients clipped before unscaling). Returns ``config``.
   """
-  loss = lac.default_config("official_code")
-  loss.gap_lr, loss.gap_weight_decay = config.loss.gap_lr, config.loss.gap_weight_decay
+  name = config.loss.name
+  loss = losses.default_config(name, "official_code")
+  if name == "lac":
+    loss.gap_lr, loss.gap_weight_decay = config.loss.gap_lr, config.loss.gap_weight_decay
+    m = config.model
+    m.l2_normalize = False
+    m.pe_official_cos = True
+    m.bn_mask_padding = False
+    m.attention_axis = "batch"
   config.loss = loss
-  m = config.model
-  m.l2_normalize = False
-  m.pe_official_cos = True
-  m.bn_mask_padding = False
-  m.attention_axis = "batch"
-  m.eval_normalize = False
+  config.model.eval_normalize = False
   config.data.drop_last = True
   config.data.augment.blur_per_jitter_op = True
   return config

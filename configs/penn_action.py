@@ -5,7 +5,8 @@ hyperparameters.
       --workdir=runs/penn_action/tennis_serve --config.data.data_dir=/data/penn_action \\
       --config.model.backbone_weights=/data/weights/resnet50_imagenet.npz
 
-The argument after ``:`` is the action (default ``baseball_pitch``), optionally followed by
+The argument after ``:`` is the action (default ``baseball_pitch``), optionally with a method
+of `common.METHODS` (``,tcc``: that baseline with the official LAC code's settings for it) and
 ``,official_code`` (the official code's pipeline, `common.official_code`).
 ``launch/penn_action_sweep.sh`` trains all 13 actions and averages their tables (the paper's
 PennAction row is the unweighted mean over the actions).
@@ -16,11 +17,10 @@ from lac_jax.data import penn_action
 
 
 def get_config(arg=None):
-  """``arg``: ``'<action>[,official_code]'`` or ``'action=<action>,preset=<preset>'``."""
-  args = common.parse_arg(arg, action="baseball_pitch", preset="paper")
-  if args.action not in penn_action.ACTIONS:
-    raise ValueError(f"configs/penn_action.py: unknown action {args.action!r}; expected one of "
-                     f"{list(penn_action.ACTIONS)}")
+  """``arg``: ``'<action>[,<method>][,official_code]'`` or ``'action=...,method=...,preset=...'``."""
+  args = common.parse_arg(arg, {"action": penn_action.ACTIONS, "method": common.METHODS,
+                                "preset": common.PRESETS},
+                          action="baseball_pitch", method="lac", preset="paper")
   config = common.paper()
   config.data.dataset = "penn_action"  # the CARL/LAC release
   config.data.action = args.action  # one action per run, as the paper
@@ -28,4 +28,5 @@ def get_config(arg=None):
   t.log_every_steps = 50  # progress line cadence
   t.checkpoint_every_steps = 500  # checkpoint cadence
   t.eval_every_steps = 2500  # periodic evaluation (the official code evaluates every epoch)
+  common.apply_method(config, args.method, "penn_action")
   return common.apply_preset(config, args.preset)

@@ -5,15 +5,19 @@
       --config.model.backbone_weights=/data/weights/resnet50_imagenet.npz
 
 ``--config=configs/pouring.py:official_code`` reproduces the official code's pipeline
-(`common.official_code`). Fields not set here keep the defaults of ``configs/common.py``.
+(`common.official_code`); ``:tcc`` (or scl, tcn, lav, gta) trains that baseline with the official
+LAC code's settings for it, ``:tcc,official_code`` its version of that baseline. Fields not set
+here keep the defaults of ``configs/common.py``.
 """
 
 from configs import common
 
 
 def get_config(arg=None):
-  """``arg``: ``'[preset=]paper'`` (default) or ``'official_code'``."""
-  args = common.parse_arg(arg, preset="paper")
+  """``arg``: ``'[method][,preset]'``: a method of `common.METHODS` (default lac) and a preset
+  (paper or official_code)."""
+  args = common.parse_arg(arg, {"method": common.METHODS, "preset": common.PRESETS},
+                          method="lac", preset="paper")
   config = common.paper()
   config.data.dataset = "pouring"  # TCC TFRecords or the CARL/LAC release
   t = config.train
@@ -21,4 +25,5 @@ def get_config(arg=None):
   t.log_every_steps = 35  # one line per epoch
   t.checkpoint_every_steps = 350  # every 10 epochs, as the official code
   t.eval_every_steps = 1750  # every 50 epochs (the official code evaluates every epoch)
+  common.apply_method(config, args.method, "pouring")
   return common.apply_preset(config, args.preset)

@@ -18,9 +18,10 @@ from lac_jax import train
 
 
 def get_config(arg=None):
-  """``arg``: ``'[preset=]paper'`` (default) or ``'official_code'`` (the official code's
-  pipeline, `common.official_code`)."""
-  args = common.parse_arg(arg, preset="paper")
+  """``arg``: ``'[method][,preset]'``: a method of `common.METHODS` (default lac: its loss, the
+  model and budget unchanged) and a preset (paper, or official_code: `common.official_code`)."""
+  args = common.parse_arg(arg, {"method": common.METHODS, "preset": common.PRESETS},
+                          method="lac", preset="paper")
   config = train.base_config()
   config.seed = 0  # model init, dropout, data order and augmentation
   # --- Model: a small randomly initialised ResNet-18 trunk cut early, a narrow head. ---
@@ -62,4 +63,5 @@ def get_config(arg=None):
   t.checkpoint_every_steps = 100  # checkpoint cadence (rerunning the command resumes)
   t.keep_checkpoints = 2  # checkpoints kept
   t.eval_at_start = True  # evaluate the untrained encoder too (the table's first row)
+  common.apply_method(config, args.method)
   return common.apply_preset(config, args.preset)

@@ -10,7 +10,7 @@ host arrays once, from process 0.
 from __future__ import annotations
 
 import os
-from typing import Any, Optional
+from typing import Any, Callable, Optional, Union
 
 from absl import logging
 import jax
@@ -74,8 +74,11 @@ def _merge(target: ml_collections.ConfigDict, values: dict, where: str) -> None:
       raise ValueError(f"field {name!r}: cannot set {value!r}: {e}") from None
 
 
-def read_config(workdir: str, template: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
-  """The config saved in ``workdir/config.json``, merged into a copy of ``template``.
+def read_config(workdir: str, template: Union[ml_collections.ConfigDict,
+                                               Callable[[dict], ml_collections.ConfigDict]]
+                ) -> ml_collections.ConfigDict:
+  """The config saved in ``workdir/config.json``, merged into a copy of ``template`` (or of
+  ``template(values)``, the template for the saved values, e.g. with their loss's fields).
 
   Raises:
     FileNotFoundError: no ``config.json`` (a workdir written before configs were saved): the
@@ -88,6 +91,8 @@ def read_config(workdir: str, template: ml_collections.ConfigDict) -> ml_collect
         f"{path} not found (runs trained before lac_jax saved its config there have none): "
         "pass the config the run was trained with, e.g. --config=configs/synthetic.py")
   values = files.read_json_object(path, path)
+  if callable(template):
+    template = template(values)
   config = template.copy_and_resolve_references()
   try:
     _merge(config, values, "")

@@ -319,9 +319,8 @@ def load_trained(workdir: str, config: Optional[ml_collections.ConfigDict] = Non
     raise FileNotFoundError(f"--workdir {workdir}: no {checkpoint.CHECKPOINT_DIR}/ folder; "
                             "train first (python -m lac_jax.main --config=... --workdir=...)")
   if config is None:
-    config = checkpoint.read_config(workdir, train.base_config())
-  train.check_config(config)
-  config = config.copy_and_resolve_references()
+    config = checkpoint.read_config(workdir, train.saved_config_template)
+  config = train.prepare_config(config)
   ckpts = checkpoint.Checkpoints(ckpt_dir, keep=None)
   try:
     step = ckpts.latest_step() if step is None else int(step)

@@ -88,19 +88,19 @@ def default_config() -> ml_collections.ConfigDict:
   return c
 
 
-def base_config() -> ml_collections.ConfigDict:
+def base_config(loss: str = "lac") -> ml_collections.ConfigDict:
   """The full config with every component's defaults; ``configs/*.py`` start from it.
 
   Sections: ``seed`` (model init, dropout, data order and augmentation), ``model``
   (`encoder.default_config`), ``data`` (`pipeline.default_config`), ``loss``
-  (`losses.default_config('lac')`), ``eval`` (`evaluate.default_config`), ``train``
+  (`losses.default_config(loss)`), ``eval`` (`evaluate.default_config`), ``train``
   (`default_config`).
   """
   config = ml_collections.ConfigDict()
   config.seed = 1  # official: hard-coded 1
   config.model = encoder_lib.default_config()
   config.data = pipeline.default_config()
-  config.loss = losses.default_config("lac")
+  config.loss = losses.default_config(loss)
   config.eval = evaluate_lib.default_config()
   config.train = default_config()
   return config
@@ -133,6 +133,30 @@ def _check_known(section: str, got: ml_collections.ConfigDict,
     sub, ref = got[key], reference[key]
     if isinstance(sub, ml_collections.ConfigDict) and isinstance(ref, ml_collections.ConfigDict):
       _check_known(f"{section}.{key}", sub, ref)
+
+
+def saved_config_template(values: Mapping[str, Any]) -> ml_collections.ConfigDict:
+  """`base_config` for the values of a saved ``config.json`` (its loss's fields)."""
+  return base_config(values.get("loss", {}).get("name", "lac"))
+
+
+def prepare_config(config: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
+  """A checked, resolved copy of ``config``: the loss section of ``config.loss.name``
+  (`losses.resolve`) and the data settings that loss needs (`losses.data_requirements`)."""
+  config = config.copy_and_resolve_references()
+  with config.unlocked():
+    if "loss" in config:
+      config.loss = losses.resolve(config.loss)
+      for path, value in losses.data_requirements(config.loss).items():
+        section, field = config.data, path
+        while "." in field:
+          head, field = field.split(".", 1)
+          section = section[head]
+        if section[field] != value:
+          logging.info("config.data.%s=%r (loss %r needs it)", path, value, config.loss.name)
+          section[field] = value
+  check_config(config)
+  return config
 
 
 def check_config(config: ml_collections.ConfigDict) -> None:
@@ -510,8 +534,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> Train
   when ``train.eval_at_start``) on process 0 and writes it to ``workdir/eval/summary.json``.
   """
   workdir = checkpoint.check_workdir(workdir)
-  check_config(config)
-  config = config.copy_and_resolve_references()
+  config = prepare_config(config)
   logs.quiet_library_logs()
   n_global, n_local = check_devices(config)
   os.makedirs(workdir, exist_ok=True)
@@ -631,8 +654,7 @@ def evaluate_checkpoint(config: ml_collections.ConfigDict, workdir: str,
   Writes ``workdir/eval/eval_step{step}.json`` and returns ``evaluate_dataset``'s result.
   """
   workdir = checkpoint.check_workdir(workdir)
-  check_config(config)
-  config = config.copy_and_resolve_references()
+  config = prepare_config(config)
   logs.quiet_library_logs()
   model, eval_model = build_models(config)
   ckpts = checkpoint.Checkpoints(os.path.join(workdir, checkpoint.CHECKPOINT_DIR),

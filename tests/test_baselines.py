@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 from scipy.special import log_softmax, softmax, xlogy
 
+from lac_jax import logs
 from lac_jax import losses
 
 B, T, E = 3, 7, 5
@@ -282,3 +283,64 @@ def test_gta_matches_video_alignment(preset):
   np.testing.assert_allclose(value, gta_reference(z, cfg.pairs, cfg.transpose), rtol=1e-9)
   np.testing.assert_allclose(parts["consistency"] + parts["cost"], value, rtol=1e-12)
   _grad_checks("gta", **cfg.to_dict())
+
+
+# ---------------------------------------------------------------------------------------------
+# End to end: every baseline trains through the trainer (--config.loss.name=...), is evaluated
+# by the same pass and resumes.
+
+TRAIN_SCRIPT = '''
+import importlib.util, json, sys
+import jax, numpy as np
+spec = importlib.util.spec_from_file_location("tiny", sys.argv[1])
+tiny = importlib.util.module_from_spec(spec); spec.loader.exec_module(tiny)
+from lac_jax import checkpoint, train
+root = sys.argv[2]
+out = {}
+for name in ("scl", "tcc", "tcn", "lav", "gta"):
+  cfg = tiny.get_config()
+  cfg.loss.name = name  # as --config.loss.name=<name>: the trainer takes that loss's defaults
+  cfg.train.num_steps, cfg.train.eval_at_end = 3, True
+  state = train.train_and_evaluate(cfg, f"{root}/{name}")
+  out[name] = int(state.step)
+cfg = tiny.get_config()
+cfg.loss.name = "tcc"
+cfg.train.num_steps, cfg.train.stop_at_step = 4, 2
+train.train_and_evaluate(cfg, f"{root}/resumed")
+cfg.train.stop_at_step = 0
+resumed = train.train_and_evaluate(cfg, f"{root}/resumed")
+whole = train.train_and_evaluate(cfg, f"{root}/whole")
+same = all(np.array_equal(a, b) for a, b in zip(jax.tree.leaves(resumed.params),
+                                                 jax.tree.leaves(whole.params)))
+json.dump({"steps": out, "resume_equal": same, "resumed_step": int(resumed.step)},
+          open(f"{root}/results.json", "w"))
+'''
+
+
+def test_every_baseline_trains_evaluates_and_resumes(tmp_path):
+  import json  # pylint: disable=g-import-not-at-top
+  import os  # pylint: disable=g-import-not-at-top
+  import subprocess  # pylint: disable=g-import-not-at-top
+  import sys  # pylint: disable=g-import-not-at-top
+  from test_train import TINY_CONFIG, _env  # pylint: disable=g-import-not-at-top
+  (tmp_path / "tiny.py").write_text(TINY_CONFIG)
+  (tmp_path / "run.py").write_text(TRAIN_SCRIPT)
+  repo = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+  proc = subprocess.run([sys.executable, str(tmp_path / "run.py"), str(tmp_path / "tiny.py"),
+                         str(tmp_path)], cwd=repo, env=_env(cache=str(tmp_path / "cache")),
+                        capture_output=True, text=True, timeout=900)
+  assert proc.returncode == 0, proc.stderr[-5000:]
+  results = json.loads((tmp_path / "results.json").read_text())
+  assert results["steps"] == {name: 3 for name in ("scl", "tcc", "tcn", "lav", "gta")}
+  assert results["resume_equal"] and results["resumed_step"] == 4
+  for name in results["steps"]:
+    saved = json.loads((tmp_path / name / "config.json").read_text())
+    assert saved["loss"]["name"] == name
+    assert (saved["data"]["sampling"]["views"] == "tcn_positives") == (name == "tcn")
+    summary = json.loads((tmp_path / name / "eval" / "summary.json").read_text())
+    row = summary["rows"]["trained (step 3)"]
+    assert all(np.isfinite(v) for k, v in row.items() if k in ("class_100", "ap_5", "tau"))
+    rows = [r for r in logs.read_metrics(tmp_path / name) if "train/loss" in r]
+    parts = {"lav": "train/idm", "gta": "train/consistency", "scl": "train/kl12"}
+    assert len(rows) == 3 and all(np.isfinite(r["train/loss"]) for r in rows)
+    assert parts.get(name, "train/loss") in rows[-1]

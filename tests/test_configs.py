@@ -6,6 +6,7 @@ from configs import common
 from configs import penn_action
 from configs import pouring
 from configs import synthetic
+from lac_jax import losses
 from lac_jax import train
 
 
@@ -22,6 +23,12 @@ def test_parse_arg_by_position_and_key():
     common.parse_arg("steps=many", steps=1)
   with pytest.raises(ValueError, match="no key="):
     common.parse_arg("a,b", preset="paper")
+  args = common.parse_arg("official_code,tcc", {"method": common.METHODS,
+                                                "preset": common.PRESETS},
+                          method="lac", preset="paper")
+  assert (args.method, args.preset) == ("tcc", "official_code")
+  with pytest.raises(ValueError, match="method='sgd' is not one of"):
+    common.parse_arg("method=sgd", {"method": common.METHODS}, method="lac")
 
 
 @pytest.mark.parametrize("get_config, arg", [
@@ -43,7 +50,25 @@ def test_paper_configs_differ_from_the_defaults_only_where_the_paper_does():
   assert changed == {("model", "require_backbone_weights"), ("data", "image_size")}
   assert pouring.get_config().data.dataset == "pouring"
   assert penn_action.get_config("squat").data.action == "squat"
-  with pytest.raises(ValueError, match="unknown action 'yoga'"):
+  with pytest.raises(ValueError, match="'yoga' has no key= and is no accepted value"):
     penn_action.get_config("yoga")
-  with pytest.raises(ValueError, match="preset: expected one of"):
+  with pytest.raises(ValueError, match="'fast' has no key="):
     pouring.get_config("fast")
+
+
+@pytest.mark.parametrize("method", ["scl", "tcc", "tcn", "lav", "gta"])
+def test_method_presets_carry_the_official_settings(method):
+  config = pouring.get_config(method)
+  train.check_config(config)
+  assert config.loss.name == method
+  assert config.data.sampling.num_frames == 32 and config.train.num_epochs in (200, 300)
+  official = penn_action.get_config(f"squat,{method},official_code")
+  train.check_config(official)
+  assert official.loss.to_dict() == losses.default_config(method, "official_code").to_dict()
+  assert official.model.attention_axis == "time"  # LAC's model quirk only
+  assert official.model.eval_normalize is False and official.data.drop_last is True
+  conv = method != "scl"
+  assert (config.model.num_layers == 0) == conv
+  synthetic_config = synthetic.get_config(method)
+  assert synthetic_config.loss.name == method
+  assert synthetic_config.data.batch_size == synthetic.get_config().data.batch_size

@@ -16,6 +16,7 @@ import importlib
 from types import ModuleType
 from typing import Mapping, Optional
 
+from absl import logging
 import jax
 import ml_collections
 
@@ -93,6 +94,29 @@ def check_config(config: ml_collections.ConfigDict) -> None:
     raise ValueError(f"config.loss: unknown fields {unknown} for loss {name!r}; expected a "
                      f"subset of {sorted(reference.keys())}")
   module(name).check_config(config)
+
+
+def resolve(config: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
+  """The loss section for ``config.name``: ``config`` itself, or the defaults of that loss when
+  the section still holds another loss's fields (only ``name`` was overridden, e.g.
+  ``--config.loss.name=tcc`` on a config written for LAC)."""
+  name = config.get("name", "lac")
+  if name not in MODULES or set(config.keys()) == set(default_config(name).keys()):
+    return config
+  fields = set(config.keys()) - {"name"}
+  for other in MODULES:
+    if other != name and fields == set(default_config(other).keys()) - {"name"}:
+      logging.info("config.loss.name=%r: the loss section held %r's fields; using %r's "
+                   "defaults", name, other, name)
+      return default_config(name)
+  return config
+
+
+def data_requirements(config: ml_collections.ConfigDict) -> dict[str, object]:
+  """``{'sampling.views': ...}``-style data settings the loss needs (the module's optional
+  ``data_requirements(config)``), applied by the trainer."""
+  hook = getattr(module(config.get("name", "lac")), "data_requirements", None)
+  return dict(hook(config)) if hook else {}
 
 
 def build(config: ml_collections.ConfigDict) -> Loss:

@@ -49,6 +49,11 @@ def default_config(preset: str = "paper") -> ml_collections.ConfigDict:
   return c
 
 
+def data_requirements(cfg: ml_collections.ConfigDict) -> dict[str, object]:
+  """The n-pairs loss needs view 2 to hold each anchor's positive."""
+  return {"sampling.views": "tcn_positives"} if cfg.variant == "npairs" else {}
+
+
 def check_config(cfg: ml_collections.ConfigDict) -> None:
   if cfg.variant not in VARIANTS:
     raise ValueError(f"loss.variant: expected one of {VARIANTS}, got {cfg.variant!r}")
