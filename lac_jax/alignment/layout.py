@@ -179,3 +179,24 @@ def _cell_mask(lay: _Layout, k, lo: int, width: int, lens):
   if lens is not None:
     valid = valid & (i < lens[0]) & (j < lens[1])
   return valid
+
+
+def _batch_lengths(lengths, batch_shape: tuple, t1: int, t2: int, what: str, minimum: int):
+  """Valid lengths ``[..., 2]`` of a batch of ``[T1, T2]`` matrices, checked (values too when
+  concrete) and flattened to int32 ``[B, 2]``; None stays None."""
+  if lengths is None:
+    return None
+  lengths = jnp.asarray(lengths)
+  if lengths.shape != tuple(batch_shape) + (2,):
+    raise ValueError(f"{what}: lengths must have shape {tuple(batch_shape) + (2,)} (the batch "
+                     f"dims + 2), got {lengths.shape}")
+  if not jnp.issubdtype(lengths.dtype, jnp.integer):
+    raise ValueError(f"{what}: lengths must be integers, got {lengths.dtype}")
+  if not isinstance(lengths, jax.core.Tracer):
+    values = np.asarray(lengths)
+    bad = (values < minimum) | (values > np.array([t1, t2]))
+    if bad.any():
+      raise ValueError(f"{what}: lengths must be in [{minimum}, ({t1}, {t2})], got "
+                       f"{values[bad.any(-1)][:3].tolist()}")
+  return lengths.reshape(-1, 2).astype(jnp.int32)
+

@@ -26,7 +26,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from lac_jax.alignment.layout import (NEG, _Layout, _cell_mask, _down, _from_g, _from_g_cells,
+from lac_jax.alignment.layout import (NEG, _Layout, _batch_lengths, _cell_mask, _down, _from_g, _from_g_cells,
                                       _layout, _read_diag, _read_sim, _segment_steps, _segments,
                                       _to_full, _to_g, _up, _write_diag, default_num_segments)
 
@@ -344,19 +344,13 @@ def soft_smith_waterman(sim: jax.Array,
   if t1 < 1 or t2 < 1:
     raise ValueError(f"soft_smith_waterman: sim must be non-empty, got {sim.shape}")
   bsz = int(np.prod(batch_shape, dtype=np.int64))
-  if lengths is not None:
-    lengths = jnp.asarray(lengths)
-    if lengths.shape != batch_shape + (2,):
-      raise ValueError(f"soft_smith_waterman: lengths must have shape {batch_shape + (2,)} "
-                       f"(batch dims of sim + 2), got {lengths.shape}")
-    if not jnp.issubdtype(lengths.dtype, jnp.integer):
-      raise ValueError(f"soft_smith_waterman: lengths must be integers, got {lengths.dtype}")
+  lengths = _batch_lengths(lengths, batch_shape, t1, t2, "soft_smith_waterman", minimum=0)
   go = _prepare_penalty("gap_open", gap_open, sim.shape, sim.dtype, bsz)
   ge = _prepare_penalty("gap_extend", gap_extend, sim.shape, sim.dtype, bsz)
   segments = _segments(t1, t2, num_segments or default_num_segments(t1, t2, bsz))
   # One cached compilation per shape and setting, also when called eagerly (notebooks, tests).
   score, d = _soft_sw_jit(sim.reshape(bsz, t1, t2), go, ge, jnp.asarray(gamma, sim.dtype),
-                          None if lengths is None else lengths.reshape(bsz, 2),
+                          lengths,
                           include_zero=include_zero, backward=backward, segments=segments)
   return score.reshape(batch_shape), d.reshape(batch_shape + (t1, t2))
 

@@ -23,7 +23,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from lac_jax.alignment.layout import (NEG, _Layout, _cell_mask, _down, _from_g, _from_g_cells,
+from lac_jax.alignment.layout import (NEG, _Layout, _batch_lengths, _cell_mask, _down, _from_g, _from_g_cells,
                                       _layout, _read_diag, _read_sim, _segment_steps, _segments, _to_full,
                                       _up, _write_diag, default_num_segments)
 
@@ -146,17 +146,7 @@ def soft_dtw(cost: jax.Array, gamma: float, *, lengths: Optional[jax.Array] = No
   dtype = jnp.result_type(cost.dtype, jnp.float32)
   lead, (t1, t2) = cost.shape[:-2], cost.shape[-2:]
   bsz = int(np.prod(lead, dtype=np.int64))
-  if lengths is not None:
-    lengths = jnp.asarray(lengths)
-    if lengths.shape != lead + (2,):
-      raise ValueError(f"soft_dtw: lengths must be [..., 2] = {lead + (2,)}, got "
-                       f"{lengths.shape}")
-    if not isinstance(lengths, jax.core.Tracer):
-      bad = (np.asarray(lengths) < 1) | (np.asarray(lengths) > np.array([t1, t2]))
-      if bad.any():
-        raise ValueError(f"soft_dtw: lengths must be in [1, ({t1}, {t2})], got "
-                         f"{np.asarray(lengths)[bad.any(-1)][:3].tolist()}")
-    lengths = lengths.reshape(bsz, 2).astype(jnp.int32)
+  lengths = _batch_lengths(lengths, lead, t1, t2, "soft_dtw", minimum=1)
   segments = _segments(t1, t2, num_segments or default_num_segments(t1, t2, bsz))
   value = _soft_dtw_jit(cost.astype(dtype).reshape((bsz, t1, t2)), float(gamma), lengths,
                         backward=backward, segments=segments)

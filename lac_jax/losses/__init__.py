@@ -19,7 +19,9 @@ from typing import Mapping, Optional
 from absl import logging
 import jax
 import ml_collections
+import numpy as np
 
+PRESETS = ("paper", "official_code")  # every loss: its own paper / the official LAC code
 MODULES = {
     "lac": "lac_jax.losses.lac",  # the paper's loss
     "scl": "lac_jax.losses.scl",  # CARL's sequence contrastive loss
@@ -71,6 +73,28 @@ class Loss:
     """Scalars about the parameters worth logging each step (e.g. their means)."""
     del params
     return {}
+
+
+def new_config(name: str, preset: str) -> ml_collections.ConfigDict:
+  """The start of a loss module's ``default_config``: ``{'name': name}``, ``preset`` checked."""
+  if preset not in PRESETS:
+    raise ValueError(f"loss preset: expected one of {PRESETS}, got {preset!r}")
+  return ml_collections.ConfigDict({"name": name})
+
+
+def check_fields(config: ml_collections.ConfigDict, positive: tuple = (),
+                 nonnegative: tuple = (), choices: Optional[Mapping[str, tuple]] = None) -> None:
+  """Raises ValueError naming ``loss.<field>``: ``positive`` fields finite and > 0,
+  ``nonnegative`` ones finite and >= 0, ``choices`` fields among their values."""
+  for name in positive:
+    if not (np.isfinite(config[name]) and config[name] > 0):
+      raise ValueError(f"loss.{name}: need a finite value > 0, got {config[name]!r}")
+  for name in nonnegative:
+    if not (np.isfinite(config[name]) and config[name] >= 0):
+      raise ValueError(f"loss.{name}: need a finite value >= 0, got {config[name]!r}")
+  for name, allowed in (choices or {}).items():
+    if config[name] not in allowed:
+      raise ValueError(f"loss.{name}: expected one of {allowed}, got {config[name]!r}")
 
 
 def module(name: str) -> ModuleType:

@@ -31,17 +31,13 @@ from lac_jax.losses import lac
 from lac_jax.losses import masks
 
 NAME = "gta"
-PRESETS = ("paper", "official_code")
 PAIRS = ("videos", "sequences")
 Array = jax.Array
 
 
 def default_config(preset: str = "paper") -> ml_collections.ConfigDict:
   """GTA's fields: VideoAlignment's values; 'official_code': the official LAC code's GTA."""
-  if preset not in PRESETS:
-    raise ValueError(f"loss preset: expected one of {PRESETS}, got {preset!r}")
-  c = ml_collections.ConfigDict()
-  c.name = NAME
+  c = losses.new_config(NAME, preset)
   c.gamma_similarity = 0.1  # gamma_f of the cost's softmax (GTA 0.1)
   c.gamma_smoothing = 0.1  # gamma_s of the neighbours' softmax (GTA 0.1)
   c.label_smoothing = 0.1  # of the cycle-consistency cross entropy (GTA 0.1)
@@ -55,13 +51,8 @@ def default_config(preset: str = "paper") -> ml_collections.ConfigDict:
 
 
 def check_config(cfg: ml_collections.ConfigDict) -> None:
-  if cfg.pairs not in PAIRS:
-    raise ValueError(f"loss.pairs: expected one of {PAIRS}, got {cfg.pairs!r}")
-  for name in ("gamma_similarity", "gamma_smoothing"):
-    if not (np.isfinite(cfg[name]) and cfg[name] > 0):
-      raise ValueError(f"loss.{name}: need a finite value > 0, got {cfg[name]!r}")
-  if not (np.isfinite(cfg.cost_weight) and cfg.cost_weight >= 0):
-    raise ValueError(f"loss.cost_weight: need a finite value >= 0, got {cfg.cost_weight!r}")
+  losses.check_fields(cfg, positive=("gamma_similarity", "gamma_smoothing"),
+                      nonnegative=("cost_weight",), choices={"pairs": PAIRS})
   if not 0 <= cfg.label_smoothing < 1:
     raise ValueError(f"loss.label_smoothing: need a value in [0, 1), got {cfg.label_smoothing!r}")
 

@@ -44,7 +44,7 @@ Parts = dict[str, Array]
 
 
 NAME = "lac"
-PRESETS = ("paper", "official_code")
+PRESETS = losses.PRESETS
 _CHOICES = {
     "lc_similarity": ("cosine", "dot"),
     "lc_normalization": ("T", "T2"),
@@ -68,10 +68,7 @@ def default_config(preset: str = "paper") -> ml_collections.ConfigDict:
   Returns:
     A ConfigDict; each field is commented with the paper's and the official code's value.
   """
-  if preset not in PRESETS:
-    raise ValueError(f"loss preset: expected one of {PRESETS}, got {preset!r}")
-  c = ml_collections.ConfigDict()
-  c.name = NAME  # losses.MODULES key
+  c = losses.new_config(NAME, preset)  # name: the losses.MODULES key
   # --- Eq. 8 weights: LAC = L_c + alpha * (L_l + beta * sw_sign * (L_sw12 + L_sw21)).
   c.alpha = 0.01  # paper 0.01; official: hard-coded 0.01 (config loss.alpha is overwritten).
   c.beta = 1.0  # paper 1; official: hard-coded 1.

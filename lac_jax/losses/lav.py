@@ -29,16 +29,12 @@ from lac_jax import losses
 from lac_jax.losses import masks
 
 NAME = "lav"
-PRESETS = ("paper", "official_code")
 Array = jax.Array
 
 
 def default_config(preset: str = "paper") -> ml_collections.ConfigDict:
   """LAV's fields: LAV-CVPR21's values; 'official_code': the official LAC code's LAV."""
-  if preset not in PRESETS:
-    raise ValueError(f"loss preset: expected one of {PRESETS}, got {preset!r}")
-  c = ml_collections.ConfigDict()
-  c.name = NAME
+  c = losses.new_config(NAME, preset)
   c.gamma = 0.1  # soft-DTW smoothing (LAV 0.1)
   c.normalize = False  # True: soft-DTW divergence (official LAC) | False: plain (LAV default)
   c.alpha = 0.5  # weight of the C-IDM terms (LAV 0.5)
@@ -54,12 +50,7 @@ def default_config(preset: str = "paper") -> ml_collections.ConfigDict:
 
 
 def check_config(cfg: ml_collections.ConfigDict) -> None:
-  for name in ("gamma", "sigma"):
-    if not (np.isfinite(cfg[name]) and cfg[name] > 0):
-      raise ValueError(f"loss.{name}: need a finite value > 0, got {cfg[name]!r}")
-  for name in ("alpha", "margin"):
-    if not (np.isfinite(cfg[name]) and cfg[name] >= 0):
-      raise ValueError(f"loss.{name}: need a finite value >= 0, got {cfg[name]!r}")
+  losses.check_fields(cfg, positive=("gamma", "sigma"), nonnegative=("alpha", "margin"))
 
 
 def sq_distances(x: Array, y: Array) -> Array:

@@ -16,23 +16,18 @@ from typing import Any, Mapping, Optional
 import jax
 import jax.numpy as jnp
 import ml_collections
-import numpy as np
 
 from lac_jax import losses
 from lac_jax.losses import lac
 from lac_jax.losses import masks
 
 NAME = "scl"
-PRESETS = ("paper", "official_code")
 Array = jax.Array
 
 
 def default_config(preset: str = "paper") -> ml_collections.ConfigDict:
   """SCL's fields (the official LAC code's SCL is CARL's loss, so both presets agree)."""
-  if preset not in PRESETS:
-    raise ValueError(f"loss preset: expected one of {PRESETS}, got {preset!r}")
-  c = ml_collections.ConfigDict()
-  c.name = NAME
+  c = losses.new_config(NAME, preset)
   c.tau = 0.1  # softmax temperature (CARL 0.1)
   c.var = 10.0  # variance of the Gaussian prior, frames (CARL label_varience 10)
   c.log_eps = 1e-6  # CARL: log(Q + 1e-6)
@@ -42,11 +37,7 @@ def default_config(preset: str = "paper") -> ml_collections.ConfigDict:
 
 
 def check_config(cfg: ml_collections.ConfigDict) -> None:
-  for name in ("tau", "var", "normalize_eps"):
-    if not (np.isfinite(cfg[name]) and cfg[name] > 0):
-      raise ValueError(f"loss.{name}: need a finite value > 0, got {cfg[name]!r}")
-  if not (np.isfinite(cfg.log_eps) and cfg.log_eps >= 0):
-    raise ValueError(f"loss.log_eps: need a finite value >= 0, got {cfg.log_eps!r}")
+  losses.check_fields(cfg, positive=("tau", "var", "normalize_eps"), nonnegative=("log_eps",))
 
 
 def scl_loss(z1: Array, z2: Array, steps1: Array, steps2: Array, *, tau: float, var: float,

@@ -28,7 +28,6 @@ from lac_jax.losses import lac
 from lac_jax.losses import masks
 
 NAME = "tcc"
-PRESETS = ("paper", "official_code")
 LOSS_TYPES = ("regression_mse_var", "regression_mse", "classification")
 SIMILARITIES = ("l2", "cosine")
 PAIRS = ("videos", "sequences")
@@ -37,10 +36,7 @@ Array = jax.Array
 
 def default_config(preset: str = "paper") -> ml_collections.ConfigDict:
   """TCC's fields: the TCC code's values; 'official_code': the official LAC code's TCC."""
-  if preset not in PRESETS:
-    raise ValueError(f"loss preset: expected one of {PRESETS}, got {preset!r}")
-  c = ml_collections.ConfigDict()
-  c.name = NAME
+  c = losses.new_config(NAME, preset)
   c.loss_type = "regression_mse_var"  # 'regression_mse_var' | 'regression_mse' | 'classification'
   c.similarity = "l2"  # 'l2': -squared distance / E / temperature | 'cosine'
   c.temperature = 0.1  # TCC 0.1
@@ -57,15 +53,10 @@ def default_config(preset: str = "paper") -> ml_collections.ConfigDict:
 
 
 def check_config(cfg: ml_collections.ConfigDict) -> None:
-  for name, choices in (("loss_type", LOSS_TYPES), ("similarity", SIMILARITIES),
-                        ("pairs", PAIRS)):
-    if cfg[name] not in choices:
-      raise ValueError(f"loss.{name}: expected one of {choices}, got {cfg[name]!r}")
-  if not (np.isfinite(cfg.temperature) and cfg.temperature > 0):
-    raise ValueError(f"loss.temperature: need a finite value > 0, got {cfg.temperature!r}")
-  for name in ("variance_lambda", "min_variance"):
-    if not (np.isfinite(cfg[name]) and cfg[name] >= 0):
-      raise ValueError(f"loss.{name}: need a finite value >= 0, got {cfg[name]!r}")
+  losses.check_fields(cfg, positive=("temperature",),
+                      nonnegative=("variance_lambda", "min_variance"),
+                      choices={"loss_type": LOSS_TYPES, "similarity": SIMILARITIES,
+                               "pairs": PAIRS})
   if not 0 <= cfg.label_smoothing < 1:
     raise ValueError(f"loss.label_smoothing: need a value in [0, 1), got {cfg.label_smoothing!r}")
 

@@ -21,23 +21,18 @@ from typing import Any, Mapping, Optional
 import jax
 import jax.numpy as jnp
 import ml_collections
-import numpy as np
 
 from lac_jax import losses
 from lac_jax.losses import masks
 
 NAME = "tcn"
-PRESETS = ("paper", "official_code")
 VARIANTS = ("npairs", "triplet")
 Array = jax.Array
 
 
 def default_config(preset: str = "paper") -> ml_collections.ConfigDict:
   """TCN's fields: the TCC code's n-pairs; 'official_code': the official LAC code's triplets."""
-  if preset not in PRESETS:
-    raise ValueError(f"loss preset: expected one of {PRESETS}, got {preset!r}")
-  c = ml_collections.ConfigDict()
-  c.name = NAME
+  c = losses.new_config(NAME, preset)
   c.variant = "npairs"  # 'npairs' (TCC code) | 'triplet' (official LAC code)
   c.reg_lambda = 0.002  # npairs: embedding-norm regulariser (TCC code 0.002)
   c.margin = 0.2  # triplet margin (official LAC 0.2)
@@ -55,11 +50,7 @@ def data_requirements(cfg: ml_collections.ConfigDict) -> dict[str, object]:
 
 
 def check_config(cfg: ml_collections.ConfigDict) -> None:
-  if cfg.variant not in VARIANTS:
-    raise ValueError(f"loss.variant: expected one of {VARIANTS}, got {cfg.variant!r}")
-  for name in ("reg_lambda", "margin"):
-    if not (np.isfinite(cfg[name]) and cfg[name] >= 0):
-      raise ValueError(f"loss.{name}: need a finite value >= 0, got {cfg[name]!r}")
+  losses.check_fields(cfg, nonnegative=("reg_lambda", "margin"), choices={"variant": VARIANTS})
   if not 0 <= cfg.positive_range < cfg.negative_range:
     raise ValueError(f"loss.positive_range, negative_range: need 0 <= positive_range < "
                      f"negative_range, got {cfg.positive_range}, {cfg.negative_range}")
