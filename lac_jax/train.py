@@ -251,7 +251,7 @@ def learning_rate_schedule(config: ml_collections.ConfigDict, peak: float, num_v
   return optax.join_schedules([optax.linear_schedule(0.0, peak, warmup), main], [warmup])
 
 
-TRUNK = "backbone"  # The ResNet trunk's subtree in the encoder's params and batch stats.
+TRUNK = "backbone"  # The trunk's subtree in the encoder's params and batch stats.
 
 
 def _param_labels(params: Mapping[str, Any], freeze_trunk: bool = False) -> dict[str, Any]:
@@ -415,7 +415,12 @@ def make_parallel_train_step(loss: losses.Loss, num_context: int = 1,
                              lr_fn: Optional[optax.Schedule] = None,
                              donate: Optional[bool] = None,
                              fixed_trunk_stats: bool = False) -> Callable:
-  """``jax.pmap`` of `train_step` over the local devices (axis ``'batch'``).
+  """``jax.pmap`` of `train_step` over the local devices (axis ``'batch'``; DESIGN decision 5:
+  the step is a plain function of one device's shard, averaged only through ``reduce``).
+
+  BatchNorm statistics are averaged across devices: with padded frames a device's mean is over
+  its own valid frames and devices count equally, which differs slightly from one device holding
+  the whole batch (the same without padding).
 
   Returns ``p_step(replicated_state, sharded_batch, rng) -> (state, metrics)`` where
   ``sharded_batch`` leaves are ``[n_local_devices, B_device, ...]`` and ``rng`` is one key (not
