@@ -21,6 +21,13 @@ the input keeps up). On a CPU backend the encoder is only timed at the sizes of
 ``--encoder-sizes`` (default 64, with ResNet-18: a 224-px step takes minutes on 2 cores);
 elsewhere n/a.
 
+It also times the device augmentation (`lac_jax.data.device_augment.augment_views`, jitted, on
+the default JAX backend) on the same batches: 2 x batch views of T frames, uint8 in and out,
+already on the device (the host->device copy of uint8 frames is the same for both paths), after
+compilation. Its clips/s and ``device/host`` (over the pipeline's clips/s with full host
+augmentation) are printed per row and written to the JSON. On CPU both share the pinned cores.
+``--quick``: 1 s per cell, the last worker count only, no encoder.
+
 Run from the repository root: ``python benchmarks/data.py`` (``--help`` for options).
 """
 
@@ -58,6 +65,38 @@ def pipeline_clips_per_s(videos: list, size: int, workers: int, batch_size: int,
     while clips < 3 * batch_size or time.perf_counter() - start < min_seconds:
       clips += next(it)["frames"].shape[0]
     return clips / (time.perf_counter() - start), (time.process_time() - cpu) / clips
+
+
+def device_augment_clips_per_s(size: int, batch_size: int, num_frames: int,
+                               min_seconds: float) -> tuple[float, str]:
+  """Clips/s of the jitted device augmentation (official settings) on ``2 * batch_size`` views
+  of ``[num_frames, size, size, 3]`` uint8 frames, and the device's description."""
+  import jax  # pylint: disable=g-import-not-at-top
+  import jax.numpy as jnp  # pylint: disable=g-import-not-at-top
+  from lac_jax.data import augment  # pylint: disable=g-import-not-at-top
+  from lac_jax.data import device_augment  # pylint: disable=g-import-not-at-top
+
+  views = 2 * batch_size
+  config = augment.default_config()
+  frames = jax.device_put(jax.random.randint(
+      jax.random.key(0), (views, num_frames, size, size, 3), 0, 256, jnp.int32).astype(jnp.uint8))
+  source_hw = jnp.full((views, 2), size, jnp.int32)
+
+  @jax.jit
+  def run(step, frames):  # one key per view, as the trainer derives them
+    keys = jax.random.split(jax.random.fold_in(jax.random.key(1), step), views)
+    return device_augment.augment_views(keys, frames, source_hw, size, config)
+
+  jax.block_until_ready(run(0, frames))  # compile
+  start, steps = time.perf_counter(), 0
+  while steps < 2 or time.perf_counter() - start < min_seconds:
+    out = run(steps + 1, frames)
+    steps += 1
+    if steps % 8 == 0:  # keep the dispatch queue short
+      jax.block_until_ready(out)
+  jax.block_until_ready(out)
+  rate = steps * batch_size / (time.perf_counter() - start)
+  return rate, f"{jax.default_backend()} ({jax.devices()[0].device_kind})"
 
 
 def encoder_steps_per_s(size: int, batch_size: int, num_frames: int, depth: int,
@@ -116,7 +155,15 @@ def main() -> None:
                       help="ResNet depth (default: 18 on CPU, 50 elsewhere)")
   parser.add_argument("--encoder-steps", type=int, default=0,
                       help="timed encoder steps (default: 1 on CPU, 5 elsewhere)")
+  parser.add_argument("--device-augment", choices=("auto", "none"), default="auto",
+                      help="also time lac_jax.data.device_augment on the default JAX backend")
+  parser.add_argument("--quick", action="store_true",
+                      help="1 s per cell, the last worker count only, no encoder")
   args = parser.parse_args()
+  if args.quick:
+    args.min_seconds = min(args.min_seconds, 1.0)
+    args.workers = args.workers.split(",")[-1]
+    args.encoder = "none"
 
   if args.cores and hasattr(os, "sched_setaffinity"):
     cpus = sorted(os.sched_getaffinity(0))[:args.cores]
@@ -144,8 +191,19 @@ def main() -> None:
     except Exception as e:  # pylint: disable=broad-except  (report the pipeline regardless)
       print(f"encoder: n/a ({type(e).__name__}: {e})")
 
+  dev = {}
+  if args.device_augment == "auto":
+    try:
+      for size in sizes:
+        dev[size] = device_augment_clips_per_s(size, args.batch_size, args.num_frames,
+                                               args.min_seconds)
+        print(f"device augment {size}px: {dev[size][0]:.2f} clips/s ({dev[size][1]}, jitted "
+              f"augment_views, {2 * args.batch_size}x{args.num_frames} frames, uint8 in/out)")
+    except Exception as e:  # pylint: disable=broad-except  (report the pipeline regardless)
+      print(f"device augment: n/a ({type(e).__name__}: {e})")
+
   print(f"{'size':>5} {'workers':>7} {'clips/s':>8} {'frames/s':>9} {'cpu ms/clip':>11} "
-        f"{'ratio vs encoder':>17}")
+        f"{'ratio vs encoder':>17} {'device clips/s':>14} {'device/host':>11}")
   rows = []
   for size in sizes:
     t0 = time.perf_counter()
@@ -156,10 +214,15 @@ def main() -> None:
       rate, cpu = pipeline_clips_per_s(videos, size, w, args.batch_size, args.num_frames,
                                        args.min_seconds)
       ratio = (f"{rate / (enc[size][0] * args.batch_size):.2f}" if size in enc else "n/a")
+      dev_rate = dev[size][0] if size in dev else None
       print(f"{size:>5} {w:>7} {rate:>8.2f} {rate * 2 * args.num_frames:>9.0f} "
-            f"{1e3 * cpu:>11.0f} {ratio:>17}")
+            f"{1e3 * cpu:>11.0f} {ratio:>17} "
+            + (f"{dev_rate:>14.2f} {dev_rate / rate:>11.2f}" if dev_rate else f"{'n/a':>14}"))
       rows.append({"size": size, "workers": w, "clips_per_s": rate, "cpu_s_per_clip": cpu,
-                   "encoder_steps_per_s": enc[size][0] if size in enc else None})
+                   "encoder_steps_per_s": enc[size][0] if size in enc else None,
+                   "device_augment_clips_per_s": dev_rate,
+                   "device_augment_backend": dev[size][1] if size in dev else None,
+                   "device_over_host": dev_rate / rate if dev_rate else None})
   results.write("data", vars(args), rows)
 
 

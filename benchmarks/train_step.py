@@ -5,6 +5,7 @@ Usage (from the repository root)::
   python benchmarks/train_step.py                      # synthetic + Pouring-sized step
   python benchmarks/train_step.py --skip_pouring       # synthetic only (fast)
   python benchmarks/train_step.py --dtype=bfloat16     # bf16 compute (GPU/TPU)
+  python benchmarks/train_step.py --input_steps=20     # + fed by the real input pipeline
 
 Two setups, each on all local devices (the data-parallel pmap step of `lac_jax.train`):
 
@@ -73,7 +74,8 @@ def random_batch(config, num_videos: int, rng: np.random.Generator) -> dict[str,
   t, s = config.data.sampling.num_frames, config.data.image_size
   frames = rng.integers(0, 256, (num_videos, 2, t, s, s, 3), dtype=np.uint8)
   steps = np.sort(rng.integers(0, 3 * t, (num_videos, 2, t)), axis=-1).astype(np.int32)
-  return {"frames": frames, "steps": steps, "mask": np.ones((num_videos, 2, t), bool)}
+  return {"frames": frames, "steps": steps, "mask": np.ones((num_videos, 2, t), bool),
+          "lengths": np.full((num_videos,), 3 * t, np.int32)}
 
 
 def bench(name: str, config, steps: int, loss_repeats: int,
@@ -130,6 +132,50 @@ def bench(name: str, config, steps: int, loss_repeats: int,
           "timed_steps": len(times) or 1}
 
 
+def input_bound(config, steps: int, trunk_chunk: int = 0) -> dict[str, Any]:
+  """Seconds per step fed by the real input pipeline (synthetic videos rendered at the config's
+  size, the full augmentation where ``data.augment.where`` puts it) against the same step on
+  one batch kept in memory; ``ratio`` = pipeline / memory (1.0: the input keeps up)."""
+  from lac_jax.data import pipeline  # pylint: disable=g-import-not-at-top
+  from lac_jax.data import synthetic  # pylint: disable=g-import-not-at-top
+  if trunk_chunk:
+    config.model.trunk_chunk, config.model.trunk_remat = trunk_chunk, True
+  n_local = jax.local_device_count()
+  config.data.batch_size = max(int(config.data.batch_size), n_local) // n_local * n_local
+  config.data.num_workers = max(2, (os.cpu_count() or 2) - 1)
+  config.data.prefetch = 4
+  s = config.data.synthetic
+  s.num_train, s.height, s.width = 8, config.data.image_size, config.data.image_size
+  s.min_frames, s.max_frames = 64, 128
+  videos = synthetic.load("train", s)
+  model, _ = train.build_models(config)
+  state = train.create_train_state(config, model, jax.random.PRNGKey(0), len(videos), 10_000,
+                                   load_weights=False)
+  augment = train.make_device_augment(config)
+  p_step = train.make_parallel_train_step(losses.build(config.loss), config.model.num_context,
+                                          augment=augment)
+  rng = jax.random.PRNGKey(1)
+  with pipeline.train_iterator(videos, config.data, seed=0,
+                               device_augment=augment is not None) as it:
+    batch = train.shard_batch(next(it), n_local)
+    compiled = p_step.lower(train.replicate(state), batch, rng).compile()
+    holder = {"state": train.replicate(state)}
+
+    def run(feed) -> float:
+      jax.block_until_ready(compiled(holder["state"], batch, rng))  # warm-up
+      start = time.perf_counter()
+      for _ in range(steps):
+        holder["state"], metrics = compiled(holder["state"], feed(), rng)
+      jax.block_until_ready(metrics)
+      return (time.perf_counter() - start) / steps
+
+    memory_s = run(lambda: batch)
+    pipeline_s = run(lambda: train.shard_batch(next(it), n_local))
+  return {"augment": "device" if augment else "host", "memory_step_s": memory_s,
+          "pipeline_step_s": pipeline_s, "ratio": pipeline_s / memory_s,
+          "clips_per_s": config.data.batch_size / pipeline_s, "steps": steps}
+
+
 def main() -> None:
   parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
   parser.add_argument("--dtype", default="float32", choices=("float32", "bfloat16"))
@@ -142,6 +188,9 @@ def main() -> None:
                       "0 (off) on GPU/TPU")
   parser.add_argument("--loss_repeats", type=int, default=10)
   parser.add_argument("--skip_pouring", action="store_true")
+  parser.add_argument("--input_steps", type=int, default=None,
+                      help="Pouring-sized steps fed by the real input pipeline vs one batch in "
+                      "memory (default: 0 = skip on CPU, 20 on GPU/TPU)")
   args = parser.parse_args()
   accel = jax.default_backend() != "cpu"
   print(f"backend {jax.default_backend()}, {jax.local_device_count()} local device(s): "
@@ -168,7 +217,15 @@ def main() -> None:
   print("step s: median of the timed steps after one warm-up step (with 0 timed steps: the "
         "first call after compiling); loss s: value+grad of the loss alone on one "
         "device's embeddings.")
-  results.write("train_step", vars(args), rows)
+  input_steps = args.input_steps if args.input_steps is not None else (20 if accel else 0)
+  extra = {}
+  if input_steps and not args.skip_pouring:
+    extra = input_bound(load_config("pouring", args.dtype), input_steps,
+                        chunk if not accel else 0)
+    print(f"input pipeline (augmentation on the {extra['augment']}): "
+          f"{extra['pipeline_step_s']:.3f} s/step vs {extra['memory_step_s']:.3f} s/step on a "
+          f"batch in memory: ratio {extra['ratio']:.2f} ({extra['clips_per_s']:.1f} clips/s)")
+  results.write("train_step", vars(args), {"steps": rows, "input": extra} if extra else rows)
 
 
 if __name__ == "__main__":

@@ -9,18 +9,16 @@ r"""Command line of lac_jax: train LAC (and evaluate it), or evaluate a checkpoi
 rejected. Rerunning a train command with the same ``--workdir`` resumes from its last
 checkpoint. Several processes (multi-host): see ``launch/``; ``jax.distributed.initialize()``
 runs when ``JAX_COORDINATOR_ADDRESS`` (with ``JAX_NUM_PROCESSES`` and ``JAX_PROCESS_ID``) or a
-multi-task SLURM / Open MPI environment is present, or with ``--distributed=on``.
+multi-task SLURM / Open MPI environment is present, or with ``--distributed=on``. When one
+process fails, the others stop too (`lac_jax.distributed`).
 """
-
-import os
 
 from absl import app
 from absl import flags
-from absl import logging
-import jax
 from ml_collections import config_flags
 
 from lac_jax import cli
+from lac_jax import distributed
 
 FLAGS = flags.FLAGS
 config_flags.DEFINE_config_file(
@@ -32,39 +30,16 @@ flags.DEFINE_integer("step", None, "--mode=eval: the checkpoint step (default: t
 flags.DEFINE_enum("distributed", "auto", ["auto", "on", "off"],
                   "jax.distributed.initialize(): auto = when a multi-process environment is "
                   "detected; on = always (auto-detects TPU pods, SLURM, Open MPI, k8s); off.")
+flags.DEFINE_integer("heartbeat_timeout_s", 100,
+                     "Several processes: one that sends no heartbeat for this long (killed, "
+                     "host lost) is declared dead and the others stop.")
 flags.mark_flags_as_required(["config", "workdir"])
-
-
-def _multi_process_env() -> bool:
-  env = os.environ
-  return ("JAX_COORDINATOR_ADDRESS" in env or int(env.get("SLURM_NTASKS", "1")) > 1 or
-          int(env.get("OMPI_COMM_WORLD_SIZE", "1")) > 1)
-
-
-def initialize_distributed(mode: str) -> None:
-  """Calls ``jax.distributed.initialize`` as ``--distributed`` says (before any JAX work)."""
-  if mode == "off" or (mode == "auto" and not _multi_process_env()):
-    return
-  env = os.environ
-  if "JAX_COORDINATOR_ADDRESS" in env:
-    missing = [k for k in ("JAX_NUM_PROCESSES", "JAX_PROCESS_ID") if k not in env]
-    if missing:
-      raise app.UsageError(f"JAX_COORDINATOR_ADDRESS is set but {missing} are not: set all "
-                           "three (see launch/gpu_cluster.sh)")
-    jax.distributed.initialize(env["JAX_COORDINATOR_ADDRESS"],
-                               num_processes=int(env["JAX_NUM_PROCESSES"]),
-                               process_id=int(env["JAX_PROCESS_ID"]))
-  else:
-    jax.distributed.initialize()  # Cluster auto-detection.
-  logging.info("jax.distributed: process %d of %d, %d local / %d global devices",
-               jax.process_index(), jax.process_count(), jax.local_device_count(),
-               jax.device_count())
 
 
 def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
-  initialize_distributed(FLAGS.distributed)
+  distributed.initialize(FLAGS.distributed, FLAGS.heartbeat_timeout_s)
   from lac_jax import train  # pylint: disable=g-import-not-at-top  (after distributed init)
   if FLAGS.mode == "train":
     train.train_and_evaluate(FLAGS.config, FLAGS.workdir)

@@ -30,8 +30,11 @@ from lac_jax import evaluate as evaluate_lib
 from lac_jax import files
 from lac_jax import logs
 from lac_jax import losses
+from lac_jax import memory as memory_lib
 from lac_jax import metrics as metrics_lib
 from lac_jax import data as data_lib
+from lac_jax.data import augment as augment_lib
+from lac_jax.data import device_augment
 from lac_jax.data import pipeline
 from lac_jax.models import encoder as encoder_lib
 
@@ -347,7 +350,9 @@ def train_step(state: TrainState, batch: Mapping[str, jax.Array], rng: jax.Array
                loss: losses.Loss, num_context: int = 1,
                lr_fn: Optional[optax.Schedule] = None,
                reduce: Callable[[Any], Any] = _identity,
-               fixed_trunk_stats: bool = False) -> tuple[TrainState, Metrics]:
+               fixed_trunk_stats: bool = False,
+               augment: Optional[Callable[[Mapping[str, jax.Array], jax.Array], jax.Array]]
+               = None) -> tuple[TrainState, Metrics]:
   """One optimisation step on one device's share of the batch.
 
   Args:
@@ -363,6 +368,8 @@ def train_step(state: TrainState, batch: Mapping[str, jax.Array], rng: jax.Array
     fixed_trunk_stats: the trunk's BatchNorm statistics are never changed (its BN runs on
       running statistics: ``model.backbone_mode`` 'frozen' or 'bn_frozen'), not even by the
       rounding of the cross-device mean.
+    augment: ``(batch, step) -> frames``, the augmentation on the device (`make_device_augment`;
+      the batch then holds resized frames, ``source_hw`` and ``slot``), or None.
   Returns:
     ``(new_state, metrics)``: metrics are scalars (already reduced): ``train/<loss part>``,
     ``train/<loss log scalar>``, ``train/grad_norm`` (encoder, before clipping), ``train/lr``,
@@ -371,7 +378,8 @@ def train_step(state: TrainState, batch: Mapping[str, jax.Array], rng: jax.Array
     ``nonfinite_steps``; ``step`` advances either way (it counts batches consumed).
   """
   rng = jax.random.fold_in(rng, state.step)
-  frames, mask = batch["frames"], batch["mask"].astype(bool)
+  frames = batch["frames"] if augment is None else augment(batch, state.step)
+  mask = batch["mask"].astype(bool)
   b, _, t = frames.shape[:3]
   steps = batch["steps"]
   if num_context > 1:  # Embedding steps: last frame of each group, valid iff all frames are.
@@ -414,7 +422,8 @@ def train_step(state: TrainState, batch: Mapping[str, jax.Array], rng: jax.Array
 def make_parallel_train_step(loss: losses.Loss, num_context: int = 1,
                              lr_fn: Optional[optax.Schedule] = None,
                              donate: Optional[bool] = None,
-                             fixed_trunk_stats: bool = False) -> Callable:
+                             fixed_trunk_stats: bool = False,
+                             augment: Optional[Callable] = None) -> Callable:
   """``jax.pmap`` of `train_step` over the local devices (axis ``'batch'``; DESIGN decision 5:
   the step is a plain function of one device's shard, averaged only through ``reduce``).
 
@@ -426,12 +435,13 @@ def make_parallel_train_step(loss: losses.Loss, num_context: int = 1,
   ``sharded_batch`` leaves are ``[n_local_devices, B_device, ...]`` and ``rng`` is one key (not
   replicated). Device ``d`` uses the dropout key ``fold_in(fold_in(rng, step), d)``.
   ``donate``: donate the state's buffers (default: on GPU/TPU; CPU cannot use donations).
+  ``augment``: see `train_step`.
   """
   def per_device(state, batch, rng):
     rng = jax.random.fold_in(rng, jax.lax.axis_index(AXIS))
     return train_step(state, batch, rng, loss=loss, num_context=num_context,
                       lr_fn=lr_fn, reduce=lambda tree: jax.lax.pmean(tree, AXIS),
-                      fixed_trunk_stats=fixed_trunk_stats)
+                      fixed_trunk_stats=fixed_trunk_stats, augment=augment)
 
   if donate is None:
     donate = jax.default_backend() != "cpu"
@@ -439,10 +449,100 @@ def make_parallel_train_step(loss: losses.Loss, num_context: int = 1,
                   donate_argnums=(0,) if donate else ())
 
 
+def fit_train_step(config: ml_collections.ConfigDict, loss: losses.Loss,
+                   lr_fn: Optional[optax.Schedule], p_state: TrainState,
+                   batch: Mapping[str, np.ndarray], rng: jax.Array,
+                   augment: Optional[Callable] = None
+                   ) -> tuple[Callable, TrainState, memory_lib.Plan]:
+  """The compiled parallel step for the trunk setting that fits the memory budget.
+
+  With ``model.trunk_chunk=0``, ``trunk_remat=False`` and ``memory_budget_gb >= 0`` the setting
+  is chosen by `lac_jax.memory.fit` (the whole trunk when it fits); otherwise the configured
+  one is compiled and its footprint logged. Every process takes process 0's choice.
+
+  Args:
+    p_state: the replicated state; batch: one sharded batch (`shard_batch`); rng: the dropout
+      key, as the step will get them; augment: `make_device_augment`'s function or None.
+  Returns:
+    ``(compiled step, p_state with the chosen model's apply_fn, plan)``.
+  """
+  m = config.model
+  budget, source = memory_lib.device_budget(max(float(m.memory_budget_gb), 0.0))
+  frames = int(np.prod(batch["frames"].shape[1:4]))  # per device: videos x 2 views x T
+  auto = m.memory_budget_gb >= 0 and m.trunk_chunk == 0 and not m.trunk_remat
+  models, steps = {}, {}
+
+  def compile_step(chunk: int, remat: bool) -> Any:
+    cfg = config.copy_and_resolve_references()
+    cfg.model.trunk_chunk, cfg.model.trunk_remat = int(chunk), bool(remat)
+    models[(chunk, remat)] = build_models(cfg)[0]
+    steps[(chunk, remat)] = step = make_parallel_train_step(
+        loss, m.num_context, lr_fn, fixed_trunk_stats=m.backbone_mode != "train",
+        augment=augment)
+    state = p_state.replace(apply_fn=models[(chunk, remat)].apply)
+    return step.lower(state, batch, rng).compile()
+
+  logging.info("Memory budget per device: %s (%s)", memory_lib.size(budget), source)
+  if auto:
+    plan, compiled = memory_lib.fit(compile_step, frames, budget)
+  else:
+    compiled = compile_step(int(m.trunk_chunk), bool(m.trunk_remat))
+    plan = memory_lib.Plan(int(m.trunk_chunk), bool(m.trunk_remat),
+                           memory_lib.footprint(compiled))
+    over = m.memory_budget_gb >= 0 and plan.bytes > budget
+    (logging.warning if over else logging.info)(
+        "Memory: %s per device (config.model.trunk_chunk / trunk_remat as set)%s",
+        plan.describe(), " - more than the budget" if over else "")
+  if jax.process_count() > 1:  # Every process must run the same program.
+    from jax.experimental import multihost_utils  # pylint: disable=g-import-not-at-top
+    chunk, remat = (int(v) for v in multihost_utils.broadcast_one_to_all(
+        np.array([plan.chunk, int(plan.remat)], np.int32)))
+    if (chunk, bool(remat)) != (plan.chunk, plan.remat):
+      compiled = compile_step(chunk, bool(remat))
+      plan = memory_lib.Plan(chunk, bool(remat), memory_lib.footprint(compiled))
+      logging.info("Memory: process 0 chose %s", plan.describe())
+    # A multi-process pmap compiled ahead of time expects global arrays; the pmapped function
+    # takes this process's shards (and compiles once more).
+    compiled = steps[(plan.chunk, plan.remat)]
+  return compiled, p_state.replace(apply_fn=models[(plan.chunk, plan.remat)].apply), plan
+
+
+def make_device_augment(config: ml_collections.ConfigDict
+                        ) -> Optional[Callable[[Mapping[str, jax.Array], jax.Array], jax.Array]]:
+  """The train step's augmentation when ``data.augment.where`` resolves to 'device' (on GPU /
+  TPU by default), else None (the input pipeline augments on the host).
+
+  View ``v`` of the example in global slot ``s`` at step ``t`` draws from the key
+  ``fold_in(fold_in(fold_in(fold_in(PRNGKey(seed), 2), t), s), v)``: independent of the
+  number of devices and processes, and the same when a run resumes.
+  """
+  a = config.data.augment
+  if not a.enabled or augment_lib.resolve_where(a.where, jax.default_backend()) != "device":
+    return None
+  aug_config = a.copy_and_resolve_references()
+  size = int(config.data.image_size)
+  seed = int(config.seed)
+
+  def fn(batch: Mapping[str, jax.Array], step: jax.Array) -> jax.Array:
+    frames = batch["frames"]
+    b, _, t = frames.shape[:3]
+    base = jax.random.fold_in(jax.random.fold_in(jax.random.PRNGKey(seed), 2), step)
+    keys = jax.vmap(lambda s: jax.vmap(lambda v: jax.random.fold_in(
+        jax.random.fold_in(base, s), v))(jnp.arange(2)))(batch["slot"])  # [B, 2, 2]
+    out = device_augment.augment_views(
+        keys.reshape(b * 2, -1), frames.reshape((b * 2,) + frames.shape[2:]),
+        jnp.repeat(batch["source_hw"], 2, axis=0), size, aug_config)
+    return out.reshape((b, 2, t) + out.shape[2:])
+
+  return fn
+
+
 def shard_batch(batch: Mapping[str, np.ndarray], num_devices: int) -> dict[str, np.ndarray]:
   """``[B, ...]`` -> ``[num_devices, B / num_devices, ...]`` for the model inputs."""
   out = {}
-  for key in ("frames", "steps", "mask", "lengths"):
+  keys = ("frames", "steps", "mask", "lengths") + (
+      ("source_hw", "slot") if "source_hw" in batch else ())
+  for key in keys:
     x = batch[key]
     if x.shape[0] % num_devices:
       raise ValueError(f"batch of {x.shape[0]} videos does not split over {num_devices} local "
@@ -457,8 +557,26 @@ def replicate(tree: Any) -> Any:
 
 
 def unreplicate(tree: Any) -> Any:
-  """The first device's copy of a replicated tree."""
-  return jax.tree.map(lambda x: x[0], tree)
+  """This process's first device's copy of a replicated tree.
+
+  Reads only this process's devices: indexing a multi-process pmap output (``x[0]``) would be a
+  computation over every process's devices, which the others never join (a deadlock).
+  """
+  def first(x):
+    return x.addressable_data(0)[0] if isinstance(x, jax.Array) else x[0]
+  return jax.tree.map(first, tree)
+
+
+def agree(flag: bool) -> bool:
+  """Process 0's ``flag``, on every process (a collective: all processes must call it).
+
+  For decisions read from files that process 0 writes, e.g. whether an evaluation exists, so
+  that every process takes the same branch.
+  """
+  if jax.process_count() == 1:
+    return bool(flag)
+  from jax.experimental import multihost_utils  # pylint: disable=g-import-not-at-top
+  return bool(multihost_utils.broadcast_one_to_all(np.int32(bool(flag))))
 
 
 def check_devices(config: ml_collections.ConfigDict) -> tuple[int, int]:
@@ -493,18 +611,23 @@ def _report_nonfinite(step: int, row: Mapping[str, float], skipped: int,
 
 
 def run_evaluation(config: ml_collections.ConfigDict, state: TrainState, workdir: str,
-                   step: int, model: encoder_lib.LACEncoder) -> Optional[dict[str, Any]]:
-  """Evaluates the (unreplicated) state on process 0 and writes ``eval/eval_step{step}.json``.
+                   step: int, model: encoder_lib.LACEncoder) -> dict[str, Any]:
+  """Evaluates the (unreplicated) state; process 0 writes ``eval/eval_step{step}.json``.
 
-  Returns ``evaluate_dataset``'s result on process 0, None elsewhere.
+  Every process runs the same evaluation on its own devices (no collectives), so none waits
+  for another at a barrier however long it takes; only process 0 writes and logs the table.
   """
-  if jax.process_index() != 0:
-    return None
   start = time.perf_counter()
-  result = evaluate_lib.evaluate_dataset(config, eval_variables(state), workdir, step=step,
-                                         name=EVAL_NAME, model=model)
+  primary = jax.process_index() == 0
+  result = evaluate_lib.evaluate_dataset(
+      config, eval_variables(state), workdir if primary else None, step=step, name=EVAL_NAME,
+      model=model, log=None if primary else _no_log)
   logging.info("Evaluation at step %d took %.1f s", step, time.perf_counter() - start)
   return result
+
+
+def _no_log(message: str) -> None:
+  del message
 
 
 def _eval_row(workdir: str, step: int) -> Optional[dict[str, float]]:
@@ -571,15 +694,13 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> Train
                                            config.data.drop_last)
     logging.info("%d training videos, global batch %d, %d steps (%.1f epochs)", len(videos),
                  config.data.batch_size, total_steps, total_steps / per_epoch)
-    if t.eval_at_start and start_step == 0 and _eval_row(workdir, 0) is None:
+    if t.eval_at_start and start_step == 0 and agree(_eval_row(workdir, 0) is None):
       run_evaluation(config, state, workdir, 0, eval_model)
   except BaseException:
     ckpts.close()
     raise
 
   lr_fn = learning_rate_schedule(config, t.learning_rate, len(videos), total_steps)
-  p_step = make_parallel_train_step(loss, config.model.num_context, lr_fn,
-                                    fixed_trunk_stats=config.model.backbone_mode != "train")
   p_state = replicate(state)
   del state
   writer = logs.MetricWriter(workdir, tensorboard=t.tensorboard)
@@ -599,10 +720,19 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> Train
       _report_nonfinite(step, row, skipped, config)
     interval.append(row)
 
-  it = pipeline.train_iterator(videos, config.data, seed=config.seed, start_step=start_step)
+  augment = make_device_augment(config)
+  logging.info("Augmentation: %s", "off" if not config.data.augment.enabled else
+               "on the device" if augment else "on the host (input pipeline)")
+  it = pipeline.train_iterator(videos, config.data, seed=config.seed, start_step=start_step,
+                               device_augment=augment is not None)
   try:
+    first = shard_batch(next(it), n_local) if start_step < end_step else None
+    if first is not None:
+      p_step, p_state, _ = fit_train_step(config, loss, lr_fn, p_state, first, dropout_rng,
+                                          augment)
     for step in range(start_step, end_step):
-      batch = shard_batch(next(it), n_local)
+      batch, first = (first, None) if first is not None else (shard_batch(next(it), n_local),
+                                                              None)
       p_state, metrics = p_step(p_state, batch, dropout_rng)
       # Fetch the previous step's metrics while this one runs (keeps the device busy).
       if pending is not None:
@@ -628,8 +758,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> Train
         ckpts.save(done, unreplicate(p_state))
       if t.eval_every_steps and done % t.eval_every_steps == 0 and not last:
         result = run_evaluation(config, unreplicate(p_state), workdir, done, eval_model)
-        if result is not None:
-          writer.write_scalars(done, {f"eval/{k}": v for k, v in result["summary"].items()})
+        writer.write_scalars(done, {f"eval/{k}": v for k, v in result["summary"].items()})
   finally:
     it.close()
     ckpts.close()
@@ -638,10 +767,9 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> Train
   state = jax.device_get(unreplicate(p_state))
   final = int(state.step)
   if final >= total_steps and t.eval_at_end:
-    if _eval_row(workdir, final) is None:
+    if agree(_eval_row(workdir, final) is None):
       result = run_evaluation(config, state, workdir, final, eval_model)
-      if result is not None:
-        writer.write_scalars(final, {f"eval/{k}": v for k, v in result["summary"].items()})
+      writer.write_scalars(final, {f"eval/{k}": v for k, v in result["summary"].items()})
     table = summary_table(workdir, final) if jax.process_index() == 0 else None
     if table:
       print(f"LAC evaluation ({config.data.dataset}, {workdir}):\n{table}", flush=True)
@@ -656,7 +784,7 @@ def evaluate_checkpoint(config: ml_collections.ConfigDict, workdir: str,
                         step: Optional[int] = None) -> dict[str, Any]:
   """``--mode=eval``: restores the newest (or ``step``) checkpoint of ``workdir`` and evaluates it.
 
-  Writes ``workdir/eval/eval_step{step}.json`` and returns ``evaluate_dataset``'s result.
+  Writes ``workdir/eval/eval_step{step}.json`` (process 0) and returns ``evaluate_dataset``'s result.
   """
   workdir = checkpoint.check_workdir(workdir)
   config = prepare_config(config)
@@ -672,8 +800,8 @@ def evaluate_checkpoint(config: ml_collections.ConfigDict, workdir: str,
   finally:
     ckpts.close()
   step = int(state.step)
-  result = evaluate_lib.evaluate_dataset(config, eval_variables(state), workdir, step=step,
-                                         name=EVAL_NAME, model=eval_model)
-  print(f"LAC evaluation of {workdir} step {step}:\n"
-        f"{metrics_lib.format_table(result['rows'])}", flush=True)
+  result = run_evaluation(config, state, workdir, step, eval_model)
+  if jax.process_index() == 0:
+    print(f"LAC evaluation of {workdir} step {step}:\n"
+          f"{metrics_lib.format_table(result['rows'])}", flush=True)
   return result

@@ -25,7 +25,8 @@ standard deviation sigma, truncated at 3 sigma, edges replicated (PIL approximat
 blurs). Normalisation to ImageNet mean/std is done by the model, not here.
 
 Everything runs on a whole view ``[T, H, W, 3]`` at once in NumPy, channel-planar inside
-(``[3, T, S, S]``) so that every op streams over long contiguous rows.
+(``[3, T, S, S]``) so that every op streams over long contiguous rows. This is the reference of
+`lac_jax.data.device_augment`, the same augmentation jitted for the device (``where``).
 """
 
 from __future__ import annotations
@@ -39,6 +40,7 @@ import numpy as np
 _GRAY = (0.299, 0.587, 0.114)  # ITU-R 601 luma, as PIL's "L" conversion and CARL's grayscale
 # Colour ops, in the index order used by `ViewParams.order`.
 BRIGHTNESS, CONTRAST, SATURATION, HUE = range(4)
+WHERE_CHOICES = ("auto", "host", "device")  # values of config.where
 
 
 def default_config() -> ml_collections.ConfigDict:
@@ -58,6 +60,10 @@ def default_config() -> ml_collections.ConfigDict:
   c.blur_prob = 0.5  # Gaussian blur probability (see blur_per_jitter_op)
   c.blur_sigma = (0.1, 2.0)  # blur standard deviation range, output pixels
   c.blur_per_jitter_op = False  # CARL quirk: blur inside the jitter, after each of its 4 ops
+  # 'host': NumPy in the input pipeline's worker threads (this module, the reference);
+  # 'device': jitted in the train step (`lac_jax.data.device_augment`); 'auto': device on
+  # GPU/TPU, host on CPU (see `resolve_where`).
+  c.where = "auto"
   return c
 
 
@@ -80,6 +86,23 @@ def check_config(config: ml_collections.ConfigDict) -> None:
   lo, hi = config.blur_sigma
   if not 0 < lo <= hi:
     raise ValueError(f"augment.blur_sigma: need 0 < lo <= hi, got {config.blur_sigma}")
+  where = config.get("where", "auto")  # configs saved before the field existed: 'auto'
+  if where not in WHERE_CHOICES:
+    raise ValueError(f"augment.where: need one of {list(WHERE_CHOICES)}, got {where!r}")
+
+
+def resolve_where(where: str, backend: str) -> str:
+  """Where the augmentation runs, 'host' or 'device', for ``where`` (a `WHERE_CHOICES`) on the
+  JAX backend ``backend`` (``jax.default_backend()``: 'cpu', 'gpu', 'tpu', ...).
+
+  'auto' is 'host' on CPU: there the "device" shares the cores with the input pipeline and the
+  model, and the NumPy version is the cheaper of the two.
+  """
+  if where not in WHERE_CHOICES:
+    raise ValueError(f"augment.where: need one of {list(WHERE_CHOICES)}, got {where!r}")
+  if where == "auto":
+    return "host" if backend == "cpu" else "device"
+  return where
 
 
 @dataclasses.dataclass(frozen=True)

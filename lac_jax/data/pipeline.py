@@ -3,7 +3,8 @@
 `train_iterator`: an infinite, resumable stream of this process's share of each global batch,
 ``frames`` uint8 ``[B, 2, T, S, S, 3]`` (two augmented views), ``steps`` int32 ``[B, 2, T]``,
 ``mask`` bool ``[B, 2, T]``, ``lengths`` int32 ``[B]`` (frames of each video), ``video_index``
-int32 ``[B]``. Batches follow per-epoch
+int32 ``[B]``, ``slot`` int32 ``[B]`` (place in the global batch; with ``device_augment`` the
+frames are only resized and ``source_hw`` int32 ``[B, 2]`` comes along). Batches follow per-epoch
 permutations of the videos (running across epochs, or whole batches per epoch with
 ``drop_last``); every example's randomness comes from (seed, step, slot) only, so the stream is
 the same for any number of processes and workers, and ``start_step=s`` resumes exactly. Examples
@@ -121,16 +122,25 @@ def example_rng(seed: int, step: int, slot: int) -> np.random.Generator:
 
 
 def make_example(video: Video, config: ml_collections.ConfigDict,
-                 rng: np.random.Generator) -> dict[str, np.ndarray]:
+                 rng: np.random.Generator, device_augment: bool = False
+                 ) -> dict[str, np.ndarray]:
   """Two sampled and augmented views of ``video``.
 
+  ``device_augment``: the views are only resized (the train step augments them on the device,
+  `lac_jax.data.device_augment`) and ``source_hw`` gives the video's frame size.
+
   Returns:
-    frames uint8 ``[2, T, S, S, 3]``, steps int32 ``[2, T]``, mask bool ``[2, T]``.
+    frames uint8 ``[2, T, S, S, 3]``, steps int32 ``[2, T]``, mask bool ``[2, T]``
+    (+ source_hw int32 ``[2]``).
   """
   if video.num_frames < 1:
     raise ValueError(f"pipeline: video {video.name!r} has no frames")
   frames = video.frames
   steps, mask = sampling.sample_two_views(video.num_frames, config.sampling, rng)
+  if device_augment:
+    views = [augment.resize(frames[steps[v]], config.image_size) for v in range(2)]
+    return {"frames": np.stack(views), "steps": steps, "mask": mask,
+            "source_hw": np.array(frames.shape[1:3], np.int32)}
   views = [augment.augment_view(frames[steps[v]], rng, config.image_size, config.augment)
            for v in range(2)]
   return {"frames": np.stack(views), "steps": steps, "mask": mask}
@@ -145,7 +155,7 @@ class TrainIterator:
 
   def __init__(self, videos: Sequence[Video], config: ml_collections.ConfigDict, seed: int,
                start_step: int = 0, process_index: int | None = None,
-               process_count: int | None = None):
+               process_count: int | None = None, device_augment: bool = False):
     _check(videos, config)
     sampling.check_config(config.sampling)
     if config.augment.enabled:
@@ -155,6 +165,7 @@ class TrainIterator:
     self._videos = list(videos)
     self._config = config.copy_and_resolve_references()
     self._seed = int(seed)
+    self._device_augment = bool(device_augment and config.augment.enabled)
     self._first, self._share = _process_share(int(config.batch_size), process_index,
                                               process_count)
     self.step = int(start_step)
@@ -176,13 +187,16 @@ class TrainIterator:
         "mask": np.empty((b, 2, t), bool),
         "lengths": np.array([self._videos[i].num_frames for i in idx], np.int32),
         "video_index": idx.astype(np.int32),
+        "slot": np.arange(self._first, self._first + b, dtype=np.int32),
     }
+    if self._device_augment:
+      batch["source_hw"] = np.empty((b, 2), np.int32)
     return batch, [int(i) for i in idx]
 
   def _fill(self, batch: Batch, i: int, video_index: int, step: int) -> None:
     """Builds example ``i`` of this process's part of ``step`` into ``batch`` (in place)."""
     rng = example_rng(self._seed, step, self._first + i)
-    example = make_example(self._videos[video_index], self._config, rng)
+    example = make_example(self._videos[video_index], self._config, rng, self._device_augment)
     for key, value in example.items():
       batch[key][i] = value
 
@@ -245,7 +259,8 @@ class TrainIterator:
 
 def train_iterator(videos: Sequence[Video], config: ml_collections.ConfigDict, seed: int,
                    start_step: int = 0, process_index: int | None = None,
-                   process_count: int | None = None) -> TrainIterator:
+                   process_count: int | None = None,
+                   device_augment: bool = False) -> TrainIterator:
   """Infinite, resumable iterator of this process's training batches.
 
   Args:
@@ -255,12 +270,15 @@ def train_iterator(videos: Sequence[Video], config: ml_collections.ConfigDict, s
     start_step: global step of the first batch (resume).
     process_index, process_count: this process and how many there are (default:
       ``jax.process_index()`` and ``jax.process_count()``).
+    device_augment: leave the augmentation to the train step (`make_example`); batches then
+      carry ``source_hw int32 [B, 2]``.
   Returns:
     A `TrainIterator` yielding ``frames uint8 [B, 2, T, S, S, 3]``, ``steps int32 [B, 2, T]``,
-    ``mask bool [B, 2, T]``, ``lengths int32 [B]``, ``video_index int32 [B]`` with
-    B = batch_size // process_count.
+    ``mask bool [B, 2, T]``, ``lengths int32 [B]``, ``video_index int32 [B]``, ``slot int32
+    [B]`` (each example's slot in the global batch) with B = batch_size // process_count.
   """
-  return TrainIterator(videos, config, seed, start_step, process_index, process_count)
+  return TrainIterator(videos, config, seed, start_step, process_index, process_count,
+                       device_augment)
 
 
 def eval_example(video: Video, index: int, image_size: int) -> dict[str, Any]:

@@ -58,6 +58,11 @@ def default_config() -> ml_collections.ConfigDict:
   c.require_backbone_weights = False
   c.trunk_chunk = 0  # Frames per trunk call (nn.scan over chunks); 0 = all B*T frames at once.
   c.trunk_remat = False  # Rematerialise the trunk in the backward pass (less memory, more time).
+  # Training with trunk_chunk=0 and trunk_remat=False: the bytes a step may use per device
+  # (lac_jax.memory); if the whole trunk does not fit, it runs in chunks (rematerialised)
+  # small enough. 0: the device's memory (GPU/TPU: as reported; CPU: 75% of the host's);
+  # < 0: never chunk on our own.
+  c.memory_budget_gb = 0.0
   # Conv backward pass: 'auto' (matmul gradients on CPU, where XLA's are slow, above all
   # inside the chunked trunk's scan; XLA's elsewhere), 'matmul' or 'xla'. See models/conv.py.
   c.conv_grad = "auto"
@@ -413,7 +418,8 @@ def context_mask(mask: jax.Array, num_context: int) -> jax.Array:
 
 
 # Model-config fields that are not module fields: read when the variables are made.
-_WEIGHT_FIELDS = ("backbone_weights", "require_backbone_weights")
+# Config fields read by the trainer, not the module.
+_WEIGHT_FIELDS = ("backbone_weights", "require_backbone_weights", "memory_budget_gb")
 
 
 def build_encoder(config: ml_collections.ConfigDict) -> LACEncoder:

@@ -1,0 +1,151 @@
+"""Several processes (multi-host): start-up, and ending every process when one fails.
+
+`initialize` runs ``jax.distributed.initialize`` when the environment asks for it (explicit
+``JAX_COORDINATOR_ADDRESS`` / ``JAX_NUM_PROCESSES`` / ``JAX_PROCESS_ID``, or a multi-task SLURM
+/ Open MPI job, or always with ``mode='on'``) and starts a watchdog thread.
+
+Failures in a multi-process run:
+  * a process that raises reports the error to the coordination service (`report_failure`)
+    and exits at once; the watchdog of every other process sees it within
+    ``POLL_SECONDS`` and ends that process with the failed process's message (otherwise they
+    would wait in their next collective, and the failed process 5 minutes at JAX's shutdown
+    barrier);
+  * a process that is killed: a collective the others are in fails at once ("Connection
+    closed by peer", reported as another process lost), or, if they are not in one, JAX's
+    coordination service ends them once its heartbeats stop for ``heartbeat_timeout_s``
+    ("Terminating process because the JAX distributed service detected fatal errors ...
+    tasks are unhealthy").
+"""
+
+from __future__ import annotations
+
+import atexit
+import os
+import sys
+import threading
+from typing import Optional
+
+from absl import logging
+import jax
+
+ERROR_KEY = "lac_jax/failed_process"
+POLL_SECONDS = 1.0
+EXIT_STATUS = 1
+
+_watchdog: Optional[tuple[threading.Thread, threading.Event]] = None
+
+
+def multi_process_env() -> bool:
+  """True when the environment describes several processes (explicit JAX variables, SLURM or
+  Open MPI with more than one task)."""
+  env = os.environ
+  return ("JAX_COORDINATOR_ADDRESS" in env or int(env.get("SLURM_NTASKS", "1")) > 1 or
+          int(env.get("OMPI_COMM_WORLD_SIZE", "1")) > 1)
+
+
+def initialize(mode: str = "auto", heartbeat_timeout_s: int = 100) -> bool:
+  """Calls ``jax.distributed.initialize`` as ``mode`` says (before any other JAX work).
+
+  Args:
+    mode: 'auto' (when `multi_process_env`), 'on' (always; JAX detects TPU pods, SLURM, Open
+      MPI, k8s) or 'off'.
+    heartbeat_timeout_s: a process silent this long is declared dead and the others end.
+  Returns:
+    Whether JAX's distributed runtime was initialised.
+  """
+  if mode not in ("auto", "on", "off"):
+    raise ValueError(f"--distributed: expected auto, on or off, got {mode!r}")
+  if heartbeat_timeout_s < 1:
+    raise ValueError(f"--heartbeat_timeout_s: need >= 1, got {heartbeat_timeout_s}")
+  if mode == "off" or (mode == "auto" and not multi_process_env()):
+    return False
+  env = os.environ
+  kwargs = {"heartbeat_timeout_seconds": int(heartbeat_timeout_s)}
+  if "JAX_COORDINATOR_ADDRESS" in env:
+    missing = [k for k in ("JAX_NUM_PROCESSES", "JAX_PROCESS_ID") if k not in env]
+    if missing:
+      raise ValueError(f"JAX_COORDINATOR_ADDRESS is set but {missing} are not: set all three "
+                       "(see launch/gpu_cluster.sh)")
+    jax.distributed.initialize(env["JAX_COORDINATOR_ADDRESS"],
+                               num_processes=int(env["JAX_NUM_PROCESSES"]),
+                               process_id=int(env["JAX_PROCESS_ID"]), **kwargs)
+  else:
+    jax.distributed.initialize(**kwargs)  # Cluster auto-detection.
+  logging.info("jax.distributed: process %d of %d, %d local / %d global devices; a process "
+               "silent for %d s ends the run", jax.process_index(), jax.process_count(),
+               jax.local_device_count(), jax.device_count(), heartbeat_timeout_s)
+  if jax.process_count() > 1:
+    _start_watchdog()
+  return True
+
+
+def _client():
+  from jax._src import distributed as jax_distributed  # pylint: disable=g-import-not-at-top
+  return jax_distributed.global_state.client
+
+
+def report_failure(message: str) -> None:
+  """Tells the other processes that this one failed with ``message`` (best effort)."""
+  client = _client()
+  if client is None:
+    return
+  try:
+    client.key_value_set(ERROR_KEY, f"process {jax.process_index()}: {message}",
+                         allow_overwrite=True)
+  except Exception:  # pylint: disable=broad-except  (the service may be gone already)
+    pass
+
+
+def exit_after_failure(message: str) -> None:
+  """Reports ``message``, flushes the output and exits this process at once (status 1),
+  skipping JAX's shutdown barrier, which would wait for the others for minutes."""
+  report_failure(message)
+  sys.stdout.flush()
+  sys.stderr.flush()
+  os._exit(EXIT_STATUS)  # pylint: disable=protected-access
+
+
+def _watch(stop: threading.Event) -> None:
+  client = _client()
+  while not stop.wait(POLL_SECONDS):
+    try:
+      failed = client.key_value_try_get(ERROR_KEY)
+    except Exception:  # pylint: disable=broad-except  (not set yet: NOT_FOUND)
+      continue
+    if failed and not stop.is_set():
+      print(f"lac_jax: error: {failed}; stopping process {jax.process_index()} too",
+            file=sys.stderr, flush=True)
+      sys.stdout.flush()
+      os._exit(EXIT_STATUS)  # pylint: disable=protected-access
+
+
+def _start_watchdog() -> None:
+  global _watchdog
+  if _watchdog is not None:
+    return
+  stop = threading.Event()
+  thread = threading.Thread(target=_watch, args=(stop,), name="lac_jax_watchdog", daemon=True)
+  thread.start()
+  _watchdog = (thread, stop)
+  atexit.register(_stop_watchdog)  # Runs before JAX's shutdown (registered earlier).
+
+
+def _stop_watchdog() -> None:
+  global _watchdog
+  if _watchdog is not None:
+    thread, stop = _watchdog
+    stop.set()
+    thread.join(timeout=5 * POLL_SECONDS)
+    _watchdog = None
+
+
+def peer_lost(error: BaseException) -> bool:
+  """Whether ``error`` is a collective that failed because another process went away."""
+  text = str(error)
+  return any(s in text for s in ("Connection closed by peer", "Connection reset by peer",
+                                 "unhealthy", "detected fatal errors"))
+
+
+def is_multi_process() -> bool:
+  """Whether this is one of several processes (without initialising anything)."""
+  return _client() is not None and jax.process_count() > 1
