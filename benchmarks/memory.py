@@ -84,8 +84,9 @@ def main() -> None:
       best = (min(fits, key=lambda r: (r["chunk"] != 0, -r["chunk"])) if fits else None)
       choices.append({"budget": label, "budget_gib": gib, "dtype": dtype,
                       "chunk": None if best is None else best["chunk"]})
-      print(f"{label:<48} {dtype:<9} -> "
-            f"{'none fits' if best is None else ('whole trunk' if best['chunk'] == 0 else 'chunks of ' + str(best['chunk']))}")
+      what = ("none fits" if best is None else
+              "whole trunk" if best["chunk"] == 0 else f"chunks of {best['chunk']}")
+      print(f"{label:<48} {dtype:<9} -> {what}")
   results.write("memory", vars(args), {"footprints": rows, "choices": choices})
 
 

@@ -784,7 +784,8 @@ def evaluate_checkpoint(config: ml_collections.ConfigDict, workdir: str,
                         step: Optional[int] = None) -> dict[str, Any]:
   """``--mode=eval``: restores the newest (or ``step``) checkpoint of ``workdir`` and evaluates it.
 
-  Writes ``workdir/eval/eval_step{step}.json`` (process 0) and returns ``evaluate_dataset``'s result.
+  Writes ``workdir/eval/eval_step{step}.json`` (process 0) and returns ``evaluate_dataset``'s
+  result.
   """
   workdir = checkpoint.check_workdir(workdir)
   config = prepare_config(config)
