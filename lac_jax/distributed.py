@@ -15,6 +15,8 @@ Failures in a multi-process run:
     coordination service ends them once its heartbeats stop for ``heartbeat_timeout_s``
     ("Terminating process because the JAX distributed service detected fatal errors ...
     tasks are unhealthy").
+
+A run that succeeds ends with `finish` (a barrier, then exit without JAX's shutdown).
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ import atexit
 import os
 import sys
 import threading
+import time
 from typing import Optional
 
 from absl import logging
@@ -137,6 +140,24 @@ def _stop_watchdog() -> None:
     stop.set()
     thread.join(timeout=5 * POLL_SECONDS)
     _watchdog = None
+
+
+def finish(timeout_s: int = 600) -> None:
+  """Ends a multi-process run that succeeded: all processes meet at a barrier, then exit
+  (status 0) without JAX's distributed shutdown, whose coordination-service teardown
+  (jaxlib 0.10.2) sometimes aborts on a pending request after all work is done. Process 0,
+  which hosts the service, leaves last. A no-op in a single-process run.
+  """
+  if not is_multi_process():
+    return
+  _stop_watchdog()
+  logging.flush()
+  sys.stdout.flush()
+  sys.stderr.flush()
+  _client().wait_at_barrier("lac_jax_finish", int(timeout_s * 1000))
+  if jax.process_index() == 0:
+    time.sleep(1.0)  # the others leave first
+  os._exit(0)  # pylint: disable=protected-access
 
 
 def peer_lost(error: BaseException) -> bool:

@@ -45,6 +45,7 @@ def main(argv):
     train.train_and_evaluate(FLAGS.config, FLAGS.workdir)
   else:
     train.evaluate_checkpoint(FLAGS.config, FLAGS.workdir, FLAGS.step)
+  distributed.finish()
 
 
 if __name__ == "__main__":

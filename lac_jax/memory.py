@@ -85,7 +85,7 @@ def candidates(frames_per_device: int) -> list[tuple[int, bool]]:
 
 
 def fit(compile_step: Callable[[int, bool], Any], frames_per_device: int, budget: int,
-        log: Callable[[str], None] = logging.info,
+        log: Optional[Callable[[str], None]] = None,
         settings: Optional[list[tuple[int, bool]]] = None) -> tuple[Plan, Any]:
   """The first of ``settings`` (default `candidates`) whose compiled step fits in ``budget``.
 
@@ -93,7 +93,7 @@ def fit(compile_step: Callable[[int, bool], Any], frames_per_device: int, budget
     compile_step: ``(chunk, remat) -> compiled step`` (e.g. ``pmap(...).lower(...).compile()``).
     frames_per_device: frames through the trunk per device and step (videos x 2 views x T).
     budget: bytes (`device_budget`).
-    log: where the choice is reported.
+    log: where the choice is reported (default absl ``logging.info``).
     settings: the (chunk, remat) settings to try, in order.
   Returns:
     ``(plan, compiled step)``.
@@ -102,6 +102,7 @@ def fit(compile_step: Callable[[int, bool], Any], frames_per_device: int, budget
   """
   tried = []
   settings = candidates(frames_per_device) if settings is None else settings
+  log = logging.info if log is None else log
   for chunk, remat in settings:
     compiled = compile_step(chunk, remat)
     plan = Plan(chunk, remat, footprint(compiled))
