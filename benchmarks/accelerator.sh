@@ -8,18 +8,24 @@
 #   4. evaluation throughput (benchmarks/evaluate.py embed_eval) and input clips/s
 #      (benchmarks/data.py, host vs device augmentation).
 # Usage, from the repository root on the accelerator machine:
-#   bash benchmarks/accelerator.sh [OUTDIR]        # default benchmarks/results/accelerator
+#   bash benchmarks/accelerator.sh [OUTDIR [PART...]]  # OUTDIR: benchmarks/results/accelerator
+# PARTs (default: all, in this order; about 15 minutes on an H200 in all, so split them over two
+# device calls of at most 10 minutes): sw_kernel input train_step_f32 train_step_bf16 evaluate
+# data memory. Limits below are today's H200 times plus a margin (2026-12-04: JAX's first GPU
+# compile of the Pouring step takes about 40 s, each memory setting another 40 s).
 # Missing pure-Python packages (e.g. ml_collections) are installed from ./.whl if present:
 #   python3 -m pip download --no-deps --only-binary=:all: -d .whl ml_collections==1.1.0
 # Every part has its own time limit; a failing part does not stop the others. The JSON files
-# each benchmark writes are copied to OUTDIR with the logs.
+# each benchmark writes are copied to OUTDIR with the logs (the device tool returns at most 8
+# files: tar OUTDIR).
 set -uo pipefail
 OUTDIR=${1:-${OUT:-benchmarks/results/accelerator}}
 mkdir -p "$OUTDIR"
 export PYTHONUNBUFFERED=1
 PY=${PYTHON:-python3}
 if ! $PY -c "import ml_collections" 2>/dev/null && compgen -G ".whl/*.whl" >/dev/null; then
-  $PY -m pip install -q --no-index --no-deps --no-compile --upgrade --target /tmp/lac_site .whl/*.whl
+  $PY -m pip install -q --no-index --no-deps --no-compile --upgrade --target /tmp/lac_site \
+    .whl/*.whl
   export PYTHONPATH=/tmp/lac_site${PYTHONPATH:+:$PYTHONPATH}
 fi
 part() {  # part NAME SECONDS COMMAND...
@@ -32,18 +38,29 @@ part() {  # part NAME SECONDS COMMAND...
 { nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv 2>/dev/null
   $PY -c "import jax, flax; print('jax', jax.__version__, 'flax', flax.__version__, jax.devices())"
 } 2>&1 | tee "$OUTDIR/machine.log"
-part sw_kernel 90 $PY benchmarks/sw_kernel.py --sizes 64 128 --batches 64 256 --skip-baseline \
-  --cpu-loops off --rounds 5
-part train_step_f32 150 $PY benchmarks/train_step.py --dtype=float32 --pouring_steps=10 \
-  --input_steps=20
-cp benchmarks/results/train_step.json "$OUTDIR/train_step_float32.json" 2>/dev/null
-part train_step_bf16 90 $PY benchmarks/train_step.py --dtype=bfloat16 --pouring_steps=10 \
-  --input_steps=0
-cp benchmarks/results/train_step.json "$OUTDIR/train_step_bfloat16.json" 2>/dev/null
-part memory 90 $PY benchmarks/memory.py --dtypes float32,bfloat16 --chunks 0,128,64
-part evaluate 60 $PY benchmarks/evaluate.py --sections embed_eval
-part data 60 $PY benchmarks/data.py --quick
-for f in sw_kernel memory evaluate data; do
-  cp "benchmarks/results/$f.json" "$OUTDIR/" 2>/dev/null
+R=benchmarks/results
+PARTS=${*:2}
+PARTS=${PARTS:-sw_kernel input train_step_f32 train_step_bf16 evaluate data memory}
+for p in $PARTS; do
+  case $p in
+    sw_kernel) part sw_kernel 90 $PY benchmarks/sw_kernel.py --sizes 64 128 --batches 64 256 \
+                 --skip-baseline --cpu-loops off --rounds 5 ;;
+    input) part input 200 $PY benchmarks/train_step.py --dtype=float32 --input_only --input_steps=10
+           cp $R/train_step_input.json "$OUTDIR/" 2>/dev/null ;;
+    train_step_f32) part train_step_f32 150 $PY benchmarks/train_step.py --dtype=float32 \
+                      --pouring_steps=10 --input_steps=0
+                    cp $R/train_step.json "$OUTDIR/train_step_float32.json" 2>/dev/null ;;
+    train_step_bf16) part train_step_bf16 150 $PY benchmarks/train_step.py --dtype=bfloat16 \
+                       --pouring_steps=10 --input_steps=0
+                     cp $R/train_step.json "$OUTDIR/train_step_bfloat16.json" 2>/dev/null ;;
+    evaluate) part evaluate 60 $PY benchmarks/evaluate.py --sections embed_eval
+              cp $R/evaluate.json "$OUTDIR/" 2>/dev/null ;;
+    data) part data 60 $PY benchmarks/data.py --quick
+          cp $R/data.json "$OUTDIR/" 2>/dev/null ;;
+    memory) part memory 240 $PY benchmarks/memory.py --dtypes float32,bfloat16 --chunks 0,64
+            cp $R/memory.json "$OUTDIR/" 2>/dev/null ;;
+    *) echo "unknown part: $p (parts: sw_kernel input train_step_f32 train_step_bf16 evaluate" \
+         "data memory)" >&2; exit 2 ;;
+  esac
 done
 echo "done: $OUTDIR"

@@ -176,6 +176,12 @@ def input_bound(config, steps: int, trunk_chunk: int = 0) -> dict[str, Any]:
           "clips_per_s": config.data.batch_size / pipeline_s, "steps": steps}
 
 
+def print_input(extra: dict[str, Any]) -> None:
+  print(f"input pipeline (augmentation on the {extra['augment']}): "
+        f"{extra['pipeline_step_s']:.3f} s/step vs {extra['memory_step_s']:.3f} s/step on a "
+        f"batch in memory: ratio {extra['ratio']:.2f} ({extra['clips_per_s']:.1f} clips/s)")
+
+
 def main() -> None:
   parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
   parser.add_argument("--dtype", default="float32", choices=("float32", "bfloat16"))
@@ -188,6 +194,8 @@ def main() -> None:
                       "0 (off) on GPU/TPU")
   parser.add_argument("--loss_repeats", type=int, default=10)
   parser.add_argument("--skip_pouring", action="store_true")
+  parser.add_argument("--input_only", action="store_true",
+                      help="only the input-pipeline comparison (--input_steps, default 10)")
   parser.add_argument("--input_steps", type=int, default=None,
                       help="Pouring-sized steps fed by the real input pipeline vs one batch in "
                       "memory (default: 0 = skip on CPU, 20 on GPU/TPU)")
@@ -195,13 +203,18 @@ def main() -> None:
   accel = jax.default_backend() != "cpu"
   print(f"backend {jax.default_backend()}, {jax.local_device_count()} local device(s): "
         f"{jax.devices()[0].device_kind}, dtype {args.dtype}")
+  chunk = args.pouring_trunk_chunk
+  if chunk is None:
+    chunk = 0 if accel else 32
+  if args.input_only:
+    extra = input_bound(load_config("pouring", args.dtype), args.input_steps or 10, chunk)
+    print_input(extra)
+    results.write("train_step_input", vars(args), extra)
+    return
   rows = [bench("synthetic", load_config("synthetic", args.dtype), args.synthetic_steps,
                    args.loss_repeats)]
   if not args.skip_pouring:
     steps = args.pouring_steps if args.pouring_steps is not None else (10 if accel else 0)
-    chunk = args.pouring_trunk_chunk
-    if chunk is None:
-      chunk = 0 if accel else 32
     rows.append(bench("pouring", load_config("pouring", args.dtype), steps,
                          args.loss_repeats, chunk))
   header = (f"{'setup':<10} {'dev':>3} {'videos':>6} {'frames':>6} {'px':>4} {'chunk':>5} "
@@ -220,11 +233,8 @@ def main() -> None:
   input_steps = args.input_steps if args.input_steps is not None else (20 if accel else 0)
   extra = {}
   if input_steps and not args.skip_pouring:
-    extra = input_bound(load_config("pouring", args.dtype), input_steps,
-                        chunk if not accel else 0)
-    print(f"input pipeline (augmentation on the {extra['augment']}): "
-          f"{extra['pipeline_step_s']:.3f} s/step vs {extra['memory_step_s']:.3f} s/step on a "
-          f"batch in memory: ratio {extra['ratio']:.2f} ({extra['clips_per_s']:.1f} clips/s)")
+    extra = input_bound(load_config("pouring", args.dtype), input_steps, chunk)
+    print_input(extra)
   results.write("train_step", vars(args), {"steps": rows, "input": extra} if extra else rows)
 
 
