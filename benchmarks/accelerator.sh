@@ -32,8 +32,10 @@ part() {  # part NAME SECONDS COMMAND...
   local name=$1 limit=$2; shift 2
   echo "=== $name ($(date -u +%FT%TZ), limit ${limit}s): $*" | tee -a "$OUTDIR/summary.log"
   timeout "$limit" "$@" > "$OUTDIR/$name.log" 2>&1
-  echo "=== $name: exit $?" | tee -a "$OUTDIR/summary.log"
+  local rc=$?
+  echo "=== $name: exit $rc" | tee -a "$OUTDIR/summary.log"
   tail -n 25 "$OUTDIR/$name.log"
+  return $rc  # callers copy a part's JSON only when it succeeded (never an earlier run's file)
 }
 { nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv 2>/dev/null
   $PY -c "import jax, flax; print('jax', jax.__version__, 'flax', flax.__version__, jax.devices())"
@@ -45,20 +47,21 @@ for p in $PARTS; do
   case $p in
     sw_kernel) part sw_kernel 90 $PY benchmarks/sw_kernel.py --sizes 64 128 --batches 64 256 \
                  --skip-baseline --cpu-loops off --rounds 5 ;;
-    input) part input 200 $PY benchmarks/train_step.py --dtype=float32 --input_only --input_steps=10
-           cp $R/train_step_input.json "$OUTDIR/" 2>/dev/null ;;
+    input) part input 200 $PY benchmarks/train_step.py --dtype=float32 --input_only \
+             --input_steps=10 &&
+           cp $R/train_step_input.json "$OUTDIR/" ;;
     train_step_f32) part train_step_f32 150 $PY benchmarks/train_step.py --dtype=float32 \
-                      --pouring_steps=10 --input_steps=0
-                    cp $R/train_step.json "$OUTDIR/train_step_float32.json" 2>/dev/null ;;
+                      --pouring_steps=10 --input_steps=0 &&
+                    cp $R/train_step.json "$OUTDIR/train_step_float32.json" ;;
     train_step_bf16) part train_step_bf16 150 $PY benchmarks/train_step.py --dtype=bfloat16 \
-                       --pouring_steps=10 --input_steps=0
-                     cp $R/train_step.json "$OUTDIR/train_step_bfloat16.json" 2>/dev/null ;;
-    evaluate) part evaluate 60 $PY benchmarks/evaluate.py --sections embed_eval
-              cp $R/evaluate.json "$OUTDIR/" 2>/dev/null ;;
-    data) part data 60 $PY benchmarks/data.py --quick
-          cp $R/data.json "$OUTDIR/" 2>/dev/null ;;
-    memory) part memory 240 $PY benchmarks/memory.py --dtypes float32,bfloat16 --chunks 0,64
-            cp $R/memory.json "$OUTDIR/" 2>/dev/null ;;
+                       --pouring_steps=10 --input_steps=0 &&
+                     cp $R/train_step.json "$OUTDIR/train_step_bfloat16.json" ;;
+    evaluate) part evaluate 60 $PY benchmarks/evaluate.py --sections embed_eval &&
+              cp $R/evaluate.json "$OUTDIR/" ;;
+    data) part data 60 $PY benchmarks/data.py --quick &&
+          cp $R/data.json "$OUTDIR/" ;;
+    memory) part memory 240 $PY benchmarks/memory.py --dtypes float32,bfloat16 --chunks 0,64 &&
+            cp $R/memory.json "$OUTDIR/" ;;
     *) echo "unknown part: $p (parts: sw_kernel input train_step_f32 train_step_bf16 evaluate" \
          "data memory)" >&2; exit 2 ;;
   esac
