@@ -9,10 +9,11 @@
 #      (benchmarks/data.py, host vs device augmentation).
 # Usage, from the repository root on the accelerator machine:
 #   bash benchmarks/accelerator.sh [OUTDIR [PART...]]  # OUTDIR: benchmarks/results/accelerator
-# PARTs (default: all, in this order; about 15 minutes on an H200 in all, so split them over two
-# device calls of at most 10 minutes): sw_kernel input train_step_f32 train_step_bf16 evaluate
-# data memory. Limits below are today's H200 times plus a margin (2026-12-04: JAX's first GPU
-# compile of the Pouring step takes about 40 s, each memory setting another 40 s).
+# PARTs (default: all, in this order; about 17 minutes on an H200 in all, so split them over
+# device calls of at most 10 minutes): sw_kernel input input_bf16 train_step_f32 train_step_bf16
+# evaluate data memory (input, input_bf16: the step fed by the input pipeline against the same
+# step on a batch in memory). Limits below are today's H200 times plus a margin (2026-12-04:
+# JAX's first GPU compile of the Pouring step takes about 40 s, each memory setting another 40 s).
 # Missing pure-Python packages (e.g. ml_collections) are installed from ./.whl if present:
 #   python3 -m pip download --no-deps --only-binary=:all: -d .whl ml_collections==1.1.0
 # Every part has its own time limit; a failing part does not stop the others. The JSON files
@@ -42,14 +43,17 @@ part() {  # part NAME SECONDS COMMAND...
 } 2>&1 | tee "$OUTDIR/machine.log"
 R=benchmarks/results
 PARTS=${*:2}
-PARTS=${PARTS:-sw_kernel input train_step_f32 train_step_bf16 evaluate data memory}
+PARTS=${PARTS:-sw_kernel input input_bf16 train_step_f32 train_step_bf16 evaluate data memory}
 for p in $PARTS; do
   case $p in
     sw_kernel) part sw_kernel 90 $PY benchmarks/sw_kernel.py --sizes 64 128 --batches 64 256 \
                  --skip-baseline --cpu-loops off --rounds 5 ;;
     input) part input 200 $PY benchmarks/train_step.py --dtype=float32 --input_only \
-             --input_steps=10 &&
-           cp $R/train_step_input.json "$OUTDIR/" ;;
+             --input_steps=50 &&
+           cp $R/train_step_input.json "$OUTDIR/train_step_input_float32.json" ;;
+    input_bf16) part input_bf16 200 $PY benchmarks/train_step.py --dtype=bfloat16 --input_only \
+                  --input_steps=50 &&
+                cp $R/train_step_input.json "$OUTDIR/train_step_input_bfloat16.json" ;;
     train_step_f32) part train_step_f32 150 $PY benchmarks/train_step.py --dtype=float32 \
                       --pouring_steps=10 --input_steps=0 &&
                     cp $R/train_step.json "$OUTDIR/train_step_float32.json" ;;
@@ -62,8 +66,8 @@ for p in $PARTS; do
           cp $R/data.json "$OUTDIR/" ;;
     memory) part memory 240 $PY benchmarks/memory.py --dtypes float32,bfloat16 --chunks 0,64 &&
             cp $R/memory.json "$OUTDIR/" ;;
-    *) echo "unknown part: $p (parts: sw_kernel input train_step_f32 train_step_bf16 evaluate" \
-         "data memory)" >&2; exit 2 ;;
+    *) echo "unknown part: $p (parts: sw_kernel input input_bf16 train_step_f32 train_step_bf16" \
+         "evaluate data memory)" >&2; exit 2 ;;
   esac
 done
 echo "done: $OUTDIR"

@@ -162,7 +162,9 @@ def input_bound(config, steps: int, trunk_chunk: int = 0) -> dict[str, Any]:
     holder = {"state": train.replicate(state)}
 
     def run(feed) -> float:
-      jax.block_until_ready(compiled(holder["state"], batch, rng))  # warm-up
+      # Warm-up. The step donates the state on GPU/TPU, so every call must take the last result.
+      holder["state"], metrics = compiled(holder["state"], batch, rng)
+      jax.block_until_ready(metrics)
       start = time.perf_counter()
       for _ in range(steps):
         holder["state"], metrics = compiled(holder["state"], feed(), rng)
