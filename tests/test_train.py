@@ -98,19 +98,24 @@ cfg.train.checkpoint_every_steps = 0
 cfg.train.eval_at_start = cfg.train.eval_at_end = True
 train.train_and_evaluate(cfg, root + "/C")
 
-# One step with NaN gap penalties: reported, not applied.
-cfg = tiny.get_config()
+# One step with NaN gap penalties: reported, not applied. The step is built as run A built it
+# (same program, so the compilation cache serves it).
+cfg = train.prepare_config(tiny.get_config()); cfg.train.num_steps = 4
 model, _ = train.build_models(cfg)
-state = train.create_train_state(cfg, model, jax.random.PRNGKey(0), 8, 3)
+from lac_jax import losses
+loss = losses.build(cfg.loss)
+state = train.create_train_state(cfg, model, jax.random.PRNGKey(0), 8, 4, loss=loss)
 state = state.replace(params={**state.params, "gap": {
     k: v.at[0, 0].set(np.nan) for k, v in state.params["gap"].items()}})
 from lac_jax import data as data_lib
 from lac_jax.data import pipeline
 videos = data_lib.load_videos("synthetic", None, "train", synthetic_config=cfg.data.synthetic)
-batch = next(pipeline.train_iterator(videos, cfg.data, seed=0))
-from lac_jax import losses
-p_step = train.make_parallel_train_step(losses.build(cfg.loss))
-new, metrics = p_step(train.replicate(state), train.shard_batch(batch, 1), jax.random.PRNGKey(1))
+batch = train.shard_batch(next(pipeline.train_iterator(videos, cfg.data, seed=0)), 1)
+rng = jax.random.PRNGKey(1)
+p_step, p_state, _ = train.fit_train_step(
+    cfg, loss, train.learning_rate_schedule(cfg, cfg.train.learning_rate, 8, 4),
+    train.replicate(state), batch, rng)
+new, metrics = p_step(p_state, batch, rng)
 new = train.unreplicate(new)
 same = jax.tree.map(lambda a, b: bool(np.array_equal(np.asarray(a), np.asarray(b),
                                                        equal_nan=True)),
@@ -212,13 +217,17 @@ def _free_port():
     return sock.getsockname()[1]
 
 
-def _launch_processes(args, workdir_log, per_process=((), ()), devices=2):
+def _launch_processes(args, workdir_log, per_process=((), ()), devices=2, cache=None):
   """Starts ``python -m lac_jax.main ARGS`` as len(per_process) processes on localhost (each with
-  ``devices`` forced CPU devices and its extra arguments); stderr goes to files."""
+  ``devices`` forced CPU devices and its extra arguments); stderr goes to files. ``cache``: a
+  compilation cache folder that every process reads and only process 0 writes (the processes
+  compile the same programs at the same moment, and the cache's writes are not atomic)."""
   port = _free_port()
   procs = []
   for rank, extra in enumerate(per_process):
-    env = _env(devices=devices)
+    env = _env(devices=devices, cache=cache)
+    if cache and rank:
+      env["JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS"] = "1e9"  # read only
     env.update(JAX_COORDINATOR_ADDRESS=f"127.0.0.1:{port}", JAX_PROCESS_ID=str(rank),
                JAX_NUM_PROCESSES=str(len(per_process)))
     log = open(f"{workdir_log}.p{rank}.log", "w")  # pylint: disable=consider-using-with
@@ -250,8 +259,11 @@ def two_processes(root):
   devices), stopped after step 2 and resumed, with an evaluation at the end."""
   args = [f"--config={root / 'tiny.py'}", f"--workdir={root / 'E'}",
           "--config.train.num_steps=4"]
-  first = _wait_all(_launch_processes(args + ["--config.train.stop_at_step=2"], root / "E1"))
-  second = _wait_all(_launch_processes(args + ["--config.train.eval_at_end=True"], root / "E2"))
+  cache = root / "cache_2x2"  # E2 (and the killed-peer test) reuse E1's compiles
+  first = _wait_all(_launch_processes(args + ["--config.train.stop_at_step=2"], root / "E1",
+                                      cache=cache))
+  second = _wait_all(_launch_processes(args + ["--config.train.eval_at_end=True"], root / "E2",
+                                       cache=cache))
   return first, second
 
 
@@ -303,7 +315,7 @@ def test_a_killed_process_ends_the_others(root, tmp_path):
   """Process 1 is killed mid-run: process 0 stops after the heartbeat timeout (5 s here)."""
   args = [f"--config={root / 'tiny.py'}", f"--workdir={tmp_path / 'w'}",
           "--config.train.num_steps=100000", "--heartbeat_timeout_s=5"]
-  procs = _launch_processes(args, tmp_path / "kill")
+  procs = _launch_processes(args, tmp_path / "kill", cache=root / "cache_2x2")
   deadline = time.monotonic() + 200
   while "step 1/" not in open(f"{tmp_path / 'kill'}.p0.log").read():
     assert time.monotonic() < deadline and procs[0][0].poll() is None, "no training step"
