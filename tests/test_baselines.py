@@ -1,6 +1,6 @@
-"""The baseline losses (SCL, TCC, ...) against float64 NumPy restatements of their papers' and
-original codes' forward passes, finite gradients on degenerate and padded inputs, and a few
-training steps through the trainer."""
+"""The baseline losses (SCL, TCC, ...) against float64 NumPy restatements of their original codes'
+lines (each reference names the file and commit it restates), finite gradients on degenerate
+and padded inputs, and a few training steps through the trainer."""
 
 import jax
 import jax.numpy as jnp
@@ -39,6 +39,17 @@ def _value(loss_name, z, steps, mask, lengths, **overrides):
     return float(value), {k: float(v) for k, v in parts.items()}
 
 
+def _value_and_grad(loss_name, z, steps, mask, **overrides):
+  """Float64 value and gradient with respect to ``z``."""
+  cfg = losses.default_config(loss_name)
+  cfg.update(overrides)
+  loss = losses.build(cfg)
+  with jax.enable_x64(True):
+    value, grad = jax.value_and_grad(
+        lambda x: loss(None, x, jnp.asarray(steps), jnp.asarray(mask))[0])(jnp.asarray(z))
+    return float(value), np.asarray(grad)
+
+
 def _grad_checks(loss_name, **overrides):
   """Finite gradients for identical views, zero embeddings and padded frames (no gradient to
   padded frames where masks are honoured)."""
@@ -51,29 +62,73 @@ def _grad_checks(loss_name, **overrides):
     grad = jax.grad(lambda x: loss(None, x, jnp.asarray(steps), jnp.asarray(mask),
                                    lengths=jnp.asarray(lengths))[0])(jnp.asarray(case, jnp.float32))
     assert bool(jnp.all(jnp.isfinite(grad))), loss_name
-  if cfg.get("honour_masks", False):
+  if cfg.get("honour_masks", False) and not cfg.get("padded_weight", 0.0):
     assert float(jnp.abs(grad[~mask]).max()) == 0.0
 
 
 # ---------------------------------------------------------------------------------------------
 # SCL.
 
+def _unit(x):
+  return x / np.linalg.norm(x, axis=-1, keepdims=True)
+
+
 def scl_reference(z, steps, mask, tau=0.1, var=10.0):
-  """CARL's algos/scl.py per video: KL(Y || Q) summed over valid pairs of the two views, both
-  directions, divided by the number of valid frames (float64; padded frames removed)."""
+  """CARL_code algos/scl.py @c574312 for one video at a time (CARL's configs: one video per
+  process, gradients averaged over processes): KL(Y || Q) summed over the valid pairs of the two
+  views, both directions, divided by the number of valid frames, then the mean over videos
+  (float64; padded frames removed)."""
   out = []
   for b in range(len(z)):
     za, zb = z[b, 0][mask[b, 0]], z[b, 1][mask[b, 1]]
     sa, sb = steps[b, 0][mask[b, 0]], steps[b, 1][mask[b, 1]]
-    unit = lambda x: x / np.linalg.norm(x, axis=1, keepdims=True)
     total = 0.0
     for q, k, sq, sk in ((za, zb, sa, sb), (zb, za, sb, sa)):
       g = np.exp(-(sq[:, None] - sk[None, :]) ** 2 / (2 * var))
       y = g / g.sum(1, keepdims=True)
-      p = softmax(unit(q) @ unit(k).T / tau, axis=1)
+      p = softmax(_unit(q) @ _unit(k).T / tau, axis=1)
       total += np.sum(xlogy(y, y) - y * np.log(p + 1e-6))
     out.append(total / (len(za) + len(zb)))
   return np.mean(out)
+
+
+def carl_batch_reference(z, steps, mask, lengths, tau=0.1, var=10.0):
+  """CARL_code algos/scl.py @c574312 ``compute_sequence_loss`` (``single_noself``, ``gauss``),
+  which the official LAC code's model/scl.py @52fb74b copies, restated line by line in float64
+  on the whole batch: one (2BT)^2 logit matrix, weight 0 outside the own video and in the own
+  view, 1e-6 wherever a pair has a padded frame, ``safe_div`` rows, ``F.kl_div`` summed over the
+  valid pairs and divided by the batch's number of valid frames."""
+  nb, _, t, e = z.shape
+  n = nb * 2 * t
+  embs = _unit(z).reshape(n, e)
+  st = steps.reshape(n).astype(float)
+  seq = np.repeat(lengths, 2 * t).astype(float)
+  m = mask.reshape(n).astype(float)
+  input_masks = m[:, None] * m[None, :]
+  logits = embs @ embs.T / tau
+  dist = np.abs(st[:, None] / seq[:, None] * seq[None, :] - st[None, :])
+  dist[input_masks == 0] = 1e6
+  weight = np.ones_like(logits)
+  label = np.zeros_like(logits)
+  pos = np.exp(-np.square(dist) / (2 * var))
+
+  def safe_div(a, b):  # CARL's: 0 / 0 -> 0
+    with np.errstate(invalid="ignore"):
+      return np.nan_to_num(a / b, nan=0.0)
+
+  for b in range(nb):
+    start, mid, end = b * 2 * t, b * 2 * t + t, (b + 1) * 2 * t
+    weight[start:end, :start] = 0
+    weight[start:end, end:] = 0
+    weight[start:mid, start:mid] = 0
+    weight[mid:end, mid:end] = 0
+    for rows, cols in ((slice(start, mid), slice(mid, end)), (slice(mid, end), slice(start, mid))):
+      label[rows, cols] = safe_div(pos[rows, cols], pos[rows, cols].sum(1, keepdims=True))
+  weight[input_masks == 0] = 1e-6
+  exp_logits = np.exp(logits)
+  sum_negative = np.sum(weight * exp_logits, 1, keepdims=True)
+  kl = xlogy(label, label) - label * np.log(safe_div(exp_logits, sum_negative) + 1e-6)
+  return np.sum(kl * input_masks) / np.sum(m)
 
 
 def test_scl_matches_carl():
@@ -88,28 +143,62 @@ def test_scl_matches_carl():
   _grad_checks("scl")
 
 
+def test_scl_official_code_is_carls_batch_loss():
+  """The official preset is CARL's / the official LAC code's loss on the device batch: the
+  batch's KL total over its valid frames, padded frames at weight 1e-6 in every denominator."""
+  z, steps, mask, lengths = _batch(0, PADDED)
+  official = losses.default_config("scl", "official_code")
+  assert (official.reduction, official.padded_weight) == ("frames", 1e-6)
+  value, _ = _value("scl", z, steps, mask, lengths, **official.to_dict())
+  want = carl_batch_reference(z, steps, mask, lengths)
+  np.testing.assert_allclose(value, want, rtol=1e-10)
+  # Not the per-video mean; nor the batch total without the padded frames' 1e-6 weights, which
+  # reach across videos (a padded frame 50 units away dominates its 1e-6-weighted term).
+  assert abs(want / scl_reference(z, steps, mask) - 1) > 1e-3
+  z2 = z.copy()
+  z2[~mask] = 50.0 * _unit(z[0, 0, :1])
+  np.testing.assert_allclose(_value("scl", z2, steps, mask, lengths, **official.to_dict())[0],
+                             carl_batch_reference(z2, steps, mask, lengths), rtol=1e-10)
+  exact = _value("scl", z, steps, mask, lengths, reduction="frames")[0]
+  assert 0 < abs(exact - value) < 1e-3 * value
+  # Without padding every video has the same number of frames: both reductions agree.
+  full = np.ones_like(mask)
+  np.testing.assert_allclose(_value("scl", z, steps, full, lengths, **official.to_dict())[0],
+                             scl_reference(z, steps, full), rtol=1e-10)
+  _grad_checks("scl", **official.to_dict())
+
+
 # ---------------------------------------------------------------------------------------------
 # TCC.
 
 def tcc_reference(z, steps, mask, lengths, pairs="videos", temperature=0.1, lam=0.001,
-                  loss_type="regression_mse_var", honour=True):
-  """google-research tcc deterministic_alignment + regression loss, float64, per ordered pair,
-  rows concatenated (padded frames dropped when ``honour``)."""
+                  loss_type="regression_mse_var", honour=True, similarity="l2",
+                  label_smoothing=0.1):
+  """google-research tcc @0c1bbe5, tcc/tcc/deterministic_alignment.py (get_scaled_similarity,
+  align_pair_of_sequences) and tcc/tcc/losses.py (classification_loss with Keras label
+  smoothing, regression_loss), float64, per ordered pair, rows concatenated (padded frames
+  dropped when ``honour``)."""
   seqs = z.reshape(2 * B, T, E)
   times = steps.reshape(2 * B, T) / np.repeat(lengths, 2)[:, None]
   valid = mask.reshape(2 * B, T) if honour else np.ones((2 * B, T), bool)
   ids = range(0, 2 * B, 2) if pairs == "videos" else range(2 * B)
+
+  def sim(a, b):  # get_scaled_similarity: no normalisation for 'cosine'
+    s = a @ b.T if similarity == "cosine" else -((a[:, None] - b[None]) ** 2).sum(-1)
+    return s / a.shape[1] / temperature
+
   rows = []
   for i in ids:
     for j in ids:
       if i == j:
         continue
       u, v, su = seqs[i][valid[i]], seqs[j][valid[j]], times[i][valid[i]]
-      sim = lambda a, b: -((a[:, None] - b[None]) ** 2).sum(-1) / E / temperature
       nn = softmax(sim(u, v), axis=1) @ v
       logits = sim(nn, u)
       if loss_type == "classification":
-        rows += list(-np.diag(log_softmax(logits, axis=1)))
+        n = len(u)
+        target = (1 - label_smoothing) * np.eye(n) + label_smoothing / n
+        rows += list(-(target * log_softmax(logits, axis=1)).sum(1))
         continue
       beta = softmax(logits, axis=1)
       mu = beta @ su
@@ -124,11 +213,31 @@ def test_tcc_matches_the_tcc_code(pairs, honour):
   value, _ = _value("tcc", z, steps, mask, lengths, pairs=pairs, honour_masks=honour)
   np.testing.assert_allclose(value, tcc_reference(z, steps, mask, lengths, pairs, honour=honour),
                              rtol=1e-9)
-  value, _ = _value("tcc", z, steps, mask, lengths, loss_type="classification")
-  np.testing.assert_allclose(value, tcc_reference(z, steps, mask, lengths,
-                                                  loss_type="classification"), rtol=1e-9)
   official = losses.default_config("tcc", "official_code")
   assert (official.pairs, official.honour_masks) == ("sequences", False)
+
+
+def test_tcc_cosine_and_classification_as_the_tcc_code():
+  """TCC's 'cosine' is the raw dot product / channels / temperature (no normalisation); its
+  classification variant smooths the labels by ALIGNMENT.LABEL_SMOOTHING = 0.1."""
+  z, steps, mask, lengths = _batch(1, PADDED)
+  assert losses.default_config("tcc").label_smoothing == 0.1
+  value, _ = _value("tcc", z, steps, mask, lengths, similarity="cosine")
+  want = tcc_reference(z, steps, mask, lengths, similarity="cosine")
+  np.testing.assert_allclose(value, want, rtol=1e-9)
+  normalised = tcc_reference(_unit(z), steps, mask, lengths, similarity="cosine")
+  assert abs(normalised / want - 1) > 1e-2  # the old, normalised 'cosine'
+  for similarity in ("l2", "cosine"):
+    value, _ = _value("tcc", z, steps, mask, lengths, loss_type="classification",
+                      similarity=similarity)
+    want = tcc_reference(z, steps, mask, lengths, loss_type="classification",
+                         similarity=similarity)
+    np.testing.assert_allclose(value, want, rtol=1e-9)
+    unsmoothed = tcc_reference(z, steps, mask, lengths, loss_type="classification",
+                               similarity=similarity, label_smoothing=0.0)
+    assert abs(unsmoothed / want - 1) > 1e-2
+  _grad_checks("tcc", similarity="cosine")
+  _grad_checks("tcc", loss_type="classification")
 
 
 def test_tcc_needs_two_videos_and_lengths():
@@ -145,14 +254,48 @@ def test_tcc_needs_two_videos_and_lengths():
 # ---------------------------------------------------------------------------------------------
 # TCN.
 
-def tcn_npairs_reference(z, mask, lam=0.002):
+def tcn_npairs_reference(z, mask, lam=0.002, order="tcc"):
+  """google-research tcc @0c1bbe5: tcc/datasets.py interleaves each sampled step after its
+  positive, ``[pos_0, step_0, pos_1, ...]`` (the positive 1-5 frames earlier: our view 2), and
+  tcc/algos/tcn.py ``single_sequence_loss`` takes ``embs[0::2]`` as the anchors and
+  ``embs[1::2]`` as the positives; ``_npairs_loss``: softmax cross entropy of ``anchors @
+  positives^T`` against the identity plus ``0.25 lam (mean |a|^2 + mean |p|^2)``, mean over
+  videos. ``order='carl'``: CARL_code @c574312 datasets/pouring.py interleaves ``[step, pos]``
+  for the same algos/tcn.py lines. Float64, valid frames only. Returns ``(value, d value / dz)``
+  (the gradient by hand: ``(softmax - I) / n`` through the matrix product)."""
+  grad = np.zeros_like(z)
   out = []
   for b in range(len(z)):
     keep = mask[b, 0] & mask[b, 1]
-    a, p = z[b, 0][keep], z[b, 1][keep]
-    xent = -np.diag(log_softmax(a @ p.T, axis=1))
+    later, earlier = z[b, 0][keep], z[b, 1][keep]
+    pairs = (earlier, later) if order == "tcc" else (later, earlier)
+    embs = np.stack(pairs, 1).reshape(-1, z.shape[-1])
+    a, p = embs[0::2], embs[1::2]
+    n = len(a)
+    sm = softmax(a @ p.T, axis=1)
+    xent = -np.diag(np.log(sm))
     out.append(xent.mean() + 0.25 * lam * ((a ** 2).sum(1).mean() + (p ** 2).sum(1).mean()))
-  return np.mean(out)
+    d_logits = (sm - np.eye(n)) / n
+    da = d_logits @ p + 0.5 * lam * a / n
+    dp = d_logits.T @ a + 0.5 * lam * p / n
+    d_later, d_earlier = (dp, da) if order == "tcc" else (da, dp)
+    grad[b, 0][keep], grad[b, 1][keep] = d_later, d_earlier
+  return np.mean(out), grad / len(z)
+
+
+def test_tcn_npairs_anchors_are_the_earlier_frames():
+  """Value and gradient of the default equal TCC's n-pairs (anchors = the earlier frames);
+  ``anchors='later'`` is CARL's order, which differs."""
+  z, steps, mask, lengths = _batch(3, PADDED)
+  assert losses.default_config("tcn").anchors == "earlier"
+  want, want_grad = tcn_npairs_reference(z, mask)
+  carl, carl_grad = tcn_npairs_reference(z, mask, order="carl")
+  for anchors, (v, g) in (("earlier", (want, want_grad)), ("later", (carl, carl_grad))):
+    value, grad = _value_and_grad("tcn", z, steps, mask, anchors=anchors)
+    np.testing.assert_allclose(value, v, rtol=1e-10)
+    np.testing.assert_allclose(np.asarray(grad), g, rtol=1e-8, atol=1e-12)
+  assert abs(carl / want - 1) > 1e-2
+  assert np.abs(carl_grad - want_grad).max() > 1e-2
 
 
 def tcn_triplet_reference(z, steps, mask, margin=0.2, pos=10, neg=30):
@@ -171,16 +314,14 @@ def tcn_triplet_reference(z, steps, mask, margin=0.2, pos=10, neg=30):
   return np.mean(out)
 
 
-def test_tcn_npairs_and_triplets():
-  z, steps, mask, lengths = _batch(3, PADDED)
-  value, _ = _value("tcn", z, steps, mask, lengths)
-  np.testing.assert_allclose(value, tcn_npairs_reference(z, mask), rtol=1e-10)
+def test_tcn_triplets():
   z, steps, mask, lengths = _batch(4, PADDED)
   steps = np.sort(np.random.default_rng(4).integers(0, 80, size=(B, 2, T)), axis=-1)
   value, _ = _value("tcn", z, steps, mask, lengths, variant="triplet")
   np.testing.assert_allclose(value, tcn_triplet_reference(z, steps, mask), rtol=1e-10)
   assert losses.default_config("tcn", "official_code").variant == "triplet"
   _grad_checks("tcn")
+  _grad_checks("tcn", anchors="later")
   _grad_checks("tcn", variant="triplet")
 
 
@@ -199,6 +340,8 @@ def test_tcn_positive_sampling():
 
 def lav_reference(z, steps, mask, lengths, normalize=False, bug=False, honour=True, gamma=0.1,
                   alpha=0.5, sigma=10.0, margin=2.0):
+  """LAV-CVPR21 @3c4154c losses.py (soft-DTW + C-IDM) on the official LAC code's pairs
+  (model/lav.py @52fb74b: sequence k against sequence k + B), float64."""
   from test_soft_dtw import reference as sdtw  # pylint: disable=g-import-not-at-top
   seqs = z.reshape(2 * B, T, E)
   s = steps.reshape(2 * B, T).astype(float)
@@ -240,10 +383,29 @@ def test_lav_matches_lav_cvpr21(preset):
   _grad_checks("lav", **cfg.to_dict())
 
 
+@pytest.mark.parametrize("preset", ["paper", "official_code"])
+def test_lav_pairs_different_videos_and_refuses_one_video(preset):
+  """LAV-CVPR21's AlignData draws two different videos; the official LAC code's split pairs a
+  video's two views when a device holds one video. Every B >= 2 pairs different videos (odd B
+  included); B = 1 is refused."""
+  from lac_jax.losses import lav  # pylint: disable=g-import-not-at-top
+  for b in range(2, 9):
+    first, second = lav.pair_indices(b)
+    assert len(first) == b and np.all(first // 2 != second // 2), b
+  z, steps, mask, lengths = _batch(5)
+  loss = losses.build(losses.default_config("lav", preset))
+  with pytest.raises(ValueError, match="at least 2 videos per device, got 1.*data.batch_size"):
+    loss(None, jnp.asarray(z[:1]), jnp.asarray(steps[:1]), jnp.asarray(mask[:1]),
+         lengths=jnp.asarray(lengths[:1]))
+
+
 # ---------------------------------------------------------------------------------------------
 # GTA.
 
 def smooth_dtw_reference(x, y, gf=0.1, gs=0.1):
+  """VideoAlignment @01b10ba d2tw/smoothDTW.py ``smoothDTW`` ('cosine', D2TW_NORM, 'dtw_prob'),
+  float64, with the float-max border cells left out of the neighbours' softmax (where the
+  original gives them probability exactly 0). Returns ``r[1:, 1:]``."""
   n, m = len(x), len(y)
   c = -log_softmax(x @ y.T / gf, axis=0)
   r = np.zeros((n + 1, m + 1))
@@ -259,16 +421,24 @@ def smooth_dtw_reference(x, y, gf=0.1, gs=0.1):
   return r[1:, 1:]
 
 
-def gta_reference(z, pairs="videos", transpose=True, ls=0.1, weight=0.1):
-  seqs = z.reshape(2 * B, T, E)
-  seqs = seqs / np.linalg.norm(seqs, axis=-1, keepdims=True)
-  partners = range(2, 2 * B, 2) if pairs == "videos" else range(1, 2 * B)
+def gta_reference(z, pairs="videos", transpose=True, ls=0.1, weight=0.1, mask=None):
+  """VideoAlignment @01b10ba d2tw/smoothDTW.py ``compute_dtw_alignment_consistency_loss``
+  (anchor 0 against the others, ``transpose(A B)``, Keras cross entropy with label smoothing,
+  ``+ 0.1 c_ij + 0.1 c_ji``), float64. With ``mask``, every sequence is cropped to its valid
+  frames first (GTA's sampler never pads)."""
+  nb = len(z)
+  seqs = _unit(z).reshape(2 * nb, z.shape[2], z.shape[3])
+  valid = np.ones(seqs.shape[:2], bool) if mask is None else mask.reshape(2 * nb, -1)
+  partners = range(2, 2 * nb, 2) if pairs == "videos" else range(1, 2 * nb)
+  x = seqs[0][valid[0]]
   ces, cxy, cyx = [], [], []
   for j in partners:
-    rxy, ryx = smooth_dtw_reference(seqs[0], seqs[j]), smooth_dtw_reference(seqs[j], seqs[0])
+    y = seqs[j][valid[j]]
+    rxy, ryx = smooth_dtw_reference(x, y), smooth_dtw_reference(y, x)
     p = softmax(-rxy, axis=0) @ softmax(-ryx, axis=0)
     logits = p.T if transpose else p
-    target = (1 - ls) * np.eye(T) + ls / T
+    n = len(x)
+    target = (1 - ls) * np.eye(n) + ls / n
     ces.append(-(target * log_softmax(logits, axis=1)).sum(1).mean())
     cxy.append(rxy[-1, -1])
     cyx.append(ryx[-1, -1])
@@ -283,6 +453,32 @@ def test_gta_matches_video_alignment(preset):
   np.testing.assert_allclose(value, gta_reference(z, cfg.pairs, cfg.transpose), rtol=1e-9)
   np.testing.assert_allclose(parts["consistency"] + parts["cost"], value, rtol=1e-12)
   _grad_checks("gta", **cfg.to_dict())
+
+
+GTA_PADDED = {(0, 0): 5, (1, 0): 4, (2, 0): 6, (1, 1): 3}
+
+
+@pytest.mark.parametrize("pairs, transpose", [("videos", True), ("sequences", False)])
+def test_gta_padded_batch_equals_its_valid_frames(pairs, transpose):
+  """With masks honoured (default) the loss of a padded batch (padded frames = copies of the
+  last valid frame, as our sampler makes them) is GTA's loss of the cropped sequences; the
+  official preset counts the copies as frames."""
+  z, steps, mask, lengths = _batch(7, GTA_PADDED)
+  for (b, v), n in GTA_PADDED.items():
+    z[b, v, n:] = z[b, v, n - 1]
+  value, _ = _value("gta", z, steps, mask, lengths, pairs=pairs, transpose=transpose)
+  cropped = gta_reference(z, pairs, transpose, mask=mask)
+  np.testing.assert_allclose(value, cropped, rtol=1e-9)
+  z2 = z.copy()
+  z2[~mask] = np.random.default_rng(0).normal(size=z2[~mask].shape)
+  np.testing.assert_allclose(_value("gta", z2, steps, mask, lengths, pairs=pairs,
+                                    transpose=transpose)[0], cropped, rtol=1e-9)
+  official = losses.default_config("gta", "official_code")
+  assert official.honour_masks is False
+  unmasked, _ = _value("gta", z, steps, mask, lengths, pairs=pairs, transpose=transpose,
+                       honour_masks=False)
+  np.testing.assert_allclose(unmasked, gta_reference(z, pairs, transpose), rtol=1e-9)
+  assert abs(unmasked / cropped - 1) > 1e-3
 
 
 # ---------------------------------------------------------------------------------------------

@@ -1,5 +1,5 @@
-"""GTA, global temporal alignment (Hadji et al. 2021; hadjisma/VideoAlignment ``d2tw/
-smoothDTW.py``, ``algorithm.py``): smoothed DTW with global cycle consistency.
+"""GTA, global temporal alignment (Hadji et al. 2021; hadjisma/VideoAlignment @01b10ba,
+``d2tw/smoothDTW.py`` and ``algorithm.py``): smoothed DTW with global cycle consistency.
 
 smoothDTW of X ``[n, E]`` and Y ``[m, E]`` (unit vectors): cost ``C[a, b] = -log softmax_a(x_a .
 y_b / gamma_f)`` (each Y frame's distribution over X frames) and ``r[a, b] = C[a, b] + sum_k
@@ -10,11 +10,17 @@ and borders excluded; ``c = r[n, m]``. For an anchor sequence 0 and each partner
 GTA's cross entropy (label smoothing 0.1) of the rows of ``P^T`` against the identity; loss ``CE
 + cost_weight (mean_j c_0j + mean_j c_j0)``. The recursion is not a log-sum-exp, so it runs as
 its own small anti-diagonal scan (autodiff), with excluded neighbours masked out of both the
-softmax and the sum (no float-max sentinel times 0). Masks are not used (as GTA).
+softmax and the sum (no float-max sentinel times 0).
+
+Padding: GTA's sampler never pads (distinct frames of the video), while ours pads short views
+with copies of the last frame. With ``honour_masks`` (default) each pair is aligned on its valid
+frames only (the cost's softmax, the tables, ``A``, ``B``, the cross entropy and ``c`` all
+cropped), so a padded batch gives the loss of its cropped sequences.
 
 Pairs: GTA anchors view 1 of video 0 against view 1 of the other videos (needs >= 2 videos per
-device). The official LAC code's preset (baselines.md §5): the anchor against every other
-sequence, its sibling view included (``pairs='sequences'``), and no transpose of ``P``.
+device). The official LAC code's preset (``model/gta.py`` @52fb74b; docs/baselines.md): the
+anchor against every other sequence, its sibling view included (``pairs='sequences'``), no
+transpose of ``P``, and padded frames counted as frames (``honour_masks=False``).
 """
 
 from __future__ import annotations
@@ -44,9 +50,11 @@ def default_config(preset: str = "paper") -> ml_collections.ConfigDict:
   c.cost_weight = 0.1  # weight of each direction's mean alignment cost (GTA 0.1)
   c.transpose = True  # GTA: cross entropy over the rows of (A B)^T | False: official LAC
   c.pairs = "videos"  # 'videos' (GTA) | 'sequences': the anchor against every other sequence
+  c.honour_masks = True  # crop each pair to its valid frames | False: padding counts (official)
   if preset == "official_code":
     c.transpose = False
     c.pairs = "sequences"
+    c.honour_masks = False
   return c
 
 
@@ -57,11 +65,22 @@ def check_config(cfg: ml_collections.ConfigDict) -> None:
     raise ValueError(f"loss.label_smoothing: need a value in [0, 1), got {cfg.label_smoothing!r}")
 
 
-def smooth_dtw(x: Array, y: Array, gamma_similarity: float,
-               gamma_smoothing: float) -> tuple[Array, Array]:
-  """GTA's smoothDTW of one pair ``[n, E], [m, E]``: ``(table r [n, m], cost r[n-1, m-1])``."""
+def smooth_dtw(x: Array, y: Array, gamma_similarity: float, gamma_smoothing: float,
+               mask_x: Optional[Array] = None,
+               mask_y: Optional[Array] = None) -> tuple[Array, Array]:
+  """GTA's smoothDTW of one pair ``[n, E], [m, E]``: ``(table r [n, m], cost c)``.
+
+  With prefix masks ``mask_x [n], mask_y [m]`` the cost's softmax runs over the valid X frames
+  and ``c = r[n_x - 1, m_y - 1]``: the table's valid block and ``c`` are those of the cropped
+  pair (cells outside it are finite and never feed it).
+  """
   n, m = x.shape[0], y.shape[0]
-  cost = -jax.nn.log_softmax(x @ y.T / gamma_similarity, axis=0)  # [n, m]
+  logits = x @ y.T / gamma_similarity  # [n, m]
+  if mask_x is None:
+    cost = -jax.nn.log_softmax(logits, axis=0)
+  else:
+    cost = -masks.masked_log_softmax(logits.T, mask_x).T
+    cost = jnp.where(mask_x[:, None], cost, 0.0)
   i = np.arange(n)[None, :]
   k = np.arange(n + m - 1)[:, None]
   j = k - i
@@ -86,22 +105,33 @@ def smooth_dtw(x: Array, y: Array, gamma_similarity: float,
   _, out = jax.lax.scan(step, (start, start), (diags, jnp.asarray(inside),
                                                 jnp.arange(n + m - 1)))
   table = out[np.arange(n)[:, None] + np.arange(m)[None, :], np.arange(n)[:, None]]
-  return table, table[n - 1, m - 1]
+  last_x = n - 1 if mask_x is None else masks.valid_length(mask_x) - 1
+  last_y = m - 1 if mask_y is None else masks.valid_length(mask_y) - 1
+  return table, table[last_x, last_y]
 
 
 def gta_pair(x: Array, y: Array, *, gamma_similarity: float, gamma_smoothing: float,
-             label_smoothing: float, transpose: bool) -> tuple[Array, Array, Array]:
-  """``(cross entropy, c_xy, c_yx)`` of the global cycle through one pair."""
+             label_smoothing: float, transpose: bool, mask_x: Optional[Array] = None,
+             mask_y: Optional[Array] = None) -> tuple[Array, Array, Array]:
+  """``(cross entropy, c_xy, c_yx)`` of the global cycle through one pair ``[n, E], [m, E]``
+  (with prefix masks: of the pair cropped to its valid frames)."""
   x, y = lac.l2_normalize(x, 1e-6), lac.l2_normalize(y, 1e-6)
-  r_xy, c_xy = smooth_dtw(x, y, gamma_similarity, gamma_smoothing)
-  r_yx, c_yx = smooth_dtw(y, x, gamma_similarity, gamma_smoothing)
-  a = jax.nn.softmax(-r_xy, axis=0)  # [n, m]
-  b = jax.nn.softmax(-r_yx, axis=0)  # [m, n]
+  r_xy, c_xy = smooth_dtw(x, y, gamma_similarity, gamma_smoothing, mask_x, mask_y)
+  r_yx, c_yx = smooth_dtw(y, x, gamma_similarity, gamma_smoothing, mask_y, mask_x)
+  # Column softmaxes over the valid rows: a [n, m] (0 in padded X rows), b [m, n] (0 in padded
+  # Y rows, so padded columns of a meet zeros in the product).
+  a = jnp.exp(masks.masked_log_softmax(-r_xy.T, mask_x)).T
+  b = jnp.exp(masks.masked_log_softmax(-r_yx.T, mask_y)).T
   p = a @ b  # [n, n]: its columns sum to 1
   logits = p.T if transpose else p
   n = x.shape[0]
-  target = (1.0 - label_smoothing) * jnp.eye(n, dtype=x.dtype) + label_smoothing / n
-  ce = -jnp.mean(jnp.sum(target * jax.nn.log_softmax(logits, axis=-1), -1))
+  count = masks.count(mask_x, n, x.dtype)
+  target = (1.0 - label_smoothing) * jnp.eye(n, dtype=x.dtype) + label_smoothing / count
+  log_q = masks.masked_log_softmax(logits, mask_x)
+  if mask_x is not None:
+    target = jnp.where(mask_x[None, :], target, 0.0)
+    log_q = jnp.where(mask_x[None, :], log_q, 0.0)
+  ce = masks.row_average(-jnp.sum(target * log_q, -1), mask_x, count)
   return ce, c_xy, c_yx
 
 
@@ -114,11 +144,14 @@ class GTA(losses.Loss):
 
   def __call__(self, params: Optional[Mapping[str, Any]], z: Array, steps: Array,
                mask: Optional[Array] = None, lengths: Optional[Array] = None):
-    del params, steps, mask, lengths
+    del params, steps, lengths
     c = self.cfg
     z = jnp.asarray(z)
     b, _, t, e = z.shape
     seqs = z.reshape(2 * b, t, e).astype(jnp.result_type(z, jnp.float32))
+    valid = None
+    if c.honour_masks and mask is not None:
+      valid = jnp.asarray(mask, bool).reshape(2 * b, t)
     if c.pairs == "videos":
       if b < 2:
         raise ValueError("loss.pairs='videos' aligns different videos: it needs at least 2 "
@@ -127,11 +160,13 @@ class GTA(losses.Loss):
       partners = np.arange(1, b) * 2
     else:
       partners = np.arange(1, 2 * b)
-    pair = jax.vmap(lambda y: gta_pair(seqs[0], y, gamma_similarity=c.gamma_similarity,
-                                       gamma_smoothing=c.gamma_smoothing,
-                                       label_smoothing=c.label_smoothing,
-                                       transpose=c.transpose))
-    ce, c_xy, c_yx = pair(seqs[partners])
+    kw = dict(gamma_similarity=c.gamma_similarity, gamma_smoothing=c.gamma_smoothing,
+              label_smoothing=c.label_smoothing, transpose=c.transpose)
+    if valid is None:
+      ce, c_xy, c_yx = jax.vmap(lambda y: gta_pair(seqs[0], y, **kw))(seqs[partners])
+    else:
+      pair = lambda y, my: gta_pair(seqs[0], y, mask_x=valid[0], mask_y=my, **kw)
+      ce, c_xy, c_yx = jax.vmap(pair)(seqs[partners], valid[partners])
     consistency = jnp.mean(ce)
     cost = c.cost_weight * (jnp.mean(c_xy) + jnp.mean(c_yx))
     loss = consistency + cost

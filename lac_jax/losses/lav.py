@@ -1,6 +1,6 @@
-"""LAV, learning by aligning videos (Haresh et al. 2021; LAV-CVPR21 ``train.py``, ``losses.py``,
-``soft_dtw.py``): soft-DTW alignment of two different videos plus the contrastive inverse
-difference moment (C-IDM) regulariser of each.
+"""LAV, learning by aligning videos (Haresh et al. 2021; LAV-CVPR21 @3c4154c ``train.py``,
+``losses.py``, ``soft_dtw.py``): soft-DTW alignment of two different videos plus the contrastive
+inverse difference moment (C-IDM) regulariser of each.
 
 For a pair (X, Y) of ``[T, E]`` sequences: ``Delta = sdtw_gamma(D_xy)`` with ``D_xy = |x_i -
 y_j|^2`` (`lac_jax.alignment.soft_dtw`), or with ``normalize`` the divergence ``sdtw(D_xy) -
@@ -8,11 +8,12 @@ y_j|^2`` (`lac_jax.alignment.soft_dtw`), or with ``normalize`` the divergence ``
 max(0, margin - d_ij)]`` with ``d_ij = |x_i - x_j|^2``, ``t = step / video length`` and near
 meaning ``|step_i - step_j| <= sigma`` frames; loss ``(Delta + alpha (I(X) + I(Y))) / T``,
 averaged over pairs. Pairs: the first half of the ``2B`` sequences (order video, view) against
-the second, as the official LAC code, which pairs different videos whenever a device holds
->= 2 videos (LAV pairs two different videos).
+the second, as the official LAC code (``model/lav.py`` @52fb74b); for ``B >= 2`` videos per
+device every such pair is two different videos (LAV pairs two different videos), while ``B = 1``
+would pair a video's two views, so it is refused.
 
-The official LAC code's preset (baselines.md §4): the divergence (``normalize``), masks ignored,
-and the IDM reading the time indices of other sequences (``idm_index_bug``).
+The official LAC code's preset (docs/baselines.md): the divergence (``normalize``), masks
+ignored, and the IDM reading the time indices of other sequences (``idm_index_bug``).
 """
 
 from __future__ import annotations
@@ -85,6 +86,17 @@ def soft_dtw_cost(x: Array, y: Array, gamma: float, normalize: bool,
   return value
 
 
+def pair_indices(num_videos: int) -> tuple[np.ndarray, np.ndarray]:
+  """``(first, second)`` indices into the sequences ``z.reshape(2B, T, E)`` (order video, view):
+  sequence k against sequence k + B, two different videos for every k when B >= 2."""
+  if num_videos < 2:
+    raise ValueError("loss 'lav' aligns different videos (sequence k of the 2B views against "
+                     "sequence k + B): it needs at least 2 videos per device, got "
+                     f"{num_videos}, whose only pair would be a video's two views (raise "
+                     "data.batch_size to >= 2 videos per device)")
+  return np.arange(num_videos), np.arange(num_videos, 2 * num_videos)
+
+
 class LAV(losses.Loss):
   progress_parts = ("loss", "alignment", "idm")
 
@@ -106,7 +118,7 @@ class LAV(losses.Loss):
     valid = None
     if c.honour_masks and mask is not None:
       valid = jnp.asarray(mask, bool).reshape(2 * b, t)
-    first, second = np.arange(b), np.arange(b, 2 * b)
+    first, second = pair_indices(b)
     # The official code's IDM reads view 1 / view 2 of videos 0..B-1 for both halves.
     idm_first, idm_second = (2 * first, 2 * first + 1) if c.idm_index_bug else (first, second)
     lens = None if valid is None else masks.valid_length(valid)

@@ -1,12 +1,20 @@
-"""SCL, the sequence contrastive loss of CARL (Chen et al. 2022; CARL_code ``algos/scl.py``).
+"""SCL, the sequence contrastive loss of CARL (Chen et al. 2022; CARL_code ``algos/scl.py``
+@c574312).
 
-For every frame of one view: the KL divergence between a Gaussian prior over the other view's
-frames (by time distance, variance ``var`` frames) and the softmax of cosine similarity / ``tau``
-over them; both views as queries, averaged over the valid frames of both. That is LAC's
-``L_c`` (`lac.contrastive_loss`) with CARL's settings, reused here. CARL also gives padded frames
-a 1e-6 weight in every denominator of the batch (official LAC is a verbatim copy,
-baselines.md §1); here padded frames are removed exactly, which differs from that by < 1e-6
-relative per pair.
+For every valid frame p of one view: the KL divergence between a Gaussian prior over the other
+view's valid frames q (by time distance, variance ``var`` frames) and the model distribution
+``Q_pq = exp(l_pq) / (sum_{q' valid, other view} exp(l_pq') + padded_weight sum_{q' padded}
+exp(l_pq'))`` with ``l = cosine similarity / tau``, penalised as ``log(Q + log_eps)``; both views
+are queries. CARL's code gives every padded frame of the batch (any video, any view) the weight
+1e-6 in every denominator; ``padded_weight=0`` removes padded frames exactly.
+
+Reduction: ``'videos'`` (default) averages each video's KL over its valid frames, then over
+videos: CARL as its configs run it, one video per process with gradients averaged over
+processes. ``'frames'`` divides the batch's total by the batch's number of valid frames, as
+CARL's code does for several videos in one process and as the official LAC code does
+(``model/scl.py`` @52fb74b, a verbatim copy of CARL's loss with 16 videos per step). The
+``official_code`` preset (``'frames'``, ``padded_weight=1e-6``) is that code's loss on the
+device's batch.
 """
 
 from __future__ import annotations
@@ -16,46 +24,67 @@ from typing import Any, Mapping, Optional
 import jax
 import jax.numpy as jnp
 import ml_collections
+import numpy as np
 
 from lac_jax import losses
 from lac_jax.losses import lac
 from lac_jax.losses import masks
 
 NAME = "scl"
+REDUCTIONS = ("videos", "frames")
 Array = jax.Array
 
 
 def default_config(preset: str = "paper") -> ml_collections.ConfigDict:
-  """SCL's fields (the official LAC code's SCL is CARL's loss, so both presets agree)."""
+  """SCL's fields: CARL's values; 'official_code': the official LAC code's batch reduction."""
   c = losses.new_config(NAME, preset)
   c.tau = 0.1  # softmax temperature (CARL 0.1)
   c.var = 10.0  # variance of the Gaussian prior, frames (CARL label_varience 10)
   c.log_eps = 1e-6  # CARL: log(Q + 1e-6)
   c.normalize_eps = 1e-6  # cosine similarity: z / max(|z|, eps)
-  c.honour_masks = True  # CARL honours masks (padded frames leave every sum)
+  c.honour_masks = True  # CARL honours masks (padded frames are never queries or targets)
+  c.reduction = "videos"  # 'videos': mean per video, then over videos | 'frames': official LAC
+  c.padded_weight = 0.0  # weight of the batch's padded frames in every denominator (CARL 1e-6)
+  if preset == "official_code":
+    c.reduction = "frames"
+    c.padded_weight = 1e-6
   return c
 
 
 def check_config(cfg: ml_collections.ConfigDict) -> None:
-  losses.check_fields(cfg, positive=("tau", "var", "normalize_eps"), nonnegative=("log_eps",))
+  losses.check_fields(cfg, positive=("tau", "var", "normalize_eps"),
+                      nonnegative=("log_eps", "padded_weight"),
+                      choices={"reduction": REDUCTIONS})
 
 
-def scl_loss(z1: Array, z2: Array, steps1: Array, steps2: Array, *, tau: float, var: float,
-             log_eps: float, normalize_eps: float, mask1: Optional[Array] = None,
-             mask2: Optional[Array] = None) -> tuple[Array, dict[str, Array]]:
-  """SCL per video: ``z1 [..., T1, E], z2 [..., T2, E]`` -> ``(loss [...], parts)``.
+def scl_rows(z: Array, steps: Array, *, tau: float, var: float, log_eps: float,
+             normalize_eps: float, mask: Optional[Array] = None,
+             padded_weight: float = 0.0) -> Array:
+  """Per-frame KL of SCL: ``z [B, 2, T, E], steps [B, 2, T], mask [B, 2, T] -> [B, 2, T]``.
 
-  The mean per-frame KL over the valid frames of both views (each view's frames query the
-  other's), as CARL's sum over valid pairs divided by the number of valid frames.
+  Row ``(b, v, i)`` is frame i of view v of video b as the query against view ``1 - v`` of the
+  same video (0 for padded queries). With ``padded_weight > 0`` every padded frame of the batch
+  joins each valid query's denominator with that weight (CARL's masked pairs).
   """
-  _, parts = lac.contrastive_loss(
-      z1, z2, steps1, steps2, tau=tau, var=var, similarity="cosine",
-      normalize_eps=normalize_eps, normalization="T", directions=2, divergence="kl",
-      log_eps=log_eps, mask1=mask1, mask2=mask2)
-  n1 = masks.count(mask1, z1.shape[-2], z1.dtype)
-  n2 = masks.count(mask2, z2.shape[-2], z2.dtype)
-  loss = (n1 * parts["l_c12"] + n2 * parts["l_c21"]) / (n1 + n2)
-  return loss, {"loss": loss, "kl12": parts["l_c12"], "kl21": parts["l_c21"]}
+  zn = lac.l2_normalize(z, normalize_eps)
+  other = zn[:, ::-1]  # view 1 - v
+  logits = jnp.einsum("bvie,bvje->bvij", zn, other) / tau  # [B, 2, T, T]
+  other_mask = None if mask is None else mask[:, ::-1]
+  y = lac.gaussian_prior(steps, steps[:, ::-1], var, other_mask, z.dtype)
+  if other_mask is not None:
+    logits = jnp.where(other_mask[:, :, None, :], logits, masks.NEG)
+  log_den = jax.nn.logsumexp(logits, -1)  # [B, 2, T]
+  if mask is not None and padded_weight > 0:
+    flat = zn.reshape(-1, zn.shape[-1])
+    padded = ~mask.reshape(-1)
+    all_logits = jnp.einsum("bvie,ne->bvin", zn, flat) / tau
+    log_padded = jax.nn.logsumexp(jnp.where(padded, all_logits, masks.NEG), -1)
+    log_den = jnp.logaddexp(log_den, log_padded + np.log(padded_weight))
+  log_q = logits - log_den[..., None]
+  if log_eps > 0:
+    log_q = jnp.log(jnp.exp(log_q) + log_eps)
+  rows = jnp.sum(jax.scipy.special.xlogy(y, y) - y * log_q, -1)
+  return rows if mask is None else jnp.where(mask, rows, 0.0)
 
 
 class SCL(losses.Loss):
@@ -64,20 +93,25 @@ class SCL(losses.Loss):
   def __init__(self, cfg: ml_collections.ConfigDict):
     check_config(cfg)
     self.kwargs = dict(tau=cfg.tau, var=cfg.var, log_eps=cfg.log_eps,
-                       normalize_eps=cfg.normalize_eps)
+                       normalize_eps=cfg.normalize_eps, padded_weight=cfg.padded_weight)
     self.honour_masks = bool(cfg.honour_masks)
+    self.reduction = cfg.reduction
 
   def __call__(self, params: Optional[Mapping[str, Any]], z: Array, steps: Array,
                mask: Optional[Array] = None, lengths: Optional[Array] = None):
     del params, lengths
     z = jnp.asarray(z).astype(jnp.result_type(z, jnp.float32))
-    if not self.honour_masks:
-      mask = None
-    m = (None, None) if mask is None else (mask[:, 0], mask[:, 1])
-    _, parts = scl_loss(z[:, 0], z[:, 1], steps[:, 0], steps[:, 1], mask1=m[0], mask2=m[1],
-                        **self.kwargs)
-    parts = {k: jnp.mean(v) for k, v in parts.items()}
-    return parts["loss"], parts
+    mask = jnp.asarray(mask, bool) if self.honour_masks and mask is not None else None
+    rows = scl_rows(z, jnp.asarray(steps), mask=mask, **self.kwargs)  # [B, 2, T]
+    counts = masks.count(mask, z.shape[-2], z.dtype) * jnp.ones(rows.shape[:2], z.dtype)
+    sums = jnp.sum(rows, -1)  # [B, 2]
+    if self.reduction == "videos":
+      loss = jnp.mean(jnp.sum(sums, 1) / jnp.maximum(jnp.sum(counts, 1), 1))
+      kl = jnp.mean(sums / jnp.maximum(counts, 1), 0)
+    else:
+      loss = jnp.sum(sums) / jnp.maximum(jnp.sum(counts), 1)
+      kl = jnp.sum(sums, 0) / jnp.maximum(jnp.sum(counts, 0), 1)
+    return loss, {"loss": loss, "kl12": kl[0], "kl21": kl[1]}
 
 
 def build(cfg: ml_collections.ConfigDict) -> SCL:

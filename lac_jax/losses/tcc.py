@@ -1,17 +1,21 @@
 """TCC, temporal cycle-consistency (Dwibedi et al. 2019; google-research ``tcc/tcc``
-``deterministic_alignment.py`` and ``losses.py``), deterministic cycle-back.
+``deterministic_alignment.py`` and ``losses.py`` @0c1bbe5), deterministic cycle-back.
 
 For an ordered pair of sequences (U, V): each frame u_t finds its soft nearest neighbour in V,
 ``v~_t = sum_k softmax_k(sim(u_t, v_k)) v_k``, and cycles back: ``logits[t, l] = sim(v~_t, u_l)``,
-with ``sim = -|a - b|^2 / (E * temperature)`` ('l2') or cosine / temperature. The loss asks the
-cycle to land on t: 'regression_mse_var' (default): ``beta = softmax(logits[t])``, ``mu = sum_l
-beta_l s_l``, ``nu = sum_l beta_l (s_l - mu)^2``, loss ``(s_t - mu)^2 / nu + lambda log nu`` with
-``s = step / video length``; 'regression_mse' without the variance; 'classification': cross
-entropy against t. Rows of all ordered pairs are averaged.
+with TCC's ``get_scaled_similarity``: ``sim = -|a - b|^2 / (E * temperature)`` ('l2') or ``a . b
+/ (E * temperature)`` ('cosine': TCC divides the raw dot product by the number of channels and
+the temperature and does not normalise the embeddings). The loss asks the cycle to land on t:
+'regression_mse_var' (default): ``beta = softmax(logits[t])``, ``mu = sum_l beta_l s_l``, ``nu =
+sum_l beta_l (s_l - mu)^2``, loss ``(s_t - mu)^2 / nu + lambda log nu`` with ``s = step / video
+length``; 'regression_mse' without the variance; 'classification': cross entropy against t with
+label smoothing (TCC's ``ALIGNMENT.LABEL_SMOOTHING`` 0.1, ``tcc/config.py``). Rows of all ordered
+pairs are averaged.
 
 Pairs: TCC aligns different videos, ``pairs='videos'`` (view 1 of every video against view 1 of
-every other; needs >= 2 videos per device); the official LAC code aligns all ``2B`` sequences,
-both views of a video included (``pairs='sequences'``, its preset, baselines.md §2).
+every other; needs >= 2 videos per device); the official LAC code (``model/tcc.py`` @52fb74b;
+docs/baselines.md) aligns all ``2B`` sequences, both views of a video included
+(``pairs='sequences'``, its preset).
 """
 
 from __future__ import annotations
@@ -24,7 +28,6 @@ import ml_collections
 import numpy as np
 
 from lac_jax import losses
-from lac_jax.losses import lac
 from lac_jax.losses import masks
 
 NAME = "tcc"
@@ -38,12 +41,12 @@ def default_config(preset: str = "paper") -> ml_collections.ConfigDict:
   """TCC's fields: the TCC code's values; 'official_code': the official LAC code's TCC."""
   c = losses.new_config(NAME, preset)
   c.loss_type = "regression_mse_var"  # 'regression_mse_var' | 'regression_mse' | 'classification'
-  c.similarity = "l2"  # 'l2': -squared distance / E / temperature | 'cosine'
+  c.similarity = "l2"  # 'l2': -squared distance / E / temperature | 'cosine': dot / E / temp.
   c.temperature = 0.1  # TCC 0.1
   c.variance_lambda = 0.001  # weight of log(variance) (TCC 0.001)
   c.min_variance = 1e-12  # floor of the variance (a one-hot beta gives log 0 = NaN otherwise)
   c.normalize_indices = True  # regress step / video length (TCC: True)
-  c.label_smoothing = 0.0  # 'classification' only (TCC's classification uses 0.1)
+  c.label_smoothing = 0.1  # 'classification' only (TCC 0.1)
   c.pairs = "videos"  # 'videos' (TCC) | 'sequences': both views of every video (official LAC)
   c.honour_masks = True  # False: padded frames count as frames (official LAC)
   if preset == "official_code":
@@ -62,12 +65,14 @@ def check_config(cfg: ml_collections.ConfigDict) -> None:
 
 
 def _similarity(a: Array, b: Array, kind: str, temperature: float) -> Array:
-  """``[..., T1, E], [..., T2, E] -> [..., T1, T2]`` scaled similarity (TCC's)."""
+  """``[..., T1, E], [..., T2, E] -> [..., T1, T2]`` scaled similarity (TCC's): the raw dot
+  product ('cosine', no normalisation) or minus the squared distance ('l2'), divided by the
+  number of channels E and the temperature."""
   if kind == "cosine":
-    a, b = lac.l2_normalize(a, 1e-6), lac.l2_normalize(b, 1e-6)
-    return jnp.einsum("...ie,...je->...ij", a, b) / temperature
-  sq = jnp.sum(jnp.square(a[..., :, None, :] - b[..., None, :, :]), -1)
-  return -sq / a.shape[-1] / temperature
+    sim = jnp.einsum("...ie,...je->...ij", a, b)
+  else:
+    sim = -jnp.sum(jnp.square(a[..., :, None, :] - b[..., None, :, :]), -1)
+  return sim / a.shape[-1] / temperature
 
 
 def cycle_rows(u: Array, v: Array, su: Array, *, loss_type: str, similarity: str,

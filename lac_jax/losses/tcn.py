@@ -1,17 +1,21 @@
 """TCN, time-contrastive networks (Sermanet et al. 2018), as the TCC code's ``tcn`` algorithm
-(google-research ``tcc/algos/tcn.py``): an n-pairs loss within each video.
+(google-research ``tcc/algos/tcn.py`` @0c1bbe5): an n-pairs loss within each video.
 
-Anchors are the frames of view 1 and positives those of view 2, which the sampler draws 1 to
-``positive_window`` frames before each anchor (``data.sampling.views='tcn_positives'``, set by
-the TCN presets); the other anchors' positives are the negatives: softmax cross entropy of
-``anchors @ positives^T`` with the diagonal as target, plus ``0.25 * reg_lambda * (mean |a|^2 +
-mean |p|^2)``; mean over videos.
+The sampler draws view 1's frames as usual and, for each, a frame of view 2 1 to
+``positive_window`` frames earlier (``data.sampling.views='tcn_positives'``, set by the TCN
+presets). TCC's data pipeline (``tcc/datasets.py``) interleaves ``[earlier_0, later_0, earlier_1,
+...]`` and its loss takes ``embs[0::2]``, the earlier frames, as the anchors (the rows of ``anchors
+@ positives^T``) and ``embs[1::2]``, the later frames, as each row's candidates: softmax cross
+entropy with the diagonal as target, so the other anchors' positives are the negatives, plus
+``0.25 * reg_lambda * (mean |a|^2 + mean |p|^2)``; mean over videos. ``anchors='later'`` swaps
+the roles (rows = the later frames): CARL's port (``algos/tcn.py`` @c574312, whose sampler
+interleaves ``[later, earlier]``). LAV-CVPR21's port (``losses.py`` @3c4154c) keeps TCC's order.
 
-``variant='triplet'`` is the official LAC code's TCN (baselines.md §3): a margin triplet loss
-``max(|a - p| - |a - n| + margin, 0)`` with positives within ``positive_range`` frames of the
-anchor and negatives at least ``negative_range`` away (its random triplets, here averaged over
-every such positive and negative of view 2). Its Inception spatial-softmax model and its
-un-augmented data path are not reproduced.
+``variant='triplet'`` is the official LAC code's TCN (``model/tcn.py`` @52fb74b; docs/baselines.md):
+a margin triplet loss ``max(|a - p| - |a - n| + margin, 0)`` with positives within
+``positive_range`` frames of the anchor and negatives at least ``negative_range`` away (its random
+triplets, here averaged over every such positive and negative of view 2). Its Inception
+spatial-softmax model and its un-augmented data path are not reproduced.
 """
 
 from __future__ import annotations
@@ -27,6 +31,7 @@ from lac_jax.losses import masks
 
 NAME = "tcn"
 VARIANTS = ("npairs", "triplet")
+ANCHORS = ("earlier", "later")
 Array = jax.Array
 
 
@@ -34,6 +39,7 @@ def default_config(preset: str = "paper") -> ml_collections.ConfigDict:
   """TCN's fields: the TCC code's n-pairs; 'official_code': the official LAC code's triplets."""
   c = losses.new_config(NAME, preset)
   c.variant = "npairs"  # 'npairs' (TCC code) | 'triplet' (official LAC code)
+  c.anchors = "earlier"  # npairs rows: 'earlier' frames (TCC, LAV-CVPR21) | 'later' (CARL)
   c.reg_lambda = 0.002  # npairs: embedding-norm regulariser (TCC code 0.002)
   c.margin = 0.2  # triplet margin (official LAC 0.2)
   c.positive_range = 10  # triplet: positives within this many frames (official LAC 10)
@@ -50,7 +56,8 @@ def data_requirements(cfg: ml_collections.ConfigDict) -> dict[str, object]:
 
 
 def check_config(cfg: ml_collections.ConfigDict) -> None:
-  losses.check_fields(cfg, nonnegative=("reg_lambda", "margin"), choices={"variant": VARIANTS})
+  losses.check_fields(cfg, nonnegative=("reg_lambda", "margin"),
+                      choices={"variant": VARIANTS, "anchors": ANCHORS})
   if not 0 <= cfg.positive_range < cfg.negative_range:
     raise ValueError(f"loss.positive_range, negative_range: need 0 <= positive_range < "
                      f"negative_range, got {cfg.positive_range}, {cfg.negative_range}")
@@ -58,7 +65,8 @@ def check_config(cfg: ml_collections.ConfigDict) -> None:
 
 def npairs_loss(anchors: Array, positives: Array, reg_lambda: float,
                 mask: Optional[Array] = None) -> Array:
-  """n-pairs loss of ``[..., T, E]`` anchors and their positives (frame t with frame t)."""
+  """n-pairs loss of ``[..., T, E]`` anchors (rows) and their positives (candidates; frame t
+  with frame t): ``[...]``."""
   logits = jnp.einsum("...ie,...je->...ij", anchors, positives)
   log_p = masks.masked_log_softmax(logits, mask)
   t = anchors.shape[-2]
@@ -104,9 +112,10 @@ class TCN(losses.Loss):
     view = lambda x, v: None if x is None else x[:, v]
     if c.variant == "npairs":
       # The positives share their anchors' mask ('tcn_positives'); a padded positive is also
-      # never a negative.
+      # never a negative. View 2 holds the earlier frames.
       both = None if mask is None else mask[:, 0] & mask[:, 1]
-      per_video = npairs_loss(z[:, 0], z[:, 1], c.reg_lambda, both)
+      rows, cols = (z[:, 1], z[:, 0]) if c.anchors == "earlier" else (z[:, 0], z[:, 1])
+      per_video = npairs_loss(rows, cols, c.reg_lambda, both)
     else:
       per_video = triplet_loss(z[:, 0], z[:, 1], steps[:, 0], steps[:, 1], margin=c.margin,
                                positive_range=c.positive_range,
