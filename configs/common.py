@@ -71,9 +71,10 @@ def paper() -> ml_collections.ConfigDict:
 
 
 METHODS = ("lac", "scl", "tcc", "tcn", "lav", "gta")
-# The official LAC code's training settings per baseline (its config/<dataset>/<method>.json,
-# baselines.md §6): videos per step, frames per view, epochs, L2-normalised embeddings, and
-# whether its model is a conv embedder without a transformer (ResNet50_Conv / _Conv2).
+# The official LAC code's training settings per baseline (its config/<dataset>/<method>.json
+# @52fb74b; docs/baselines.md): videos per step, frames per view, epochs, L2-normalised
+# embeddings, and whether its model is a conv embedder without a transformer (ResNet50_Conv /
+# _Conv2).
 _METHOD_SETTINGS = {
     "scl": dict(batch={"pouring": 16, "penn_action": 16}, frames=32, epochs=300, l2=True,
                 conv=False),
@@ -113,7 +114,7 @@ def apply_method(config: ml_collections.ConfigDict, method: str,
 
 def official_code(config: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
   """Switches ``config`` (in place) to the official PyTorch code's pipeline
-  (official-lac-code.md, baselines.md), one documented field per departure:
+  (docs/official_code.md, docs/baselines.md), one documented field per departure:
 
   * loss: the ``'official_code'`` preset of ``config.loss.name`` (for LAC keeping the gap
     learning rate and decay);

@@ -322,7 +322,7 @@ def test_config_errors():
 
 
 def test_default_config_has_the_official_parameter_counts():
-  """Counts of the official ResNet50_Transformer2 (official-lac-code.md §1.1, §1.4)."""
+  """Counts of the official ResNet50_Transformer2 (docs/official_code.md §1.1, §1.4)."""
   model = encoder.build_encoder(encoder.default_config())
   shapes = jax.eval_shape(lambda: model.init(
       jax.random.PRNGKey(0), jnp.zeros((1, 2, 224, 224, 3), jnp.uint8)))
@@ -340,7 +340,7 @@ def test_default_config_has_the_official_parameter_counts():
 
 def test_official_attention_over_the_batch_axis(variables, frames):
   """``attention_axis='batch'``: what torch's batch_first=False does to the official [N, T, D]
-  input (official-lac-code.md §1.4), checked as that note checked the stock module."""
+  input (docs/official_code.md §1.4), checked as that section says the stock module was."""
   mask = np.ones((B, T), bool)
   cfg = tiny_config(attention_axis="batch")
   y = apply_eval(cfg, variables, frames, mask)

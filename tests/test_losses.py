@@ -85,7 +85,7 @@ def ref_paper(z1, z2, s1, s2, go, ge, cfg, n1=None, n2=None):
 
 
 def ref_official(emb, steps, go, ge):
-  """The official forward (official-lac-code.md §3.1-3.2), restated in NumPy float64.
+  """The official forward (docs/official_code.md §3.1-3.2), restated in NumPy float64.
 
   emb [B, 2, T, C], steps [B, 2, T]; no masks; go, ge [T, T] shared by both directions.
   """
@@ -226,7 +226,7 @@ def test_official_preset_matches_official_forward():
                                               for a in (z, steps, mask, go, ge)))
   assert parts32["loss"].dtype == np.float32
   np.testing.assert_allclose(parts32["loss"], ref, rtol=2e-5)
-  # L_l of a matmul of two softmaxes is close to log T (official-lac-code.md §3.1).
+  # L_l of a matmul of two softmaxes is close to log T (docs/official_code.md §3.1).
   assert abs(parts32["l_l"] - np.log(T)) < 0.1
 
 

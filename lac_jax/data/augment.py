@@ -1,6 +1,6 @@
 """Spatial and colour augmentation of one view, with one random draw shared by all its frames.
 
-The official pipeline (CARL's ``create_ssl_data_augment``, copied by LAC; official-lac-code.md
+The official pipeline (CARL's ``create_ssl_data_augment``, copied by LAC; docs/official_code.md
 §2.4), in order:
 
   1. random resized crop: area fraction U(0.8, 1.0) of the input, aspect ratio log-uniform in

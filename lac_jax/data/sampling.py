@@ -1,6 +1,6 @@
 """Temporal sampling of the two training views of a video, and of whole videos for evaluation.
 
-`sample_two_views` is the official ``time_augment`` (CARL/LAC, official-lac-code.md §2.2): per
+`sample_two_views` is the official ``time_augment`` (CARL/LAC, docs/official_code.md §2.2): per
 view, ``n = min(L, F)`` sorted random steps of ``range(ceil(r * L))``, ``r ~ U(1,
 sampling_region)``, padded to F with L; steps past the video are masked and repeat its last
 frame. The official random offset is always 0; ``temporal_crop=True`` implements the crop it was

@@ -1,7 +1,7 @@
 """LAC, the paper's loss (§3.4, Eq. 7-8): contrastive term, alignment terms, learnable gaps.
 
 ``default_config('paper')`` follows the paper with exact gradients; ``'official_code'``
-reproduces the official forward value (official-lac-code.md §3.1-3.2), and every departure is
+reproduces the official forward value (docs/official_code.md §3.1-3.2), and every departure is
 one field. The term functions take arrays and scalars; `LAC` (``losses.build``) reads the config
 once and is what the trainer calls.
 
@@ -64,7 +64,7 @@ def default_config(preset: str = "paper") -> ml_collections.ConfigDict:
 
   Args:
     preset: ``'paper'`` (default: the paper's equations, exact gradients) or
-      ``'official_code'`` (the official PyTorch code's forward value, official-lac-code.md §3).
+      ``'official_code'`` (the official PyTorch code's forward value, docs/official_code.md §3).
   Returns:
     A ConfigDict; each field is commented with the paper's and the official code's value.
   """
@@ -104,10 +104,9 @@ def default_config(preset: str = "paper") -> ml_collections.ConfigDict:
   # float32) but keeps identical embeddings finite. 0 is allowed and is then exactly official,
   # but S = inf (NaN loss) at d = 0.
   c.sw_sign = 1  # +1: minimise +s* as the paper and the code do (pushes aligned frames of the
-  # two views apart, official-lac-code.md §3.5) | -1: maximise the alignment score instead
-  # (needs gap_positive: unconstrained gaps would run to -inf). Measured on held-out videos,
-  # maximising collapses the embedding even with positive gaps: Class 100 32.5, Progress 1.9
-  # after training, against 67.1 / 81.0 with the paper's sign.
+  # two views apart, docs/official_code.md §3.5) | -1: maximise the alignment score instead
+  # (needs gap_positive: unconstrained gaps would run to -inf). Maximising collapses the
+  # embedding even with positive gaps (README, "Choosing a preset"; docs/performance.md).
   c.sw_backward = "custom"  # alignment kernel backward: 'custom' (fast adjoint) | 'autodiff'.
   # --- Masks.
   c.honour_masks = True  # False: padded frames count as real (official: masks unused).

@@ -451,8 +451,8 @@ def jit_init(module: nn.Module, rng: jax.Array, *args: Any, **kwargs: Any) -> Di
   """``module.init(rng, *args, **kwargs)`` under jit, compiled at XLA backend level O0 on CPU.
 
   On CPU, LLVM spends seconds per parameter shape optimising the threefry random-number code
-  (a tiny ResNet-18 init: 20 s at the default level, 5 s at O0); the init runs once, so its
-  speed does not matter. The values equal the default compile's up to float rounding (~1e-7).
+  (docs/performance.md has a measurement); the init runs once, so its speed does not matter.
+  The values equal the default compile's up to float rounding (~1e-7).
   """
   lowered = jax.jit(lambda r: module.init(r, *args, **kwargs)).lower(rng)
   options = {"xla_backend_optimization_level": 0} if jax.default_backend() == "cpu" else None
