@@ -28,6 +28,9 @@ compilation. Its clips/s and ``device/host`` (over the pipeline's clips/s with f
 augmentation) are printed per row and written to the JSON. On CPU both share the pinned cores.
 ``--quick``: 1 s per cell, the last worker count only, no encoder.
 
+``--videos``: the 'videos' dataset instead (`own_videos`: decoding into its cache against PyAV's
+plain decode, and steps fed from the cache against a batch in memory).
+
 Run from the repository root: ``python benchmarks/data.py`` (``--help`` for options).
 """
 
@@ -139,8 +142,59 @@ def encoder_steps_per_s(size: int, batch_size: int, num_frames: int, depth: int,
   return rate, f"ResNet-{depth} on {jax.devices()[0].device_kind}"
 
 
+def own_videos(num_videos: int, steps: int) -> dict:
+  """``--videos``: the 'videos' dataset (a folder of mp4s) against its baselines, in one run.
+
+  Decoding into the cache (rotation, resize to the config's size, JPEG store) against PyAV's plain decode
+  of the same files (frames to RGB arrays, nothing else), in source frames/s; then the
+  synthetic config's training step fed from the cached store against the same step on a batch
+  in memory (`train_step.input_bound`; target ratio <= 1.1).
+  """
+  import tempfile  # pylint: disable=g-import-not-at-top
+  import av  # pylint: disable=g-import-not-at-top
+  import train_step  # pylint: disable=g-import-not-at-top  (benchmarks/train_step.py)
+  from lac_jax.data import videos as videos_lib  # pylint: disable=g-import-not-at-top
+  with tempfile.TemporaryDirectory() as tmp:
+    c = synthetic.default_config()
+    c.height = c.width = 128
+    c.min_frames, c.max_frames = 100, 160
+    paths = synthetic.write_videos(os.path.join(tmp, "in"), "train", num_videos, c)
+    start = time.perf_counter()
+    frames = 0
+    for path in paths:
+      with av.open(path) as container:
+        for frame in container.decode(container.streams.video[0]):
+          frame.to_ndarray(format="rgb24")
+          frames += 1
+    plain_s = time.perf_counter() - start
+    config = train_step.load_config("synthetic", "float32")
+    d = config.data
+    d.dataset, d.data_dir, d.cache_dir = "videos", os.path.join(tmp, "in"), os.path.join(tmp, "c")
+    start = time.perf_counter()
+    videos_lib.prepare(d, d.image_size)
+    store_s = time.perf_counter() - start
+    decode = {"videos": num_videos, "source_frames": frames, "frame_size": 128,
+              "plain_frames_per_s": frames / plain_s, "store_frames_per_s": frames / store_s,
+              "store_over_plain": plain_s / store_s}
+    print(f"decode {num_videos} mp4s ({frames} frames, 128 px): PyAV plain "
+          f"{frames / plain_s:.0f} frames/s, into the store at {d.image_size} px "
+          f"{frames / store_s:.0f} frames/s ({plain_s / store_s:.2f}x of plain)")
+    videos_lib._PREPARED.clear()  # pylint: disable=protected-access  (reads the cache)
+    train_videos = videos_lib.load_split(d, "train", None, d.image_size)
+    bound = train_step.input_bound(config, steps, videos=train_videos)
+    print(f"synthetic config's step: {1e3 * bound['memory_step_s']:.0f} ms on a batch in memory, "
+          f"{1e3 * bound['pipeline_step_s']:.0f} ms fed from the cached store "
+          f"(ratio {bound['ratio']:.2f}, target <= 1.1)")
+  return {"decode": decode, "train": bound}
+
+
 def main() -> None:
   parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+  parser.add_argument("--videos", action="store_true",
+                      help="only the 'videos' dataset: decoding into its cache vs PyAV, and "
+                      "training steps fed from the cache vs in memory (results/data_videos.json)")
+  parser.add_argument("--videos-count", type=int, default=16, help="--videos: mp4s written")
+  parser.add_argument("--videos-steps", type=int, default=40, help="--videos: steps timed")
   parser.add_argument("--sizes", default="64,224", help="image sizes, comma separated")
   parser.add_argument("--workers", default="1,2", help="worker counts, comma separated")
   parser.add_argument("--cores", type=int, default=2, help="CPU cores to pin to (0: all)")
@@ -160,6 +214,9 @@ def main() -> None:
   parser.add_argument("--quick", action="store_true",
                       help="1 s per cell, the last worker count only, no encoder")
   args = parser.parse_args()
+  if args.videos:
+    results.write("data_videos", vars(args), own_videos(args.videos_count, args.videos_steps))
+    return
   if args.quick:
     args.min_seconds = min(args.min_seconds, 1.0)
     args.workers = args.workers.split(",")[-1]

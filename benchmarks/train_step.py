@@ -132,10 +132,11 @@ def bench(name: str, config, steps: int, loss_repeats: int,
           "timed_steps": len(times) or 1}
 
 
-def input_bound(config, steps: int, trunk_chunk: int = 0) -> dict[str, Any]:
-  """Seconds per step fed by the real input pipeline (synthetic videos rendered at the config's
-  size, the full augmentation where ``data.augment.where`` puts it) against the same step on
-  one batch kept in memory; ``ratio`` = pipeline / memory (1.0: the input keeps up)."""
+def input_bound(config, steps: int, trunk_chunk: int = 0, videos=None) -> dict[str, Any]:
+  """Seconds per step fed by the real input pipeline (``videos``, default synthetic videos
+  rendered at the config's size; the full augmentation where ``data.augment.where`` puts it)
+  against the same step on one batch kept in memory; ``ratio`` = pipeline / memory (1.0: the
+  input keeps up)."""
   from lac_jax.data import pipeline  # pylint: disable=g-import-not-at-top
   from lac_jax.data import synthetic  # pylint: disable=g-import-not-at-top
   if trunk_chunk:
@@ -144,10 +145,11 @@ def input_bound(config, steps: int, trunk_chunk: int = 0) -> dict[str, Any]:
   config.data.batch_size = max(int(config.data.batch_size), n_local) // n_local * n_local
   config.data.num_workers = max(2, (os.cpu_count() or 2) - 1)
   config.data.prefetch = 4
-  s = config.data.synthetic
-  s.num_train, s.height, s.width = 8, config.data.image_size, config.data.image_size
-  s.min_frames, s.max_frames = 64, 128
-  videos = synthetic.load("train", s)
+  if videos is None:
+    s = config.data.synthetic
+    s.num_train, s.height, s.width = 8, config.data.image_size, config.data.image_size
+    s.min_frames, s.max_frames = 64, 128
+    videos = synthetic.load("train", s)
   model, _ = train.build_models(config)
   state = train.create_train_state(config, model, jax.random.PRNGKey(0), len(videos), 10_000,
                                    load_weights=False)

@@ -61,6 +61,12 @@ def parse_arg(arg, choices=None, **defaults):
   return out
 
 
+def parse_method_preset(arg) -> ml_collections.ConfigDict:
+  """``'[method][,preset]'`` -> ``{method, preset}``: a method of `METHODS` (default lac) and a
+  preset of `PRESETS` (default paper), the config argument of most configs."""
+  return parse_arg(arg, {"method": METHODS, "preset": PRESETS}, method="lac", preset="paper")
+
+
 def paper() -> ml_collections.ConfigDict:
   """The paper's setting on real videos: ImageNet ResNet-50 (``model.backbone_weights``
   required), 224 px frames; everything else is a component default."""

@@ -12,7 +12,14 @@ of `common.METHODS` (``,tcc``: that baseline with the official LAC code's settin
 PennAction row is the unweighted mean over the actions).
 """
 
-from configs import common
+import os
+import sys
+
+# configs/common.py is found from any working directory: the repository root goes on the path.
+_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+if _ROOT not in sys.path:
+  sys.path.insert(0, _ROOT)
+from configs import common  # pylint: disable=g-import-not-at-top,wrong-import-position
 from lac_jax.data import penn_action
 
 

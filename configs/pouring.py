@@ -10,14 +10,20 @@ LAC code's settings for it, ``:tcc,official_code`` its version of that baseline.
 here keep the defaults of ``configs/common.py``.
 """
 
-from configs import common
+import os
+import sys
+
+# configs/common.py is found from any working directory: the repository root goes on the path.
+_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+if _ROOT not in sys.path:
+  sys.path.insert(0, _ROOT)
+from configs import common  # pylint: disable=g-import-not-at-top,wrong-import-position
 
 
 def get_config(arg=None):
   """``arg``: ``'[method][,preset]'``: a method of `common.METHODS` (default lac) and a preset
   (paper or official_code)."""
-  args = common.parse_arg(arg, {"method": common.METHODS, "preset": common.PRESETS},
-                          method="lac", preset="paper")
+  args = common.parse_method_preset(arg)
   config = common.paper()
   config.data.dataset = "pouring"  # TCC TFRecords or the CARL/LAC release
   t = config.train

@@ -13,15 +13,21 @@ what random features of the frames give, and the trained row what LAC learned fr
 (measured in the README).
 """
 
-from configs import common
+import os
+import sys
+
+# configs/common.py is found from any working directory: the repository root goes on the path.
+_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+if _ROOT not in sys.path:
+  sys.path.insert(0, _ROOT)
+from configs import common  # pylint: disable=g-import-not-at-top,wrong-import-position
 from lac_jax import train
 
 
 def get_config(arg=None):
   """``arg``: ``'[method][,preset]'``: a method of `common.METHODS` (default lac: its loss, the
   model and budget unchanged) and a preset (paper, or official_code: `common.official_code`)."""
-  args = common.parse_arg(arg, {"method": common.METHODS, "preset": common.PRESETS},
-                          method="lac", preset="paper")
+  args = common.parse_method_preset(arg)
   config = train.base_config()
   config.seed = 0  # model init, dropout, data order and augmentation
   # --- Model: a small randomly initialised ResNet-18 trunk cut early, a narrow head. ---

@@ -254,7 +254,8 @@ def main(argv: Sequence[str]) -> int:
   return 0
 
 
-if __name__ == "__main__":
+def run() -> None:
+  """The command line (``python -m lac_jax.align``, ``lac-align``)."""
   tools.define_flags()
   flags.DEFINE_bool("nearest", False, "Pair each frame of A with its nearest frame of B "
                     "instead of the Smith-Waterman alignment.")
@@ -265,3 +266,7 @@ if __name__ == "__main__":
                        lower_bound=16)
   flags.DEFINE_bool("video", True, "Write aligned.mp4.")
   cli.run("align", main)
+
+
+if __name__ == "__main__":
+  run()

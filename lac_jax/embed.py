@@ -86,6 +86,11 @@ def main(argv: Sequence[str]) -> int:
   return 1 if index["failed"] else 0
 
 
-if __name__ == "__main__":
+def run() -> None:
+  """The command line (``python -m lac_jax.embed``, ``lac-embed``)."""
   tools.define_flags()
   cli.run("embed", main)
+
+
+if __name__ == "__main__":
+  run()

@@ -393,7 +393,7 @@ def evaluate_dataset(config: ml_collections.ConfigDict, variables_or_state: Any,
     with cfg.unlocked():
       cfg.image_size = image_size
       if cfg.get('num_classes') is None:
-        cfg.num_classes = data_lib.num_phases(config.data.dataset, action)
+        cfg.num_classes = data_lib.num_phases(config.data.dataset, action, config.data)
     train = data_lib.load_split(config.data, eval_config.train_split, action, image_size)
     val = data_lib.load_split(config.data, eval_config.val_split, action, image_size)
     start = time.perf_counter()

@@ -36,16 +36,19 @@ class _DropLibraryInfo(logging_std.Filter):
     self._parts = tuple(f"{os.sep}{p}{os.sep}" for p in packages)
 
   def filter(self, record: logging_std.LogRecord) -> bool:
+    if "OpenCV is not installed" in str(record.msg):  # TFDS's image decoder, once per process
+      return False
     if record.levelno >= logging_std.WARNING:
       return True
     return not any(part in (record.pathname or "") for part in self._parts)
 
 
-_QUIET = _DropLibraryInfo(("orbax",))
+_QUIET = _DropLibraryInfo(("orbax", "tensorflow_datasets"))
 
 
 def quiet_library_logs() -> None:
-  """Hides orbax's INFO lines (they all go through absl's logger); warnings stay. Idempotent."""
+  """Hides orbax's and TFDS's INFO lines (they go through absl's logger); warnings stay.
+  Idempotent."""
   logger = logging_std.getLogger("absl")
   if _QUIET not in logger.filters:
     logger.addFilter(_QUIET)

@@ -48,5 +48,10 @@ def main(argv):
   distributed.finish()
 
 
-if __name__ == "__main__":
+def run() -> None:
+  """The command line (``python -m lac_jax.main``, ``lac-train``)."""
   cli.run("main", main)
+
+
+if __name__ == "__main__":
+  run()

@@ -1,5 +1,5 @@
 """Frozen-embedding metrics of the LAC paper's table: phase classification, phase progression,
-Kendall's tau, AP@K (the CARL/LAC evaluation protocol, eval-protocol-and-datasets.md §2), on the
+Kendall's tau, AP@K (the CARL/LAC evaluation protocol, docs/evaluation.md §2), on the
 host with NumPy / scikit-learn. Inputs are lists with one entry per video: ``embs[i]`` float
 ``[T_i, E]`` and ``labels[i]`` int ``[T_i]`` (phase ids; frames with a label < 0 are dropped
 first, everywhere, and every later index counts the kept frames). ``evaluate_embeddings``
@@ -45,6 +45,8 @@ def default_config() -> ml_collections.ConfigDict:
   config.missing_phase = 'zero_length'
   # Kendall's tau stride over each video's frames (LAC: 5 on both datasets; CARL: 2 PennAction).
   config.tau_stride = 5
+  # Cycle consistency (label-free): frame stride over each video (the tau stride by default).
+  config.cycle_stride = 5
   # AP@K: the values of K, and the stride (the official code uses the tau stride).
   config.retrieval_ks = (5, 10, 15)
   config.retrieval_stride = 5
@@ -52,7 +54,7 @@ def default_config() -> ml_collections.ConfigDict:
   # 'euclidean' (same neighbours) or 'cosine'.
   config.distance = 'sqeuclidean'
   # Cap on BLAS threads while the metrics run (threadpoolctl, a scikit-learn dependency);
-  # None = library default. 1 is 3-10x faster on a busy 2-core host (oversubscribed OpenBLAS).
+  # None = library default. 1 avoids oversubscribed OpenBLAS on a busy host (docs/performance.md).
   config.blas_threads = config_dict.placeholder(int)
   return config
 
@@ -430,6 +432,35 @@ def kendalls_tau(embs: Sequence[np.ndarray], stride: int = 5, distance: str = 's
                      per_pair=per_pair)
 
 
+def cycle_consistency(embs: Sequence[np.ndarray], stride: int = 5,
+                      distance: str = 'sqeuclidean',
+                      labels: Optional[Sequence[np.ndarray]] = None) -> float:
+  """Cycle-back accuracy over all ordered video pairs (TCC's cycle consistency, label-free).
+
+  For videos A != B (frames strided by ``stride``): for each frame i of A, j = its nearest
+  frame in B, k = the nearest frame in A to j; the pair's accuracy is the fraction of i with
+  k = i; the result is the mean over ordered pairs (pairs with an empty video are dropped).
+  ``labels``: as `kendalls_tau` (frames with label < 0 dropped first). Returns NaN for fewer
+  than 2 non-empty videos.
+  """
+  stride = _check_positive_int(stride, 'stride')
+  embs, _ = _prepare(embs, labels)
+  strided = [for_distance(e[::stride], distance) for e in embs]
+  gallery, mask = _pad(strided)
+  gallery_sq = np.where(mask, np.sum(gallery**2, -1), np.inf)
+  # nearest[a][:, b]: for each frame of video a, its nearest frame in video b.
+  nearest = [_nearest_in_each_video(q, gallery, gallery_sq) if q.shape[0] else None
+             for q in strided]
+  accuracies = []
+  for a, near_a in enumerate(nearest):
+    for b, near_b in enumerate(nearest):
+      if a == b or near_a is None or near_b is None:
+        continue
+      back = near_b[near_a[:, b], a]  # k for every i of A
+      accuracies.append(np.mean(back == np.arange(back.size)))
+  return float(np.mean(accuracies)) if accuracies else math.nan
+
+
 # ------------------------------------------------------------------------------------------
 # Retrieval.
 
@@ -496,17 +527,28 @@ def _percent_key(prefix: str, value: float) -> str:
   return f'{prefix}_{int(round(value * 100))}'
 
 
+def is_labelled(labels: np.ndarray) -> bool:
+  """Whether a video has any frame label >= 0 (unlabelled videos carry -1 everywhere)."""
+  return bool(np.any(np.asarray(labels) >= 0))
+
+
 def evaluate_embeddings(train_embs: Sequence[np.ndarray], train_labels: Sequence[np.ndarray],
                         val_embs: Sequence[np.ndarray], val_labels: Sequence[np.ndarray],
                         config: Optional[ml_collections.ConfigDict] = None
                         ) -> dict[str, float]:
-  """All four metrics for one train/val split, as one row of the paper's tables (x100).
+  """All metrics for one train/val split, as one row of the paper's tables (x100).
+
+  The label-free measures, ``tau`` and ``cycle_consistency``, use every val video; the
+  label-based ones only the labelled videos (any label >= 0), and only when there are some:
+  classification and progress need a labelled train and val video, AP@K two labelled val
+  videos. Frames with a label < 0 inside a labelled video are dropped, as the official protocol.
 
   Returns:
     ``class_{p}`` for each fraction (p = percent, e.g. class_10, class_50, class_100),
     ``ap_{K}`` for each K, ``progress_{p}`` for each fraction, ``progress`` (= the largest
-    fraction, the paper's column) and ``tau`` (val set), all multiplied by 100. Tau pairs that
-    are undefined are dropped (a warning is logged with their count).
+    fraction, the paper's column), ``tau`` and ``cycle_consistency`` (val set), all multiplied
+    by 100, and the videos used: ``num_val`` (label-free) and ``num_labelled_train`` /
+    ``num_labelled_val``. Tau pairs that are undefined are dropped (a warning is logged).
   """
   config = default_config() if config is None else config
   with threadpoolctl.threadpool_limits(limits=config.get('blas_threads'), user_api='blas'):
@@ -521,30 +563,46 @@ def _evaluate_embeddings(train_embs, train_labels, val_embs, val_labels,
   keys = [_percent_key('class', f) for f in fractions]
   if len(set(keys)) != len(keys):
     raise ValueError(f'config.fractions: {fractions} round to the same percentage')
+  if len(train_labels) != len(train_embs) or len(val_labels) != len(val_embs):
+    raise ValueError('labels: expected one label array per video of each split')
+  lab_train = [i for i, lab in enumerate(train_labels) if is_labelled(lab)]
+  lab_val = [i for i, lab in enumerate(val_labels) if is_labelled(lab)]
   row = {}
-  accuracy = classification(train_embs, train_labels, val_embs, val_labels, fractions,
-                            config.classifier)
-  for f in fractions:
-    row[_percent_key('class', f)] = 100.0 * accuracy[f]
-  precision = retrieval(val_embs, val_labels, tuple(config.retrieval_ks),
-                        config.retrieval_stride, config.distance)
-  for k, p in precision.items():
-    row[f'ap_{k}'] = 100.0 * p
-  r2 = progression(train_embs, train_labels, val_embs, val_labels, fractions,
-                   config.num_classes, config.missing_phase)
-  for f in fractions:
-    row[_percent_key('progress', f)] = 100.0 * r2[f]
-  row['progress'] = 100.0 * r2[max(fractions)]
-  tau = kendalls_tau(val_embs, config.tau_stride, config.distance, labels=val_labels)
+  if lab_train and lab_val:
+    tr_e, tr_l = [train_embs[i] for i in lab_train], [train_labels[i] for i in lab_train]
+    va_e, va_l = [val_embs[i] for i in lab_val], [val_labels[i] for i in lab_val]
+    accuracy = classification(tr_e, tr_l, va_e, va_l, fractions, config.classifier)
+    for f in fractions:
+      row[_percent_key('class', f)] = 100.0 * accuracy[f]
+    if len(lab_val) >= 2:
+      precision = retrieval(va_e, va_l, tuple(config.retrieval_ks), config.retrieval_stride,
+                            config.distance)
+      for k, p in precision.items():
+        row[f'ap_{k}'] = 100.0 * p
+    r2 = progression(tr_e, tr_l, va_e, va_l, fractions, config.num_classes,
+                     config.missing_phase)
+    for f in fractions:
+      row[_percent_key('progress', f)] = 100.0 * r2[f]
+    row['progress'] = 100.0 * r2[max(fractions)]
+  # Label-free: every frame of an unlabelled video counts.
+  free_labels = [lab if is_labelled(lab) else np.zeros(np.shape(lab), np.int64)
+                 for lab in val_labels]
+  tau = kendalls_tau(val_embs, config.tau_stride, config.distance, labels=free_labels)
   if tau.num_nan:
     logging.warning("Kendall's tau: %d of %d video pairs undefined and dropped", tau.num_nan,
                     tau.num_pairs)
   row['tau'] = 100.0 * tau.value
+  row['cycle_consistency'] = 100.0 * cycle_consistency(
+      val_embs, config.get('cycle_stride', config.tau_stride), config.distance,
+      labels=free_labels)
+  row.update(num_val=float(len(val_embs)), num_labelled_train=float(len(lab_train)),
+             num_labelled_val=float(len(lab_val)))
   return row
 
 
 def mean_over_actions(per_action: Mapping[str, Mapping[str, float]]) -> dict[str, float]:
-  """Unweighted mean of per-action rows (PennAction's headline row: 13 actions, one vote each).
+  """Unweighted mean of per-action rows (PennAction's headline row: 13 actions, one vote each);
+  the video counts (`COUNT_KEYS`) are summed.
 
   Every action must have the same keys; a NaN in any action gives NaN for that key.
   """
@@ -556,32 +614,45 @@ def mean_over_actions(per_action: Mapping[str, Mapping[str, float]]) -> dict[str
     if set(per_action[action]) != set(keys):
       raise ValueError(f'per_action[{action!r}]: keys {sorted(per_action[action])} differ from '
                        f'per_action[{actions[0]!r}] keys {sorted(keys)}')
-  return {k: float(np.mean([per_action[a][k] for a in actions])) for k in keys}
+  return {k: float((np.sum if k in COUNT_KEYS else np.mean)([per_action[a][k] for a in actions]))
+          for k in keys}
+
+
+COUNT_KEYS = ('num_val', 'num_labelled_train', 'num_labelled_val')  # videos a row used
 
 
 def table_columns(keys: Iterable[str]) -> list[tuple[str, str]]:
-  """``(key, header)`` of the paper's columns found in ``keys``: Class p... and AP@K... (sorted),
-  then Progress and Tau."""
+  """``(key, header)`` of the table's columns found in ``keys``: Class p... and AP@K... (sorted),
+  Progress, Tau, Cycle (cycle consistency) and the videos used (Val, Labelled train/val)."""
   keys = set(keys)
   class_pcts = sorted(int(m.group(1)) for k in keys if (m := re.fullmatch(r'class_(\d+)', k)))
   ap_ks = sorted(int(m.group(1)) for k in keys if (m := re.fullmatch(r'ap_(\d+)', k)))
+  fixed = [('progress', 'Progress'), ('tau', 'Tau'), ('cycle_consistency', 'Cycle')]
+  counts = [('num_val', 'Val videos'), ('num_labelled', 'Labelled tr/val')]
   return ([(f'class_{p}', f'Class {p}') for p in class_pcts] +
           [(f'ap_{k}', f'AP@{k}') for k in ap_ks] +
-          [('progress', 'Progress'), ('tau', 'Tau')])
+          [c for c in fixed if c[0] in keys or c[0] in ('progress', 'tau')] +
+          [c for c in counts if c[0] in keys or f'{c[0]}_val' in keys])
+
+
+def _cell(row: Mapping[str, float], key: str, digits: int) -> str:
+  if key == 'num_labelled':
+    if 'num_labelled_train' not in row:
+      return '-'
+    return f"{int(row['num_labelled_train'])}/{int(row['num_labelled_val'])}"
+  if key not in row:
+    return '-'
+  return f'{int(row[key])}' if key in COUNT_KEYS else f'{row[key]:.{digits}f}'
 
 
 def format_table(rows: Mapping[str, Mapping[str, float]], digits: int = 2) -> str:
-  """Formats named rows in the paper's columns: Class p..., AP@K..., Progress, Tau.
-
-  The class and AP columns are those found in the rows (sorted); a value a row lacks is '-'.
-  """
+  """Formats named rows in the table's columns (`table_columns`); a value a row lacks is '-'."""
   if not rows:
     raise ValueError('rows: expected at least one named row, got none')
   columns = table_columns(set().union(*(r.keys() for r in rows.values())))
   names = [str(n) for n in rows]
   name_width = max(len(n) for n in names + ['method'])
-  cells = [[('-' if k not in row else f'{row[k]:.{digits}f}') for k, _ in columns]
-           for row in rows.values()]
+  cells = [[_cell(row, k, digits) for k, _ in columns] for row in rows.values()]
   widths = [max([len(h)] + [len(c[i]) for c in cells]) for i, (_, h) in enumerate(columns)]
   header = '  '.join([''.ljust(name_width)] + [h.rjust(w) for (_, h), w in zip(columns, widths)])
   lines = [header.rstrip(), '-' * len(header)]

@@ -190,7 +190,8 @@ def main(argv: Sequence[str]) -> int:
   return 0
 
 
-if __name__ == "__main__":
+def run() -> None:
+  """The command line (``python -m lac_jax.retrieve``, ``lac-retrieve``)."""
   tools.define_flags()
   flags.DEFINE_string("query", None, "VIDEO:FRAME, the query frame (0-based).")
   flags.DEFINE_integer("top_k", 5, "Number of frames (or, with --per_video, videos) shown.",
@@ -199,3 +200,7 @@ if __name__ == "__main__":
                     "top frames of all of them pooled.")
   flags.DEFINE_string("labels", None, "JSON file of per-frame phases by video name.")
   cli.run("retrieve", main)
+
+
+if __name__ == "__main__":
+  run()

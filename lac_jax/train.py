@@ -424,8 +424,11 @@ def make_parallel_train_step(loss: losses.Loss, num_context: int = 1,
                              donate: Optional[bool] = None,
                              fixed_trunk_stats: bool = False,
                              augment: Optional[Callable] = None) -> Callable:
-  """``jax.pmap`` of `train_step` over the local devices (axis ``'batch'``; DESIGN decision 5:
-  the step is a plain function of one device's shard, averaged only through ``reduce``).
+  """``jax.pmap`` of `train_step` over the local devices (axis ``'batch'``): data parallel; the
+  step is a plain function of one device's shard, averaged only through ``reduce``, so a move to
+  jit + a mesh stays small. pmap rather than jit + NamedSharding because, in JAX 0.10.2 on a
+  2-core CPU with forced host devices, back-to-back jit steps with an all-reduce deadlocked about
+  1 run in 3 while pmap never hung (docs/dependencies.md, section 2).
 
   BatchNorm statistics are averaged across devices: with padded frames a device's mean is over
   its own valid frames and devices count equally, which differs slightly from one device holding
@@ -655,6 +658,30 @@ def summary_table(workdir: str, final_step: int) -> Optional[str]:
   return metrics_lib.format_table(rows)
 
 
+def with_cache_dir(config: ml_collections.ConfigDict, workdir: str) -> ml_collections.ConfigDict:
+  """``config`` with ``data.cache_dir`` = ``workdir/cache`` when unset and the dataset decodes
+  into a cache (``DECODE_CACHE``, e.g. 'videos')."""
+  cached = getattr(data_lib.dataset(config.data.dataset), "DECODE_CACHE", False)
+  if cached and not config.data.get("cache_dir"):
+    with config.unlocked():
+      config.data.cache_dir = os.path.join(workdir, "cache")
+  return config
+
+
+def write_skipped(config: ml_collections.ConfigDict, workdir: str) -> None:
+  """Process 0 lists the inputs the dataset skipped as unreadable in ``workdir/skipped.json``
+  (and removes a stale list when none was skipped)."""
+  skipped = data_lib.skipped(config.data, config.data.image_size)
+  path = os.path.join(workdir, "skipped.json")
+  if jax.process_index() != 0:
+    return
+  if skipped:
+    files.write_json(path, {"skipped": skipped})
+    logging.warning("%d unreadable input(s) skipped, listed in %s", len(skipped), path)
+  elif os.path.exists(path):
+    os.remove(path)
+
+
 def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> TrainState:
   """Trains LAC as ``config`` says, in ``workdir`` (resuming from its last checkpoint).
 
@@ -662,7 +689,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> Train
   when ``train.eval_at_start``) on process 0 and writes it to ``workdir/eval/summary.json``.
   """
   workdir = checkpoint.check_workdir(workdir)
-  config = prepare_config(config)
+  config = with_cache_dir(prepare_config(config), workdir)
   logs.quiet_library_logs()
   n_global, n_local = check_devices(config)
   os.makedirs(workdir, exist_ok=True)
@@ -680,6 +707,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> Train
       check_backbone_weights(config)
     videos = data_lib.load_split(config.data, "train", config.data.action or None,
                                  config.data.image_size)
+    write_skipped(config, workdir)
     total_steps = num_train_steps(config, len(videos))
     model, eval_model = build_models(config)
     init_rng, dropout_rng = jax.random.split(jax.random.PRNGKey(config.seed))
@@ -788,7 +816,7 @@ def evaluate_checkpoint(config: ml_collections.ConfigDict, workdir: str,
   result.
   """
   workdir = checkpoint.check_workdir(workdir)
-  config = prepare_config(config)
+  config = with_cache_dir(prepare_config(config), workdir)
   logs.quiet_library_logs()
   model, eval_model = build_models(config)
   ckpts = checkpoint.Checkpoints(os.path.join(workdir, checkpoint.CHECKPOINT_DIR),

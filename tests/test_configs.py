@@ -6,6 +6,7 @@ from configs import common
 from configs import penn_action
 from configs import pouring
 from configs import synthetic
+from configs import videos
 from lac_jax import losses
 from lac_jax import train
 
@@ -34,7 +35,8 @@ def test_parse_arg_by_position_and_key():
 @pytest.mark.parametrize("get_config, arg", [
     (pouring.get_config, None), (pouring.get_config, "official_code"),
     (penn_action.get_config, "golf_swing"), (penn_action.get_config, "squat,official_code"),
-    (synthetic.get_config, None), (synthetic.get_config, "preset=official_code")])
+    (synthetic.get_config, None), (synthetic.get_config, "preset=official_code"),
+    (videos.get_config, None), (videos.get_config, "official_code")])
 def test_every_config_checks(get_config, arg):
   config = get_config(arg)
   train.check_config(config)
@@ -49,6 +51,9 @@ def test_paper_configs_differ_from_the_defaults_only_where_the_paper_does():
              for k in base[s] if base[s][k] != paper[s][k]}
   assert changed == {("model", "require_backbone_weights"), ("data", "image_size")}
   assert pouring.get_config().data.dataset == "pouring"
+  own = videos.get_config()
+  assert own.data.dataset == "videos" and own.model.require_backbone_weights
+  assert own.data.image_size == 224 and own.model.resnet_depth == 50
   assert penn_action.get_config("squat").data.action == "squat"
   with pytest.raises(ValueError, match="'yoga' has no key= and is no accepted value"):
     penn_action.get_config("yoga")

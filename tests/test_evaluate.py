@@ -131,7 +131,8 @@ def test_evaluate_returns_row_and_writes_json(model, variables, tmp_path):
   row = evaluate.evaluate(model, variables, train, val, config, workdir=str(tmp_path),
                           name='pour', step=12, log=lambda s: None)
   assert set(row) == {'class_50', 'class_100', 'ap_1', 'ap_3', 'progress_50', 'progress_100',
-                      'progress', 'tau'}
+                      'progress', 'tau', 'cycle_consistency', 'num_val', 'num_labelled_train',
+                      'num_labelled_val'}
   # Same row as the metrics on separately computed embeddings (train/val kept apart, in order).
   kw = dict(image_size=H, bucket_sizes=BUCKETS, chunk=4, log=lambda s: None)
   expected = metrics.evaluate_embeddings(
@@ -180,7 +181,8 @@ def test_evaluate_dataset_penn_action_means_over_actions(model, variables, tmp_p
   # Phases per action reach the metrics.
   assert seen == [data_lib.num_phases('penn_action', a) for a in actions]
   for key, value in result['summary'].items():
-    np.testing.assert_allclose(value, np.mean([result['rows'][a][key] for a in actions]))
+    reduce = np.sum if key in metrics.COUNT_KEYS else np.mean  # videos are counted, not averaged
+    np.testing.assert_allclose(value, reduce([result['rows'][a][key] for a in actions]))
   assert 'Tau' in lines[-1] and 'mean' in lines[-1] and 'baseball_pitch' in lines[-1]
   saved = json.loads((tmp_path / 'eval' / 'eval_step5.json').read_text())
   assert saved['dataset'] == 'penn_action' and len(saved['rows']) == 14

@@ -457,13 +457,17 @@ def test_evaluate_embeddings_row_is_the_metrics_times_100():
   r2 = metrics.progression(*train, *val)
   ap = metrics.retrieval(*val, stride=2)
   tau = metrics.kendalls_tau(val[0], stride=2)
+  cycle = metrics.cycle_consistency(val[0], stride=5)
   want = {'class_10': acc[0.1], 'class_50': acc[0.5], 'class_100': acc[1.0],
           'ap_5': ap[5], 'ap_10': ap[10], 'ap_15': ap[15],
           'progress_10': r2[0.1], 'progress_50': r2[0.5], 'progress_100': r2[1.0],
-          'progress': r2[1.0], 'tau': tau.value}
-  assert set(row) == set(want)
+          'progress': r2[1.0], 'tau': tau.value, 'cycle_consistency': cycle}
+  counts = {'num_val': 4, 'num_labelled_train': 10, 'num_labelled_val': 4}
+  assert set(row) == set(want) | set(counts)
   for k, v in want.items():
     assert row[k] == pytest.approx(100 * v, abs=1e-9), k
+  for k, v in counts.items():
+    assert row[k] == v, k
 
 
 def test_mean_over_actions_reproduces_paper_table_7_average():

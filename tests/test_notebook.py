@@ -30,6 +30,9 @@ def test_explore_notebook_runs_top_to_bottom(tmp_path, monkeypatch):
   assert any("video/mp4" in str(o.get("data", {}).get("text/html", "")) for o in outputs)
   text = "".join(o.get("text", "") for o in outputs)
   assert "Class 100" in text and "frame pairs" in text
+  # Section 8: a folder of mp4s, some labelled, trained through the 'videos' dataset.
+  assert "Cycle" in text and "Labelled tr/val" in text
+  assert (workdir / "own" / "cache").is_dir()
   with open(workdir / "align" / "alignment.json") as f:
     assert json.load(f)["mode"] == "smith_waterman"
   assert (workdir / "config.json").exists()

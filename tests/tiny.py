@@ -19,3 +19,30 @@ def tiny_encoder_config(**overrides):
   for k, v in overrides.items():
     c[k] = v
   return c
+
+
+def tiny_train_config(dataset: str = "synthetic", data_dir: str = "", **train_overrides):
+  """A whole training config that compiles and runs in seconds: ResNet-18 cut at conv2a, 16 px
+  frames, 4 frames per view, 4 videos per step, 3 steps, evaluation at the end."""
+  from lac_jax import train  # pylint: disable=g-import-not-at-top
+  c = train.base_config()
+  c.seed = 0
+  m = c.model
+  m.resnet_depth, m.cut, m.context_width, m.context_layers = 18, "conv2a", 8, 1
+  m.context_padding, m.mlp_sizes, m.embed_dim, m.num_heads = "same", (16,), 16, 2
+  m.ffn_dim, m.num_layers, m.output_dim = 16, 1, 8
+  d = c.data
+  d.dataset, d.data_dir = dataset, data_dir
+  d.batch_size, d.image_size, d.num_workers = 4, 16, 0
+  d.sampling.num_frames = 4
+  s = d.synthetic
+  s.num_train, s.num_val, s.min_frames, s.max_frames, s.height, s.width = 8, 4, 20, 32, 16, 16
+  c.eval.tau_stride = c.eval.retrieval_stride = c.eval.cycle_stride = 2
+  c.eval.retrieval_ks = (5,)
+  c.eval.fractions = (0.5, 1.0)
+  t = c.train
+  t.num_steps, t.learning_rate, t.schedule = 3, 1e-3, "constant"
+  t.log_every_steps, t.checkpoint_every_steps, t.tensorboard = 1, 2, False
+  for k, v in train_overrides.items():
+    t[k] = v
+  return c

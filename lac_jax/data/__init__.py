@@ -3,7 +3,10 @@
 A dataset module defines ``NAME``, ``ACTIONS`` (datasets with several are evaluated action by
 action), ``NUM_PHASES`` (per action), ``RESIZE_ON_LOAD`` (frames decoded at the pipeline's size,
 or left at their own size for the pipeline to resize) and ``load_split(data, split, action,
-image_size) -> list[Video]``, where ``data`` is ``config.data``. Real datasets decode frames
+image_size) -> list[Video]``, where ``data`` is ``config.data``; optionally
+``num_phases(data)`` (phases named by the data itself), ``skipped(data, image_size)``
+(inputs left out as unreadable) and ``DECODE_CACHE = True`` (it decodes into
+``data.cache_dir``, which training then defaults to ``workdir/cache``). Real datasets decode frames
 lazily on ``Video.frames``; ``lac_jax.data.store`` turns any list of Videos into a TFDS
 ``array_record`` store for streaming.
 """
@@ -23,13 +26,14 @@ DATASETS = {
     "synthetic": "lac_jax.data.synthetic",  # generated, no download
     "pouring": "lac_jax.data.pouring",  # TCC TFRecords or the CARL/LAC release
     "penn_action": "lac_jax.data.penn_action",  # the CARL/LAC release
+    "videos": "lac_jax.data.videos",  # a folder of the user's own videos, labels optional
 }
 SPLITS = ("train", "val")
 LABEL_MISMATCH_CHOICES = ("error", "resample")
 ALL_ACTIONS = ("", "all")  # config.data.action values (besides None) meaning every action
 
 __all__ = ["DATASETS", "SPLITS", "FrameSource", "Video", "dataset", "load_split", "load_videos",
-           "num_phases", "eval_actions"]
+           "num_phases", "skipped", "eval_actions"]
 
 
 def dataset(name: str) -> ModuleType:
@@ -91,12 +95,24 @@ def load_videos(dataset_name: str, data_dir: Optional[Union[str, os.PathLike]], 
   return _checked(data, split).load_split(data, split, action, image_size)
 
 
-def num_phases(dataset_name: str, action: Optional[str] = None) -> Optional[int]:
-  """Phases of ``action`` (default: the dataset's only action), or None if unknown."""
+def num_phases(dataset_name: str, action: Optional[str] = None,
+               data: Optional[ml_collections.ConfigDict] = None) -> Optional[int]:
+  """Phases of ``action`` (default: the dataset's only action), or None if unknown;
+  ``data`` (``config.data``) for datasets whose data names its phases."""
   module = dataset(dataset_name)
+  if data is not None and hasattr(module, "num_phases"):
+    return module.num_phases(data)
   if action is None and len(module.ACTIONS) == 1:
     action = module.ACTIONS[0]
   return module.NUM_PHASES.get(action)
+
+
+def skipped(data: ml_collections.ConfigDict, image_size: Any = None) -> list[dict[str, str]]:
+  """Inputs the dataset left out as unreadable (``data.skip_unreadable``): ``[{path, error}]``."""
+  module = _checked(data, "train")
+  if not hasattr(module, "skipped"):
+    return []
+  return module.skipped(data, image_size if module.RESIZE_ON_LOAD else None)
 
 
 def eval_actions(data: ml_collections.ConfigDict) -> list[Optional[str]]:

@@ -11,7 +11,7 @@ from __future__ import annotations
 import contextlib
 import io
 import os
-from typing import Any, Iterator, Optional, Sequence, Union
+from typing import Any, Callable, Iterator, Optional, Sequence, Union
 
 import numpy as np
 
@@ -76,7 +76,8 @@ def _video_stream(path: str) -> Iterator[tuple[Any, Any]]:
         raise ValueError(f"{path}: no video stream")
       yield container, container.streams.video[0]
   except av.FFmpegError as e:
-    raise ValueError(f"{path}: corrupt or unreadable video: {e}") from e
+    reason = getattr(e, "strerror", None) or str(e)  # str(e) repeats the path
+    raise ValueError(f"{path}: corrupt or unreadable video ({reason})") from None
 
 
 def iter_video_frames(path: Union[str, os.PathLike], image_size: ImageSize = None
@@ -87,10 +88,50 @@ def iter_video_frames(path: Union[str, os.PathLike], image_size: ImageSize = Non
     FileNotFoundError: ``path`` does not exist.
     ValueError: the file is not a decodable video (or breaks off mid-stream).
   """
+  for _, frame in iter_timed_frames(path, image_size):
+    yield frame
+
+
+def rotate_frame(frame: np.ndarray, rotation: float) -> np.ndarray:
+  """``[H, W, C]`` turned upright: ``rotation`` is PyAV's ``VideoFrame.rotation``, the degrees
+  the display matrix turns the stored frame counter-clockwise (phones: +-90)."""
+  quarter = int(round(float(rotation or 0) / 90.0)) % 4
+  return np.ascontiguousarray(np.rot90(frame, k=quarter)) if quarter else frame
+
+
+def iter_timed_frames(path: Union[str, os.PathLike], image_size: ImageSize = None,
+                      keep: Optional[Callable[[int], int]] = None
+                      ) -> Iterator[tuple[Optional[float], np.ndarray]]:
+  """Yields ``(seconds or None, uint8 [H, W, 3] frame)`` in presentation order: the video
+  stream only (audio is never decoded), rotation metadata applied, then resized.
+
+  ``keep(i)``: how many times frame ``i`` (0-based, presentation order) is yielded (0 = skipped
+  before its colour conversion and resize). Raises as `iter_video_frames`.
+  """
   with _video_stream(os.fspath(path)) as (container, stream):
     stream.thread_type = "AUTO"
-    for frame in container.decode(stream):
-      yield resize_frame(frame.to_ndarray(format="rgb24"), image_size)
+    for index, frame in enumerate(container.decode(stream)):
+      copies = 1 if keep is None else keep(index)
+      if not copies:
+        continue
+      array = resize_frame(rotate_frame(frame.to_ndarray(format="rgb24"), frame.rotation),
+                           image_size)
+      for _ in range(copies):
+        yield frame.time, array
+
+
+def frame_times(path: Union[str, os.PathLike]) -> list[float]:
+  """Presentation times (seconds, sorted) of the video stream's frames, from the packets alone
+  (demuxing, no decoding). Variable frame rates come out as they are.
+
+  Raises:
+    FileNotFoundError: ``path`` does not exist.
+    ValueError: the file is not a readable video.
+  """
+  with _video_stream(os.fspath(path)) as (container, stream):
+    base = float(stream.time_base) if stream.time_base else 0.0
+    pts = [p.pts for p in container.demux(stream) if p.size > 0 and p.pts is not None]
+  return sorted(float(t) * base for t in pts)
 
 
 def decode_video(path: Union[str, os.PathLike], image_size: ImageSize = None) -> np.ndarray:

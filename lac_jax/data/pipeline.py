@@ -32,11 +32,20 @@ Batch = dict[str, np.ndarray]
 def default_config() -> ml_collections.ConfigDict:
   """The data config: dataset choice, batching, and the sampling/augment/synthetic parts."""
   c = ml_collections.ConfigDict()
-  c.dataset = "synthetic"  # 'synthetic' (generated, no download), 'pouring' or 'penn_action'
-  c.data_dir = ""  # root of a downloaded dataset (unused by 'synthetic')
+  # 'synthetic' (generated, no download), 'pouring', 'penn_action' or 'videos' (a folder of
+  # your own videos, docs/own_videos.md)
+  c.dataset = "synthetic"
+  c.data_dir = ""  # root of a downloaded dataset or of your videos (unused by 'synthetic')
   # A video whose label count differs from its frame count: 'error' | 'resample' (CARL's rule)
   c.label_mismatch = "error"
   c.action = ""  # PennAction: the one action to train and evaluate on (e.g. 'baseball_pitch')
+  # --- 'videos' only (docs/own_videos.md) ---
+  c.val_fraction = 0.2  # without train/ and val/: this fraction of the videos (by name hash)
+  c.fps = 0.0  # > 0: resample time to this rate (frames on screen at t0 + k / fps); 0: keep all
+  c.max_frames = 512  # > 0: longer videos keep this many frames, evenly spaced; 0: no bound
+  c.cache_dir = ""  # decoded frames; '' = workdir/cache when training, else ~/.cache/lac_jax
+  c.cache_encoding = "jpeg"  # frames in the cache: 'jpeg' (quality 95), 'png' or 'raw'
+  c.skip_unreadable = False  # True: skip unreadable inputs (workdir/skipped.json), else error
   c.batch_size = 2  # global batch, in videos (official: 2); each gives two views
   # False: batches run on across epochs, every video every epoch | True: each epoch is
   # N // batch_size whole batches and skips the leftover videos (official drop_last=True).

@@ -89,6 +89,12 @@ class _VideoStoreBuilder(tfds.core.GeneratorBasedBuilder, skip_registration=True
         disable_shuffling=True,
     )
 
+  def _log_download_bytes(self) -> None:  # TFDS prints "Downloading..." to stdout (nothing is
+    pass  # downloaded here)
+
+  def _log_download_done(self) -> None:
+    pass
+
   def _split_generators(self, dl_manager):
     del dl_manager
     return {split: self._generate_examples(videos) for split, videos in self._videos.items()}

@@ -1,0 +1,66 @@
+"""``pip install -e .`` in a fresh virtual environment, then the package, its console scripts and
+the config files used from another directory (as a user who installed lac_jax runs them)."""
+
+import os
+import subprocess
+import sys
+
+import jax
+import numpy as np
+
+from lac_jax import checkpoint
+from lac_jax import train
+from lac_jax.data import encode
+import tiny
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def _run(args, cwd, env=None, timeout=300):
+  return subprocess.run(args, cwd=cwd, env=env, capture_output=True, text=True,
+                        timeout=timeout, check=False)
+
+
+def test_editable_install_runs_the_tools_from_anywhere(tmp_path):
+  venv = tmp_path / "venv"
+  # The dependencies come from this interpreter's site-packages; only lac_jax is installed.
+  made = _run([sys.executable, "-m", "venv", "--system-site-packages", str(venv)], tmp_path)
+  assert made.returncode == 0, made.stderr
+  python, bin_dir = str(venv / "bin" / "python"), venv / "bin"
+  elsewhere = tmp_path / "elsewhere"
+  elsewhere.mkdir()
+  env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "VIRTUAL_ENV")}
+  before = _run([python, "-c", "import lac_jax"], elsewhere, env)
+  assert before.returncode != 0  # not importable from here until installed
+  installed = _run([python, "-m", "pip", "install", "-q", "--no-deps", "-e", REPO], elsewhere,
+                   env, timeout=600)
+  assert installed.returncode == 0, installed.stdout + installed.stderr
+
+  # A workdir with a tiny model's checkpoint and the config.json training writes.
+  config = tiny.tiny_train_config()
+  model, _ = train.build_models(config)
+  state = train.create_train_state(config, model, jax.random.PRNGKey(0), 4, 1,
+                                   load_weights=False)
+  ckpts = checkpoint.Checkpoints(str(tmp_path / "run" / checkpoint.CHECKPOINT_DIR))
+  ckpts.save(1, state)
+  ckpts.close()
+  checkpoint.write_config(str(tmp_path / "run"), config)
+  frames = [np.full((24, 24, 3), 10 * i, np.uint8) for i in range(12)]
+  encode.write_video(elsewhere / "clip.mp4", frames, fps=10)
+
+  embed = _run([str(bin_dir / "lac-embed"), f"--workdir={tmp_path / 'run'}", "--output=out",
+                "--noprogress", "clip.mp4"], elsewhere, env)
+  assert embed.returncode == 0, embed.stderr
+  assert np.load(elsewhere / "out" / "clip.npy").shape == (12, config.model.output_dim)
+  for tool, own_flag in (("lac-align", "--gap_open"), ("lac-retrieve", "--query"),
+                         ("lac-train", "--mode")):
+    helped = _run([str(bin_dir / tool), "--helpfull"], elsewhere, env)  # absl exits 1 after it
+    assert "Traceback" not in helped.stderr and own_flag in helped.stdout, tool
+  # python -m lac_jax.main with a config file given by path, from another directory: the file
+  # finds configs/common.py; the bad data folder is reported before anything is trained.
+  main = _run([python, "-m", "lac_jax.main", f"--config={REPO}/configs/synthetic.py",
+               "--workdir=run2", "--config.data.dataset=videos",
+               "--config.data.data_dir=no_such_folder"], elsewhere, env)
+  assert main.returncode == 1
+  assert "lac_jax.main: error: config.data.data_dir='no_such_folder': no such folder" in (
+      main.stderr)
