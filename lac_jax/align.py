@@ -127,6 +127,53 @@ def align_embeddings(za: np.ndarray, zb: np.ndarray, trained: inference.TrainedE
           "sim": sim, "settings": settings}
 
 
+UNALIGNED = -1  # transferred label of a frame outside the aligned span
+
+
+def transfer_labels(pairs: np.ndarray, labels_a: np.ndarray, num_b: int) -> np.ndarray:
+  """B's per-frame phases through an alignment: int ``[num_b]``.
+
+  A frame of B paired with frame i of A takes ``labels_a[i]``; a frame of B inside the aligned
+  span that the path skips (a gap in A) takes the label of the last paired frame before it;
+  frames of B outside the span are `UNALIGNED`.
+  """
+  pairs = np.asarray(pairs, np.int64).reshape(-1, 2)
+  labels_a = np.asarray(labels_a)
+  out = np.full(int(num_b), UNALIGNED, np.int64)
+  if not len(pairs):
+    return out
+  if pairs[:, 0].max() >= len(labels_a):
+    raise ValueError(f"labels of A: {len(labels_a)} frames labelled, the alignment pairs "
+                     f"frame {pairs[:, 0].max()}")
+  current = UNALIGNED
+  partner = dict(zip(pairs[:, 1].tolist(), pairs[:, 0].tolist()))
+  for j in range(int(pairs[0, 1]), int(pairs[-1, 1]) + 1):
+    if j in partner:
+      current = int(labels_a[partner[j]])
+    out[j] = current
+  return out
+
+
+def transfer_report(transferred: np.ndarray, labels_b: Optional[np.ndarray]) -> dict[str, Any]:
+  """How much of B the transfer covers and, with B's own labels, how often it is right."""
+  transferred = np.asarray(transferred)
+  aligned = transferred != UNALIGNED
+  report: dict[str, Any] = {"aligned_frames": int(aligned.sum()),
+                            "coverage": float(aligned.mean()) if aligned.size else 0.0}
+  if labels_b is not None:
+    labels_b = np.asarray(labels_b)
+    if labels_b.shape != transferred.shape:
+      raise ValueError(f"labels of B: {labels_b.size} frames labelled, B has "
+                       f"{transferred.size} frames")
+    known = aligned & (labels_b >= 0)
+    report["accuracy_aligned"] = float((transferred[known] == labels_b[known]).mean()
+                                       ) if known.any() else None
+    labelled = labels_b >= 0
+    report["accuracy_all"] = float((transferred[labelled] == labels_b[labelled]).mean()
+                                   ) if labelled.any() else None
+  return report
+
+
 def partner_frames(pairs: np.ndarray) -> list[tuple[int, int, bool]]:
   """``(i, j, matched)`` for every frame ``i`` of A's aligned span (first to last paired ``i``):
   ``j`` is the frame of B paired with ``i``, or, for frames of A the alignment skips, the frame
@@ -198,10 +245,12 @@ def _video_entry(video: inference.InputVideo, num_frames: int) -> dict[str, Any]
 def align_videos(trained: inference.TrainedEncoder, path_a: str, path_b: str, output_dir: str,
                  *, nearest: bool = False, gap_open: Optional[float] = None,
                  gap_extend: Optional[float] = None, frames_per_chunk: Optional[int] = None,
-                 video_height: int = 240, write_video: bool = True, progress: bool = True
-                 ) -> dict[str, Any]:
+                 video_height: int = 240, write_video: bool = True, progress: bool = True,
+                 labels: Optional[dict[str, np.ndarray]] = None) -> dict[str, Any]:
   """Embeds two videos, aligns them and writes `JSON_FILE`, `PNG_FILE` and `MP4_FILE`.
 
+  ``labels``: per-frame phases by video name; with A's, the JSON gets B's phases transferred
+  through the alignment (`transfer_labels`) and, with B's too, the transfer's accuracy.
   Returns the JSON's content. Raises `inference.InputError` naming an unreadable video.
   """
   video_a, video_b = inference.open_input(path_a), inference.open_input(path_b)
@@ -224,7 +273,15 @@ def align_videos(trained: inference.TrainedEncoder, path_a: str, path_b: str, ou
                    "checkpoint_step": trained.step, "image_size": trained.image_size,
                    "frames_per_chunk": frames_per_chunk or trained.default_chunk},
       "files": outputs}
-  files.write_json(os.path.join(output_dir, JSON_FILE), payload, one_line=("pairs",))
+  if labels is not None:
+    if video_a.name not in labels:
+      raise ValueError(f"--labels: no labels for A ({video_a.name!r}); the file labels "
+                       f"{sorted(labels)[:5]}")
+    transferred = transfer_labels(pairs, labels[video_a.name], len(zb))
+    payload["transferred_labels"] = transferred.tolist()
+    payload["transfer"] = transfer_report(transferred, labels.get(video_b.name))
+  files.write_json(os.path.join(output_dir, JSON_FILE), payload,
+                   one_line=("pairs", "transferred_labels"))
   mode = "nearest neighbours" if nearest else "Smith-Waterman alignment"
   figure = visualize.plot_alignment(
       result["sim"], pairs, name_a=f"A ({video_a.name})", name_b=f"B ({video_b.name})",
@@ -241,16 +298,27 @@ def main(argv: Sequence[str]) -> int:
   if len(argv) != 3:
     raise app.UsageError(f"give exactly two videos, VIDEO_A VIDEO_B (got {len(argv) - 1})")
   FLAGS = flags.FLAGS  # pylint: disable=invalid-name
+  labels = None
+  if FLAGS.labels:
+    from lac_jax import retrieve  # pylint: disable=g-import-not-at-top
+    labels = retrieve.load_labels(FLAGS.labels)[0]
   trained = tools.load_encoder()
   payload = align_videos(trained, argv[1], argv[2], FLAGS.output, nearest=FLAGS.nearest,
                          gap_open=FLAGS.gap_open, gap_extend=FLAGS.gap_extend,
                          frames_per_chunk=FLAGS.frames_per_chunk,
                          video_height=FLAGS.video_height, write_video=FLAGS.video,
-                         progress=FLAGS.progress)
+                         progress=FLAGS.progress, labels=labels)
   pairs = payload["pairs"]
   print(f"{payload['mode']}: {len(pairs)} frame pairs, score {payload['score']:.6g}; A frames "
         f"{payload['span_a']}, B frames {payload['span_b']} -> {FLAGS.output}/{JSON_FILE}, "
         f"{PNG_FILE}" + (f", {MP4_FILE}" if FLAGS.video and pairs else ""))
+  if "transfer" in payload:
+    t = payload["transfer"]
+    accuracy = ("" if t.get("accuracy_aligned") is None else
+                f"; accuracy {100 * t['accuracy_aligned']:.1f}% of the aligned frames, "
+                f"{100 * t['accuracy_all']:.1f}% of all of B's labelled frames")
+    print(f"labels transferred to B: {t['aligned_frames']} frames aligned "
+          f"({100 * t['coverage']:.1f}%), the rest marked {UNALIGNED}{accuracy}")
   return 0
 
 
@@ -265,6 +333,8 @@ def run() -> None:
   flags.DEFINE_integer("video_height", 240, "Height of each video in aligned.mp4, pixels.",
                        lower_bound=16)
   flags.DEFINE_bool("video", True, "Write aligned.mp4.")
+  flags.DEFINE_string("labels", None, "labels.json with A's per-frame phases (and B's, for the "
+                      "accuracy): B's phases are transferred through the alignment.")
   cli.run("align", main)
 
 

@@ -42,17 +42,19 @@ def embed_inputs(trained: inference.TrainedEncoder, inputs: Sequence[str], outpu
     log: one line per input (done or failed).
 
   Returns:
-    The index: ``{'workdir', 'checkpoint_step', 'embedding_size', 'image_size',
-    'frames_per_chunk', 'inputs': [{'input', 'name', 'file', 'kind', 'frames', 'fps',
-    'error'}...], 'failed': number of inputs with an error}``.
+    The index: ``{'workdir', 'checkpoint_step', 'fingerprint' (`TrainedEncoder.fingerprint`:
+    which model made them), 'embedding_size', 'image_size', 'frames_per_chunk', 'inputs':
+    [{'input', 'path' (absolute), 'name', 'file', 'kind', 'frames', 'fps', 'error'}...],
+    'failed': number of inputs with an error}``.
   """
   os.makedirs(output_dir, exist_ok=True)
   entries = []
   names = tools.unique_names(inputs)
   with tools.progress_bar(progress, total=len(inputs), unit="video", desc="inputs") as bar:
     for path, name in zip(inputs, names):
-      entry: dict[str, Any] = {"input": path, "name": name, "file": None, "kind": None,
-                               "frames": None, "fps": None, "error": None}
+      entry: dict[str, Any] = {"input": path, "path": os.path.abspath(os.path.expanduser(path)),
+                               "name": name, "file": None, "kind": None, "frames": None,
+                               "fps": None, "error": None}
       try:
         video = inference.open_input(path)
         entry.update(kind=video.kind, fps=video.fps)
@@ -66,6 +68,7 @@ def embed_inputs(trained: inference.TrainedEncoder, inputs: Sequence[str], outpu
       entries.append(entry)
       bar.update(1)
   index = {"workdir": trained.workdir, "checkpoint_step": trained.step,
+           "fingerprint": trained.fingerprint(),
            "embedding_size": trained.output_dim, "image_size": trained.image_size,
            "frames_per_chunk": frames_per_chunk or trained.default_chunk,
            "inputs": entries, "failed": sum(e["error"] is not None for e in entries)}

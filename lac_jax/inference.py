@@ -77,6 +77,19 @@ class TrainedEncoder:
         v, x[None], m[None], train=False, pe=pe[None], part="temporal")[0])
     self.resize = frame_resizer(self.config.data.dataset, self.image_size)
 
+  def fingerprint(self) -> str:
+    """A digest of the variables (every array's name, shape and bytes) and the frame size:
+    embeddings written with another fingerprint came from another model or checkpoint."""
+    if getattr(self, "_fingerprint", None) is None:
+      import hashlib  # pylint: disable=g-import-not-at-top
+      digest = hashlib.sha256(str(self.image_size).encode())
+      for name, value in sorted(convert.flatten_variables(jax.device_get(self.variables)).items()):
+        array = np.ascontiguousarray(np.asarray(value))
+        digest.update(f"{name}{array.shape}{array.dtype}".encode())
+        digest.update(array.tobytes())
+      self._fingerprint = digest.hexdigest()[:20]
+    return self._fingerprint
+
   @property
   def image_size(self) -> int:
     """Frames are resized to ``image_size x image_size`` (as the evaluation pass)."""

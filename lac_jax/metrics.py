@@ -631,7 +631,7 @@ def table_columns(keys: Iterable[str]) -> list[tuple[str, str]]:
   counts = [('num_val', 'Val videos'), ('num_labelled', 'Labelled tr/val')]
   return ([(f'class_{p}', f'Class {p}') for p in class_pcts] +
           [(f'ap_{k}', f'AP@{k}') for k in ap_ks] +
-          [c for c in fixed if c[0] in keys or c[0] in ('progress', 'tau')] +
+          [c for c in fixed if c[0] in keys] +
           [c for c in counts if c[0] in keys or f'{c[0]}_val' in keys])
 
 

@@ -23,6 +23,7 @@ import numpy as np
 
 from lac_jax import files
 from lac_jax import inference
+from lac_jax.data import videos
 from lac_jax import metrics
 from lac_jax import cli
 from lac_jax import tools
@@ -70,18 +71,11 @@ def nearest_frames(query: np.ndarray, gallery: Sequence[np.ndarray], k: int,
 def load_labels(path: str) -> tuple[dict[str, np.ndarray], Optional[list[str]]]:
   """Reads a labels file: ``({video name: int [T] phases}, phase names or None)``.
 
-  Accepts ``{"phases": [...], "labels": {name: [...]}}`` or just ``{name: [...]}``.
+  Accepts ``{"phases": [...], "labels": {name: [...]}}`` or just ``{name: [...]}``
+  (`lac_jax.data.videos.parse_labels`).
   """
-  content = files.read_json_object(path, f"--labels={path}")
-  phases = content.get("phases") if "labels" in content else None
-  table = content["labels"] if "labels" in content else content
-  labels = {}
-  for name, values in table.items():
-    try:
-      labels[str(name)] = np.asarray(values, np.int64).reshape(-1)
-    except (TypeError, ValueError):
-      raise ValueError(f"--labels={path}: labels of {name!r} must be a list of integers") from None
-  return labels, (list(map(str, phases)) if phases else None)
+  what = f"--labels={path}"
+  return videos.parse_labels(files.read_json_object(path, what), what)
 
 
 def _frames_at(video: inference.InputVideo, wanted: set[int]) -> dict[int, np.ndarray]:

@@ -5,11 +5,8 @@ import os
 import subprocess
 import sys
 
-import jax
 import numpy as np
 
-from lac_jax import checkpoint
-from lac_jax import train
 from lac_jax.data import encode
 import tiny
 
@@ -37,14 +34,7 @@ def test_editable_install_runs_the_tools_from_anywhere(tmp_path):
   assert installed.returncode == 0, installed.stdout + installed.stderr
 
   # A workdir with a tiny model's checkpoint and the config.json training writes.
-  config = tiny.tiny_train_config()
-  model, _ = train.build_models(config)
-  state = train.create_train_state(config, model, jax.random.PRNGKey(0), 4, 1,
-                                   load_weights=False)
-  ckpts = checkpoint.Checkpoints(str(tmp_path / "run" / checkpoint.CHECKPOINT_DIR))
-  ckpts.save(1, state)
-  ckpts.close()
-  checkpoint.write_config(str(tmp_path / "run"), config)
+  config = tiny.save_untrained_run(tmp_path / "run")
   frames = [np.full((24, 24, 3), 10 * i, np.uint8) for i in range(12)]
   encode.write_video(elsewhere / "clip.mp4", frames, fps=10)
 

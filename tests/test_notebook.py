@@ -33,6 +33,7 @@ def test_explore_notebook_runs_top_to_bottom(tmp_path, monkeypatch):
   # Section 8: a folder of mp4s, some labelled, trained through the 'videos' dataset.
   assert "Cycle" in text and "Labelled tr/val" in text
   assert (workdir / "own" / "cache").is_dir()
+  assert "planted at frames" in text  # section 9 (search) ran
   with open(workdir / "align" / "alignment.json") as f:
     assert json.load(f)["mode"] == "smith_waterman"
   assert (workdir / "config.json").exists()

@@ -1,5 +1,7 @@
 """Small model configs shared by the tests (fast to compile on 2 CPU cores)."""
 
+import os
+
 from lac_jax.models import encoder
 
 
@@ -46,3 +48,20 @@ def tiny_train_config(dataset: str = "synthetic", data_dir: str = "", **train_ov
   for k, v in train_overrides.items():
     t[k] = v
   return c
+
+
+def save_untrained_run(workdir: str, config=None, step: int = 1):
+  """A training workdir holding an untrained model's checkpoint at ``step`` and the
+  config.json training writes (what the tools read); returns the config."""
+  import jax  # pylint: disable=g-import-not-at-top
+  from lac_jax import checkpoint  # pylint: disable=g-import-not-at-top
+  from lac_jax import train  # pylint: disable=g-import-not-at-top
+  config = tiny_train_config() if config is None else config
+  model, _ = train.build_models(config)
+  state = train.create_train_state(config, model, jax.random.PRNGKey(0), 4, 1,
+                                   load_weights=False)
+  ckpts = checkpoint.Checkpoints(os.path.join(str(workdir), checkpoint.CHECKPOINT_DIR))
+  ckpts.save(step, state)
+  ckpts.close()
+  checkpoint.write_config(str(workdir), config)
+  return config

@@ -385,12 +385,13 @@ def _soft_sw_jit(sim, go, ge, gamma, lengths, *, include_zero, backward, segment
   return score, d
 
 
-def smith_waterman_path(sim, gap_open, gap_extend):
+def smith_waterman_path(sim, gap_open, gap_extend, end=None):
   """Best hard local alignment (the gamma -> 0 limit of `soft_smith_waterman`).
 
   Args:
     sim: ``[T1, T2]`` similarity matrix (NumPy or JAX).
     gap_open, gap_extend: scalars or ``[T1, T2]`` per-cell penalties (subtracted).
+    end: ``(i, j)``: the best path ending in that match cell instead (its score ``D(i, j)``).
 
   Returns:
     ``(path, score)``: ``path`` an int ``[N, 2]`` array of matched ``(i, j)`` pairs (0-based,
@@ -423,10 +424,13 @@ def smith_waterman_path(sim, gap_open, gap_extend):
     x[i, j] = np.maximum(d[i, jm] - go[im, jm], x[i, jm] - ge[im, jm])
     y[i, j] = np.maximum(np.maximum(d[im, j] - go[im, jm], x[im, j] - go[im, jm]),
                          y[im, j] - ge[im, jm])
-  best = np.max(d[1:, 1:])
+  if end is None:
+    i, j = np.unravel_index(np.argmax(d[1:, 1:]), (t1, t2))
+  else:
+    i, j = end
+  best = d[int(i) + 1, int(j) + 1]
   if best <= 0.0:
     return np.zeros((0, 2), np.int64), 0.0
-  i, j = np.unravel_index(np.argmax(d[1:, 1:]), (t1, t2))
   i, j = int(i) + 1, int(j) + 1
   state, path = "D", []
   while True:
