@@ -8,6 +8,7 @@ Prints frames/s for both and the ratio; writes ``benchmarks/results/search.json`
 
   python benchmarks/search.py [--query 100 --videos 8 --frames 20000 --dim 128]
   python benchmarks/search.py --calibration   # E-values on null data against their nominal rate
+  python benchmarks/search.py --phases=runs/synthetic_lav   # phases found by a trained encoder
 """
 
 from __future__ import annotations
@@ -56,8 +57,59 @@ def calibration(num_videos: int = 300) -> list[dict]:
   return rows
 
 
+def phases(workdir: str, null_modes: tuple[str, ...] = ("shuffled", "blocks")) -> list[dict]:
+  """``--phases=RUN``: a trained encoder searching for phases of synthetic videos in long
+  recordings. The query is one phase span of validation video 0 (pour; then tilt + pour +
+  untilt). The library is 5 recordings of 3 other validation videos each, back to back with 40
+  still frames between, plus one recording of 3 videos with the queried phases cut out. Frame
+  precision and recall of the hits against the true phase frames, and the hits in the
+  recording without the phase, for each null."""
+  from lac_jax import inference  # pylint: disable=g-import-not-at-top
+  from lac_jax.data import synthetic  # pylint: disable=g-import-not-at-top
+  trained = inference.load_trained(workdir)
+  vals = [synthetic.generate_video(i, "val", synthetic.default_config()) for i in range(16)]
+  rows = []
+  for wanted in ((2,), (1, 2, 3)):
+    query = vals[0]
+    idx = np.nonzero(np.isin(query.labels, wanted))[0]
+    lo, hi = int(idx[0]), int(idx[-1]) + 1
+    library, truth = [], []
+    for r in range(6):
+      pieces = []
+      for v in vals[1 + 3 * r:4 + 3 * r] if r < 5 else vals[1:4]:
+        keep = np.ones(v.num_frames, bool) if r < 5 else ~np.isin(v.labels, wanted)
+        pieces += [(np.repeat(v.frames[:1], 40, 0), np.full(40, -1)),
+                   (v.frames[keep], v.labels[keep])]
+      frames = np.concatenate([p[0] for p in pieces])
+      labels = np.concatenate([p[1] for p in pieces])
+      name = f"rec{r}" if r < 5 else "without_phase"
+      library.append(search.LibraryVideo(name, name, trained.embed(frames)))
+      truth.append(np.isin(labels, wanted))
+    for null_mode in null_modes:
+      hits, _ = search.search(trained, trained.embed(query.frames), library, start=lo, end=hi,
+                              null_mode=null_mode)
+      predicted = [np.zeros(len(t), bool) for t in truth]
+      for h in hits:
+        predicted[[v.name for v in library].index(h.video)][h.start:h.end + 1] = True
+      tp = sum(int((p & t).sum()) for p, t in zip(predicted, truth))
+      fp = sum(int((p & ~t).sum()) for p, t in zip(predicted, truth))
+      fn = sum(int((~p & t).sum()) for p, t in zip(predicted, truth))
+      row = {"phases": [synthetic.PHASES[k] for k in wanted], "query": [lo, hi],
+             "null": null_mode, "hits": len(hits), "precision": tp / max(1, tp + fp),
+             "recall": tp / max(1, tp + fn),
+             "hits_without_phase": sum(h.video == "without_phase" for h in hits)}
+      print(f"{'+'.join(row['phases']):>16} null {null_mode:>8}: {len(hits):2d} hits, frame "
+            f"precision {row['precision']:.2f}, recall {row['recall']:.2f}, "
+            f"{row['hits_without_phase']} in the recording without it")
+      rows.append(row)
+  return rows
+
+
 def main() -> None:
   parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+  parser.add_argument("--phases", default="",
+                      help="a training workdir: search synthetic phases in long recordings "
+                      "with its encoder instead (results/search_phases.json)")
   parser.add_argument("--calibration", action="store_true",
                       help="the E-values' calibration on null data instead "
                       "(results/search_calibration.json)")
@@ -69,6 +121,9 @@ def main() -> None:
   args = parser.parse_args()
   if args.calibration:
     results.write("search_calibration", vars(args), calibration())
+    return
+  if args.phases:
+    results.write("search_phases", vars(args), phases(args.phases))
     return
   rng = np.random.default_rng(0)
   query = rng.normal(size=(args.query, args.dim)).astype(np.float32)

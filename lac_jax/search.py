@@ -211,12 +211,41 @@ class _Scorer:
     return (s.center - dist) / s.scale - s.offset
 
 
-def fit_null(scorer_for: Any, query_len: int, pool: np.ndarray, gap_open: float,
+NULL_MODES = ("shuffled", "blocks", "reversed")
+
+
+def null_targets(videos: Sequence[np.ndarray], samples: int, length: int, mode: str,
+                 piece: int, rng: np.random.Generator) -> list[np.ndarray]:
+  """``samples`` null targets of ``length`` frames made of library frames: 'shuffled' (frames
+  drawn at random: order destroyed), 'blocks' (stretches of ``piece`` consecutive frames in
+  random order: order kept within a piece, so slow or still footage stays slow or still) or
+  'reversed' (contiguous stretches played backwards)."""
+  pool = np.concatenate(videos)
+  weights = np.array([len(v) for v in videos], np.float64)
+  out = []
+  for _ in range(samples):
+    if mode == "shuffled":
+      out.append(pool[rng.integers(0, len(pool), length)])
+      continue
+    pieces, size = [], 0
+    while size < length:
+      v = videos[rng.choice(len(videos), p=weights / weights.sum())]
+      span = min(len(v), piece if mode == "blocks" else length - size)
+      at = rng.integers(0, len(v) - span + 1)
+      chunk = v[at:at + span]
+      pieces.append(chunk[::-1] if mode == "reversed" else chunk)
+      size += span
+    out.append(np.concatenate(pieces)[:length])
+  return out
+
+
+def fit_null(scorer_for: Any, query_len: int, videos: Sequence[np.ndarray], gap_open: float,
              gap_extend: float, samples: int, length: int, rng: np.random.Generator,
-             block: int) -> local_search.Null:
-  """Gumbel of the query's best scores against ``samples`` null targets of ``length`` frames
-  drawn at random from the library's frames (their order in time destroyed)."""
-  targets = [pool[rng.integers(0, len(pool), length)] for _ in range(samples)]
+             block: int, mode: str = "shuffled") -> local_search.Null:
+  """Gumbel of the query's best scores against ``samples`` `null_targets`."""
+  if mode not in NULL_MODES:
+    raise ValueError(f"null: expected one of {NULL_MODES}, got {mode!r}")
+  targets = null_targets(videos, samples, length, mode, max(2, query_len // 4), rng)
   scorer = scorer_for(targets)
   best = local_search.sweep(functools.partial(scorer.block, list(range(samples))),
                             [length] * samples, query_len, gap_open, gap_extend, block=block)
@@ -227,7 +256,8 @@ def search(trained: inference.TrainedEncoder, query: Union[str, np.ndarray],
            library: Sequence[Union[str, LibraryVideo]], *, start: Optional[int] = None,
            end: Optional[int] = None, max_hits_per_video: int = 5, max_evalue: float = 0.01,
            gap_open: float = 2.0, gap_extend: float = 0.5, offset: float = 1.0,
-           null_samples: int = 500, null_length: Optional[int] = None, seed: int = 0,
+           null_samples: int = 500, null_length: Optional[int] = None, null_mode: str = "shuffled",
+           seed: int = 0,
            block: int = 1024, query_labels: Optional[np.ndarray] = None,
            frames_per_chunk: Optional[int] = None, progress: bool = False
            ) -> tuple[list[Hit], dict[str, Any]]:
@@ -241,8 +271,9 @@ def search(trained: inference.TrainedEncoder, query: Union[str, np.ndarray],
     max_hits_per_video: hits per video, at most (non-overlapping, best first).
     max_evalue: report hits whose E-value is at most this.
     gap_open, gap_extend, offset: the scoring, in units of the distance spread (`Scoring`).
-    null_samples, null_length: null targets for the significance (default length: the
-      library videos' median, within [max(4 x span, 128), 4096] frames); ``seed`` draws them.
+    null_samples, null_length, null_mode: null targets for the significance (`null_targets`;
+      default length: the library videos' median, within [max(4 x span, 128), 4096] frames);
+      ``seed`` draws them.
     block: library frames scored per device call (memory: ``videos x span x block`` scores).
     query_labels: per-frame phases of the query video: each hit gets them transferred.
 
@@ -272,8 +303,8 @@ def search(trained: inference.TrainedEncoder, query: Union[str, np.ndarray],
   scorer_for = lambda targets: _Scorer(scoring, q, targets)
   lengths = [len(v.embedding) for v in videos]
   length = null_length or int(np.clip(np.median(lengths), max(4 * len(q), 128), 4096))
-  null = fit_null(scorer_for, len(q), pool, gap_open, gap_extend, null_samples, length, rng,
-                  block)
+  null = fit_null(scorer_for, len(q), [v.embedding.astype(np.float32) for v in videos],
+                  gap_open, gap_extend, null_samples, length, rng, block, null_mode)
   scorer = scorer_for([v.embedding.astype(np.float32) for v in videos])
   bar = tools.progress_bar(progress, total=sum(len(v.embedding) for v in videos),
                            unit="frame", desc="searching", leave=False)
@@ -395,7 +426,7 @@ def main(argv: Sequence[str]) -> int:
   payload = search_to_files(
       trained, f.query, library, f.output, clips=f.clips, labels=labels,
       max_hits_per_video=f.max_hits_per_video, max_evalue=f.max_evalue, gap_open=f.gap_open,
-      gap_extend=f.gap_extend, offset=f.offset, null_samples=f.null_samples,
+      gap_extend=f.gap_extend, offset=f.offset, null_samples=f.null_samples, null_mode=f.null,
       frames_per_chunk=f.frames_per_chunk, progress=f.progress)
   for rank, hit in enumerate(payload["hits"], 1):
     print(f"#{rank} {hit['video']} frames {hit['start_frame']}-{hit['end_frame']} score "
@@ -418,6 +449,10 @@ def run() -> None:
   flags.DEFINE_float("offset", 1.0, "Subtracted from every cell score (keeps it local).")
   flags.DEFINE_integer("null_samples", 500, "Null targets for the significance.",
                        lower_bound=10)
+  flags.DEFINE_enum("null", "shuffled", list(NULL_MODES), "Null targets: library frames in "
+                    "random order (shuffled), or in random pieces of a quarter of the query that "
+                    "keep their order (blocks: stricter, for footage with long still or slow "
+                    "stretches), or stretches played backwards (reversed).")
   flags.DEFINE_bool("clips", False, "Also write one side-by-side mp4 per hit.")
   flags.DEFINE_string("labels", None, "labels.json with the query video's phases: each hit "
                       "gets them transferred through the alignment.")
