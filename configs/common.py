@@ -1,9 +1,9 @@
 """Presets shared by the configs: the paper's setting and the official code's pipeline.
 
-Config files import this module as ``configs.common``: run from the repository root (as the
-README's commands do) or put the root on ``PYTHONPATH``.
+Config files import this module as ``configs.common`` (they put the repository root on the path
+themselves, so they run from any directory) and ``lac_jax.config``, nothing else.
 
-Each component's defaults (``train.base_config()``) already are the paper's and the official
+Each component's defaults (``lac_jax.config.base_config()``) already are the paper's and the official
 code's hyperparameters (ResNet-50 cut at conv4c, 64 frames per view, 2 videos per step, Adam
 1e-4 with L2 1e-5, clip 10, per-epoch cosine over 300 epochs, gamma = tau = 0.8, var 10,
 alpha 0.01, beta 1, gap penalties with lr 0.1); the presets only set what differs.
@@ -11,10 +11,10 @@ alpha 0.01, beta 1, gap penalties with lr 0.1); the presets only set what differ
 
 import ml_collections
 
-from lac_jax import losses
-from lac_jax import train
+from lac_jax import config as config_lib
 
-PRESETS = ("paper", "official_code")
+PRESETS = config_lib.PRESETS  # paper | official_code
+METHODS = config_lib.METHODS  # LAC and the baselines, from the loss registry
 
 
 def parse_arg(arg, choices=None, **defaults):
@@ -70,29 +70,10 @@ def parse_method_preset(arg) -> ml_collections.ConfigDict:
 def paper() -> ml_collections.ConfigDict:
   """The paper's setting on real videos: ImageNet ResNet-50 (``model.backbone_weights``
   required), 224 px frames; everything else is a component default."""
-  config = train.base_config()
+  config = config_lib.base_config()
   config.model.require_backbone_weights = True  # no silent random init (=random opts out)
   config.data.image_size = 224  # official 224 x 224 (component default 64, for CPU runs)
   return config
-
-
-METHODS = ("lac", "scl", "tcc", "tcn", "lav", "gta")
-# The official LAC code's training settings per baseline (its config/<dataset>/<method>.json
-# @52fb74b; docs/baselines.md): videos per step, frames per view, epochs, L2-normalised
-# embeddings, and whether its model is a conv embedder without a transformer (ResNet50_Conv /
-# _Conv2).
-_METHOD_SETTINGS = {
-    "scl": dict(batch={"pouring": 16, "penn_action": 16}, frames=32, epochs=300, l2=True,
-                conv=False),
-    "tcc": dict(batch={"pouring": 4, "penn_action": 4}, frames=32, epochs=200, l2=False,
-                conv=True),
-    "tcn": dict(batch={"pouring": 16, "penn_action": 32}, frames=32, epochs=200, l2=False,
-                conv=True),
-    "lav": dict(batch={"pouring": 2, "penn_action": 4}, frames=32, epochs=200, l2=True,
-                conv=True),
-    "gta": dict(batch={"pouring": 2, "penn_action": 4}, frames=32, epochs=200, l2=True,
-                conv=True),
-}
 
 
 def apply_method(config: ml_collections.ConfigDict, method: str,
@@ -105,9 +86,9 @@ def apply_method(config: ml_collections.ConfigDict, method: str,
     raise ValueError(f"config argument method: expected one of {METHODS}, got {method!r}")
   if method == "lac":
     return config
-  config.loss = losses.default_config(method)
-  if dataset in ("pouring", "penn_action"):
-    s = _METHOD_SETTINGS[method]
+  config.loss = config_lib.loss_config(method)
+  s = config_lib.lac_code_training(method)
+  if s and dataset in s["batch"]:
     config.data.batch_size = s["batch"][dataset]
     config.data.sampling.num_frames = s["frames"]
     config.train.num_epochs = s["epochs"]
@@ -136,7 +117,7 @@ def official_code(config: ml_collections.ConfigDict) -> ml_collections.ConfigDic
   baselines (gradients clipped before unscaling). Returns ``config``.
   """
   name = config.loss.name
-  loss = losses.default_config(name, "official_code")
+  loss = config_lib.loss_config(name, "official_code")
   if name == "lac":
     loss.gap_lr, loss.gap_weight_decay = config.loss.gap_lr, config.loss.gap_weight_decay
     m = config.model

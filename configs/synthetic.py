@@ -21,14 +21,14 @@ _ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 if _ROOT not in sys.path:
   sys.path.insert(0, _ROOT)
 from configs import common  # pylint: disable=g-import-not-at-top,wrong-import-position
-from lac_jax import train
+from lac_jax import config as config_lib
 
 
 def get_config(arg=None):
   """``arg``: ``'[method][,preset]'``: a method of `common.METHODS` (default lac: its loss, the
   model and budget unchanged) and a preset (paper, or official_code: `common.official_code`)."""
   args = common.parse_method_preset(arg)
-  config = train.base_config()
+  config = config_lib.base_config()
   config.seed = 0  # model init, dropout, data order and augmentation
   # --- Model: a small randomly initialised ResNet-18 trunk cut early, a narrow head. ---
   m = config.model

@@ -24,6 +24,7 @@ import ml_collections
 import numpy as np
 
 from lac_jax import checkpoint
+from lac_jax import config as config_lib
 from lac_jax import evaluate
 from lac_jax import losses
 from lac_jax.data import augment
@@ -229,7 +230,6 @@ def load_trained(workdir: str, config: Optional[ml_collections.ConfigDict] = Non
       and no ``config`` given.
     ValueError: the checkpoint does not fit the config's model (names the array).
   """
-  from lac_jax import train  # pylint: disable=g-import-not-at-top  (train imports a lot)
   workdir = checkpoint.check_workdir(workdir)
   if not os.path.isdir(workdir):
     raise FileNotFoundError(f"--workdir {workdir}: no such directory")
@@ -238,8 +238,8 @@ def load_trained(workdir: str, config: Optional[ml_collections.ConfigDict] = Non
     raise FileNotFoundError(f"--workdir {workdir}: no {checkpoint.CHECKPOINT_DIR}/ folder; "
                             "train first (python -m lac_jax.main --config=... --workdir=...)")
   if config is None:
-    config = checkpoint.read_config(workdir, train.saved_config_template)
-  config = train.prepare_config(config)
+    config = checkpoint.read_config(workdir, config_lib.saved_config_template)
+  config = config_lib.prepare_config(config)
   ckpts = checkpoint.Checkpoints(ckpt_dir, keep=None)
   try:
     step = ckpts.latest_step() if step is None else int(step)

@@ -303,7 +303,7 @@ def test_jit_init_matches_plain_init():
 def test_config_errors():
   with pytest.raises(ValueError, match="attention_axis"):
     encoder.build_encoder(tiny_config(attention_axis="frames"))
-  with pytest.raises(ValueError, match="Unknown config.model fields.*'resnet_dpeth'"):
+  with pytest.raises(ValueError, match="config.model: unknown fields.*'resnet_dpeth'"):
     c = tiny_config()
     c.resnet_dpeth = 50
     encoder.build_encoder(c)

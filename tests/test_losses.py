@@ -365,7 +365,7 @@ def test_loss_config_presets_and_validation():
   for preset in ("paper", "official_code"):
     cfg = lac.default_config(preset)
     cfg.sw_sign = -1
-    with pytest.raises(ValueError, match=r"^loss.gap_positive: must be True with loss.sw_sign=-1"):
+    with pytest.raises(ValueError, match=r"^config.loss.gap_positive: must be True with loss.sw_sign=-1"):
       losses.check_config(cfg)
     cfg.gap_positive = True
     losses.check_config(cfg)

@@ -71,24 +71,26 @@ def check_config(config: ml_collections.ConfigDict) -> None:
   """Raises ValueError naming the bad field."""
   lo, hi = config.crop_scale
   if not 0 < lo <= hi <= 1:
-    raise ValueError(f"augment.crop_scale: need 0 < lo <= hi <= 1, got {config.crop_scale}")
+    raise ValueError(f"config.data.augment.crop_scale: need 0 < lo <= hi <= 1, got "
+                     f"{config.crop_scale}")
   lo, hi = config.crop_ratio
   if not 0 < lo <= hi:
-    raise ValueError(f"augment.crop_ratio: need 0 < lo <= hi, got {config.crop_ratio}")
+    raise ValueError(f"config.data.augment.crop_ratio: need 0 < lo <= hi, got {config.crop_ratio}")
   for name in ("flip_prob", "jitter_prob", "grayscale_prob", "blur_prob"):
     if not 0 <= config[name] <= 1:
-      raise ValueError(f"augment.{name}: need a probability in [0, 1], got {config[name]}")
+      raise ValueError(f"config.data.augment.{name}: need a probability in [0, 1], got "
+                       f"{config[name]}")
   for name in ("brightness", "contrast", "saturation"):
     if not 0 <= config[name] <= 1:
-      raise ValueError(f"augment.{name}: need in [0, 1], got {config[name]}")
+      raise ValueError(f"config.data.augment.{name}: need in [0, 1], got {config[name]}")
   if not 0 <= config.hue <= 0.5:
-    raise ValueError(f"augment.hue: need in [0, 0.5], got {config.hue}")
+    raise ValueError(f"config.data.augment.hue: need in [0, 0.5], got {config.hue}")
   lo, hi = config.blur_sigma
   if not 0 < lo <= hi:
-    raise ValueError(f"augment.blur_sigma: need 0 < lo <= hi, got {config.blur_sigma}")
+    raise ValueError(f"config.data.augment.blur_sigma: need 0 < lo <= hi, got {config.blur_sigma}")
   where = config.get("where", "auto")  # configs saved before the field existed: 'auto'
   if where not in WHERE_CHOICES:
-    raise ValueError(f"augment.where: need one of {list(WHERE_CHOICES)}, got {where!r}")
+    raise ValueError(f"config.data.augment.where: need one of {list(WHERE_CHOICES)}, got {where!r}")
 
 
 def resolve_where(where: str, backend: str) -> str:
@@ -99,7 +101,7 @@ def resolve_where(where: str, backend: str) -> str:
   model, and the NumPy version is the cheaper of the two.
   """
   if where not in WHERE_CHOICES:
-    raise ValueError(f"augment.where: need one of {list(WHERE_CHOICES)}, got {where!r}")
+    raise ValueError(f"config.data.augment.where: need one of {list(WHERE_CHOICES)}, got {where!r}")
   if where == "auto":
     return "host" if backend == "cpu" else "device"
   return where

@@ -64,11 +64,11 @@ def _check(videos: Sequence[Video], config: ml_collections.ConfigDict) -> None:
     raise ValueError(f"pipeline: the video list is empty (dataset {config.dataset!r}, "
                      f"data_dir {config.data_dir!r}); nothing to iterate over")
   if config.image_size < 1:
-    raise ValueError(f"pipeline config.image_size: need >= 1, got {config.image_size}")
+    raise ValueError(f"config.data.image_size: need >= 1, got {config.image_size}")
   if config.num_workers < 0:
-    raise ValueError(f"pipeline config.num_workers: need >= 0, got {config.num_workers}")
+    raise ValueError(f"config.data.num_workers: need >= 0, got {config.num_workers}")
   if config.prefetch < 1:
-    raise ValueError(f"pipeline config.prefetch: need >= 1, got {config.prefetch}")
+    raise ValueError(f"config.data.prefetch: need >= 1, got {config.prefetch}")
 
 
 def _process_share(batch_size: int, process_index: int | None,
@@ -79,11 +79,11 @@ def _process_share(batch_size: int, process_index: int | None,
     process_index = jax.process_index() if process_index is None else process_index
     process_count = jax.process_count() if process_count is None else process_count
   if batch_size < 1:
-    raise ValueError(f"pipeline config.batch_size: need >= 1, got {batch_size}")
+    raise ValueError(f"config.data.batch_size: need >= 1, got {batch_size}")
   if not 0 <= process_index < process_count:
     raise ValueError(f"pipeline: process_index {process_index} not in [0, {process_count})")
   if batch_size % process_count:
-    raise ValueError(f"pipeline config.batch_size (global, {batch_size}) must be divisible by "
+    raise ValueError(f"config.data.batch_size (global, {batch_size}) must be divisible by "
                      f"the process count {process_count}")
   share = batch_size // process_count
   return process_index * share, share

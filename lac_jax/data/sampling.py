@@ -36,19 +36,21 @@ def default_config() -> ml_collections.ConfigDict:
 def check_config(config: ml_collections.ConfigDict) -> None:
   """Raises ValueError naming the bad field."""
   if config.num_frames < 1:
-    raise ValueError(f"sampling.num_frames: need >= 1, got {config.num_frames}")
+    raise ValueError(f"config.data.sampling.num_frames: need >= 1, got {config.num_frames}")
   if config.sampling_region < 1:
-    raise ValueError(f"sampling.sampling_region: need >= 1, got {config.sampling_region}")
+    raise ValueError(f"config.data.sampling.sampling_region: need >= 1, got "
+                     f"{config.sampling_region}")
   if not 0 < config.crop_min_fraction <= 1:
-    raise ValueError(f"sampling.crop_min_fraction: need in (0, 1], got "
+    raise ValueError(f"config.data.sampling.crop_min_fraction: need in (0, 1], got "
                      f"{config.crop_min_fraction}")
   if not 0 <= config.consistent_offset <= 1:
-    raise ValueError(f"sampling.consistent_offset: need in [0, 1], got "
+    raise ValueError(f"config.data.sampling.consistent_offset: need in [0, 1], got "
                      f"{config.consistent_offset}")
   if config.get("views", "independent") not in VIEWS:
-    raise ValueError(f"sampling.views: expected one of {VIEWS}, got {config.views!r}")
+    raise ValueError(f"config.data.sampling.views: expected one of {VIEWS}, got {config.views!r}")
   if config.get("positive_window", 1) < 1:
-    raise ValueError(f"sampling.positive_window: need >= 1, got {config.positive_window}")
+    raise ValueError(f"config.data.sampling.positive_window: need >= 1, got "
+                     f"{config.positive_window}")
 
 
 def sample_view(length: int, num_frames: int, sampling_region: float,

@@ -5,7 +5,9 @@ A loss module ``lac_jax/losses/<name>.py``, listed in `MODULES`, defines
 * ``default_config(preset='paper') -> ConfigDict``: its fields, ``name`` included;
 * ``check_config(config)``: raises ValueError naming the bad ``loss.<field>``;
 * ``build(config) -> Loss``: reads the config once; the returned object is what the trainer
-  calls (scenic style: the loss is passed into the step).
+  calls (scenic style: the loss is passed into the step);
+* optionally ``LAC_CODE_TRAINING``: the official LAC code's training settings for the method
+  (`lac_code_training`).
 
 The trainer, its logs and its progress line handle whatever parts a loss returns.
 """
@@ -49,6 +51,11 @@ class Loss:
   weight_decay: float = 0.0
   progress_parts: tuple[str, ...] = ("loss",)
 
+  def __init__(self, cfg: ml_collections.ConfigDict):
+    """Checks ``cfg`` (its module's ``check_config``) and keeps a resolved copy, ``self.cfg``."""
+    module(cfg.get("name", "lac")).check_config(cfg)
+    self.cfg = cfg.copy_and_resolve_references()
+
   def init_params(self, num_steps: int) -> dict[str, Array]:
     """Initial learnable parameters for views of ``num_steps`` embedding steps."""
     del num_steps
@@ -88,19 +95,25 @@ def check_fields(config: ml_collections.ConfigDict, positive: tuple = (),
   ``nonnegative`` ones finite and >= 0, ``choices`` fields among their values."""
   for name in positive:
     if not (np.isfinite(config[name]) and config[name] > 0):
-      raise ValueError(f"loss.{name}: need a finite value > 0, got {config[name]!r}")
+      raise ValueError(f"config.loss.{name}: need a finite value > 0, got {config[name]!r}")
   for name in nonnegative:
     if not (np.isfinite(config[name]) and config[name] >= 0):
-      raise ValueError(f"loss.{name}: need a finite value >= 0, got {config[name]!r}")
+      raise ValueError(f"config.loss.{name}: need a finite value >= 0, got {config[name]!r}")
   for name, allowed in (choices or {}).items():
     if config[name] not in allowed:
-      raise ValueError(f"loss.{name}: expected one of {allowed}, got {config[name]!r}")
+      raise ValueError(f"config.loss.{name}: expected one of {allowed}, got {config[name]!r}")
+
+
+def lac_code_training(name: str) -> Optional[dict]:
+  """The official LAC code's training settings for method ``name`` (batch per dataset, frames,
+  epochs, ``l2``, ``conv``), or None when it has none (LAC itself)."""
+  return getattr(module(name), "LAC_CODE_TRAINING", None)
 
 
 def module(name: str) -> ModuleType:
   """The module of loss ``name``; ValueError naming ``loss.name`` if there is none."""
   if name not in MODULES:
-    raise ValueError(f"loss.name: expected one of {sorted(MODULES)}, got {name!r}")
+    raise ValueError(f"config.loss.name: expected one of {sorted(MODULES)}, got {name!r}")
   return importlib.import_module(MODULES[name])
 
 

@@ -41,6 +41,12 @@ PAIRS = ("videos", "sequences")
 Array = jax.Array
 
 
+# The official LAC code's training settings for this method (its config/<dataset>/<method>.json):
+# videos per step per dataset, frames per view, epochs, L2-normalised embeddings, and whether
+# its model is a conv embedder without a transformer (`configs/common.py` apply_method).
+LAC_CODE_TRAINING = dict(batch={"pouring": 2, "penn_action": 4}, frames=32, epochs=200, l2=True,
+                         conv=True)
+
 def default_config(preset: str = "paper") -> ml_collections.ConfigDict:
   """GTA's fields: VideoAlignment's values; 'official_code': the official LAC code's GTA."""
   c = losses.new_config(NAME, preset)
@@ -62,7 +68,8 @@ def check_config(cfg: ml_collections.ConfigDict) -> None:
   losses.check_fields(cfg, positive=("gamma_similarity", "gamma_smoothing"),
                       nonnegative=("cost_weight",), choices={"pairs": PAIRS})
   if not 0 <= cfg.label_smoothing < 1:
-    raise ValueError(f"loss.label_smoothing: need a value in [0, 1), got {cfg.label_smoothing!r}")
+    raise ValueError(f"config.loss.label_smoothing: need a value in [0, 1), got "
+                     f"{cfg.label_smoothing!r}")
 
 
 def smooth_dtw(x: Array, y: Array, gamma_similarity: float, gamma_smoothing: float,
@@ -138,10 +145,6 @@ def gta_pair(x: Array, y: Array, *, gamma_similarity: float, gamma_smoothing: fl
 class GTA(losses.Loss):
   progress_parts = ("loss", "consistency", "cost")
 
-  def __init__(self, cfg: ml_collections.ConfigDict):
-    check_config(cfg)
-    self.cfg = cfg.copy_and_resolve_references()
-
   def __call__(self, params: Optional[Mapping[str, Any]], z: Array, steps: Array,
                mask: Optional[Array] = None, lengths: Optional[Array] = None):
     del params, steps, lengths
@@ -154,7 +157,7 @@ class GTA(losses.Loss):
       valid = jnp.asarray(mask, bool).reshape(2 * b, t)
     if c.pairs == "videos":
       if b < 2:
-        raise ValueError("loss.pairs='videos' aligns different videos: it needs at least 2 "
+        raise ValueError("config.loss.pairs='videos' aligns different videos: it needs at least 2 "
                          f"videos per device, got {b} (raise data.batch_size, or use "
                          "loss.pairs='sequences')")
       partners = np.arange(1, b) * 2

@@ -143,34 +143,35 @@ def check_config(cfg: ml_collections.ConfigDict) -> None:
     raise ValueError(f"loss config: missing fields {missing} (build it with default_config())")
   for name, choices in _CHOICES.items():
     if cfg[name] not in choices:
-      raise ValueError(f"loss.{name}: expected one of {choices}, got {cfg[name]!r}")
+      raise ValueError(f"config.loss.{name}: expected one of {choices}, got {cfg[name]!r}")
   for name in ("var", "tau", "gamma", "normalize_eps"):
     v = cfg[name]
     if not (np.isfinite(v) and v > 0):
-      raise ValueError(f"loss.{name}: need a finite value > 0, got {v!r}")
+      raise ValueError(f"config.loss.{name}: need a finite value > 0, got {v!r}")
   if cfg.ll_tau is not None and not (np.isfinite(cfg.ll_tau) and cfg.ll_tau > 0):
-    raise ValueError(f"loss.ll_tau: need None or a finite value > 0, got {cfg.ll_tau!r}")
+    raise ValueError(f"config.loss.ll_tau: need None or a finite value > 0, got {cfg.ll_tau!r}")
   for name in ("alpha", "beta"):
     if not np.isfinite(cfg[name]):
-      raise ValueError(f"loss.{name}: need a finite number, got {cfg[name]!r}")
+      raise ValueError(f"config.loss.{name}: need a finite number, got {cfg[name]!r}")
   for name in ("lc_log_eps", "sw_eps"):
     if not (np.isfinite(cfg[name]) and cfg[name] >= 0):
-      raise ValueError(f"loss.{name}: need a finite value >= 0, got {cfg[name]!r}")
+      raise ValueError(f"config.loss.{name}: need a finite value >= 0, got {cfg[name]!r}")
   if cfg.lc_directions not in (1, 2):
-    raise ValueError(f"loss.lc_directions: expected 1 or 2, got {cfg.lc_directions!r}")
+    raise ValueError(f"config.loss.lc_directions: expected 1 or 2, got {cfg.lc_directions!r}")
   if cfg.sw_sign not in (1, -1):
-    raise ValueError(f"loss.sw_sign: expected +1 or -1, got {cfg.sw_sign!r}")
+    raise ValueError(f"config.loss.sw_sign: expected +1 or -1, got {cfg.sw_sign!r}")
   if cfg.sw_sign == -1 and not cfg.gap_positive:
-    raise ValueError("loss.gap_positive: must be True with loss.sw_sign=-1 (maximising the "
+    raise ValueError("config.loss.gap_positive: must be True with loss.sw_sign=-1 (maximising the "
                      "alignment score with unconstrained gap penalties is unbounded: they run to "
                      "-inf)")
   for name in ("gap_open_init", "gap_extend_init"):
     v = cfg[name]
     if not np.isfinite(v) or (cfg.gap_positive and v <= 0):
-      raise ValueError(f"loss.{name}: need a finite value (> 0 with gap_positive), got {v!r}")
+      raise ValueError(f"config.loss.{name}: need a finite value (> 0 with gap_positive), "
+                       f"got {v!r}")
   for name in ("gap_lr", "gap_weight_decay"):
     if not (np.isfinite(cfg[name]) and cfg[name] >= 0):
-      raise ValueError(f"loss.{name}: need a finite value >= 0, got {cfg[name]!r}")
+      raise ValueError(f"config.loss.{name}: need a finite value >= 0, got {cfg[name]!r}")
 
 
 # ---------------------------------------------------------------------------------------------
@@ -259,7 +260,7 @@ def contrastive_similarity(z1: Array, z2: Array, kind: str = "cosine",
   if kind == "cosine":
     z1, z2 = l2_normalize(z1, eps), l2_normalize(z2, eps)
   elif kind != "dot":
-    raise ValueError(f"loss.lc_similarity: expected 'cosine' or 'dot', got {kind!r}")
+    raise ValueError(f"config.loss.lc_similarity: expected 'cosine' or 'dot', got {kind!r}")
   return jnp.einsum("...ie,...je->...ij", z1, z2)
 
 
@@ -319,7 +320,7 @@ def alignment_similarity(z1: Array, z2: Array, kind: str = "inverse_distance",
   if kind == "inverse_squared_distance":
     return 1.0 / (sq + eps)
   if kind != "inverse_distance":
-    raise ValueError(f"loss.sw_similarity: expected one of {_CHOICES['sw_similarity']}, "
+    raise ValueError(f"config.loss.sw_similarity: expected one of {_CHOICES['sw_similarity']}, "
                      f"got {kind!r}")
   pos = sq > 0
   d = jnp.where(pos, jnp.sqrt(jnp.where(pos, sq, 1.0)), 0.0)
@@ -391,7 +392,7 @@ def local_alignment_loss(d12: Array, d21: Array, y: Array, *, tau: float,
     logits = p12 * p21_t
   else:
     if d12.shape[-1] != d12.shape[-2]:
-      raise ValueError(f"loss.ll_product='matmul' needs T1 == T2, got D12 {d12.shape}")
+      raise ValueError(f"config.loss.ll_product='matmul' needs T1 == T2, got D12 {d12.shape}")
     logits = p12 @ p21_t
   per_row = -jnp.sum(y * masks.masked_log_softmax(logits, mask2), -1)
   return masks.row_average(per_row, mask1, masks.count(mask1, d12.shape[-2], d12.dtype))
@@ -458,7 +459,7 @@ def lac_loss(z1: Array, z2: Array, steps1: Array, steps2: Array, *, gap_open, ga
   go = _check_penalty("gap_open", gap_open, t1, t2)
   ge = _check_penalty("gap_extend", gap_extend, t1, t2)
   if ll_product == "matmul" and t1 != t2:
-    raise ValueError(f"loss.ll_product='matmul' needs T1 == T2, got {t1} and {t2} frames")
+    raise ValueError(f"config.loss.ll_product='matmul' needs T1 == T2, got {t1} and {t2} frames")
   m1 = m2 = None  # Ignored masks are not even checked (the official code never reads them).
   if honour_masks:
     m1 = masks.check_mask(mask1, "mask1", lead + (t1,))
@@ -490,7 +491,7 @@ class LAC(losses.Loss):
   progress_parts = ("loss", "l_c", "l_l", "l_sw12", "l_sw21")
 
   def __init__(self, cfg: ml_collections.ConfigDict):
-    check_config(cfg)
+    super().__init__(cfg)
     self.kwargs = loss_kwargs(cfg)
     self.positive = bool(cfg.gap_positive)
     self._init = dict(per_cell=bool(cfg.gap_per_cell), positive=self.positive,

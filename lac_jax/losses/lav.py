@@ -33,6 +33,12 @@ NAME = "lav"
 Array = jax.Array
 
 
+# The official LAC code's training settings for this method (its config/<dataset>/<method>.json):
+# videos per step per dataset, frames per view, epochs, L2-normalised embeddings, and whether
+# its model is a conv embedder without a transformer (`configs/common.py` apply_method).
+LAC_CODE_TRAINING = dict(batch={"pouring": 2, "penn_action": 4}, frames=32, epochs=200, l2=True,
+                         conv=True)
+
 def default_config(preset: str = "paper") -> ml_collections.ConfigDict:
   """LAV's fields: LAV-CVPR21's values; 'official_code': the official LAC code's LAV."""
   c = losses.new_config(NAME, preset)
@@ -99,10 +105,6 @@ def pair_indices(num_videos: int) -> tuple[np.ndarray, np.ndarray]:
 
 class LAV(losses.Loss):
   progress_parts = ("loss", "alignment", "idm")
-
-  def __init__(self, cfg: ml_collections.ConfigDict):
-    check_config(cfg)
-    self.cfg = cfg.copy_and_resolve_references()
 
   def __call__(self, params: Optional[Mapping[str, Any]], z: Array, steps: Array,
                mask: Optional[Array] = None, lengths: Optional[Array] = None):

@@ -35,6 +35,12 @@ REDUCTIONS = ("videos", "frames")
 Array = jax.Array
 
 
+# The official LAC code's training settings for this method (its config/<dataset>/<method>.json):
+# videos per step per dataset, frames per view, epochs, L2-normalised embeddings, and whether
+# its model is a conv embedder without a transformer (`configs/common.py` apply_method).
+LAC_CODE_TRAINING = dict(batch={"pouring": 16, "penn_action": 16}, frames=32, epochs=300, l2=True,
+                         conv=False)
+
 def default_config(preset: str = "paper") -> ml_collections.ConfigDict:
   """SCL's fields: CARL's values; 'official_code': the official LAC code's batch reduction."""
   c = losses.new_config(NAME, preset)
@@ -91,7 +97,7 @@ class SCL(losses.Loss):
   progress_parts = ("loss", "kl12", "kl21")
 
   def __init__(self, cfg: ml_collections.ConfigDict):
-    check_config(cfg)
+    super().__init__(cfg)
     self.kwargs = dict(tau=cfg.tau, var=cfg.var, log_eps=cfg.log_eps,
                        normalize_eps=cfg.normalize_eps, padded_weight=cfg.padded_weight)
     self.honour_masks = bool(cfg.honour_masks)

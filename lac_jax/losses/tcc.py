@@ -37,6 +37,12 @@ PAIRS = ("videos", "sequences")
 Array = jax.Array
 
 
+# The official LAC code's training settings for this method (its config/<dataset>/<method>.json):
+# videos per step per dataset, frames per view, epochs, L2-normalised embeddings, and whether
+# its model is a conv embedder without a transformer (`configs/common.py` apply_method).
+LAC_CODE_TRAINING = dict(batch={"pouring": 4, "penn_action": 4}, frames=32, epochs=200, l2=False,
+                         conv=True)
+
 def default_config(preset: str = "paper") -> ml_collections.ConfigDict:
   """TCC's fields: the TCC code's values; 'official_code': the official LAC code's TCC."""
   c = losses.new_config(NAME, preset)
@@ -61,7 +67,8 @@ def check_config(cfg: ml_collections.ConfigDict) -> None:
                       choices={"loss_type": LOSS_TYPES, "similarity": SIMILARITIES,
                                "pairs": PAIRS})
   if not 0 <= cfg.label_smoothing < 1:
-    raise ValueError(f"loss.label_smoothing: need a value in [0, 1), got {cfg.label_smoothing!r}")
+    raise ValueError(f"config.loss.label_smoothing: need a value in [0, 1), got "
+                     f"{cfg.label_smoothing!r}")
 
 
 def _similarity(a: Array, b: Array, kind: str, temperature: float) -> Array:
@@ -113,8 +120,8 @@ def pair_indices(num_videos: int, pairs: str) -> tuple[np.ndarray, np.ndarray]:
   if pairs == "videos":
     seqs = np.arange(num_videos) * 2
     if num_videos < 2:
-      raise ValueError("loss.pairs='videos' aligns different videos: it needs at least 2 videos "
-                       f"per device, got {num_videos} (raise data.batch_size, or use "
+      raise ValueError("config.loss.pairs='videos' aligns different videos: it needs at least "
+                       f"2 videos per device, got {num_videos} (raise data.batch_size, or use "
                        "loss.pairs='sequences')")
   else:
     seqs = np.arange(2 * num_videos)
@@ -127,7 +134,7 @@ class TCC(losses.Loss):
   progress_parts = ("loss",)
 
   def __init__(self, cfg: ml_collections.ConfigDict):
-    check_config(cfg)
+    super().__init__(cfg)
     self.kwargs = dict(loss_type=cfg.loss_type, similarity=cfg.similarity,
                        temperature=cfg.temperature, variance_lambda=cfg.variance_lambda,
                        min_variance=cfg.min_variance, label_smoothing=cfg.label_smoothing)
@@ -144,8 +151,8 @@ class TCC(losses.Loss):
     times = jax.lax.stop_gradient(jnp.asarray(steps).reshape(2 * b, t).astype(seqs.dtype))
     if self.normalize:
       if lengths is None:
-        raise ValueError("loss.normalize_indices: TCC needs the videos' lengths (the batch's "
-                         "'lengths')")
+        raise ValueError("config.loss.normalize_indices: TCC needs the videos' lengths (the "
+                         "batch's 'lengths')")
       times = times / jnp.repeat(jnp.asarray(lengths, seqs.dtype), 2)[:, None]
     valid = None
     if self.honour_masks and mask is not None:

@@ -35,6 +35,12 @@ ANCHORS = ("earlier", "later")
 Array = jax.Array
 
 
+# The official LAC code's training settings for this method (its config/<dataset>/<method>.json):
+# videos per step per dataset, frames per view, epochs, L2-normalised embeddings, and whether
+# its model is a conv embedder without a transformer (`configs/common.py` apply_method).
+LAC_CODE_TRAINING = dict(batch={"pouring": 16, "penn_action": 32}, frames=32, epochs=200, l2=False,
+                         conv=True)
+
 def default_config(preset: str = "paper") -> ml_collections.ConfigDict:
   """TCN's fields: the TCC code's n-pairs; 'official_code': the official LAC code's triplets."""
   c = losses.new_config(NAME, preset)
@@ -59,7 +65,7 @@ def check_config(cfg: ml_collections.ConfigDict) -> None:
   losses.check_fields(cfg, nonnegative=("reg_lambda", "margin"),
                       choices={"variant": VARIANTS, "anchors": ANCHORS})
   if not 0 <= cfg.positive_range < cfg.negative_range:
-    raise ValueError(f"loss.positive_range, negative_range: need 0 <= positive_range < "
+    raise ValueError(f"config.loss.positive_range, negative_range: need 0 <= positive_range < "
                      f"negative_range, got {cfg.positive_range}, {cfg.negative_range}")
 
 
@@ -98,10 +104,6 @@ def triplet_loss(anchors: Array, others: Array, steps_a: Array, steps_o: Array, 
 
 class TCN(losses.Loss):
   progress_parts = ("loss",)
-
-  def __init__(self, cfg: ml_collections.ConfigDict):
-    check_config(cfg)
-    self.cfg = cfg.copy_and_resolve_references()
 
   def __call__(self, params: Optional[Mapping[str, Any]], z: Array, steps: Array,
                mask: Optional[Array] = None, lengths: Optional[Array] = None):

@@ -427,14 +427,15 @@ def build_encoder(config: ml_collections.ConfigDict) -> LACEncoder:
   known = set(default_config().keys())
   unknown = sorted(set(config.keys()) - known)
   if unknown:
-    raise ValueError(f"Unknown config.model fields {unknown}; expected a subset of {sorted(known)}")
+    raise ValueError(f"config.model: unknown fields {unknown}; expected a subset of "
+                     f"{sorted(known)}")
   c = ml_collections.ConfigDict({**default_config().to_dict(), **config.to_dict()})
   choices = {"backbone_mode": BACKBONE_MODES, "attention_axis": ATTENTION_AXES,
              "context_padding": ("valid", "same"), "conv_grad": conv_lib.GRAD_IMPLS,
              "dtype": tuple(DTYPES), "pe_positions": PE_POSITIONS}
   for name, allowed in choices.items():
     if c[name] not in allowed:
-      raise ValueError(f"config.model.{name} must be one of {tuple(allowed)}, got {c[name]!r}")
+      raise ValueError(f"config.model.{name}: expected one of {tuple(allowed)}, got {c[name]!r}")
   trunks.module(c.trunk).check_config(c)
   if c.num_context < 1 or c.trunk_chunk < 0:
     raise ValueError(f"config.model.num_context must be >= 1 and trunk_chunk >= 0, got "

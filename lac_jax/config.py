@@ -1,0 +1,183 @@
+"""The config schema: every section's defaults, the checks, and saved configs read back.
+
+``base_config(loss)`` is the full config a ``configs/*.py`` file starts from: sections ``seed``,
+``model`` (`encoder.default_config`), ``data`` (`pipeline.default_config`), ``loss``
+(`losses.default_config`), ``eval`` (`evaluate.default_config`) and ``train`` (`train_config`).
+`prepare_config` resolves and checks one; every error names ``config.<section>.<field>``.
+Importing this module loads no trainer, optimiser or checkpointing code.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from typing import Any, Mapping
+
+from absl import logging
+import ml_collections
+
+from lac_jax import evaluate as evaluate_lib
+from lac_jax import losses
+from lac_jax.data import pipeline
+from lac_jax.models import encoder as encoder_lib
+
+SCHEDULES = ("cosine_epochs", "cosine", "constant")
+OPTIMIZERS = ("adam_l2", "adamw")
+ON_NONFINITE = ("skip", "stop")
+SECTIONS = ("seed", "model", "data", "loss", "eval", "train")
+METHODS = tuple(losses.MODULES)  # config.loss.name values: LAC and the baselines
+PRESETS = losses.PRESETS  # every loss: its own paper's settings or the official LAC code's
+loss_config = losses.default_config  # (name, preset) -> the loss section
+lac_code_training = losses.lac_code_training  # name -> the official LAC code's settings
+
+
+
+def train_config() -> ml_collections.ConfigDict:
+  """The training section (``config.train``); defaults = the official LAC code's."""
+  c = ml_collections.ConfigDict()
+  # --- Length ---
+  c.num_epochs = 300  # passes over the training videos (official 300); steps = ceil(E * N / B)
+  c.num_steps = 0  # > 0: train exactly this many steps instead (num_epochs is then ignored)
+  # --- Encoder optimiser ---
+  c.optimizer = "adam_l2"  # 'adam_l2': Adam + L2 decay added to the gradient (official torch
+  # Adam(weight_decay)) | 'adamw': decoupled decay (AdamW)
+  c.learning_rate = 1e-4  # peak encoder learning rate (official 1e-4)
+  c.weight_decay = 1e-5  # encoder weight decay (official 1e-5)
+  c.grad_clip_norm = 10.0  # clip the encoder gradient's global norm (official 10); 0 = off
+  c.adam_b1 = 0.9  # Adam beta1 (torch default)
+  c.adam_b2 = 0.999  # Adam beta2 (torch default)
+  c.adam_eps = 1e-8  # Adam epsilon (torch default)
+  # 'cosine_epochs': lr0 (1 + cos(pi e / (E + 1))) / 2, constant within epoch e (official
+  # CosineAnnealingLR(T_max=epochs+1) stepped per epoch) | 'cosine': per step to 0 at the end
+  # | 'constant'
+  c.schedule = "cosine_epochs"
+  c.warmup_steps = 0  # linear warm-up from 0 over this many steps, then the schedule (official 0)
+  # --- Non-finite loss or gradient: the update is never applied (params, optimiser state and
+  # BN statistics keep their values); the step, its loss parts and the count are reported ---
+  c.on_nonfinite = "skip"  # 'skip': go on | 'stop': raise FloatingPointError at once
+  c.max_nonfinite_steps = 20  # 'skip': raise once more than this many steps were skipped
+  # --- Logs, checkpoints, evaluation ---
+  c.log_every_steps = 10  # progress line + metrics.jsonl row (means over the interval)
+  c.checkpoint_every_steps = 500  # orbax checkpoint cadence (one more at the end); 0 = end only
+  c.keep_checkpoints = 3  # checkpoints kept in workdir/checkpoints
+  c.eval_every_steps = 0  # periodic evaluation (lac_jax.evaluate); 0 = only at the end
+  c.eval_at_start = False  # also evaluate the untrained encoder (step 0) for the side-by-side table
+  c.eval_at_end = True  # evaluate the final state
+  c.tensorboard = True  # TensorBoard event files in workdir/tensorboard (needs tensorboardX)
+  c.stop_at_step = 0  # > 0: checkpoint and exit after this step, no final evaluation; the
+  # same command resumes (jobs with a wall-time limit, preemption tests)
+  return c
+
+
+def base_config(loss: str = "lac") -> ml_collections.ConfigDict:
+  """The full config with every component's defaults; ``configs/*.py`` start from it.
+
+  Sections: ``seed`` (model init, dropout, data order and augmentation), ``model``
+  (`encoder.default_config`), ``data`` (`pipeline.default_config`), ``loss``
+  (`losses.default_config(loss)`), ``eval`` (`evaluate.default_config`), ``train``
+  (`train_config`).
+  """
+  config = ml_collections.ConfigDict()
+  config.seed = 1  # official: hard-coded 1
+  config.model = encoder_lib.default_config()
+  config.data = pipeline.default_config()
+  config.loss = losses.default_config(loss)
+  config.eval = evaluate_lib.default_config()
+  config.train = train_config()
+  return config
+
+
+def check_backbone_weights(config: ml_collections.ConfigDict) -> None:
+  """Before any data is read: ``model.backbone_weights`` is set when the config requires it
+  (the paper configs) and names an existing file unless it is ``'random'``."""
+  weights = config.model.backbone_weights
+  if weights is None and config.model.require_backbone_weights:
+    raise ValueError(
+        "config.model.backbone_weights is unset, and this config starts from ImageNet weights "
+        "as the paper does: download https://download.pytorch.org/models/resnet50-11ad3fa6.pth, "
+        "convert it with python -m lac_jax.models.convert --checkpoint=resnet50-11ad3fa6.pth "
+        "--output=resnet50_flax.npz, then pass --config.model.backbone_weights=resnet50_flax.npz "
+        "(or --config.model.backbone_weights=random to train from random weights)")
+  if weights not in (None, encoder_lib.RANDOM_WEIGHTS) and not os.path.isfile(weights):
+    raise FileNotFoundError(f"config.model.backbone_weights={weights!r}: no such file (a "
+                            "converted .npz, or a torchvision .pth / .safetensors)")
+
+
+def _check_known(section: str, got: ml_collections.ConfigDict,
+                 reference: ml_collections.ConfigDict) -> None:
+  """Unknown keys (typos) in a config section are errors, recursively."""
+  unknown = sorted(set(got.keys()) - set(reference.keys()))
+  if unknown:
+    raise ValueError(f"config.{section}: unknown fields {unknown}; expected a subset of "
+                     f"{sorted(reference.keys())}")
+  for key in got.keys():
+    sub, ref = got[key], reference[key]
+    if isinstance(sub, ml_collections.ConfigDict) and isinstance(ref, ml_collections.ConfigDict):
+      _check_known(f"{section}.{key}", sub, ref)
+
+
+def saved_config_template(values: Mapping[str, Any]) -> ml_collections.ConfigDict:
+  """`base_config` for the values of a saved ``config.json`` (its loss's fields)."""
+  return base_config(values.get("loss", {}).get("name", "lac"))
+
+
+def prepare_config(config: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
+  """A checked, resolved copy of ``config``: the loss section of ``config.loss.name``
+  (`losses.resolve`) and the data settings that loss needs (`losses.data_requirements`)."""
+  config = config.copy_and_resolve_references()
+  with config.unlocked():
+    if "loss" in config:
+      config.loss = losses.resolve(config.loss)
+      for path, value in losses.data_requirements(config.loss).items():
+        section, field = config.data, path
+        while "." in field:
+          head, field = field.split(".", 1)
+          section = section[head]
+        if section[field] != value:
+          logging.info("config.data.%s=%r (loss %r needs it)", path, value, config.loss.name)
+          section[field] = value
+  check_config(config)
+  return config
+
+
+def check_config(config: ml_collections.ConfigDict) -> None:
+  """Raises ValueError naming the bad ``config.<section>.<field>``."""
+  missing = [s for s in SECTIONS if s not in config]
+  unknown = sorted(set(config.keys()) - set(SECTIONS))
+  if missing or unknown:
+    raise ValueError(f"config: expected the sections {list(SECTIONS)}; missing {missing}, "
+                     f"unknown {unknown}")
+  _check_known("model", config.model, encoder_lib.default_config())
+  _check_known("data", config.data, pipeline.default_config())
+  _check_known("eval", config.eval, evaluate_lib.default_config())
+  _check_known("train", config.train, train_config())
+  if not isinstance(config.seed, int):
+    raise ValueError(f"config.seed: expected an int, got {config.seed!r}")
+  losses.check_config(config.loss)
+  t = config.train
+  choices = {"optimizer": OPTIMIZERS, "schedule": SCHEDULES, "on_nonfinite": ON_NONFINITE}
+  for name, allowed in choices.items():
+    if t[name] not in allowed:
+      raise ValueError(f"config.train.{name}: expected one of {allowed}, got {t[name]!r}")
+  for name in ("learning_rate",):
+    if not (math.isfinite(t[name]) and t[name] > 0):
+      raise ValueError(f"config.train.{name}: need a finite value > 0, got {t[name]!r}")
+  for name in ("weight_decay", "grad_clip_norm", "adam_eps"):
+    if not (math.isfinite(t[name]) and t[name] >= 0):
+      raise ValueError(f"config.train.{name}: need a finite value >= 0, got {t[name]!r}")
+  for name in ("adam_b1", "adam_b2"):
+    if not 0 <= t[name] < 1:
+      raise ValueError(f"config.train.{name}: need a value in [0, 1), got {t[name]!r}")
+  for name in ("num_epochs", "num_steps", "warmup_steps", "max_nonfinite_steps",
+               "checkpoint_every_steps", "eval_every_steps", "stop_at_step"):
+    if not isinstance(t[name], int) or t[name] < 0:
+      raise ValueError(f"config.train.{name}: need an int >= 0, got {t[name]!r}")
+  if t.num_steps == 0 and t.num_epochs == 0:
+    raise ValueError("config.train.num_epochs and num_steps are both 0: nothing to train")
+  for name in ("log_every_steps", "keep_checkpoints"):
+    if not isinstance(t[name], int) or t[name] < 1:
+      raise ValueError(f"config.train.{name}: need an int >= 1, got {t[name]!r}")
+  nc = config.model.num_context
+  if config.data.sampling.num_frames % nc:
+    raise ValueError(f"config.data.sampling.num_frames={config.data.sampling.num_frames} must "
+                     f"divide by config.model.num_context={nc}")
