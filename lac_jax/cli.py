@@ -27,7 +27,11 @@ USER_ERRORS = (FileNotFoundError, NotADirectoryError, ValueError, MemoryError)
 
 def run(program: str, main: Callable[[Sequence[str]], Optional[int]]) -> None:
   """``app.run(main)`` with INFO logs (library chatter quieted) and one-line user errors."""
+  started = False
+
   def wrapped(argv: Sequence[str]) -> Optional[int]:
+    nonlocal started
+    started = True
     logging.set_verbosity(logging.INFO)
     logs.quiet_library_logs()
     std_logging.getLogger("jax").setLevel(std_logging.WARNING)  # "Unable to initialize TPU"...
@@ -36,6 +40,7 @@ def run(program: str, main: Callable[[Sequence[str]], Optional[int]]) -> None:
     except USER_ERRORS as e:
       if flags.FLAGS.debug:
         raise
+      _close_progress_bars()
       print(f"lac_jax.{program}: error: {e}", file=sys.stderr)
       _end_other_processes(f"{type(e).__name__}: {e}")
       return 1
@@ -50,7 +55,33 @@ def run(program: str, main: Callable[[Sequence[str]], Optional[int]]) -> None:
         _end_other_processes(message)
       raise
 
-  app.run(wrapped)
+  try:
+    app.run(wrapped)
+  except (AttributeError, KeyError) as e:
+    if started or "--debug" in sys.argv:
+      raise
+    # A --config.<path>=value override naming no field fails while absl parses the flags.
+    print(f"lac_jax.{program}: error: {_override_error(e)}", file=sys.stderr)
+    sys.exit(1)
+
+
+def _override_error(error: BaseException) -> str:
+  """One line for a config override that names no field, keeping ml_collections' suggestion."""
+  while error.args and isinstance(error.args[0], BaseException):  # AttributeError(KeyError)
+    error = error.args[0]
+  text = str(error.args[0] if error.args else error).strip().strip("'\"")
+  key, _, hint = text.partition("\n")
+  key = key.strip("'\"")
+  flag = next((a.split("=")[0] for a in sys.argv[1:] if a.startswith("--") and key in a), key)
+  return (f"{flag}: the config has no field {key!r}" +
+          (f"; {hint.strip().rstrip('?')}?" if hint.strip() else ""))
+
+
+def _close_progress_bars() -> None:
+  """Ends any live tqdm bar, so that the error line starts a line of its own."""
+  tqdm = sys.modules.get("tqdm")
+  for bar in list(getattr(getattr(tqdm, "tqdm", None), "_instances", ()) or ()):
+    bar.close()
 
 
 def _end_other_processes(message: str) -> None:

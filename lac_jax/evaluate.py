@@ -334,8 +334,8 @@ def evaluate(model: encoder_lib.LACEncoder, variables: Any, train_videos: Sequen
   start = time.perf_counter()
   row = metrics.evaluate_embeddings(embs[:n], labels[:n], embs[n:], labels[n:], config)
   metric_seconds = time.perf_counter() - start
-  log(f'{name}: embedding {embed_seconds:.1f} s, metrics {metric_seconds:.1f} s\n' +
-      metrics.format_table({name: row}))
+  # The table itself: `evaluate_dataset` logs every row at once (or the caller, with the row).
+  log(f'{name}: embedding {embed_seconds:.1f} s, metrics {metric_seconds:.1f} s')
   if workdir is not None:
     files.write_json(result_path(workdir, name, step), {
         'name': name, 'step': step, 'summary': row, 'rows': {name: row},

@@ -27,6 +27,7 @@ from lac_jax import checkpoint
 from lac_jax import config as config_lib
 from lac_jax import evaluate
 from lac_jax import losses
+from lac_jax import data as data_lib
 from lac_jax.data import augment
 from lac_jax.data import decode
 from lac_jax.data.inputs import (  # pylint: disable=unused-import  (re-exported for the tools)
@@ -40,10 +41,10 @@ Frames = Union[InputVideo, np.ndarray, Iterable[np.ndarray]]
 def frame_resizer(dataset: str, size: int) -> Callable[[np.ndarray], np.ndarray]:
   """How the evaluation pass resizes frames of ``dataset`` to ``size x size`` (aspect not kept).
 
-  Real datasets are resized when decoded (Pillow bilinear, `decode.resize_frame`); the synthetic
-  generator's frames by `augment.resize` (`lac_jax.evaluate.embed_videos`).
+  Datasets that decode frames at the pipeline's size (``RESIZE_ON_LOAD``) resize with Pillow
+  (`decode.resize_frame`); the others' frames are resized by the pipeline (`augment.resize`).
   """
-  if dataset == "synthetic":
+  if not data_lib.dataset(dataset).RESIZE_ON_LOAD:
     return lambda frame: augment.resize(frame[None], size)[0]
   return lambda frame: decode.resize_frame(frame, size)
 

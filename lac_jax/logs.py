@@ -146,7 +146,8 @@ class Progress:
   """Steps/s and ETA from the wall time between `update` calls.
 
   The first interval after construction includes compilation, so ``steps/s`` is measured from
-  the second `update` on (the first returns the raw rate, marked as including compile time).
+  the second `update` on (the first returns the raw rate, marked as including compile time),
+  unless `restart` says the step was compiled ahead of time.
   """
 
   def __init__(self, start_step: int, total_steps: int):
@@ -154,6 +155,12 @@ class Progress:
     self._last_step = int(start_step)
     self._last_time = time.perf_counter()
     self._first = True
+
+  def restart(self, compiled: bool = False) -> None:
+    """Times from now on; ``compiled``: the step is already compiled, so the first interval's
+    rate (and ETA) count."""
+    self._last_time = time.perf_counter()
+    self._first = self._first and not compiled
 
   def update(self, step: int) -> dict[str, float]:
     """``{'steps_per_sec', 'eta_sec'}`` for the steps since the previous call."""

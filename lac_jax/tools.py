@@ -40,9 +40,11 @@ def load_encoder() -> inference.TrainedEncoder:
 
 
 def progress_bar(enabled: bool, **kwargs: Any):
-  """A tqdm bar on stderr (a no-op one when disabled)."""
+  """A tqdm bar on stderr (a no-op one when disabled or when stderr is no terminal)."""
   import tqdm  # pylint: disable=g-import-not-at-top
-  return tqdm.tqdm(disable=not enabled, dynamic_ncols=True, **kwargs)
+  # disable=None: no bar when stderr is not a terminal (logs, CI), where its redraws would
+  # interleave with other lines.
+  return tqdm.tqdm(disable=None if enabled else True, dynamic_ncols=True, **kwargs)
 
 
 def embed_input(trained: inference.TrainedEncoder, video: inference.InputVideo,

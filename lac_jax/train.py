@@ -508,6 +508,11 @@ def summary_table(workdir: str, final_step: int) -> Optional[str]:
   return metrics_lib.format_table(rows)
 
 
+def method_title(config: ml_collections.ConfigDict) -> str:
+  """The trained method's name for titles: 'LAC', 'TCC', ... (the loss's registry name)."""
+  return str(config.loss.get("name", "lac")).upper()
+
+
 def with_cache_dir(config: ml_collections.ConfigDict, workdir: str) -> ml_collections.ConfigDict:
   """``config`` with ``data.cache_dir`` = ``workdir/cache`` when unset and the dataset decodes
   into a cache (``DECODE_CACHE``, e.g. 'videos')."""
@@ -608,6 +613,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> Train
     if first is not None:
       p_step, p_state, _ = fit_train_step(config, loss, lr_fn, p_state, first, dropout_rng,
                                           augment)
+      progress.restart(compiled=jax.process_count() == 1)  # ahead-of-time: no compile left
     for step in range(start_step, end_step):
       batch, first = (first, None) if first is not None else (shard_batch(next(it), n_local),
                                                               None)
@@ -650,7 +656,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> Train
       writer.write_scalars(final, {f"eval/{k}": v for k, v in result["summary"].items()})
     table = summary_table(workdir, final) if jax.process_index() == 0 else None
     if table:
-      print(f"LAC evaluation ({config.data.dataset}, {workdir}):\n{table}", flush=True)
+      print(f"{method_title(config)} evaluation ({config.data.dataset}, {workdir}):\n{table}",
+            flush=True)
   elif final < total_steps:
     logging.info("Stopped at step %d of %d (config.train.stop_at_step); rerun the same command "
                  "to resume.", final, total_steps)
@@ -681,6 +688,6 @@ def evaluate_checkpoint(config: ml_collections.ConfigDict, workdir: str,
   step = int(state.step)
   result = run_evaluation(config, state, workdir, step, eval_model)
   if jax.process_index() == 0:
-    print(f"LAC evaluation of {workdir} step {step}:\n"
+    print(f"{method_title(config)} evaluation of {workdir} step {step}:\n"
           f"{metrics_lib.format_table(result['rows'])}", flush=True)
   return result

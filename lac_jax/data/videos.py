@@ -311,7 +311,7 @@ _PREPARED: dict[Any, Prepared] = {}
 def _progress(total: int) -> Any:
   import tqdm  # pylint: disable=g-import-not-at-top
   return tqdm.tqdm(total=total, unit="video", desc="decoding videos", file=sys.stderr,
-                   dynamic_ncols=True, leave=False, disable=total == 0)
+                   dynamic_ncols=True, leave=False, disable=True if total == 0 else None)
 
 
 def _split_inputs(directory: str, val_fraction: float) -> dict[str, list[str]]:
