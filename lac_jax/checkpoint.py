@@ -170,5 +170,15 @@ class Checkpoints:
     self._manager.wait_until_finished()
 
   def close(self) -> None:
+    """Waits for pending saves, then closes (idempotent)."""
+    if self._manager is None:
+      return
     self._manager.wait_until_finished()
     self._manager.close()
+    self._manager = None
+
+  def __enter__(self) -> "Checkpoints":
+    return self
+
+  def __exit__(self, *exc: Any) -> None:
+    self.close()

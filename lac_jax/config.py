@@ -181,3 +181,8 @@ def check_config(config: ml_collections.ConfigDict) -> None:
   if config.data.sampling.num_frames % nc:
     raise ValueError(f"config.data.sampling.num_frames={config.data.sampling.num_frames} must "
                      f"divide by config.model.num_context={nc}")
+
+
+def method_title(config: ml_collections.ConfigDict) -> str:
+  """The trained method's name for titles: 'LAC', 'TCC', ... (the loss's registry name)."""
+  return str(config.loss.get("name", "lac")).upper()

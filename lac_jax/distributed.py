@@ -16,7 +16,9 @@ Failures in a multi-process run:
     ("Terminating process because the JAX distributed service detected fatal errors ...
     tasks are unhealthy").
 
-A run that succeeds ends with `finish` (a barrier, then exit without JAX's shutdown).
+A run that succeeds ends with `finish` (a barrier, then exit without JAX's shutdown). SIGTERM or
+SIGINT to any process during training stops every process at the same step, checkpointed
+(`lac_jax.preemption`); then the run ends as one that succeeds (status 0).
 """
 
 from __future__ import annotations
@@ -26,10 +28,13 @@ import os
 import sys
 import threading
 import time
-from typing import Optional
+from typing import Any, Mapping, Optional
 
 from absl import logging
+import flax
 import jax
+import ml_collections
+import numpy as np
 
 ERROR_KEY = "lac_jax/failed_process"
 POLL_SECONDS = 1.0
@@ -64,6 +69,10 @@ def initialize(mode: str = "auto", heartbeat_timeout_s: int = 100) -> bool:
     return False
   env = os.environ
   kwargs = {"heartbeat_timeout_seconds": int(heartbeat_timeout_s)}
+  # SIGTERM is handled by lac_jax.preemption (during training: checkpoint, then exit 0). JAX's
+  # preemption service would install a C handler that only logs it, so that a SIGTERM outside
+  # the training loop (start-up, evaluation) would never end the process.
+  jax.config.update("jax_enable_preemption_service", False)
   if "JAX_COORDINATOR_ADDRESS" in env:
     missing = [k for k in ("JAX_NUM_PROCESSES", "JAX_PROCESS_ID") if k not in env]
     if missing:
@@ -170,3 +179,62 @@ def peer_lost(error: BaseException) -> bool:
 def is_multi_process() -> bool:
   """Whether this is one of several processes (without initialising anything)."""
   return _client() is not None and jax.process_count() > 1
+
+
+# ------------------------------------------------------------------------------------------
+# Data parallelism: replicated states, sharded batches, decisions every process shares.
+
+
+def shard_batch(batch: Mapping[str, np.ndarray], num_devices: int) -> dict[str, np.ndarray]:
+  """``[B, ...]`` -> ``[num_devices, B / num_devices, ...]`` for the model inputs."""
+  out = {}
+  keys = ("frames", "steps", "mask", "lengths") + (
+      ("source_hw", "slot") if "source_hw" in batch else ())
+  for key in keys:
+    x = batch[key]
+    if x.shape[0] % num_devices:
+      raise ValueError(f"batch of {x.shape[0]} videos does not split over {num_devices} local "
+                       "devices")
+    out[key] = x.reshape((num_devices, x.shape[0] // num_devices) + x.shape[1:])
+  return out
+
+
+def replicate(tree: Any) -> Any:
+  """Copies ``tree`` onto every local device (leading axis = device), in pmap's device order."""
+  return flax.jax_utils.replicate(tree)
+
+
+def unreplicate(tree: Any) -> Any:
+  """This process's first device's copy of a replicated tree.
+
+  Reads only this process's devices: indexing a multi-process pmap output (``x[0]``) would be a
+  computation over every process's devices, which the others never join (a deadlock).
+  """
+  def first(x):
+    return x.addressable_data(0)[0] if isinstance(x, jax.Array) else x[0]
+  return jax.tree.map(first, tree)
+
+
+def agree(flag: bool) -> bool:
+  """Process 0's ``flag``, on every process (a collective: all processes must call it).
+
+  For decisions read from files that process 0 writes, e.g. whether an evaluation exists, so
+  that every process takes the same branch.
+  """
+  if jax.process_count() == 1:
+    return bool(flag)
+  from jax.experimental import multihost_utils  # pylint: disable=g-import-not-at-top
+  return bool(multihost_utils.broadcast_one_to_all(np.int32(bool(flag))))
+
+
+def check_devices(config: ml_collections.ConfigDict) -> tuple[int, int]:
+  """(global devices, local devices); the global batch must divide by the global count."""
+  n_global, n_local = jax.device_count(), jax.local_device_count()
+  batch = int(config.data.batch_size)
+  if batch < 1 or batch % n_global:
+    raise ValueError(
+        f"config.data.batch_size={batch} (the global batch, in videos) must be a positive "
+        f"multiple of the number of devices, {n_global} ({jax.process_count()} process(es) x "
+        f"{n_local} local {jax.default_backend()} device(s)); e.g. --config.data.batch_size="
+        f"{max(1, batch // n_global + 1) * n_global}")
+  return n_global, n_local

@@ -1,29 +1,19 @@
 """Frozen-embedding evaluation: one jitted embedding pass over whole videos, then the metrics.
 
-``embed_videos`` runs the encoder in eval mode (``train=False``: no dropout, BatchNorm on
-running statistics, no augmentation; ImageNet normalisation happens inside the model as in
-training) on every frame of every video, one video per call:
-
-  uint8 ``[T, H, W, 3]`` -> resize to ``S x S`` (``data.augment.resize``, bilinear, aspect not
-  kept) -> pad with zero frames to a length bucket ``L >= T`` + mask ``[1, L]`` -> encoder
-  (trunk in chunks of ``trunk_chunk`` frames) -> ``[L, E]`` -> first ``T`` rows.
-
-Lengths are padded to a few buckets, so the function compiles once per bucket, not per video.
-The padded call equals the unpadded one: attention masks padded keys, BatchNorm uses running
-statistics, frames are independent in the trunk, and the positional encoding, which depends on
-the video's length with ``pe_positions='linspace'`` (positions ``linspace(0, 31, T)``), is built
-for the true length on the host and passed to the model (its `pe` argument).
-
+``embed_videos`` runs the encoder in eval mode on every frame of every video, one video per
+call, lengths padded to a few buckets (one compile per bucket; the padding changes nothing).
 ``evaluate`` embeds a train and a val list and returns the paper's table row
-(``metrics.evaluate_embeddings``: Class 10/50/100, AP@5/10/15, Progress, tau, x100);
-``evaluate_dataset`` does it for the dataset of a full config (PennAction: every action, then
-the unweighted mean) and writes ``workdir/eval/{name}_step{step}.json``.
+(``metrics.evaluate_embeddings``); ``evaluate_dataset`` does it for the dataset of a full config
+(PennAction: every action, then the unweighted mean) and writes
+``workdir/eval/{name}_step{step}.json``. The pass step by step and why the padding is exact:
+docs/evaluation.md §1.
 """
 
 from __future__ import annotations
 
 import concurrent.futures
 import functools
+import json
 import math
 import os
 import time
@@ -43,6 +33,8 @@ from lac_jax.data.video import Video
 from lac_jax.models import encoder as encoder_lib
 
 Log = Callable[[str], None]
+EVAL_NAME = "eval"  # training's result files: workdir/eval/eval_step{step}.json
+SUMMARY_FILE = os.path.join("eval", "summary.json")  # untrained and trained rows side by side
 
 def default_config() -> ml_collections.ConfigDict:
   """The evaluation config (``config.eval``): `metrics.default_config` plus the embedding pass."""
@@ -410,3 +402,52 @@ def evaluate_dataset(config: ml_collections.ConfigDict, variables_or_state: Any,
         'name': name, 'step': step, 'dataset': config.data.dataset, **result,
         'seconds': timings, 'config': eval_config.to_dict()})
   return result
+
+
+# ------------------------------------------------------------------------------------------
+# During training.
+
+
+def run_evaluation(config: ml_collections.ConfigDict, variables: Any, workdir: str,
+                   step: int, model: encoder_lib.LACEncoder) -> dict[str, Any]:
+  """Evaluates ``variables`` (unreplicated) during training; process 0 writes
+  ``eval/eval_step{step}.json``.
+
+  Every process runs the same evaluation on its own devices (no collectives), so none waits
+  for another at a barrier however long it takes; only process 0 writes and logs the table.
+  """
+  start = time.perf_counter()
+  primary = jax.process_index() == 0
+  result = evaluate_dataset(
+      config, variables, workdir if primary else None, step=step, name=EVAL_NAME,
+      model=model, log=None if primary else _no_log)
+  logging.info("Evaluation at step %d took %.1f s", step, time.perf_counter() - start)
+  return result
+
+
+def _no_log(message: str) -> None:
+  del message
+
+
+def eval_row(workdir: str, step: int) -> Optional[dict[str, float]]:
+  """The summary row of ``eval/eval_step{step}.json`` if it exists (NaNs come back as None)."""
+  path = result_path(workdir, EVAL_NAME, step)
+  if not os.path.exists(path):
+    return None
+  with open(path, encoding="utf-8") as f:
+    summary = json.load(f)["summary"]
+  return {k: (float("nan") if v is None else float(v)) for k, v in summary.items()}
+
+
+def summary_table(workdir: str, final_step: int) -> Optional[str]:
+  """Untrained (step 0) and trained (``final_step``) rows side by side, also written to
+  ``workdir/eval/summary.json``; None when neither result exists."""
+  rows = {}
+  for step, name in ((0, "untrained (step 0)"), (final_step, f"trained (step {final_step})")):
+    row = eval_row(workdir, step)
+    if row is not None:
+      rows[name] = row
+  if not rows:
+    return None
+  files.write_json(os.path.join(workdir, SUMMARY_FILE), {"rows": rows, "final_step": final_step})
+  return metrics.format_table(rows)

@@ -1,15 +1,12 @@
 """Training logs: a console progress line, JSON lines and (optionally) TensorBoard event files.
 
-`MetricWriter` writes scalars to
-
-* ``workdir/metrics.jsonl``: one JSON object per call, ``{"step": s, "<name>": value, ...}``,
-  appended (a resumed run continues the same file);
-* TensorBoard event files under ``workdir/tensorboard`` through tensorboardX, when it is
-  installed (it is optional; clu's writers would pull in TensorFlow);
-
-and only on process 0 (every process trains, one writes). `Progress` turns step counts and wall
-time into the console line ``step 120/600 | 3.1 steps/s | ETA 2m35s | loss 2.91 ...``.
-`mean_metrics` averages the per-step metric dicts of a log interval on the host.
+`MetricWriter` writes scalars, on process 0 only (every process trains, one writes), to
+``workdir/metrics.jsonl`` (one JSON object per call, ``{"step": s, "<name>": value, ...}``,
+appended, so a resumed run continues the file) and, when tensorboardX is installed (optional;
+clu's writers would pull in TensorFlow), to TensorBoard event files in ``workdir/tensorboard``.
+`Progress` turns step counts and wall time into the console line
+``step 120/600 | 3.1 steps/s | ETA 2m35s | loss 2.91 ...``. `mean_metrics` averages the
+per-step metric dicts of a log interval on the host.
 """
 
 from __future__ import annotations
@@ -108,6 +105,12 @@ class MetricWriter:
     if self._tb is not None:
       self._tb.close()
       self._tb = None
+
+  def __enter__(self) -> "MetricWriter":
+    return self
+
+  def __exit__(self, *exc: Any) -> None:
+    self.close()
 
 
 def read_metrics(workdir: str) -> list[dict[str, float]]:

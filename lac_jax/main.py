@@ -11,6 +11,12 @@ checkpoint. Several processes (multi-host): see ``launch/``; ``jax.distributed.i
 runs when ``JAX_COORDINATOR_ADDRESS`` (with ``JAX_NUM_PROCESSES`` and ``JAX_PROCESS_ID``) or a
 multi-task SLURM / Open MPI environment is present, or with ``--distributed=on``. When one
 process fails, the others stop too (`lac_jax.distributed`).
+
+Preemption: SIGTERM (what pod and cloud schedulers send before evicting a job) or SIGINT
+(Ctrl-C) during training lets every process finish its step, even when only one process was
+signalled; the run saves a checkpoint at that step, logs ``preempted at step N: checkpoint
+saved`` and exits 0, and rerunning the same command resumes to the parameters of an
+uninterrupted run (`lac_jax.preemption`). A second signal during the save is ignored.
 """
 
 from absl import app

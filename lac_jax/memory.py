@@ -1,26 +1,22 @@
 """Fitting the training step into the device's memory: trunk chunking and rematerialisation.
 
 `device_budget` says how many bytes a step may use (``model.memory_budget_gb``, or what the
-device reports: ``memory_stats()['bytes_limit']`` on GPU / TPU; on CPU, where JAX reports
-nothing, ``CPU_FRACTION`` of the host's physical memory). `fit` compiles the step for
-candidate trunk settings, fastest first (the whole trunk at once; then chunks of half, a
-quarter, ... of the device's frames, each rematerialised in the backward pass) and keeps the
-first whose compiled footprint (XLA's buffer assignment: arguments + outputs + temporaries -
-aliased) fits. The compiled step is returned, so the search costs no extra compile when the
-first setting fits.
-
-Chunking changes the maths slightly: BatchNorm statistics are then per chunk (ghost batch
-norm); the choice is logged.
+device reports; on CPU ``CPU_FRACTION`` of the host's memory). `fit` compiles the step for
+candidate trunk settings, fastest first (whole trunk, then ever smaller rematerialised chunks),
+and returns the first whose compiled footprint fits. Chunking makes BatchNorm statistics per
+chunk; the choice is logged. Details: docs/performance.md#fitting-the-step-into-memory.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import os
-from typing import Any, Callable, Optional
+from typing import Any, Callable, Mapping, Optional
 
 from absl import logging
 import jax
+import ml_collections
+import numpy as np
 
 CPU_FRACTION = 0.75  # of physical memory: the rest is for the input pipeline and the host
 GIB = 1 << 30
@@ -119,3 +115,55 @@ def fit(compile_step: Callable[[int, bool], Any], frames_per_device: int, budget
       f"({smallest.describe()}), more than the budget of {size(budget)}: lower "
       "config.data.batch_size or data.sampling.num_frames, use more devices, set "
       "config.model.dtype=bfloat16, or raise config.model.memory_budget_gb")
+
+
+def fit_step(model_config: ml_collections.ConfigDict,
+             make_step: Callable[[int, bool], tuple[Any, Callable]], p_state: Any,
+             batch: Mapping[str, np.ndarray], rng: jax.Array) -> tuple[Any, Any, Plan]:
+  """The compiled parallel train step for the trunk setting that fits the memory budget.
+
+  With ``model.trunk_chunk=0``, ``trunk_remat=False`` and ``memory_budget_gb >= 0`` the setting
+  is chosen by `fit` (the whole trunk when it fits); otherwise the configured one is compiled
+  and its footprint logged. Every process takes process 0's choice.
+
+  Args:
+    model_config: ``config.model``.
+    make_step: ``(trunk_chunk, trunk_remat) -> (model, pmapped step)`` for that setting.
+    p_state: the replicated state; batch: one sharded batch; rng: the dropout key, as the step
+      will get them.
+  Returns:
+    ``(compiled step, p_state with the chosen model's apply_fn, plan)``.
+  """
+  m = model_config
+  budget, source = device_budget(max(float(m.memory_budget_gb), 0.0))
+  frames = int(np.prod(batch["frames"].shape[1:4]))  # per device: videos x 2 views x T
+  auto = m.memory_budget_gb >= 0 and m.trunk_chunk == 0 and not m.trunk_remat
+  models, steps = {}, {}
+
+  def compile_step(chunk: int, remat: bool) -> Any:
+    models[(chunk, remat)], steps[(chunk, remat)] = make_step(int(chunk), bool(remat))
+    state = p_state.replace(apply_fn=models[(chunk, remat)].apply)
+    return steps[(chunk, remat)].lower(state, batch, rng).compile()
+
+  logging.info("Memory budget per device: %s (%s)", size(budget), source)
+  if auto:
+    plan, compiled = fit(compile_step, frames, budget)
+  else:
+    compiled = compile_step(int(m.trunk_chunk), bool(m.trunk_remat))
+    plan = Plan(int(m.trunk_chunk), bool(m.trunk_remat), footprint(compiled))
+    over = m.memory_budget_gb >= 0 and plan.bytes > budget
+    (logging.warning if over else logging.info)(
+        "Memory: %s per device (config.model.trunk_chunk / trunk_remat as set)%s",
+        plan.describe(), " - more than the budget" if over else "")
+  if jax.process_count() > 1:  # Every process must run the same program.
+    from jax.experimental import multihost_utils  # pylint: disable=g-import-not-at-top
+    chunk, remat = (int(v) for v in multihost_utils.broadcast_one_to_all(
+        np.array([plan.chunk, int(plan.remat)], np.int32)))
+    if (chunk, bool(remat)) != (plan.chunk, plan.remat):
+      compiled = compile_step(chunk, bool(remat))
+      plan = Plan(chunk, bool(remat), footprint(compiled))
+      logging.info("Memory: process 0 chose %s", plan.describe())
+    # A multi-process pmap compiled ahead of time expects global arrays; the pmapped function
+    # takes this process's shards (and compiles once more).
+    compiled = steps[(plan.chunk, plan.remat)]
+  return compiled, p_state.replace(apply_fn=models[(plan.chunk, plan.remat)].apply), plan

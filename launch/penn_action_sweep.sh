@@ -18,7 +18,11 @@ ROOT=$1; shift
 cd "$(dirname "$0")/.."
 ALL="baseball_pitch baseball_swing bench_press bowl clean_and_jerk golf_swing jumping_jacks
 pushup pullup situp squat tennis_forehand tennis_serve"
+# Ctrl-C / SIGTERM: the running action checkpoints and exits 0 (lac_jax.preemption); the
+# sweep then stops instead of going on to the next action.
+trap 'STOP=1' INT TERM
 for action in ${ACTIONS:-$ALL}; do
+  [[ -n "${STOP:-}" ]] && break
   echo "=== $action ==="
   python -m lac_jax.main --config="configs/penn_action.py:$action" \
     --workdir="$ROOT/$action" "$@"

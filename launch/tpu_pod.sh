@@ -9,12 +9,13 @@
 #          --config.data.batch_size=16 --config.data.data_dir=/mnt/shared/pouring
 #
 # WORKDIR and the data must be on storage every host sees (NFS, a gcsfuse mount): process 0
-# writes the checkpoints and every process reads them to resume.
+# writes the checkpoints and every process reads them to resume. A preempted slice (SIGTERM to
+# any host) checkpoints the step it is on and exits 0: run the same command again to resume.
 # SETUP=1 also copies this checkout to ~/lac_jax on every host and installs the requirements
 # with the TPU build of JAX (needed once per slice).
 set -euo pipefail
 if [[ $# -lt 4 ]]; then
-  sed -n '2,16p' "$0"; exit 2
+  sed -n '2,17p' "$0"; exit 2
 fi
 TPU=$1; ZONE=$2; CONFIG=$3; WORKDIR=$4; shift 4
 REPO=$(cd "$(dirname "$0")/.." && pwd)

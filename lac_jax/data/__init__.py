@@ -1,14 +1,11 @@
 """Datasets of lac_jax, each a reader module registered in `DATASETS` by its name.
 
-A dataset module defines ``NAME``, ``ACTIONS`` (datasets with several are evaluated action by
-action), ``NUM_PHASES`` (per action), ``RESIZE_ON_LOAD`` (frames decoded at the pipeline's size,
-or left at their own size for the pipeline to resize) and ``load_split(data, split, action,
-image_size) -> list[Video]``, where ``data`` is ``config.data``; optionally
-``num_phases(data)`` (phases named by the data itself), ``skipped(data, image_size)``
-(inputs left out as unreadable) and ``DECODE_CACHE = True`` (it decodes into
-``data.cache_dir``, which training then defaults to ``workdir/cache``). Real datasets decode frames
-lazily on ``Video.frames``; ``lac_jax.data.store`` turns any list of Videos into a TFDS
-``array_record`` store for streaming.
+A dataset module defines ``NAME``, ``ACTIONS``, ``NUM_PHASES``, ``RESIZE_ON_LOAD`` and
+``load_split(data, split, action, image_size) -> list[Video]`` (``data`` is ``config.data``),
+optionally ``num_phases(data)``, ``skipped(data, image_size)`` and ``DECODE_CACHE``. Real
+datasets decode frames lazily on ``Video.frames``; ``lac_jax.data.store`` turns any list of
+Videos into a TFDS ``array_record`` store for streaming. What each name means:
+docs/data.md#datasets; adding one: docs/extending.md#a-dataset.
 """
 
 from __future__ import annotations
@@ -113,6 +110,33 @@ def skipped(data: ml_collections.ConfigDict, image_size: Any = None) -> list[dic
   if not hasattr(module, "skipped"):
     return []
   return module.skipped(data, image_size if module.RESIZE_ON_LOAD else None)
+
+
+def with_cache_dir(config: ml_collections.ConfigDict, workdir: str) -> ml_collections.ConfigDict:
+  """``config`` with ``data.cache_dir`` = ``workdir/cache`` when unset and the dataset decodes
+  into a cache (``DECODE_CACHE``, e.g. 'videos')."""
+  cached = getattr(dataset(config.data.dataset), "DECODE_CACHE", False)
+  if cached and not config.data.get("cache_dir"):
+    with config.unlocked():
+      config.data.cache_dir = os.path.join(workdir, "cache")
+  return config
+
+
+def write_skipped(data: ml_collections.ConfigDict, workdir: str) -> None:
+  """Process 0 lists the inputs the dataset skipped as unreadable in ``workdir/skipped.json``
+  (and removes a stale list when none was skipped)."""
+  import jax  # pylint: disable=g-import-not-at-top  (keep `import lac_jax.data` light)
+  from absl import logging  # pylint: disable=g-import-not-at-top
+  from lac_jax import files  # pylint: disable=g-import-not-at-top
+  left_out = skipped(data, data.image_size)
+  path = os.path.join(workdir, "skipped.json")
+  if jax.process_index() != 0:
+    return
+  if left_out:
+    files.write_json(path, {"skipped": left_out})
+    logging.warning("%d unreadable input(s) skipped, listed in %s", len(left_out), path)
+  elif os.path.exists(path):
+    os.remove(path)
 
 
 def eval_actions(data: ml_collections.ConfigDict) -> list[Optional[str]]:

@@ -1,34 +1,17 @@
 """The per-view augmentation of `lac_jax.data.augment` as a jitted JAX function, for the device.
 
-The host decodes the frames and resizes them whole to ``S0 x S0`` (uint8); the train step then
-draws each view's parameters from a JAX key (`draw_params`) and applies them (`apply`), or does
-both for a batch of views (`augment_views`, vmapped, usable inside ``jax.jit`` / ``jax.pmap``
-with the config closed over). `lac_jax.data.augment` (NumPy) is the reference: the draws have
-the same distribution as its `draw_params` and, given the same parameters, `apply` gives the
-same pixels as its `apply` up to float32 rounding (at most 1 uint8 level, rarely).
-
-Known differences from the host path:
-
-* the crop box is drawn in the video's own pixels (``source_hw``) but cut from the ``S0 x S0``
-  frames, its coordinates scaled onto that grid; when the source already is ``S0 x S0`` (real
-  datasets decoded at the image size, synthetic videos) this is the host's crop exactly,
-  otherwise the host's crop of the source is approximated by a bilinear resampling of the
-  resized frames (two resamplings instead of one);
-* the crop box and the fallback are computed in float32 (the host: float64), so a box can differ
-  when ``sqrt(area * aspect)`` lies within float32 rounding of a half-integer;
-* the random numbers of a draw are one vector of float32 uniforms (one ``jax.random`` call): the
-  crop offsets are ``floor(u * n)`` (2^23 levels: a bias below ``n / 2^23``) and the colour-op
-  order is the ranking of 4 uniforms (ties, resolved in index order, have probability ~1e-6);
-* ``blur_sigma`` is at most ``config.blur_sigma[1]`` (the blur's static maximal radius).
-
-Everything is float32; the two crop/resize matrix products run at ``Precision.HIGHEST`` (the
-default would allow TF32 on recent GPUs, off by a fraction of a uint8 level).
+The host resizes the frames whole to ``S0 x S0`` (uint8); the train step draws each view's
+parameters from a JAX key (`draw_params`) and applies them (`apply`), or does both for a batch
+of views (`augment_views`, vmapped, usable inside ``jax.jit`` / ``jax.pmap``). The NumPy module
+is the reference: same distribution of draws and, given the same parameters, the same pixels up
+to float32 rounding. The known differences from the host path:
+docs/data.md#augmentation-on-the-device.
 """
 
 from __future__ import annotations
 
 import math
-from typing import Any
+from typing import Any, Callable, Mapping, Optional
 
 import jax
 import jax.numpy as jnp
@@ -316,3 +299,33 @@ def augment_views(keys: jax.Array, frames: jax.Array, source_hw: jax.Array, size
     return apply(view, draw_params(key, hw[0], hw[1], config), size, config, hw[0], hw[1])
 
   return jax.vmap(one)(keys, frames, jnp.asarray(source_hw, jnp.int32))
+
+
+def make_device_augment(config: ml_collections.ConfigDict
+                        ) -> Optional[Callable[[Mapping[str, jax.Array], jax.Array], jax.Array]]:
+  """The train step's augmentation when ``data.augment.where`` resolves to 'device' (on GPU /
+  TPU by default), else None (the input pipeline augments on the host).
+
+  View ``v`` of the example in global slot ``s`` at step ``t`` draws from the key
+  ``fold_in(fold_in(fold_in(fold_in(PRNGKey(seed), 2), t), s), v)``: independent of the
+  number of devices and processes, and the same when a run resumes.
+  """
+  a = config.data.augment
+  if not a.enabled or augment.resolve_where(a.where, jax.default_backend()) != "device":
+    return None
+  aug_config = a.copy_and_resolve_references()
+  size = int(config.data.image_size)
+  seed = int(config.seed)
+
+  def fn(batch: Mapping[str, jax.Array], step: jax.Array) -> jax.Array:
+    frames = batch["frames"]
+    b, _, t = frames.shape[:3]
+    base = jax.random.fold_in(jax.random.fold_in(jax.random.PRNGKey(seed), 2), step)
+    keys = jax.vmap(lambda s: jax.vmap(lambda v: jax.random.fold_in(
+        jax.random.fold_in(base, s), v))(jnp.arange(2)))(batch["slot"])  # [B, 2, 2]
+    out = augment_views(
+        keys.reshape(b * 2, -1), frames.reshape((b * 2,) + frames.shape[2:]),
+        jnp.repeat(batch["source_hw"], 2, axis=0), size, aug_config)
+    return out.reshape((b, 2, t) + out.shape[2:])
+
+  return fn
