@@ -4,12 +4,9 @@ r"""Finds where a clip's action happens in a library of long videos, by local al
       recording1.mp4 recording2.mov frames_dir/ embeddings_dir/
 
 QUERY: a video file or frame folder, optionally ``:START:END`` (frames ``START`` to ``END - 1``).
-LIBRARY: video files, frame folders, or folders written by ``lac_jax.embed`` (reused without
-embedding again, when they come from the same checkpoint). Every library video is searched for
-every local alignment of the query span with an E-value below ``--max_evalue``, best first, up
-to ``--max_hits_per_video``; hits never overlap in a library video. Writes ``hits.json``,
-``hits.png`` (the query span beside each hit's frames, ranked) and with ``--clips`` one
-side-by-side mp4 per hit. Scoring and significance: docs/search.md.
+LIBRARY: video files, frame folders, or ``lac_jax.embed`` folders of the same checkpoint. Writes
+every significant, non-overlapping hit per library video, best first: ``hits.json``,
+``hits.png`` and with ``--clips`` one mp4 per hit. Details, scoring, significance: docs/search.md.
 """
 
 from __future__ import annotations
@@ -331,7 +328,8 @@ def search(trained: inference.TrainedEncoder, query: Union[str, np.ndarray],
              "scoring": dataclasses.asdict(scoring) | {"gap_open": gap_open,
                                                         "gap_extend": gap_extend},
              "null": {"loc": null.loc, "scale": null.scale, "lambda": null.lam, "k": null.k,
-                      "samples": null.samples, "length": null.n},
+                      "samples": null.samples, "length": null.n, "mode": null_mode,
+                      "fit": "empirical" if null.empirical else "gumbel"},
              "max_evalue": max_evalue, "max_hits_per_video": max_hits_per_video,
              "library": [{"name": v.name, "path": v.path, "frames": len(v.embedding),
                           "fps": v.fps} for v in videos]}

@@ -124,6 +124,18 @@ def test_significance_is_calibrated_on_null_data():
     assert abs(np.mean(got) - want) < 3.5 * se, (e, got, want)
 
 
+def test_a_null_without_alignments_falls_back_to_its_empirical_tail():
+  """When most null targets hold no positive cell (a point mass at 0), no Gumbel fits: the
+  E-value is the null's own tail, (targets scoring >= S + 1) / (samples + 1), per null length."""
+  scores = [0.0] * 300 + list(np.linspace(1.0, 5.0, 100))
+  null = local_search.fit_gumbel(scores, 10, 200)
+  assert null.empirical is not None
+  assert null.evalue(4.5, 200) == pytest.approx((1 + sum(s >= 4.5 for s in scores)) / 401)
+  assert null.evalue(50.0, 400) == pytest.approx(2 / 401)  # a longer target: more chances
+  fitted = local_search.fit_gumbel(list(np.linspace(1.0, 5.0, 100)), 10, 200)
+  assert fitted.empirical is None and fitted.scale > 0
+
+
 def test_planted_occurrences_are_found_in_long_videos():
   rng = np.random.default_rng(7)
   pattern = rng.normal(size=(30, 8))

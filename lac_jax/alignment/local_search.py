@@ -250,6 +250,7 @@ class Null:
   m: int
   n: int
   samples: int
+  empirical: Optional[tuple[float, ...]] = None  # sorted null scores when no Gumbel fits
 
   @property
   def lam(self) -> float:
@@ -261,6 +262,9 @@ class Null:
 
   def evalue(self, score: float, target_length: int) -> float:
     """Expected number of chance alignments scoring >= ``score`` in a target of that length."""
+    if self.empirical is not None:  # the null's own tail, never below 1 / (samples + 1)
+      above = len(self.empirical) - int(np.searchsorted(self.empirical, score, side="left"))
+      return float(target_length / self.n * (above + 1) / (len(self.empirical) + 1))
     return float(target_length / self.n * math.exp(-(score - self.loc) / self.scale))
 
   def pvalue(self, score: float, target_length: int) -> float:
@@ -268,12 +272,15 @@ class Null:
 
 
 def fit_gumbel(scores: Sequence[float], m: int, n: int) -> Null:
-  """Method-of-moments Gumbel fit (scale = sqrt(6) std / pi, loc = mean - 0.5772 scale)."""
+  """Method-of-moments Gumbel fit (scale = sqrt(6) std / pi, loc = mean - 0.5772 scale); the
+  empirical null when most scores are 0 (no local alignment in most null targets)."""
   scores = np.asarray(scores, np.float64)
   if scores.size < 10:
     raise ValueError(f"null fit: need at least 10 null scores, got {scores.size}")
   scale = math.sqrt(6.0) * float(np.std(scores, ddof=1)) / math.pi
-  if not scale > 0:
-    raise ValueError("null fit: every null score is the same (a constant embedding?); the "
-                     "significance cannot be estimated")
+  if not scale > 0 or np.mean(scores <= 0) > 0.5:
+    # Most null targets hold no positive cell at all: a point mass at 0, no Gumbel. The null's
+    # empirical tail gives the E-values instead (conservative: at least 1 / (samples + 1)).
+    return Null(math.nan, math.nan, int(m), int(n), int(scores.size),
+                tuple(np.sort(scores).tolist()))
   return Null(float(np.mean(scores)) - EULER * scale, scale, int(m), int(n), int(scores.size))
