@@ -2,18 +2,11 @@ r"""Aligns two videos with a trained encoder and draws the alignment.
 
   python -m lac_jax.align --workdir=runs/synthetic --output=alignment take1.mp4 take2.mp4
 
-Both videos (files or folders of frames) are embedded as `lac_jax.embed` does; their similarity
-is the one the loss aligns (``loss.sw_similarity``, e.g. ``1 / (|z_a - z_b| + eps)``), and the
-best hard local alignment is `alignment.smith_waterman_path` with the checkpoint's learned gap
-penalties when they are per-cell and both videos fit in the learned ``T x T`` matrix (its
-top-left block, as training crops it for shorter views) or scalar, and the loss's initial
-scalar values otherwise (or ``--gap_open`` / ``--gap_extend``). ``--nearest`` pairs each frame
-of A with its most similar frame of B instead (what TCC's visualisation shows). Writes:
-
-  alignment.json  ``pairs`` (matched ``[i, j]`` frame pairs; strictly increasing in both for
-                  the alignment), ``score``, the videos and every setting used
-  alignment.png   the similarity matrix with the path, axes in frames
-  aligned.mp4     A's aligned span beside the frames of B the alignment gives them, numbered
+Both videos (files or folders of frames) are embedded as `lac_jax.embed` does and aligned by the
+hard local alignment `alignment.smith_waterman_path` with the checkpoint's gap penalties
+(``--nearest``: each frame of A paired with its nearest frame of B). Writes ``alignment.json``,
+``alignment.png`` and ``aligned.mp4``. Details (penalties, ``--labels``, outputs):
+docs/tools.md#align.
 """
 
 from __future__ import annotations

@@ -1,20 +1,10 @@
 """Opt-in XLA:CPU option that compiles small ``while`` loops (the SW kernel's scans) whole.
 
-XLA:CPU runs a loop body as a sequence of "thunks" (one per fused kernel or copy) and pays a
-dispatch cost for each, every iteration. The Smith-Waterman kernel runs ``T1 + T2 - 1``
-short iterations forward and backward, so for one or a few pairs that cost is most of its
-time. XLA has an option that instead compiles each loop whose body touches fewer than a given
-number of bytes per iteration into one function (``xla_cpu_small_while_loop_byte_threshold``,
-a backend extra option; XLA's default is 1024 bytes, far below any of our loops).
-
-Same HLO, same numbers, compiled differently; ``python benchmarks/sw_kernel.py`` times both
-(docs/sw_kernel.md).
-
-XLA reads ``XLA_FLAGS`` once, when JAX creates its backends, so `enable` must run before the
-first JAX computation of the process; it merges the option into ``XLA_FLAGS`` and keeps any
-options already there. From a shell the same is::
-
-    XLA_FLAGS="--xla_backend_extra_options=xla_cpu_small_while_loop_byte_threshold=67108864"
+XLA:CPU dispatches each kernel of a loop body separately on every iteration, which is most of
+the Smith-Waterman kernel's time for one or a few pairs. `enable` sets XLA's
+``xla_cpu_small_while_loop_byte_threshold`` (a backend extra option) so such loops compile into
+one function: same HLO, same numbers. Call it before the first JAX computation of the process.
+Why, the shell equivalent and the measurements: docs/sw_kernel.md (the ``cpu_loops`` section).
 """
 
 from __future__ import annotations

@@ -3,13 +3,9 @@ r"""Embeds your videos with a trained encoder: one float32 ``[num_frames, D]`` a
   python -m lac_jax.embed --workdir=runs/synthetic --output=embeddings \
       take1.mp4 take2.mov frames_of_take3/
 
-INPUT: video files (anything PyAV decodes: mp4, avi, mov, webm, ...) or folders of jpg/png
-frames (sorted by name, numbers compared as numbers), any number, mixed. Writes
-``OUTPUT/<input name>.npy`` (one row per decoded frame, in order) and ``OUTPUT/index.json``
-(per input: path, frames, fps where known, output file or error; checkpoint step, embedding
-size, frame size). An input that cannot be read is reported in one line and in the index, the
-others are still embedded, and the exit status is 1. Frames are resized and normalised as the
-evaluation pass does, and the transformer sees the whole video (`lac_jax.inference`).
+Inputs are video files or folders of frames; writes ``OUTPUT/<input name>.npy`` (one row per
+decoded frame) and ``OUTPUT/index.json``. An unreadable input is reported and skipped (exit
+status 1). Details (inputs, the index, resizing): docs/tools.md#embed.
 """
 
 from __future__ import annotations

@@ -4,12 +4,8 @@
   video = inference.open_input("take1.mp4")             # a video file or a folder of frames
   emb = trained.embed(video)                            # float32 [num_frames, output_dim]
 
-Frames are resized as the evaluation pass resizes them (`frame_resizer`), then go through the
-per-step part of the encoder (trunk, context block, MLP: ``LACEncoder(part='frames')``)
-``frames_per_chunk`` at a time, so memory stays bounded for long videos; the positional
-encoding and the transformer then see the whole video at once (``part='temporal'``, padded to
-the evaluation's length buckets). The result is `lac_jax.evaluate.embed_videos` on the same
-frames, independent of the chunk size up to float rounding.
+The result equals `lac_jax.evaluate.embed_videos` on the same frames, with memory bounded for
+long videos (the per-frame part runs in chunks). Details: docs/tools.md#inference.
 """
 
 from __future__ import annotations

@@ -3,13 +3,9 @@ r"""Finds the frames of other videos nearest to a query frame, with a trained en
   python -m lac_jax.retrieve --workdir=runs/synthetic --output=retrieval \
       --query=take1.mp4:42 take2.mp4 take3.mp4 frames_of_take4/
 
-Every video (files or folders of frames) is embedded as `lac_jax.embed` does. The results are
-the ``--top_k`` frames of the other videos nearest to frame ``FRAME`` (0-based) of the query
-video, under the distance of the evaluation's retrieval metric (``eval.distance``, squared
-Euclidean by default); ``--per_video`` takes the nearest frame of each other video instead.
-``--labels=FILE.json`` gives per-frame phases, ``{"phases": [names...], "labels": {"<video
-name>": [phase per frame, ...]}}``, shown under each frame (green frame: same phase as the
-query, red: another). Writes ``retrieval.png`` (the grid) and ``retrieval.json``.
+Shows the ``--top_k`` frames of the other videos nearest to frame ``FRAME`` (0-based) of the
+query video (``--per_video``: the nearest of each), captioned with phases given ``--labels``.
+Writes ``retrieval.png`` and ``retrieval.json``. Details: docs/tools.md#retrieve.
 """
 
 from __future__ import annotations

@@ -1,20 +1,10 @@
 """Differentiable affine Smith-Waterman (SW) local alignment (paper Eq. 2-5 and Appendix B).
 
-With ``max^g(u) = g * logsumexp(u / g)`` and 1-based cells ``(i, j)``::
-
-    D(i,j)  = S(i,j) + max^g{0, D(i-1,j-1), Ix(i-1,j-1), Iy(i-1,j-1)}
-    Ix(i,j) = max^g{D(i,j-1) - go(i,j), Ix(i,j-1) - ge(i,j)}
-    Iy(i,j) = max^g{D(i-1,j) - go(i,j), Ix(i-1,j) - go(i,j), Iy(i-1,j) - ge(i,j)}
-    D = Ix = Iy = -inf on row 0 and column 0
-    s* = max^g({0} U {D(i,j)})
-
-Values are scaled by ``1 / gamma`` so each ``max^g`` is a plain logsumexp; the recursion is one
-``jax.lax.scan`` over the ``T1 + T2 - 1`` anti-diagonals (in a few segments), batch in the
-vector lanes, reading ``sim`` from one plain transpose and writing D in place into a row-padded
-table whose anti-diagonals are strided columns (`_Layout`). ``backward='custom'`` (default) runs
-the adjoint recursion (paper Eq. 25-28) as a reverse scan over stored softmax weights;
-``backward='autodiff'`` differentiates the forward scan (tests check both agree). "-inf" is the
-finite ``NEG``, so no ``inf - inf`` appears. The layout and its performance: docs/sw_kernel.md.
+`soft_smith_waterman`: the smoothed score ``s*`` (``max^g(u) = g * logsumexp(u / g)`` in place of
+max) and the match table D, batched, with scalar, per-pair or per-cell gap penalties and variable
+lengths; one ``jax.lax.scan`` over anti-diagonals, backward by the adjoint recursion
+(``backward='custom'``) or autodiff (``'autodiff'``). `smith_waterman_path`: the hard alignment.
+The recursion, the layout and the kernel's performance: docs/sw_kernel.md.
 """
 
 from __future__ import annotations

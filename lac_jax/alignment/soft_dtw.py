@@ -1,17 +1,9 @@
 """Soft dynamic time warping (Cuturi and Blondel 2017), the global alignment of LAV's loss.
 
-With ``softmin_g(u) = -g * log sum exp(-u / g)`` and 1-based cells::
-
-    R(0, 0) = 0,  R(i, 0) = R(0, j) = +inf otherwise
-    R(i, j) = C(i, j) + softmin_g{R(i-1, j-1), R(i-1, j), R(i, j-1)}
-    soft-DTW = R(T1, T2)   (R(l1, l2) with ``lengths``)
-
-It runs on the layout of the Smith-Waterman kernel (`layout`): in scaled, negated units
-``u = -R / g`` each cell is ``-C / g + lse(u_diag, u_up, u_left)``, one anti-diagonal per scan
-step. ``backward='custom'`` stores the three local softmax weights per cell and runs the exact
-adjoint recursion (Cuturi and Blondel's E matrix, ``dR(T1, T2) / dC``) as a reverse scan;
-``backward='autodiff'`` differentiates the forward scan with ``jax.grad``. "+inf" is the finite
-sentinel ``-NEG``, so large costs or small gamma give no NaN.
+`soft_dtw` runs on the anti-diagonal layout of the Smith-Waterman kernel, one anti-diagonal per
+scan step, with an exact adjoint backward (``backward='custom'``) or autodiff of the forward
+scan (``'autodiff'``); large costs or small gamma give no NaN. The recursion and how it maps onto
+the layout: docs/sw_kernel.md#soft-dtw-on-the-same-layout.
 """
 
 from __future__ import annotations

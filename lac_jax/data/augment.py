@@ -1,32 +1,11 @@
 """Spatial and colour augmentation of one view, with one random draw shared by all its frames.
 
-The official pipeline (CARL's ``create_ssl_data_augment``, copied by LAC; docs/official_code.md
-§2.4), in order:
-
-  1. random resized crop: area fraction U(0.8, 1.0) of the input, aspect ratio log-uniform in
-     [3/4, 4/3], 10 tries then a centre crop; bilinear resize (half-pixel centres, i.e.
-     ``align_corners=False``, no antialiasing) to ``size x size``;
-  2. horizontal flip, p 0.5;
-  3. with p 0.8, colour jitter: brightness, contrast, saturation (factors 1 + U(-0.8, 0.8)) and
-     hue (shift U(-0.2, 0.2) of a turn), in a random order, each clipped to [0, 255] as PIL's
-     8-bit images are;
-  4. grayscale, p 0.2 (0.299 R + 0.587 G + 0.114 B).
-
-Gaussian blur (sigma U(0.1, 2.0)): CARL draws it inside the colour jitter (so only when the
-jitter fires, p 0.8 * 0.5) and applies it after *each* of the four jitter ops, i.e. four times.
-That quirk is ``blur_per_jitter_op=True``. By default (False) the blur is one independent step
-with p ``blur_prob`` = 0.5 after the colour jitter, before grayscale (the SimCLR recipe that CARL
-meant to follow).
-
-Differences from PIL that we accept: colour maths is float32 without the 8-bit rounding between
-ops; contrast uses the exact mean of the grayscale frame (PIL rounds it to an integer); hue is
-shifted in continuous HSV (PIL quantises H to 8 bits); blur is an exact separable Gaussian with
-standard deviation sigma, truncated at 3 sigma, edges replicated (PIL approximates it with box
-blurs). Normalisation to ImageNet mean/std is done by the model, not here.
-
-Everything runs on a whole view ``[T, H, W, 3]`` at once in NumPy, channel-planar inside
-(``[3, T, S, S]``) so that every op streams over long contiguous rows. This is the reference of
-`lac_jax.data.device_augment`, the same augmentation jitted for the device (``where``).
+The official recipe (CARL's ``create_ssl_data_augment``, copied by LAC): random resized crop,
+horizontal flip, colour jitter in a random order, Gaussian blur (CARL's per-jitter-op quirk:
+``blur_per_jitter_op``), grayscale. NumPy on a whole view ``[T, H, W, 3]`` at once; this is the
+reference of `lac_jax.data.device_augment`, the same augmentation jitted for the device
+(``where``). ImageNet normalisation is done by the model, not here. The parameters, the blur and
+where we differ from PIL: docs/data.md#augmentation.
 """
 
 from __future__ import annotations

@@ -1,23 +1,11 @@
 """Torch-free loading of the CARL/LAC dataset pickles (``train.pkl``, ``val.pkl``).
 
-CARL's ``dataset_preparation/tfrecords_to_videos.py`` writes ``pickle.dump`` of dicts whose
-``frame_label`` is a **torch tensor**. A plain pickle (not ``torch.save``) stores a CPU tensor as
-
-  ``torch._utils._rebuild_tensor_v2(storage, storage_offset, size, stride, requires_grad,
-  backward_hooks[, metadata])``
-
-and its storage as ``torch.storage._load_from_bytes(b)``, where ``b`` is a *legacy* (non-zip)
-``torch.save`` of the storage alone (checked with torch 2.13.0; torch 1.x writes the same):
-
-  pickle(magic 0x1950a86a20f9469cfc6c) pickle(protocol 1001) pickle(sys_info)
-  pickle(storage, with persistent id ('storage', torch.LongStorage, key, 'cpu', numel, None))
-  pickle([key, ...]) then, per key in that order: int64 numel + numel * itemsize raw bytes.
-
-``_load_from_bytes`` may also receive a zip ``torch.save`` (``PK`` magic: ``archive/data.pkl`` +
-``archive/data/<key>``); both are handled. :func:`load_pickle` unpickles with an allow-list:
-the torch callables above are replaced by NumPy equivalents, NumPy arrays/scalars and a few
-builtins are allowed, and any other global is refused (pickles can run arbitrary code).
-Tensors come back as ``np.ndarray`` with the tensor's dtype and shape.
+CARL's pickles hold torch tensors (``frame_label``) pickled as calls to torch functions on a
+``torch.save``'d storage. :func:`load_pickle` unpickles with an allow-list: those torch callables
+are replaced by NumPy equivalents, NumPy arrays/scalars and a few builtins are allowed, and any
+other global is refused (pickles can run arbitrary code). Tensors come back as ``np.ndarray``
+with the tensor's dtype and shape. The byte format, legacy and zip:
+docs/data.md#the-carllac-pickles-without-torch.
 """
 
 from __future__ import annotations

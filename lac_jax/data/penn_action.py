@@ -1,15 +1,10 @@
 """PennAction reader for the CARL/LAC release (``{split}.pkl`` + ``videos/<name>.mp4``).
 
-``{split}.pkl`` is a tuple ``(dataset, action_to_indices)``: ``dataset`` a list of dicts
-``{id, video_file, frame_label, seq_len, name, action_label}`` (``frame_label`` a pickled torch
-tensor, read without torch; ``name`` = ``"<NNNN>_<action>"``) and ``action_to_indices[k]`` the
-positions in ``dataset`` of the videos of ``ACTIONS[k]`` (CARL writes ``id`` = that position).
-LAC selects one action with ``[dataset[i] for i in action_to_indices[k]]``; we do the same, and
-with ``action=None`` return all videos in pkl order.
-
-The full set is about 35 GB of frames at 224 px, so frames decode lazily (``Video.source`` decodes
-the mp4 on each access) and training streams through a prepared store (``lac_jax.data.store``).
-Label/frame count rule: see ``lac_jax.data.pouring`` (``label_mismatch``).
+``{split}.pkl`` is ``(dataset, action_to_indices)``; one action is selected as LAC does, with
+``[dataset[i] for i in action_to_indices[k]]``, and ``action=None`` returns all videos in pkl
+order. Frames decode lazily (about 35 GB at 224 px) and training streams through a prepared
+store (``lac_jax.data.store``). The pickle's fields and the label/frame count rule:
+docs/data.md#pennaction.
 """
 
 from __future__ import annotations

@@ -1,15 +1,10 @@
 """Training and evaluation input pipelines over a list of `Video` records.
 
-`train_iterator`: an infinite, resumable stream of this process's share of each global batch,
-``frames`` uint8 ``[B, 2, T, S, S, 3]`` (two augmented views), ``steps`` int32 ``[B, 2, T]``,
-``mask`` bool ``[B, 2, T]``, ``lengths`` int32 ``[B]`` (frames of each video), ``video_index``
-int32 ``[B]``, ``slot`` int32 ``[B]`` (place in the global batch; with ``device_augment`` the
-frames are only resized and ``source_hw`` int32 ``[B, 2]`` comes along). Batches follow per-epoch
-permutations of the videos (running across epochs, or whole batches per epoch with
-``drop_last``); every example's randomness comes from (seed, step, slot) only, so the stream is
-the same for any number of processes and workers, and ``start_step=s`` resumes exactly. Examples
-are built by ``num_workers`` threads, ``prefetch`` steps ahead. `eval_iterator`: every frame of
-every video, resized, no augmentation.
+`train_iterator`: an infinite, resumable stream of this process's share of each global batch
+(two augmented views per video, with steps, masks and lengths); every example's randomness
+comes from (seed, step, slot) only, so the stream is the same for any number of processes and
+workers and ``start_step=s`` resumes exactly. `eval_iterator`: every frame of every video,
+resized, no augmentation. The batch's keys, shapes and order: docs/data.md#the-pipeline.
 """
 
 from __future__ import annotations

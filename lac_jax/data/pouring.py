@@ -1,23 +1,10 @@
 """Pouring reader: TCC's TFRecords or the CARL/LAC release (``{split}.pkl`` + ``videos/*.mp4``).
 
-Layouts accepted in ``data_dir`` (or in ``data_dir/pouring``), detected per split:
-
-* TCC release: ``pouring_{split}-<i>-of-<n>.tfrecord`` (train: 2 shards, val: 1). Each record is a
-  ``tf.train.SequenceExample``: context ``name`` (bytes), ``len`` (int64); feature lists ``video``
-  (one JPEG per frame) and ``frame_labels`` (one int64 phase id per frame). Shards are read
-  round-robin, one record from each in turn: that is the order of ``tf.data.TFRecordDataset(
-  sorted(files), num_parallel_reads=60)`` which CARL used to write its pkl, so "the first n videos"
-  (label-fraction evaluation) are the same videos with either layout.
-* CARL/LAC release: ``{split}.pkl`` = list of dicts ``{id, video_file, frame_label, seq_len, name}``
-  (``frame_label`` a pickled torch tensor, read without torch) and ``videos/<name>.mp4``.
-
-If both layouts are present the TFRecords win (they hold the original JPEG frames; the mp4s are a
-lossy re-encode of them). Frames decode lazily: ``Video.source`` (a picklable ``functools.partial``)
-re-reads one record (or mp4) per access, so only labels are held in memory.
-
-Label/frame count rule (``label_mismatch``): ``'error'`` raises; ``'resample'`` nearest-neighbour
-resamples the labels to the frame count with CARL's index rule ``labels[floor(j * L / T)]``
-(``j < T`` frames, ``L`` labels), as CARL's PennAction converter does.
+The layout is detected per split in ``data_dir`` (or ``data_dir/pouring``); if both are present
+the TFRecords win (the original JPEG frames; the mp4s are a lossy re-encode). Shards are read in
+the order CARL wrote its pkl, so "the first n videos" agree across layouts. Frames decode lazily;
+only labels are held in memory. ``label_mismatch``: ``'error'`` or ``'resample'`` (CARL's index
+rule). Record fields, shard order and the resampling rule: docs/data.md#pouring.
 """
 
 from __future__ import annotations

@@ -1,16 +1,10 @@
 """A TFDS ``array_record`` store of Videos for streaming training data (no TensorFlow).
 
-``prepare_store`` writes Videos with a TFDS ``GeneratorBasedBuilder`` (``file_format=
-'array_record'``; TFDS's ``tfrecord`` writer and its ``Video`` feature need TF, so frames are a
-``Sequence(Image)`` of JPEG or PNG bytes, or one zlib-compressed ``Tensor``). Examples keep the
-input order (``disable_shuffling``). Names, actions and labels are also written to the dataset's
-``metadata.json``, so ``open_store`` builds its lazy Videos without reading any record; a frame
-access reads and decodes one record through ``tfds.data_source``-style random access.
-``data_source`` gives the raw random-access source for ``grain.MapDataset.source``.
-
-Layout: ``<store_dir>/<name>/<VERSION>/{<name>-<split>.array_record-*, dataset_info.json, ...}``.
-Record: ``{'name': bytes, 'action': bytes, 'labels': int32 [T], 'frames': list of uint8 [H, W, 3]
-(jpeg/png) or uint8 [T, H, W, 3] (raw)}``.
+``prepare_store`` writes Videos (frames as JPEG/PNG bytes or one zlib-compressed tensor, in input
+order, with names, actions and labels also in ``metadata.json``); ``open_store`` builds lazy
+Videos from the metadata alone, each frame access reading one record by random access;
+``data_source`` gives the raw source for ``grain.MapDataset.source``. The directory layout and
+the record format: docs/data.md#the-store.
 """
 
 from __future__ import annotations

@@ -1,15 +1,10 @@
 """Training losses, each chosen by ``config.loss.name`` (big_vision style: a name -> a module).
 
 A loss module ``lac_jax/losses/<name>.py``, listed in `MODULES`, defines
-
-* ``default_config(preset='paper') -> ConfigDict``: its fields, ``name`` included;
-* ``check_config(config)``: raises ValueError naming the bad ``loss.<field>``;
-* ``build(config) -> Loss``: reads the config once; the returned object is what the trainer
-  calls (scenic style: the loss is passed into the step);
-* optionally ``LAC_CODE_TRAINING``: the official LAC code's training settings for the method
-  (`lac_code_training`).
-
-The trainer, its logs and its progress line handle whatever parts a loss returns.
+``default_config(preset='paper')``, ``check_config(config)`` and ``build(config) -> Loss`` (the
+object the trainer calls, scenic style), optionally ``LAC_CODE_TRAINING`` (the official LAC
+code's training settings, `lac_code_training`). The trainer, its logs and its progress line
+handle whatever parts a loss returns. The contract in full: docs/extending.md#a-loss.
 """
 
 from __future__ import annotations

@@ -1,26 +1,12 @@
 """GTA, global temporal alignment (Hadji et al. 2021; hadjisma/VideoAlignment @01b10ba,
 ``d2tw/smoothDTW.py`` and ``algorithm.py``): smoothed DTW with global cycle consistency.
 
-smoothDTW of X ``[n, E]`` and Y ``[m, E]`` (unit vectors): cost ``C[a, b] = -log softmax_a(x_a .
-y_b / gamma_f)`` (each Y frame's distribution over X frames) and ``r[a, b] = C[a, b] + sum_k
-pi_k N_k``, ``pi = softmax(-N / gamma_s)`` over the neighbours ``N`` (left, diagonal, up; the
-``dtw_prob`` softening, a probability-weighted mean, not a log-sum-exp), ``r`` of the origin 0
-and borders excluded; ``c = r[n, m]``. For an anchor sequence 0 and each partner j:
-``A = softmax_rows(-r^{0j})``, ``B = softmax_rows(-r^{j0})`` (columns sum to 1), ``P = A B``;
-GTA's cross entropy (label smoothing 0.1) of the rows of ``P^T`` against the identity; loss ``CE
-+ cost_weight (mean_j c_0j + mean_j c_j0)``. The recursion is not a log-sum-exp, so it runs as
-its own small anti-diagonal scan (autodiff), with excluded neighbours masked out of both the
-softmax and the sum (no float-max sentinel times 0).
-
-Padding: GTA's sampler never pads (distinct frames of the video), while ours pads short views
-with copies of the last frame. With ``honour_masks`` (default) each pair is aligned on its valid
-frames only (the cost's softmax, the tables, ``A``, ``B``, the cross entropy and ``c`` all
-cropped), so a padded batch gives the loss of its cropped sequences.
-
-Pairs: GTA anchors view 1 of video 0 against view 1 of the other videos (needs >= 2 videos per
-device). The official LAC code's preset (``model/gta.py`` @52fb74b; docs/baselines.md): the
-anchor against every other sequence, its sibling view included (``pairs='sequences'``), no
-transpose of ``P``, and padded frames counted as frames (``honour_masks=False``).
+smoothDTW (a probability-weighted mean of the neighbours, not a log-sum-exp, so its own small
+anti-diagonal scan) aligns an anchor sequence with each partner both ways; the loss is GTA's
+cross entropy of the cycle ``P = A B`` against the identity plus ``cost_weight`` times the
+alignment costs. ``honour_masks`` (default) crops each pair to its valid frames; the
+``official_code`` preset (``pairs='sequences'``, no transpose, padded frames counted) is the
+official LAC code's. Formulas and the differences: docs/baselines.md#gta-global-temporal-alignment.
 """
 
 from __future__ import annotations

@@ -3,26 +3,8 @@
 ``default_config('paper')`` follows the paper with exact gradients; ``'official_code'``
 reproduces the official forward value (docs/official_code.md §3.1-3.2), and every departure is
 one field. The term functions take arrays and scalars; `LAC` (``losses.build``) reads the config
-once and is what the trainer calls.
-
-| paper                                          | quantity          | function                 |
-|------------------------------------------------|-------------------|--------------------------|
-| Eq. 7: G(s1_i - s2_j) / sum_k G(s1_i - s2_k)   | temporal prior Y  | `gaussian_prior`         |
-| Eq. 7: sim(z1_i, z2_j) / tau, "normalized sim" | L_c logits        | `contrastive_similarity` |
-| Eq. 7                                          | L_c               | `contrastive_loss`       |
-| §3.3: "inverted Euclidean distance" S          | SW similarity     | `alignment_similarity`   |
-| Eq. 2-5, s* = max^g(0, max^g(D)) (App. B)      | L_sw12, L_sw21, D | `alignment_scores` (1)   |
-| §3.4: D~ = softmax(D/tau), L = D~12 (.) D~21^T | L_l               | `local_alignment_loss`   |
-| Eq. 8: L_c + alpha (L_l + beta (L_sw12+L_sw21))| LAC               | `lac_loss` (2)           |
-| Eq. 3-4: g_o(i,j), g_e(i,j), learned           | gap penalties     | `init_gap_penalties` (3) |
-
-(1) one batched `lac_jax.alignment.soft_smith_waterman` call for both directions. (2) per video,
-any leading batch dimensions; `LAC` averages over videos. (3) and `gap_penalty_values`.
-
-Masks: bool, False = padded frame. Honoured masks remove padded frames from every softmax,
-average and SW table. The SW kernel takes lengths: a view's length is the index of its last
-valid frame + 1, exact when the valid frames are a prefix (what `lac_jax.data.sampling` makes);
-concrete masks are checked for that, traced ones cannot be.
+once and is what the trainer calls. Masks: bool, False = padded frame. Which function computes
+which equation, and how masks become SW lengths: docs/official_code.md#the-papers-loss-in-code.
 """
 
 from __future__ import annotations

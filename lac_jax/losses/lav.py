@@ -2,18 +2,10 @@
 ``losses.py``, ``soft_dtw.py``): soft-DTW alignment of two different videos plus the contrastive
 inverse difference moment (C-IDM) regulariser of each.
 
-For a pair (X, Y) of ``[T, E]`` sequences: ``Delta = sdtw_gamma(D_xy)`` with ``D_xy = |x_i -
-y_j|^2`` (`lac_jax.alignment.soft_dtw`), or with ``normalize`` the divergence ``sdtw(D_xy) -
-(sdtw(D_xx) + sdtw(D_yy)) / 2``; ``I(X) = sum_ij [near: d_ij ; far: (1 + (t_i - t_j)^2)
-max(0, margin - d_ij)]`` with ``d_ij = |x_i - x_j|^2``, ``t = step / video length`` and near
-meaning ``|step_i - step_j| <= sigma`` frames; loss ``(Delta + alpha (I(X) + I(Y))) / T``,
-averaged over pairs. Pairs: the first half of the ``2B`` sequences (order video, view) against
-the second, as the official LAC code (``model/lav.py`` @52fb74b); for ``B >= 2`` videos per
-device every such pair is two different videos (LAV pairs two different videos), while ``B = 1``
-would pair a video's two views, so it is refused.
-
-The official LAC code's preset (docs/baselines.md): the divergence (``normalize``), masks
-ignored, and the IDM reading the time indices of other sequences (``idm_index_bug``).
+Loss ``(Delta + alpha (I(X) + I(Y))) / T`` per pair, averaged over pairs: the first half of the
+``2B`` sequences against the second (two different videos for ``B >= 2`` videos per device;
+``B = 1`` is refused). The official LAC code's preset: the divergence (``normalize``), masks
+ignored, ``idm_index_bug``. Formulas: docs/baselines.md#lav-learning-by-aligning-videos.
 """
 
 from __future__ import annotations

@@ -1,20 +1,11 @@
 """SCL, the sequence contrastive loss of CARL (Chen et al. 2022; CARL_code ``algos/scl.py``
 @c574312).
 
-For every valid frame p of one view: the KL divergence between a Gaussian prior over the other
-view's valid frames q (by time distance, variance ``var`` frames) and the model distribution
-``Q_pq = exp(l_pq) / (sum_{q' valid, other view} exp(l_pq') + padded_weight sum_{q' padded}
-exp(l_pq'))`` with ``l = cosine similarity / tau``, penalised as ``log(Q + log_eps)``; both views
-are queries. CARL's code gives every padded frame of the batch (any video, any view) the weight
-1e-6 in every denominator; ``padded_weight=0`` removes padded frames exactly.
-
-Reduction: ``'videos'`` (default) averages each video's KL over its valid frames, then over
-videos: CARL as its configs run it, one video per process with gradients averaged over
-processes. ``'frames'`` divides the batch's total by the batch's number of valid frames, as
-CARL's code does for several videos in one process and as the official LAC code does
-(``model/scl.py`` @52fb74b, a verbatim copy of CARL's loss with 16 videos per step). The
-``official_code`` preset (``'frames'``, ``padded_weight=1e-6``) is that code's loss on the
-device's batch.
+For every valid frame of one view, the KL divergence between a Gaussian time prior over the
+other view's frames and the softmax of cosine similarity / tau; both views are queries.
+``reduction='videos'`` (default) is CARL as its configs run it; the ``official_code`` preset
+(``reduction='frames'``, ``padded_weight=1e-6``) is the official LAC code's loss on the device's
+batch. Formulas and the reductions: docs/baselines.md#scl-carls-sequence-contrastive-loss.
 """
 
 from __future__ import annotations

@@ -1,21 +1,11 @@
 """TCC, temporal cycle-consistency (Dwibedi et al. 2019; google-research ``tcc/tcc``
 ``deterministic_alignment.py`` and ``losses.py`` @0c1bbe5), deterministic cycle-back.
 
-For an ordered pair of sequences (U, V): each frame u_t finds its soft nearest neighbour in V,
-``v~_t = sum_k softmax_k(sim(u_t, v_k)) v_k``, and cycles back: ``logits[t, l] = sim(v~_t, u_l)``,
-with TCC's ``get_scaled_similarity``: ``sim = -|a - b|^2 / (E * temperature)`` ('l2') or ``a . b
-/ (E * temperature)`` ('cosine': TCC divides the raw dot product by the number of channels and
-the temperature and does not normalise the embeddings). The loss asks the cycle to land on t:
-'regression_mse_var' (default): ``beta = softmax(logits[t])``, ``mu = sum_l beta_l s_l``, ``nu =
-sum_l beta_l (s_l - mu)^2``, loss ``(s_t - mu)^2 / nu + lambda log nu`` with ``s = step / video
-length``; 'regression_mse' without the variance; 'classification': cross entropy against t with
-label smoothing (TCC's ``ALIGNMENT.LABEL_SMOOTHING`` 0.1, ``tcc/config.py``). Rows of all ordered
-pairs are averaged.
-
-Pairs: TCC aligns different videos, ``pairs='videos'`` (view 1 of every video against view 1 of
-every other; needs >= 2 videos per device); the official LAC code (``model/tcc.py`` @52fb74b;
-docs/baselines.md) aligns all ``2B`` sequences, both views of a video included
-(``pairs='sequences'``, its preset).
+Each frame of U finds its soft nearest neighbour in V and cycles back; the loss asks the cycle
+to land where it started (``loss_type``: 'regression_mse_var' by default, 'regression_mse',
+'classification'), averaged over the rows of all ordered pairs. ``pairs='videos'`` (TCC: view 1
+of different videos) or ``'sequences'`` (the official LAC code's preset, all ``2B`` sequences).
+Formulas, similarities and label smoothing: docs/baselines.md#tcc-temporal-cycle-consistency.
 """
 
 from __future__ import annotations

@@ -1,21 +1,11 @@
 """TCN, time-contrastive networks (Sermanet et al. 2018), as the TCC code's ``tcn`` algorithm
 (google-research ``tcc/algos/tcn.py`` @0c1bbe5): an n-pairs loss within each video.
 
-The sampler draws view 1's frames as usual and, for each, a frame of view 2 1 to
-``positive_window`` frames earlier (``data.sampling.views='tcn_positives'``, set by the TCN
-presets). TCC's data pipeline (``tcc/datasets.py``) interleaves ``[earlier_0, later_0, earlier_1,
-...]`` and its loss takes ``embs[0::2]``, the earlier frames, as the anchors (the rows of ``anchors
-@ positives^T``) and ``embs[1::2]``, the later frames, as each row's candidates: softmax cross
-entropy with the diagonal as target, so the other anchors' positives are the negatives, plus
-``0.25 * reg_lambda * (mean |a|^2 + mean |p|^2)``; mean over videos. ``anchors='later'`` swaps
-the roles (rows = the later frames): CARL's port (``algos/tcn.py`` @c574312, whose sampler
-interleaves ``[later, earlier]``). LAV-CVPR21's port (``losses.py`` @3c4154c) keeps TCC's order.
-
-``variant='triplet'`` is the official LAC code's TCN (``model/tcn.py`` @52fb74b; docs/baselines.md):
-a margin triplet loss ``max(|a - p| - |a - n| + margin, 0)`` with positives within
-``positive_range`` frames of the anchor and negatives at least ``negative_range`` away (its random
-triplets, here averaged over every such positive and negative of view 2). Its Inception
-spatial-softmax model and its un-augmented data path are not reproduced.
+View 2 holds, for each frame of view 1, a frame 1 to ``positive_window`` frames earlier
+(``data.sampling.views='tcn_positives'``, set by the TCN presets); softmax cross entropy of
+anchors against positives with the diagonal as target, plus a norm regulariser. ``anchors``
+picks TCC's order or CARL's; ``variant='triplet'`` is the official LAC code's margin triplet
+loss. Details: docs/baselines.md#tcn-time-contrastive-networks-tccs-n-pairs-version.
 """
 
 from __future__ import annotations

@@ -1,22 +1,10 @@
 """2D convolution (NHWC, HWIO) whose backward pass XLA:CPU runs at matmul speed, even in loops.
 
-Why this exists: XLA:CPU computes a convolution's *weight* gradient as another convolution whose
-"kernel" is the whole ``H x W`` output map, which its fast conv kernels do not cover, and inside
-a ``lax.scan`` (the chunked trunk, ``config.model.trunk_chunk``) no conv gradient gets them
-(``python benchmarks/conv_grad.py``; docs/performance.md).
-
 ``conv2d`` keeps ``lax.conv_general_dilated`` for the forward pass and, with ``grad='matmul'``,
-a custom VJP:
-
-* weight gradient: one matmul per kernel tap,
-  ``dW[i, j] = sum_{n,h,w} xpad[n, s*h + i, s*w + j, :]^T dy[n, h, w, :]``;
-* input gradient: 1x1 kernels: a matmul (spread onto the strided grid by interior padding);
-  stride 1: ``conv(dy, flip(W)^T)`` with padding ``k - 1 - pad``; otherwise XLA's transposed
-  convolution (``jax.vjp`` of the forward conv).
-
-``grad='auto'`` (the default) picks ``'matmul'`` on CPU and ``'xla'`` (plain autodiff of
-``lax.conv``, cuDNN / the TPU compiler do this well) elsewhere. Both give the same gradients
-(tested in float64 against autodiff).
+a custom VJP (weight gradient one matmul per kernel tap; input gradient a matmul, a flipped conv
+or XLA's transposed conv). ``grad='auto'`` (the default) picks ``'matmul'`` on CPU and ``'xla'``
+(plain autodiff) elsewhere; both give the same gradients. Why XLA:CPU needs it and the exact
+formulas: docs/models.md#the-cpu-convolution; measurements: docs/performance.md.
 """
 
 from __future__ import annotations

@@ -2,25 +2,12 @@
 
 Usage::
 
-  python -m lac_jax.models.convert --checkpoint=resnet50-11ad3fa6.pth \\
+  python -m lac_jax.models.convert --checkpoint=resnet50-11ad3fa6.pth \
       --output=resnet50_flax.npz [--depth=50]
 
-Inputs (no torch needed):
-  * ``.pth`` written by ``torch.save`` in the zip format (torch >= 1.6, which includes the files
-    on download.pytorch.org). A restricted unpickler rebuilds the tensors from
-    ``<archive>/data/<key>`` and refuses every class but tensors, storages and dicts. Legacy
-    (pre-1.6, non-zip) files are refused with a message that says how to re-save them.
-  * ``.safetensors`` (8-byte little-endian header length, JSON header, raw little-endian data).
-  * ``.npz`` holding a torch-named state_dict (``conv1.weight``, ...).
-A ``{'state_dict': ...}`` or ``{'model': ...}`` wrapper and a ``module.`` prefix (DataParallel)
-are removed.
-
-Output: an ``.npz`` with flat keys ``params/<module path>/<name>`` and
-``batch_stats/<module path>/<mean|var>`` (the tree of ``ResNet(depth, cut='logits')``) plus
-``meta/depth`` and ``meta/num_classes``. ``config.model.backbone_weights`` points to it.
-Mapping: conv ``(O, I, kh, kw)`` -> ``(kh, kw, I, O)``; fc weight transposed; BN
-``weight/bias`` -> ``scale/bias`` (params) and ``running_mean/running_var`` -> ``mean/var``
-(batch_stats); ``num_batches_tracked`` is dropped.
+Reads ``.pth`` (zip format), ``.safetensors`` or ``.npz`` without torch and writes an ``.npz``
+for ``config.model.backbone_weights``. Input formats, output keys and the name mapping:
+docs/models.md#converting-torchvision-weights.
 """
 
 from __future__ import annotations

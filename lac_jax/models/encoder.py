@@ -1,17 +1,10 @@
 """LAC frame encoder: trunk per frame -> Conv3D context -> MLP -> transformer over time.
 
-``[B, T, H, W, 3]`` frames + ``[B, T]`` mask -> ``[B, T / num_context, output_dim]``: a trunk
-(`lac_jax.models.trunks`; ResNet-50 cut at ``conv4c`` by default, optionally in chunks of
-``trunk_chunk`` frames under ``nn.scan``), ``context_layers`` Conv3D 3x3x3 + BN + ReLU over groups
-of ``num_context`` frames (one frame, as the official code: a valid 3x3 conv with the centre
-slice of the kernel), global max pool, MLP, Dense ``embed_dim``, sine-cosine positional
-encoding, a transformer over time with the padding mask (``attention_axis='batch'``: the
-official code's bug), Dense ``output_dim``, optional L2 normalisation.
-
+``[B, T, H, W, 3]`` frames + ``[B, T]`` mask -> ``[B, T / num_context, output_dim]``.
 ``build_encoder(default_config())`` makes the module, ``init_variables`` its variables. Call
 ``model.apply(variables, frames, mask, train=...)`` (with ``train=True``: ``rngs={'dropout':
-key}``, ``mutable=['batch_stats']``). In training, padded frames are left out of BatchNorm
-statistics (``bn_mask_padding``); a chunked trunk's statistics are per chunk.
+key}``, ``mutable=['batch_stats']``). The layers, the padding mask and BatchNorm:
+docs/models.md#the-encoder.
 """
 
 from __future__ import annotations

@@ -1,24 +1,10 @@
 """ResNet-18/34/50 in Flax linen, NHWC, in torchvision's layout.
 
-The layout is torchvision's "v1.5" ResNet (stride on the 3x3 conv of a bottleneck, no conv
-biases, BN eps 1e-5, BN momentum 0.1 in torch terms = 0.9 in flax terms), so a torchvision
-checkpoint maps one-to-one onto the Flax tree (see ``lac_jax.models.convert``). Submodule names
-spell the torchvision names with ``_`` for ``.`` where torch uses a list index:
-
-  torchvision                         Flax (params / batch_stats)
-  conv1.weight                        conv1/kernel
-  bn1.{weight,bias}                   bn1/{scale,bias}
-  bn1.{running_mean,running_var}      bn1/{mean,var}
-  layer2.0.conv2.weight               layer2_0/conv2/kernel
-  layer2.0.downsample.0.weight        layer2_0/downsample_0/kernel
-  layer2.0.downsample.1.*             layer2_0/downsample_1/*
-  fc.{weight,bias}                    fc/{kernel,bias}
-
-The model returns the features at a named cut and only creates the layers it needs, so the
-parameter tree of a ``conv4c`` model is the trunk alone (5,191,744 parameters for ResNet-50).
-
-Images go in as uint8 in [0, 255] or float in [0, 1] and are normalised here, in one place, with
-the ImageNet mean/std (the same for training and evaluation).
+The layout is torchvision's "v1.5" ResNet, so a torchvision checkpoint maps one-to-one onto the
+Flax tree (``lac_jax.models.convert``). The model returns the features at a named cut and only
+creates the layers it needs. Images go in as uint8 in [0, 255] or float in [0, 1] and are
+normalised here with the ImageNet mean/std. The layout, the torchvision -> Flax names and the
+parameter count: docs/models.md#resnet.
 """
 
 from __future__ import annotations
