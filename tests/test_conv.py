@@ -70,7 +70,7 @@ def test_grad_auto_and_errors():
     conv.conv2d(x, jnp.zeros((3, 3, 2, 4)))
   with pytest.raises(ValueError, match=r"padding must be in \[0, k-1\]"):
     conv.conv2d(x, w, 1, 3)
-  with pytest.raises(ValueError, match="conv_grad must be one of"):
+  with pytest.raises(ValueError, match="config.model.conv_grad: expected one of"):
     config = encoder.default_config()
     config.conv_grad = "fast"
     encoder.build_encoder(config)
