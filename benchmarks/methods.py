@@ -1,14 +1,17 @@
 """LAC and its baselines side by side: each method's loss trains ``configs/synthetic.py`` (same
 encoder, data, budget and evaluation) with several seeds.
 
-Usage (from the repository root; about 5 minutes per run on 2 CPU cores, 18 runs by default)::
+Usage (from the repository root; 18 runs by default, about 1.5-3 minutes each on 2 CPU cores,
+90 s for LAC on an idle AMD EPYC VM)::
 
   python benchmarks/methods.py
   python benchmarks/methods.py --settings lac tcc --seeds 0 1 2
 
 Each method uses its own paper's and code's defaults (`lac_jax.losses`); ``lac`` is the same run
 as the ablation's ``paper`` setting. The runs, resuming and the outputs: `seeds`
-(``benchmarks/results/methods.json``).
+(``benchmarks/results/methods.json``). The synthetic videos rank the methods by a property of
+the generator (docs/synthetic.md, ``benchmarks/synthetic_property.py``): a smoke test of each
+loss, not a ranking for real video.
 """
 
 import seeds

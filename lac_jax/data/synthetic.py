@@ -1,32 +1,11 @@
 """Synthetic "pouring" action videos: the embedded default dataset (no download).
 
-Each video shows a cup that sits on a table next to a bowl and goes through five phases
-(`PHASES`), whose four boundaries are the key events:
-
-  0 ``reach``  the full cup travels from its start position to above the bowl;
-  1 ``tilt``   the cup tilts towards the bowl;
-  2 ``pour``   the cup stays tilted, drops fall, the cup empties and the bowl fills;
-  3 ``untilt`` the (now empty) cup turns back upright;
-  4 ``return`` the empty cup travels back to its start position.
-
-The phase is visible in any single frame (cup position relative to the bowl, tilt angle,
-falling drops, cup and bowl fill levels), while everything else varies across videos: colours,
-background texture, table height, positions, object scale, mirroring, camera jitter, pixel noise
-(uniform, its std drawn per video).
-Timing varies too: every phase's duration is scaled by its own log-uniform factor (up to
-``duration_ratio`` between videos), and random idle segments (nothing moves) precede and follow
-the action, so a global (end-to-end) alignment between two videos is wrong while a local one
-is right.
-
-Labels, a fixed rule: frame t gets the phase whose time span contains it; the idle frames
-before the action get phase 0 (``reach``: the full cup still at its start), the idle frames
-after it get the last phase (``return``: the empty cup back at its start), so labels are
-non-decreasing over a video and look the same as the frames they label.
-
-Everything is deterministic in ``(config.seed, split, index)``; train and val draw from
-disjoint random streams. A whole video is rendered at once with NumPy broadcasting over
-``[T, H, W]`` (a few ms per video at 64x64).
-"""
+A cup goes through five phases (`PHASES`: reach, tilt, pour, untilt, return) next to a bowl;
+the phase shows in any frame, everything else (colours, texture, positions, scale, mirroring,
+noise, phase durations, idle segments) varies across videos. Deterministic in
+``(config.seed, split, index)``. By default the cup makes a round trip; ``end_state`` takes it
+elsewhere. The generator, its labels and what the round trip does to the metrics:
+docs/synthetic.md."""
 
 from __future__ import annotations
 
@@ -51,6 +30,8 @@ RESIZE_ON_LOAD = False  # rendered at the config's size; the pipeline and evalua
 # Relative mean duration of each phase (before the per-video random factor).
 _BASE_DURATIONS = np.array([1.0, 0.6, 1.0, 0.6, 1.0])
 
+END_STATES: tuple[str, ...] = ("start", "away", "lifted")  # config.end_state
+
 
 def default_config() -> ml_collections.ConfigDict:
   """Switches of the synthetic dataset."""
@@ -67,6 +48,12 @@ def default_config() -> ml_collections.ConfigDict:
   c.max_idle_fraction = 0.2  # idle segments at start and end each take U(0, this) of a video
   c.jitter_pixels = 2  # camera shake amplitude, pixels (per-frame random walk, clipped)
   c.max_noise = 8.0  # pixel noise std is drawn in U(0, max_noise), uint8 units
+  # Where the return phase takes the cup (`END_STATES`): 'start' = back where it started, so
+  # the return retraces the reach and the last frames differ from the first only in the fill
+  # levels (docs/results.md's videos); 'away' = sideways off the far edge, past the bowl;
+  # 'lifted' = straight up out of the top of the frame. With 'away' or 'lifted' the end looks
+  # unlike the start and no phase retraces another's path (docs/synthetic.md).
+  c.end_state = "start"
   c.lazy = False  # True: render frames on each access instead of keeping them in memory
   return c
 
@@ -119,6 +106,9 @@ def _check_config(config: ml_collections.ConfigDict) -> None:
   if not 0 <= config.max_idle_fraction <= 0.3:
     raise ValueError(f"synthetic config.max_idle_fraction: need in [0, 0.3], got "
                      f"{config.max_idle_fraction}")
+  if config.get("end_state", "start") not in END_STATES:
+    raise ValueError(f"synthetic config.end_state: expected one of {END_STATES}, got "
+                     f"{config.end_state!r}")
   if config.num_train < 0 or config.num_val < 0:
     raise ValueError(f"synthetic config.num_train/num_val: need >= 0, got "
                      f"{config.num_train}, {config.num_val}")
@@ -171,6 +161,36 @@ def _phase_progress(tl: Timeline) -> tuple[np.ndarray, np.ndarray]:
   progress = (t - tl.phase_starts[idx] + 0.5) / tl.durations[idx]
   progress = np.where(phase < 0, 0.0, np.where(phase >= k, 1.0, progress))
   return phase, np.clip(progress, 0.0, 1.0)
+
+
+def cup_path(tl: Timeline, start: tuple[float, float], pour: tuple[float, float],
+             max_angle: float, end: tuple[float, float] | None = None
+             ) -> tuple[np.ndarray, ...]:
+  """The cup's motion over a timeline: per frame ``[L]`` each, the phase (-1 for the idle start,
+  ``K`` for the idle end), the cup centre x and y, its tilt angle and the fraction of liquid
+  poured (0 until the pour, 1 after it).
+
+  The cup moves from ``start`` to ``pour`` (reach), tilts to ``max_angle`` (tilt), stays there
+  while the liquid moves (pour), turns back upright (untilt), then moves (return) back to
+  ``start`` when ``end`` is None (``config.end_state='start'``), else from ``pour`` to ``end``.
+  ``render`` calls it in pixels; any other units work (``benchmarks/synthetic_property.py``
+  uses start = 0, pour = 1 for the generator's ground-truth state).
+  """
+  phase, p = _phase_progress(tl)
+  e = _smoothstep(p)
+  (start_x, start_y), (pour_x, pour_y) = start, pour
+  at_bowl = np.select([phase <= 0, phase <= 3], [e, 1.0], 1.0 - e)  # 0 = start, 1 = bowl
+  at_bowl = np.where(phase < 0, 0.0, at_bowl)
+  cx = start_x + (pour_x - start_x) * at_bowl
+  cy = start_y + (pour_y - start_y) * at_bowl
+  if end is not None:
+    leaving = phase >= len(PHASES) - 1  # the return phase and the idle end (progress 1)
+    cx = np.where(leaving, pour_x + (end[0] - pour_x) * e, cx)
+    cy = np.where(leaving, pour_y + (end[1] - pour_y) * e, cy)
+  angle = max_angle * np.select([phase <= 0, phase == 1, phase == 2, phase == 3],
+                                [0.0, e, 1.0, 1.0 - e], 0.0)
+  poured = np.select([phase <= 1, phase == 2], [0.0, p], 1.0)  # fraction of liquid moved
+  return phase, cx, cy, angle, poured
 
 
 def _box_alpha(px: np.ndarray, py: np.ndarray, cx: np.ndarray, cy: np.ndarray,
@@ -243,36 +263,51 @@ def _background(rng: np.random.Generator, height: int, width: int) -> tuple[np.n
   return c1[:, None, None] + (c2 - c1)[:, None, None] * texture[None], c1, c2
 
 
+def _layout_draws(rng: np.random.Generator) -> tuple:
+  """The layout's random numbers, in the order `render` draws them from its stream: object
+  scale, table height, bowl x, start x, gap, pour offset (fractions), tilt (degrees), mirror."""
+  return (rng.uniform(0.8, 1.2), rng.uniform(0.76, 0.88), rng.uniform(0.56, 0.72),
+          rng.uniform(0.12, 0.28), rng.uniform(0.05, 0.1), rng.uniform(0.1, 0.2),
+          rng.uniform(75, 105), rng.uniform() < 0.5)
+
+
+def is_mirrored(index: int, split: str, config: ml_collections.ConfigDict) -> bool:
+  """Whether video ``index`` of ``split`` is mirrored (the cup starts on the right and pours to
+  the left) — half the videos, at random (cheap: nothing is rendered)."""
+  _check_config(config)
+  return bool(_layout_draws(_rng(config, split, index, 1))[-1])
+
+
 def render(index: int, split: str, config: ml_collections.ConfigDict) -> np.ndarray:
   """Frames of video ``index`` of ``split``: uint8 ``[L, H, W, 3]`` RGB."""
   tl = timeline(index, split, config)
   rng = _rng(config, split, index, 1)
   length, height, width = tl.num_frames, int(config.height), int(config.width)
   s = float(min(height, width))
-  g = rng.uniform(0.8, 1.2)  # object scale
+  g, table_f, bowl_f, start_f, gap_f, pour_f, angle_deg, mirror = _layout_draws(rng)
 
   # Scene layout in pixels, drawn as if pouring to the right (mirrored later at random).
-  table_y = rng.uniform(0.76, 0.88) * height
+  table_y = table_f * height
   bowl_w, bowl_h, wall = 0.30 * s * g, 0.18 * s * g, max(1.0, 0.035 * s * g)
-  bowl_x, bowl_y = rng.uniform(0.56, 0.72) * width, table_y - 0.5 * bowl_h
+  bowl_x, bowl_y = bowl_f * width, table_y - 0.5 * bowl_h
   cup_w, cup_h = 0.12 * s * g, 0.20 * s * g
-  start_x, start_y = rng.uniform(0.12, 0.28) * width, table_y - 0.5 * cup_h
-  gap = rng.uniform(0.05, 0.1) * s
-  pour_x = bowl_x - rng.uniform(0.1, 0.2) * bowl_w - 0.5 * cup_h
+  start_x, start_y = start_f * width, table_y - 0.5 * cup_h
+  gap = gap_f * s
+  pour_x = bowl_x - pour_f * bowl_w - 0.5 * cup_h
   pour_y = table_y - bowl_h - gap - 0.5 * cup_h
-  max_angle = np.deg2rad(rng.uniform(75, 105))
-  mirror = rng.uniform() < 0.5
+  max_angle = np.deg2rad(angle_deg)
 
-  # Per-frame state [L] from the phase and the progress within it.
-  phase, p = _phase_progress(tl)
-  e = _smoothstep(p)
-  at_bowl = np.select([phase <= 0, phase <= 3], [e, 1.0], 1.0 - e)  # 0 = start, 1 = bowl
-  at_bowl = np.where(phase < 0, 0.0, at_bowl)
-  cx = start_x + (pour_x - start_x) * at_bowl
-  cy = start_y + (pour_y - start_y) * at_bowl
-  angle = max_angle * np.select([phase <= 0, phase == 1, phase == 2, phase == 3],
-                                [0.0, e, 1.0, 1.0 - e], 0.0)
-  poured = np.select([phase <= 1, phase == 2], [0.0, p], 1.0)  # fraction of liquid moved
+  # Per-frame state [L] from the phase and the progress within it; 'start' brings the cup back,
+  # 'away' carries it off the far edge at pouring height (past the bowl), 'lifted' straight up
+  # out of the top (a vertical move: the same in mirrored and unmirrored videos).
+  end_state = config.get("end_state", "start")
+  end = None
+  if end_state == "away":
+    end = (width + cup_w + cup_h, pour_y)
+  elif end_state == "lifted":
+    end = (pour_x, -(cup_w + cup_h))
+  phase, cx, cy, angle, poured = cup_path(tl, (start_x, start_y), (pour_x, pour_y), max_angle,
+                                          end)
 
   # Camera shake: a clipped random walk in integer pixels, shared by scene and background.
   j = int(config.jitter_pixels)
@@ -439,12 +474,14 @@ if __name__ == "__main__":
   flags.DEFINE_integer("count", 4, "Number of videos.", lower_bound=1)
   flags.DEFINE_integer("size", 64, "Frame height and width, pixels.", lower_bound=16)
   flags.DEFINE_bool("frames", False, "Folders of PNG frames instead of mp4 files.")
+  flags.DEFINE_enum("end_state", "start", list(END_STATES), "Where the return takes the cup.")
   flags.mark_flag_as_required("output")
 
   def _main(argv):
     del argv
     cfg = default_config()
     cfg.height = cfg.width = flags.FLAGS.size
+    cfg.end_state = flags.FLAGS.end_state
     for path in write_videos(flags.FLAGS.output, flags.FLAGS.split, flags.FLAGS.count, cfg,
                              as_frames=flags.FLAGS.frames):
       print(path)
