@@ -284,11 +284,9 @@ def search(trained: inference.TrainedEncoder, query: Union[str, np.ndarray],
                                        progress), np.float32)
   start, end = query_span(len(q_all), start, end, what)
   q = q_all[start:end]
-  videos = [v if isinstance(v, LibraryVideo) else None for v in library]
-  if any(v is None for v in videos):
-    videos = [v for item in library for v in (
-        [item] if isinstance(item, LibraryVideo) else
-        load_library(trained, [item], frames_per_chunk=frames_per_chunk, progress=progress))]
+  videos = [v for item in library for v in (
+      [item] if isinstance(item, LibraryVideo) else
+      load_library(trained, [item], frames_per_chunk=frames_per_chunk, progress=progress))]
   if not videos:
     raise ValueError("the library is empty: nothing to search")
   for v in videos:

@@ -22,6 +22,7 @@ import numpy as np
 from lac_jax import checkpoint
 from lac_jax import logs
 from lac_jax import preemption
+import launched
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 TESTS = os.path.join(REPO, "tests")
@@ -115,24 +116,8 @@ def _launch(config, workdir, processes=1, devices=None, cache=None, pause=None):
   return procs
 
 
-def _wait(procs, timeout=400):
-  """(return codes, outputs); kills every process on a timeout."""
-  codes, outputs = [], []
-  for proc, log in procs:
-    try:
-      codes.append(proc.wait(timeout=timeout))
-    except subprocess.TimeoutExpired:
-      for p, _ in procs:
-        p.kill()
-      raise
-    log.close()
-    with open(log.name) as f:
-      outputs.append(f.read())
-  return codes, outputs
-
-
 def _run(*args, **kwargs):
-  codes, outputs = _wait(_launch(*args, **kwargs))
+  codes, outputs = launched.wait_all(_launch(*args, **kwargs))
   assert codes == [0] * len(codes), "\n\n".join(o[-4000:] for o in outputs)
   return outputs
 
@@ -190,7 +175,7 @@ def _preempted_then_resumed(tmp_path, processes, devices, signalled, signals, st
   _wait_for(markers / f"paused.p{signalled}", procs)
   for sig in signals:
     procs[signalled][0].send_signal(sig)
-  codes, outputs = _wait(procs)
+  codes, outputs = launched.wait_all(procs)
   assert codes == [0] * processes, "\n\n".join(o[-4000:] for o in outputs)
   # The handler's notice (two pending signals are handled in signal-number order).
   assert "received: finishing this step" in outputs[signalled]

@@ -24,6 +24,8 @@ import time
 import numpy as np
 import pytest
 
+import launched
+
 from lac_jax import checkpoint
 from lac_jax import logs
 from lac_jax import train
@@ -240,22 +242,6 @@ def _launch_processes(args, workdir_log, per_process=((), ()), devices=2, cache=
   return procs
 
 
-def _wait_all(procs, timeout=400):
-  """Return codes and outputs of `_launch_processes`'s processes (kills them on timeout)."""
-  codes, outputs = [], []
-  for proc, log in procs:
-    try:
-      codes.append(proc.wait(timeout=timeout))
-    except subprocess.TimeoutExpired:
-      for p, _ in procs:
-        p.kill()
-      raise
-    log.close()
-    with open(log.name) as f:
-      outputs.append(f.read())
-  return codes, outputs
-
-
 @pytest.fixture(scope="module")
 def two_processes(root):
   """Run E: 2 processes x 2 CPU devices on localhost, the same 4 steps as D (1 process x 4
@@ -263,10 +249,10 @@ def two_processes(root):
   args = [f"--config={root / 'tiny.py'}", f"--workdir={root / 'E'}",
           "--config.train.num_steps=4"]
   cache = root / "cache_2x2"  # E2 (and the killed-peer test) reuse E1's compiles
-  first = _wait_all(_launch_processes(args + ["--config.train.stop_at_step=2"], root / "E1",
-                                      cache=cache))
-  second = _wait_all(_launch_processes(args + ["--config.train.eval_at_end=True"], root / "E2",
-                                       cache=cache))
+  first = launched.wait_all(_launch_processes(
+      args + ["--config.train.stop_at_step=2"], root / "E1", cache=cache))
+  second = launched.wait_all(_launch_processes(
+      args + ["--config.train.eval_at_end=True"], root / "E2", cache=cache))
   return first, second
 
 
@@ -276,7 +262,7 @@ def four_devices_gloo(root):
   ``jax.distributed``, here with one process), so that its cross-device means go through gloo as
   E's do. The programs are D's (the collectives are the runtime's): when D ran first, D' only
   reads D's compilation cache (16 s instead of 39 s)."""
-  codes, outputs = _wait_all(_launch_processes(
+  codes, outputs = launched.wait_all(_launch_processes(
       [f"--config={root / 'tiny.py'}", f"--workdir={root / 'D_gloo'}",
        "--config.train.num_steps=4"], root / "D_gloo", per_process=((),), devices=4,
       cache=root / "cache_1x4"))
@@ -343,7 +329,7 @@ def test_a_failing_process_ends_the_others(root, tmp_path):
   args = [f"--config={root / 'tiny.py'}", f"--workdir={tmp_path / 'w'}",
           "--config.train.num_steps=50"]
   start = time.monotonic()
-  codes, outputs = _wait_all(_launch_processes(
+  codes, outputs = launched.wait_all(_launch_processes(
       args, tmp_path / "fail", ((), ("--config.model.backbone_weights=/no/such/weights.npz",))),
       timeout=200)
   assert codes[1] == 1 and "lac_jax.main: error: config.model.backbone_weights" in outputs[1]
@@ -364,7 +350,7 @@ def test_a_killed_process_ends_the_others(root, tmp_path):
     time.sleep(0.5)
   procs[1][0].kill()
   killed = time.monotonic()
-  codes, outputs = _wait_all(procs, timeout=120)
+  codes, outputs = launched.wait_all(procs, timeout=120)
   assert codes[0] != 0
   # Either a collective fails at once (gloo sees the closed connection) or the heartbeats stop.
   assert ("another process stopped or was lost" in outputs[0] or
