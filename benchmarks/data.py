@@ -110,9 +110,9 @@ def encoder_steps_per_s(size: int, batch_size: int, num_frames: int, depth: int,
   from lac_jax.models import encoder  # pylint: disable=g-import-not-at-top
 
   cfg = encoder.default_config()
-  cfg.resnet_depth = depth
+  cfg.trunk_options.depth = depth
   if depth < 50:  # ResNet-18/34 layer3 has fewer than 3 blocks: cut after the whole stage
-    cfg.cut = "layer3"
+    cfg.trunk_options.cut = "layer3"
   if size < 128:  # conv4c is 4x4 at 64 px: too small for two valid 3x3 convs
     cfg.context_padding = "same"
   model = encoder.build_encoder(cfg)

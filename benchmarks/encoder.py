@@ -51,13 +51,13 @@ def time_fn(fn: Callable[..., Any], args: tuple, repeats: int) -> Dict[str, floa
 
 def bench_size(size: int, args: argparse.Namespace) -> List[Dict[str, Any]]:
   config = encoder.default_config()
-  config.resnet_depth = args.depth
-  config.cut = args.cut
+  config.trunk_options.depth = args.depth
+  config.trunk_options.cut = args.cut
   config.dtype = args.dtype
   config.trunk_chunk = args.trunk_chunk
   config.context_padding = "same" if size < 80 else "valid"
   model = encoder.build_encoder(config)
-  trunk = resnet.ResNet(depth=args.depth, cut=config.cut, dtype=model.dtype)
+  trunk = resnet.ResNet(depth=args.depth, cut=args.cut, dtype=model.dtype)
   shape = (args.videos, args.frames, size, size, 3)
   variables = encoder.jit_init(model, jax.random.PRNGKey(0), jnp.zeros(shape, jnp.uint8),
                                jnp.ones(shape[:2], bool))

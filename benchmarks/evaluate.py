@@ -173,8 +173,8 @@ def section_embed_eval(data: Data, args: argparse.Namespace) -> None:
   data_config.height = data_config.width = size
   train, val = synthetic.load('train', data_config), synthetic.load('val', data_config)
   model_config = encoder.default_config()
-  model_config.resnet_depth = 18
-  model_config.cut = 'layer3'  # [N, S/16, S/16, 256].
+  model_config.trunk_options.depth = 18
+  model_config.trunk_options.cut = 'layer3'  # [N, S/16, S/16, 256].
   model_config.context_padding = 'same'
   model = encoder.build_encoder(model_config)
   variables, init_sec = timed(encoder.init_variables, model, jax.random.PRNGKey(0),

@@ -32,8 +32,8 @@ def get_config(arg=None):
   config.seed = 0  # model init, dropout, data order and augmentation
   # --- Model: a small randomly initialised ResNet-18 trunk cut early, a narrow head. ---
   m = config.model
-  m.resnet_depth = 18  # small trunk (no ImageNet weights: random init)
-  m.cut = "conv3a"  # first block of layer2: [N, 4, 4, 128] at 32 px
+  m.trunk_options.depth = 18  # small trunk (no ImageNet weights: random init)
+  m.trunk_options.cut = "conv3a"  # first block of layer2: [N, 4, 4, 128] at 32 px
   m.context_width = 64  # Conv3D channels (paper 512)
   m.context_padding = "same"  # the cut map is only 4 x 4
   m.mlp_sizes = (128,)  # one hidden layer (paper 512, 512)

@@ -5,7 +5,7 @@
       --config.model.backbone_weights=resnet50_flax.npz
 
 The folder holds video files and/or folders of jpg/png frames, in ``train/`` and ``val/`` or
-directly (then ``data.val_fraction`` of them validate), and optionally ``labels.json``
+directly (then ``data.videos.val_fraction`` of them validate), and optionally ``labels.json``
 (docs/own_videos.md). For a CPU-sized model use ``--config=configs/synthetic.py
 --config.data.dataset=videos`` instead. ``arg``: as ``configs/pouring.py``.
 """
@@ -26,8 +26,8 @@ def get_config(arg=None):
   config = common.paper()
   d = config.data
   d.dataset = "videos"  # your folder: --config.data.data_dir=DIR
-  d.fps = 0.0  # keep every frame; e.g. 10 to bring 30-60 fps phone videos to ~10 fps
-  d.max_frames = 512  # longer videos keep 512 frames evenly spaced
+  d.videos.fps = 0.0  # keep every frame; e.g. 10 to bring 30-60 fps phone videos to ~10 fps
+  d.videos.max_frames = 512  # longer videos keep 512 frames evenly spaced
   t = config.train
   t.log_every_steps = 50
   t.checkpoint_every_steps = 500

@@ -10,7 +10,7 @@ host arrays once, from process 0.
 from __future__ import annotations
 
 import os
-from typing import Any, Callable, Optional, Union
+from typing import Any, Callable, Mapping, Optional, Union
 
 from absl import logging
 import jax
@@ -74,11 +74,29 @@ def _merge(target: ml_collections.ConfigDict, values: dict, where: str) -> None:
       raise ValueError(f"field {name!r}: cannot set {value!r}: {e}") from None
 
 
+def _rename(values: dict, renamed: Mapping[str, str]) -> None:
+  """Moves each saved field ``old`` (a dotted path) to ``new``, in place."""
+  for old, new in renamed.items():
+    *head, last = old.split(".")
+    section = values
+    for key in head:
+      section = section.get(key) if isinstance(section, dict) else None
+    if not isinstance(section, dict) or last not in section:
+      continue
+    value = section.pop(last)
+    *head, last = new.split(".")
+    section = values
+    for key in head:
+      section = section.setdefault(key, {})
+    section[last] = value
+
+
 def read_config(workdir: str, template: Union[ml_collections.ConfigDict,
-                                               Callable[[dict], ml_collections.ConfigDict]]
-                ) -> ml_collections.ConfigDict:
+                                               Callable[[dict], ml_collections.ConfigDict]],
+                renamed: Optional[Mapping[str, str]] = None) -> ml_collections.ConfigDict:
   """The config saved in ``workdir/config.json``, merged into a copy of ``template`` (or of
   ``template(values)``, the template for the saved values, e.g. with their loss's fields).
+  ``renamed``: ``{old: new}`` dotted paths of fields that moved since older runs were saved.
 
   Raises:
     FileNotFoundError: no ``config.json`` (a workdir written before configs were saved): the
@@ -91,6 +109,7 @@ def read_config(workdir: str, template: Union[ml_collections.ConfigDict,
         f"{path} not found (runs trained before lac_jax saved its config there have none): "
         "pass the config the run was trained with, e.g. --config=configs/synthetic.py")
   values = files.read_json_object(path, path)
+  _rename(values, renamed or {})
   if callable(template):
     template = template(values)
   config = template.copy_and_resolve_references()

@@ -20,6 +20,7 @@ from lac_jax import evaluate as evaluate_lib
 from lac_jax import losses
 from lac_jax.data import pipeline
 from lac_jax.models import encoder as encoder_lib
+from lac_jax.models import trunks
 
 SCHEDULES = ("cosine_epochs", "cosine", "constant")
 OPTIMIZERS = ("adam_l2", "adamw")
@@ -30,6 +31,14 @@ PRESETS = losses.PRESETS  # every loss: its own paper's settings or the official
 loss_config = losses.default_config  # (name, preset) -> the loss section
 lac_code_training = losses.lac_code_training  # name -> the official LAC code's settings
 
+# Fields that moved: {old dotted path: new}. Runs saved before the move still load.
+RENAMED = {
+    "model.resnet_depth": "model.trunk_options.depth",
+    "model.cut": "model.trunk_options.cut",
+    "data.val_fraction": "data.videos.val_fraction",
+    "data.fps": "data.videos.fps",
+    "data.max_frames": "data.videos.max_frames",
+}
 
 
 def train_config() -> ml_collections.ConfigDict:
@@ -126,6 +135,10 @@ def prepare_config(config: ml_collections.ConfigDict) -> ml_collections.ConfigDi
   (`losses.resolve`) and the data settings that loss needs (`losses.data_requirements`)."""
   config = config.copy_and_resolve_references()
   with config.unlocked():
+    if "model" in config:
+      model = config.model
+      model.trunk_options = trunks.resolve_options(model.get("trunk", "resnet"),
+                                                   model.get("trunk_options", {}))
     if "loss" in config:
       config.loss = losses.resolve(config.loss)
       for path, value in losses.data_requirements(config.loss).items():
@@ -147,7 +160,9 @@ def check_config(config: ml_collections.ConfigDict) -> None:
   if missing or unknown:
     raise ValueError(f"config: expected the sections {list(SECTIONS)}; missing {missing}, "
                      f"unknown {unknown}")
-  _check_known("model", config.model, encoder_lib.default_config())
+  model = encoder_lib.default_config()
+  model.trunk_options = trunks.default_options(config.model.get("trunk", "resnet"))
+  _check_known("model", config.model, model)
   _check_known("data", config.data, pipeline.default_config())
   _check_known("eval", config.eval, evaluate_lib.default_config())
   _check_known("train", config.train, train_config())

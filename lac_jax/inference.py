@@ -235,7 +235,8 @@ def load_trained(workdir: str, config: Optional[ml_collections.ConfigDict] = Non
     raise FileNotFoundError(f"--workdir {workdir}: no {checkpoint.CHECKPOINT_DIR}/ folder; "
                             "train first (python -m lac_jax.main --config=... --workdir=...)")
   if config is None:
-    config = checkpoint.read_config(workdir, config_lib.saved_config_template)
+    config = checkpoint.read_config(workdir, config_lib.saved_config_template,
+                                    renamed=config_lib.RENAMED)
   config = config_lib.prepare_config(config)
   ckpts = checkpoint.Checkpoints(ckpt_dir, keep=None)
   try:

@@ -53,7 +53,7 @@ def test_paper_configs_differ_from_the_defaults_only_where_the_paper_does():
   assert pouring.get_config().data.dataset == "pouring"
   own = videos.get_config()
   assert own.data.dataset == "videos" and own.model.require_backbone_weights
-  assert own.data.image_size == 224 and own.model.resnet_depth == 50
+  assert own.data.image_size == 224 and own.model.trunk_options.depth == 50
   assert penn_action.get_config("squat").data.action == "squat"
   with pytest.raises(ValueError, match="'yoga' has no key= and is no accepted value"):
     penn_action.get_config("yoga")

@@ -9,6 +9,7 @@ import pytest
 from tiny import tiny_encoder_config
 
 from lac_jax import checkpoint
+from lac_jax import config as config_lib
 from lac_jax import evaluate
 from lac_jax import inference
 from lac_jax import train
@@ -138,6 +139,24 @@ def test_run_config_round_trip_and_errors(tmp_path):
   (tmp_path / "config.json").write_text(json.dumps(values))
   with pytest.raises(ValueError, match="model.no_such_field"):
     checkpoint.read_config(str(tmp_path), train.base_config())
+
+
+def test_runs_saved_before_fields_moved_still_load(tmp_path):
+  """A config.json with the old flat fields (model.resnet_depth, model.cut, data.fps ...) loads
+  into their new places (lac_jax.config.RENAMED); without the renames it is refused."""
+  config = train.base_config()
+  values = config.to_dict()
+  del values["model"]["trunk_options"], values["data"]["videos"]
+  values["model"].update(resnet_depth=18, cut="conv2a")
+  values["data"].update(val_fraction=0.3, fps=7.5, max_frames=64)
+  (tmp_path / "config.json").write_text(json.dumps(values))
+  with pytest.raises(ValueError, match="is not in this version.s config"):
+    checkpoint.read_config(str(tmp_path), config_lib.saved_config_template)
+  back = checkpoint.read_config(str(tmp_path), config_lib.saved_config_template,
+                                renamed=config_lib.RENAMED)
+  assert back.model.trunk_options.to_dict() == {"depth": 18, "cut": "conv2a"}
+  assert back.data.videos.to_dict() == {"val_fraction": 0.3, "fps": 7.5, "max_frames": 64}
+  config_lib.prepare_config(back)
 
 
 def _save_run(workdir, config):

@@ -4,8 +4,10 @@ is listed in docs/extending.md's tables (a new component cannot be forgotten the
 import os
 import re
 
+import flax.linen as nn
 import jax
 import jax.numpy as jnp
+import ml_collections
 import pytest
 
 from lac_jax import config as config_lib
@@ -47,18 +49,77 @@ def test_every_dataset_loads_by_name_and_is_documented(name):
   config.data.dataset = name
   config_lib.check_config(config)
   assert name in _table_names("The datasets:")
+  if hasattr(module, "default_config"):  # its options: config.data.<name>, from the module
+    assert config.data[name].to_dict() == module.default_config().to_dict()
 
 
 @pytest.mark.parametrize("name", sorted(trunks.TRUNKS))
 def test_every_trunk_builds_and_is_documented(name):
   c = encoder.default_config()
   c.trunk = name
-  c.resnet_depth, c.cut = 18, "conv2a"
+  c.trunk_options = trunks.default_options(name)
   c.context_width, c.context_padding, c.mlp_sizes = 8, "same", (8,)
   c.embed_dim, c.num_heads, c.ffn_dim, c.output_dim = 8, 2, 8, 4
   model = encoder.build_encoder(c)
   frames = jnp.zeros((1, 2, 16, 16, 3), jnp.uint8)
-  variables = model.init(jax.random.PRNGKey(0), frames, train=False)
-  assert model.apply(variables, frames, train=False).shape == (1, 2, 4)
+  # Shapes only (abstract evaluation): the default trunk is a whole ResNet-50.
+  variables = jax.eval_shape(lambda f: model.init(jax.random.PRNGKey(0), f, train=False), frames)
+  out = jax.eval_shape(lambda v, f: model.apply(v, f, train=False), variables, frames)
+  assert out.shape == (1, 2, 4)
   assert trunks.module(name).describe(model)
   assert name in _table_names("The trunks:")
+
+
+# A toy trunk defined here (this module is its registry entry), to check that a trunk with its
+# own options needs no change outside its module and its TRUNKS entry.
+def default_config():
+  c = ml_collections.ConfigDict()
+  c.width = 6
+  return c
+
+
+def check_config(options):
+  if options.width < 1:
+    raise ValueError(f"config.model.trunk_options.width: need >= 1, got {options.width}")
+
+
+class _Toy(nn.Module):
+  width: int
+
+  @nn.compact
+  def __call__(self, images, train, mask=None):
+    return nn.Conv(self.width, (4, 4), strides=(4, 4))(images.astype(jnp.float32) / 255.0)
+
+
+def build(encoder_module, mean_std=True):
+  del mean_std
+  return _Toy(encoder_module.trunk_options["width"], name="backbone")
+
+
+def load_weights(variables, path, encoder_module):
+  raise NotImplementedError(path)
+
+
+def describe(encoder_module):
+  return f"toy-{encoder_module.trunk_options['width']}"
+
+
+def test_a_new_trunk_needs_only_its_module_and_registry_entry(monkeypatch):
+  monkeypatch.setitem(trunks.TRUNKS, "toy", __name__)
+  config = config_lib.base_config()  # trunk_options hold the ResNet's fields
+  config.model.trunk = "toy"  # as --config.model.trunk=toy would
+  config = config_lib.prepare_config(config)
+  assert config.model.trunk_options.to_dict() == {"width": 6}
+  config.model.trunk_options.width = 5
+  config.model.context_padding = "same"
+  model = encoder.build_encoder(config.model)
+  frames = jnp.zeros((1, 2, 16, 16, 3), jnp.uint8)
+  variables = jax.eval_shape(lambda f: model.init(jax.random.PRNGKey(0), f, train=False), frames)
+  assert variables["params"]["backbone"]["Conv_0"]["kernel"].shape == (4, 4, 3, 5)
+  assert trunks.module("toy").describe(model) == "toy-5"
+  config.model.trunk_options.width = 0
+  with pytest.raises(ValueError, match=r"config.model.trunk_options.width: need >= 1"):
+    encoder.build_encoder(config.model)
+  config.model.trunk_options = {"width": 3, "depth": 18}
+  with pytest.raises(ValueError, match=r"trunk_options: unknown fields \['depth'\] for trunk"):
+    config_lib.prepare_config(config)

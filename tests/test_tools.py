@@ -30,7 +30,8 @@ from lac_jax import train
 def get_config():
   c = train.base_config()
   m = c.model
-  m.resnet_depth, m.cut, m.context_width, m.context_layers = 18, "conv2a", 8, 1
+  m.trunk_options.depth, m.trunk_options.cut = 18, "conv2a"
+  m.context_width, m.context_layers = 8, 1
   m.context_padding, m.mlp_sizes, m.embed_dim, m.num_heads = "same", (16,), 16, 2
   m.ffn_dim, m.num_layers, m.output_dim = 16, 1, 8
   c.data.image_size = 16

@@ -40,8 +40,8 @@ def get_config():
   c = train.base_config()
   c.seed = 0
   m = c.model
-  m.resnet_depth = 18
-  m.cut = "conv2a"  # stem + one basic block: [N, 4, 4, 64] at 16 px
+  m.trunk_options.depth = 18
+  m.trunk_options.cut = "conv2a"  # stem + one basic block: [N, 4, 4, 64] at 16 px
   m.context_width = 8
   m.context_layers = 1
   m.context_padding = "same"

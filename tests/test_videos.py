@@ -31,7 +31,10 @@ def _data(directory, cache, **fields):
   c = pipeline.default_config()
   c.dataset, c.data_dir, c.cache_dir = "videos", str(directory), str(cache)
   for k, v in fields.items():
-    c[k] = v
+    if k in c.videos:  # the dataset's own options: config.data.videos
+      c.videos[k] = v
+    else:
+      c[k] = v
   return c
 
 
@@ -204,7 +207,7 @@ def test_folder_errors_name_the_problem(tmp_path):
     data_lib.load_split(_data(tmp_path / "half", tmp_path / "c"), "train", None, 8)
   with pytest.raises(NotADirectoryError, match=r"config.data.data_dir='/nonexistent'"):
     data_lib.load_split(_data("/nonexistent", tmp_path / "c"), "train", None, 8)
-  with pytest.raises(ValueError, match=r"config.data.fps"):
+  with pytest.raises(ValueError, match=r"config.data.videos.fps"):
     data_lib.load_split(_data(tmp_path / "two", tmp_path / "c", fps=-1.0), "train", None, 8)
 
 

@@ -8,8 +8,8 @@ from lac_jax.models import encoder
 def tiny_encoder_config(**overrides):
   """ResNet-18 cut at layer1 ([N, 8, 8, 64] at 32 px) with a narrow head."""
   c = encoder.default_config()
-  c.resnet_depth = 18
-  c.cut = "layer1"
+  c.trunk_options.depth = 18
+  c.trunk_options.cut = "layer1"
   c.context_width = 16
   c.context_padding = "same"
   c.mlp_sizes = (16,)
@@ -19,7 +19,10 @@ def tiny_encoder_config(**overrides):
   c.output_dim = 8
   c.pe_positions = "arange"
   for k, v in overrides.items():
-    c[k] = v
+    if k in c.trunk_options:  # e.g. cut="conv2a"
+      c.trunk_options[k] = v
+    else:
+      c[k] = v
   return c
 
 
@@ -30,7 +33,8 @@ def tiny_train_config(dataset: str = "synthetic", data_dir: str = "", **train_ov
   c = train.base_config()
   c.seed = 0
   m = c.model
-  m.resnet_depth, m.cut, m.context_width, m.context_layers = 18, "conv2a", 8, 1
+  m.trunk_options.depth, m.trunk_options.cut = 18, "conv2a"
+  m.context_width, m.context_layers = 8, 1
   m.context_padding, m.mlp_sizes, m.embed_dim, m.num_heads = "same", (16,), 16, 2
   m.ffn_dim, m.num_layers, m.output_dim = 16, 1, 8
   d = c.data

@@ -2,7 +2,8 @@
 
 A dataset module defines ``NAME``, ``ACTIONS``, ``NUM_PHASES``, ``RESIZE_ON_LOAD`` and
 ``load_split(data, split, action, image_size) -> list[Video]`` (``data`` is ``config.data``),
-optionally ``num_phases(data)``, ``skipped(data, image_size)`` and ``DECODE_CACHE``. Real
+optionally ``default_config()`` (its options, ``config.data.<name>``), ``num_phases(data)``,
+``skipped(data, image_size)`` and ``DECODE_CACHE``. Real
 datasets decode frames lazily on ``Video.frames``; ``lac_jax.data.store`` turns any list of
 Videos into a TFDS ``array_record`` store for streaming. What each name means:
 docs/data.md#datasets; adding one: docs/extending.md#a-dataset.
@@ -38,6 +39,17 @@ def dataset(name: str) -> ModuleType:
   if name not in DATASETS:
     raise ValueError(f"Unknown dataset {name!r}; expected one of {list(DATASETS)}")
   return importlib.import_module(DATASETS[name])
+
+
+def option_sections() -> dict[str, ml_collections.ConfigDict]:
+  """``{name: options}`` for every dataset whose module has ``default_config()``: the sections
+  ``config.data.<name>`` (e.g. ``config.data.synthetic``, ``config.data.videos``)."""
+  sections = {}
+  for name in DATASETS:
+    make = getattr(dataset(name), "default_config", None)
+    if make is not None:
+      sections[name] = make()
+  return sections
 
 
 def _checked(data: ml_collections.ConfigDict, split: str) -> ModuleType:

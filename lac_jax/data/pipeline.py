@@ -16,16 +16,17 @@ from typing import Any, Iterator, Sequence
 import ml_collections
 import numpy as np
 
+from lac_jax import data as data_lib
 from lac_jax.data import augment
 from lac_jax.data import sampling
-from lac_jax.data import synthetic
 from lac_jax.data.video import Video
 
 Batch = dict[str, np.ndarray]
 
 
 def default_config() -> ml_collections.ConfigDict:
-  """The data config: dataset choice, batching, and the sampling/augment/synthetic parts."""
+  """The data config: dataset choice, batching, sampling, augmentation and each dataset's own
+  options (``config.data.<name>``, from the dataset module's ``default_config``)."""
   c = ml_collections.ConfigDict()
   # 'synthetic' (generated, no download), 'pouring', 'penn_action' or 'videos' (a folder of
   # your own videos, docs/own_videos.md)
@@ -34,10 +35,7 @@ def default_config() -> ml_collections.ConfigDict:
   # A video whose label count differs from its frame count: 'error' | 'resample' (CARL's rule)
   c.label_mismatch = "error"
   c.action = ""  # PennAction: the one action to train and evaluate on (e.g. 'baseball_pitch')
-  # --- 'videos' only (docs/own_videos.md) ---
-  c.val_fraction = 0.2  # without train/ and val/: this fraction of the videos (by name hash)
-  c.fps = 0.0  # > 0: resample time to this rate (frames on screen at t0 + k / fps); 0: keep all
-  c.max_frames = 512  # > 0: longer videos keep this many frames, evenly spaced; 0: no bound
+  # --- Datasets that decode files into a cache ('videos', docs/own_videos.md) ---
   c.cache_dir = ""  # decoded frames; '' = workdir/cache when training, else ~/.cache/lac_jax
   c.cache_encoding = "jpeg"  # frames in the cache: 'jpeg' (quality 95), 'png' or 'raw'
   c.skip_unreadable = False  # True: skip unreadable inputs (workdir/skipped.json), else error
@@ -50,7 +48,9 @@ def default_config() -> ml_collections.ConfigDict:
   c.prefetch = 2  # training steps built ahead of the consumer (>= 1)
   c.sampling = sampling.default_config()
   c.augment = augment.default_config()
-  c.synthetic = synthetic.default_config()
+  # Each dataset's own options, config.data.<name> (its module's default_config): synthetic,
+  # videos.
+  c.update(data_lib.option_sections())
   return c
 
 

@@ -1,11 +1,11 @@
 """The ``videos`` dataset: a folder of the user's own recordings, labels optional.
 
 ``data.data_dir`` holds video files (anything PyAV decodes) and folders of jpg/png frames, in
-``train/`` and ``val/`` when both exist, else directly (split by ``data.val_fraction`` from a
-hash of each name), plus an optional ``labels.json``. Each input is decoded once (rotation
-applied, resampled to ``data.fps``, at most ``data.max_frames`` frames, resized to the
-pipeline's size) into its own ``array_record`` store under ``data.cache_dir``, keyed by the
-file's path, size and modification time and the decode settings. Policies: docs/own_videos.md.
+``train/`` and ``val/`` when both exist, else directly (split by ``data.videos.val_fraction``
+from a hash of each name), plus an optional ``labels.json``. Each input is decoded once (rotation
+applied, resampled and capped by ``data.videos``, resized to the pipeline's size) into its own
+``array_record`` store under ``data.cache_dir``, keyed by the file's path, size and modification
+time and the decode settings. Policies: docs/own_videos.md.
 """
 
 from __future__ import annotations
@@ -22,6 +22,7 @@ import tempfile
 from typing import Any, Mapping, Optional, Sequence
 
 from absl import logging
+import ml_collections
 import numpy as np
 
 from lac_jax.data import decode
@@ -44,6 +45,24 @@ DEFAULT_CACHE = os.path.join("~", ".cache", "lac_jax", "videos")
 _STORE_NAME = "frames"
 _META = "meta.json"
 
+
+
+def default_config() -> ml_collections.ConfigDict:
+  """This dataset's options, ``config.data.videos`` (docs/own_videos.md)."""
+  c = ml_collections.ConfigDict()
+  c.val_fraction = 0.2  # without train/ and val/: this fraction of the videos (by name hash)
+  c.fps = 0.0  # > 0: resample time to this rate (frames on screen at t0 + k / fps); 0: keep all
+  c.max_frames = 512  # > 0: longer videos keep this many frames, evenly spaced; 0: no bound
+  return c
+
+
+def options(data: Any) -> ml_collections.ConfigDict:
+  """``data.videos`` over `default_config` (a data config may omit the section)."""
+  c = default_config()
+  c.update(dict(data.get("videos", None) or {}))
+  return c
+
+
 # What the last `prepare` did, for logs and tests: inputs decoded now and read from the cache.
 LAST_PREPARE = {"decoded": 0, "cached": 0, "skipped": 0}
 
@@ -59,11 +78,13 @@ class Settings:
 
   @classmethod
   def of(cls, data: Any, image_size: Any) -> "Settings":
-    fps, max_frames = float(data.get("fps", 0.0)), int(data.get("max_frames", 0))
+    opts = options(data)
+    fps, max_frames = float(opts.fps), int(opts.max_frames)
     if not (math.isfinite(fps) and fps >= 0):
-      raise ValueError(f"config.data.fps: need a rate >= 0 (0 keeps every frame), got {fps!r}")
+      raise ValueError(f"config.data.videos.fps: need a rate >= 0 (0 keeps every frame), got "
+                       f"{fps!r}")
     if max_frames < 0:
-      raise ValueError(f"config.data.max_frames: need an int >= 0 (0: no bound), got "
+      raise ValueError(f"config.data.videos.max_frames: need an int >= 0 (0: no bound), got "
                        f"{max_frames!r}")
     encoding = data.get("cache_encoding", "jpeg")
     if encoding not in store.FRAME_ENCODINGS:
@@ -103,7 +124,8 @@ def split_names(names: Sequence[str], val_fraction: float) -> set[str]:
   """The names held out for validation: ``max(1, round(f * N))`` of them (at most ``N - 2``),
   those with the smallest SHA-256 of the name, so the split depends on the names alone."""
   if not 0.0 < val_fraction < 1.0:
-    raise ValueError(f"config.data.val_fraction: need a fraction in (0, 1), got {val_fraction!r}")
+    raise ValueError("config.data.videos.val_fraction: need a fraction in (0, 1), got "
+                     f"{val_fraction!r}")
   count = min(max(1, round(val_fraction * len(names))), max(0, len(names) - 2))
   return set(sorted(names, key=_name_hash)[:count])
 
@@ -321,7 +343,7 @@ def _split_inputs(directory: str, val_fraction: float) -> dict[str, list[str]]:
     if missing:
       raise NotADirectoryError(f"{directory}: has {'val' if missing[0] == 'train' else 'train'}/"
                                f" but no {missing[0]}/ (give both, or neither and let "
-                               "data.val_fraction split the folder)")
+                               "data.videos.val_fraction split the folder)")
     out = {}
     for split, d in split_dirs.items():
       out[split], ignored = find_inputs(d)
@@ -364,7 +386,7 @@ def prepare(data: Any, image_size: Any) -> Prepared:
   """
   directory = data_dir_of(data)
   settings = Settings.of(data, image_size)
-  paths = _split_inputs(directory, float(data.get("val_fraction", 0.2)))
+  paths = _split_inputs(directory, float(options(data).val_fraction))
   key = _fingerprint(directory, paths, data, settings)
   if key in _PREPARED:  # Already checked in this process: nothing to decode or read.
     prepared = _PREPARED[key]
@@ -413,7 +435,7 @@ def prepare(data: Any, image_size: Any) -> Prepared:
   LAST_PREPARE.update(decoded=decoded, cached=cached, skipped=len(skipped))
   if len(splits["train"]) < 2 or not splits["val"]:
     where = ("train/ and val/" if os.path.isdir(os.path.join(directory, "train")) else
-             f"the folder, split by data.val_fraction={data.get('val_fraction', 0.2)}")
+             f"the folder, split by data.videos.val_fraction={options(data).val_fraction}")
     raise ValueError(f"config.data.data_dir={data.data_dir!r}: found {len(splits['train'])} "
                      f"readable training and {len(splits['val'])} validation video(s) in "
                      f"{where}; need at least 2 to train and 1 to validate")
@@ -441,7 +463,7 @@ def _video(entry: str, meta: Mapping[str, Any], labels: Optional[np.ndarray],
 
 
 def load_split(data: Any, split: str, action: Optional[str], image_size: Any) -> list[Video]:
-  """The Videos of ``split`` (``config.data``: data_dir, val_fraction, fps, max_frames,
+  """The Videos of ``split`` (``config.data``: data_dir, videos (`default_config`),
   cache_dir, cache_encoding, skip_unreadable, label_mismatch)."""
   if action not in (None, ACTION):
     raise ValueError(f"dataset 'videos' has the one action {ACTION!r}, got {action!r}")

@@ -312,8 +312,8 @@ def torchvision_to_flax(state_dict: Mapping[str, np.ndarray], depth: Optional[in
   """
   inferred = infer_depth(state_dict, path)
   if depth is not None and depth != inferred:
-    raise CheckpointError(f"{path}: expected a ResNet-{depth} (--depth or "
-                          f"config.model.resnet_depth) but the file holds a ResNet-{inferred}")
+    raise CheckpointError(f"{path}: expected a ResNet-{depth} (--depth or config.model."
+                          f"trunk_options.depth) but the file holds a ResNet-{inferred}")
   depth = inferred
   num_classes = int(state_dict["fc.weight"].shape[0]) if "fc.weight" in state_dict else 1000
   expected = flatten_variables(resnet.resnet_variable_shapes(depth, "logits", num_classes))

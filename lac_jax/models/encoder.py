@@ -36,8 +36,8 @@ def default_config() -> ml_collections.ConfigDict:
   c = ml_collections.ConfigDict()
   # --- Trunk (lac_jax.models.trunks) and its options ---
   c.trunk = "resnet"  # The per-frame trunk, a lac_jax.models.trunks.TRUNKS name.
-  c.resnet_depth = 50  # 'resnet': 18, 34 or 50 (torchvision layout); 18 for fast CPU runs.
-  c.cut = "conv4c"  # 'resnet': output of conv4c (LAC: 3rd block of layer3), layer3, conv3a ...
+  # Its options: the trunk module's default_config() (resnet: depth=50, cut='conv4c').
+  c.trunk_options = trunks.default_options("resnet")
   # 'train': all trainable, BN on batch statistics in training (official code);
   # 'frozen': no gradient into the trunk (stop_gradient), BN on running statistics, and the
   # optimiser leaves it alone (no weight decay, no Adam state: train.make_optimizer);
@@ -218,12 +218,12 @@ class LACEncoder(nn.Module):
   """Frames ``[B, T, H, W, 3]`` + mask ``[B, T]`` -> embeddings ``[B, T/num_context, E]``.
 
   The fields are those of ``default_config()`` (their meaning and defaults are there; ``dtype``
-  as a JAX dtype), minus the weight-file fields; build with ``build_encoder``.
+  as a JAX dtype, ``trunk_options`` as a FrozenDict), minus the weight-file fields; build with
+  ``build_encoder``.
   """
 
   trunk: str
-  resnet_depth: int
-  cut: str
+  trunk_options: Mapping[str, Any]  # the trunk's resolved options (a FrozenDict)
   backbone_mode: str
   trunk_chunk: int
   trunk_remat: bool
@@ -359,8 +359,8 @@ class LACEncoder(nn.Module):
     step_bn_mask = _nonempty(context_mask(bn_mask, nc).reshape(-1, 1, 1, 1, 1))
     if self.context_padding == "valid" and min(x.shape[2:4]) < 2 * self.context_layers + 1:
       raise ValueError(
-          f"The trunk's {self.cut} map is {x.shape[2]}x{x.shape[3]} for {frames.shape[2]}x"
-          f"{frames.shape[3]} images; {self.context_layers} valid 3x3 convs need at least "
+          f"The trunk's map ({self.trunk} {dict(self.trunk_options)}) is {x.shape[2]}x"
+          f"{x.shape[3]} for {frames.shape[2]}x{frames.shape[3]} images; {self.context_layers} valid 3x3 convs need at least "
           f"{2 * self.context_layers + 1}x{2 * self.context_layers + 1}: use larger images or "
           "config.model.context_padding='same'")
     for i in range(self.context_layers):
@@ -423,13 +423,13 @@ def build_encoder(config: ml_collections.ConfigDict) -> LACEncoder:
     raise ValueError(f"config.model: unknown fields {unknown}; expected a subset of "
                      f"{sorted(known)}")
   c = ml_collections.ConfigDict({**default_config().to_dict(), **config.to_dict()})
+  c.trunk_options = trunks.resolve_options(c.trunk, c.trunk_options)
   choices = {"backbone_mode": BACKBONE_MODES, "attention_axis": ATTENTION_AXES,
              "context_padding": ("valid", "same"), "conv_grad": conv_lib.GRAD_IMPLS,
              "dtype": tuple(DTYPES), "pe_positions": PE_POSITIONS}
   for name, allowed in choices.items():
     if c[name] not in allowed:
       raise ValueError(f"config.model.{name}: expected one of {tuple(allowed)}, got {c[name]!r}")
-  trunks.module(c.trunk).check_config(c)
   if c.num_context < 1 or c.trunk_chunk < 0:
     raise ValueError(f"config.model.num_context must be >= 1 and trunk_chunk >= 0, got "
                      f"{c.num_context} and {c.trunk_chunk}")
@@ -437,7 +437,8 @@ def build_encoder(config: ml_collections.ConfigDict) -> LACEncoder:
     raise ValueError(f"config.model.embed_dim={c.embed_dim} must be even and divide by "
                      f"num_heads={c.num_heads}")
   kwargs = {k: v for k, v in c.items() if k not in _WEIGHT_FIELDS}
-  kwargs.update(mlp_sizes=tuple(c.mlp_sizes), dtype=DTYPES[c.dtype])
+  kwargs.update(mlp_sizes=tuple(c.mlp_sizes), dtype=DTYPES[c.dtype],
+                trunk_options=flax.core.FrozenDict(c.trunk_options.to_dict()))
   return LACEncoder(**kwargs)
 
 

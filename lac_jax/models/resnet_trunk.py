@@ -1,9 +1,8 @@
 """The ResNet trunk of the encoder (`lac_jax.models.trunks` name ``'resnet'``): torchvision's
-ResNet-18/34/50 (`lac_jax.models.resnet`) cut at ``config.model.cut``, with ImageNet weights from
+ResNet-18/34/50 (`lac_jax.models.resnet`) cut at a named block, with ImageNet weights from
 ``python -m lac_jax.models.convert`` files or torchvision checkpoints.
 
-Its options in the model config: ``resnet_depth`` (18, 34, 50) and ``cut`` (a spatial cut:
-``conv4c`` as LAC, ``layer3``, ``conv3a``...; see `resnet.parse_cut`).
+Its options (``config.model.trunk_options``, `default_config`): ``depth`` and ``cut``.
 """
 
 from __future__ import annotations
@@ -21,28 +20,44 @@ from lac_jax.models import convert
 from lac_jax.models import resnet
 
 
-def check_config(config: ml_collections.ConfigDict) -> None:
-  """Raises ValueError on a bad ``resnet_depth`` / ``cut`` pair or a cut without a feature map."""
-  resnet.parse_cut(config.resnet_depth, config.cut)  # Raises on a bad depth/cut pair.
-  if config.cut in ("pooled", "logits"):
-    raise ValueError(f"config.model.cut={config.cut!r} gives no spatial map for the Conv3D "
-                     "block; use conv4c, layer3 or layer4")
+def default_config() -> ml_collections.ConfigDict:
+  """The ResNet's options (``config.model.trunk_options``): the paper's ResNet-50 at conv4c."""
+  c = ml_collections.ConfigDict()
+  c.depth = 50  # 18, 34 or 50 (torchvision layout); 18 for fast CPU runs
+  # Where the trunk stops: conv4c (LAC: 3rd block of layer3), layer3, conv3a ... (resnet.parse_cut)
+  c.cut = "conv4c"
+  return c
+
+
+def check_config(options: ml_collections.ConfigDict) -> None:
+  """Raises ValueError on a bad ``depth`` / ``cut`` pair or a cut without a feature map."""
+  if options.depth not in resnet.RESNET_SPECS:
+    raise ValueError("config.model.trunk_options.depth: expected one of "
+                     f"{sorted(resnet.RESNET_SPECS)}, got {options.depth!r}")
+  try:
+    resnet.parse_cut(options.depth, options.cut)
+  except ValueError as e:
+    raise ValueError(f"config.model.trunk_options.cut: {e}") from None
+  if options.cut in ("pooled", "logits"):
+    raise ValueError(f"config.model.trunk_options.cut: {options.cut!r} gives no spatial map for "
+                     "the Conv3D block; use conv4c, layer3 or layer4")
 
 
 def build(encoder: Any, mean_std: bool = True) -> nn.Module:
-  """The ResNet of ``encoder``'s ``resnet_depth`` and ``cut`` (named ``'backbone'``)."""
-  return resnet.ResNet(depth=encoder.resnet_depth, cut=encoder.cut, dtype=encoder.dtype,
+  """The ResNet of ``encoder.trunk_options`` (named ``'backbone'``)."""
+  options = encoder.trunk_options
+  return resnet.ResNet(depth=options["depth"], cut=options["cut"], dtype=encoder.dtype,
                        bn_axis_name=encoder.bn_axis_name, conv_grad=encoder.conv_grad,
                        input_mean_std=mean_std, name="backbone")
 
 
 def describe(encoder: Any) -> str:
-  return f"ResNet-{encoder.resnet_depth}"
+  return f"ResNet-{encoder.trunk_options['depth']}"
 
 
 def load_weights(variables: Mapping[str, Any], path: str, encoder: Any) -> Dict[str, Any]:
   """`load_resnet_weights` for ``encoder``'s depth."""
-  return load_resnet_weights(variables, path, depth=encoder.resnet_depth)
+  return load_resnet_weights(variables, path, depth=encoder.trunk_options["depth"])
 
 
 def load_resnet_weights(variables: Mapping[str, Any], path: str, depth: Optional[int] = None,
