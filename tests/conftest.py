@@ -1,25 +1,36 @@
-"""Test-session set-up: a persistent XLA compilation cache for this pytest process.
+"""Test-session set-up: one persistent XLA compilation cache for the whole session.
 
 Many tests build the same small train step or evaluation pass more than once (a run, then the
-same run stopped and resumed). Each build is a new jit, so without a persistent cache each one
-compiles again. The cache is a fresh temporary folder per session, so no test ever meets entries
-from another JAX version or another checkout. It holds only this process's compiles: the
-subprocess runs (test_train.py, test_baselines.py, test_tools.py) set caches of their own.
+same run stopped and resumed; the same tiny config in several files, in this process and in
+subprocesses). Each build is a new jit, so without a persistent cache each one compiles again.
+The cache is a fresh temporary folder per session, so no test ever meets entries from another
+JAX version or another checkout. Subprocesses find it through the environment; a size limit
+turns on JAX's file lock around each read and write, so processes can share it safely.
 """
 
+import os
 import shutil
 import tempfile
 
 import jax
 
-XLA_CACHE_DIR = tempfile.mkdtemp(prefix="lac_jax_test_xla_cache_")
+_ENV = "LAC_TEST_XLA_CACHE"  # set by the first process of the session (pytest-xdist workers share it)
+_OWNER = _ENV not in os.environ
+XLA_CACHE_DIR = os.environ.setdefault(_ENV, tempfile.mkdtemp(prefix="lac_jax_test_xla_cache_"))
+# Only compiles worth a disk round trip (small ones are faster to redo than to load).
+_MIN_COMPILE_SECS = "0.5"
+_MAX_BYTES = str(32 << 30)
 
 
 def pytest_configure(config):  # pylint: disable=unused-argument
+  os.environ.update(JAX_COMPILATION_CACHE_DIR=XLA_CACHE_DIR,
+                    JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS=_MIN_COMPILE_SECS,
+                    JAX_COMPILATION_CACHE_MAX_SIZE=_MAX_BYTES)
   jax.config.update("jax_compilation_cache_dir", XLA_CACHE_DIR)
-  # Only compiles worth a disk round trip (small ones are faster to redo than to load).
-  jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.5)
+  jax.config.update("jax_persistent_cache_min_compile_time_secs", float(_MIN_COMPILE_SECS))
+  jax.config.update("jax_compilation_cache_max_size", int(_MAX_BYTES))
 
 
 def pytest_unconfigure(config):  # pylint: disable=unused-argument
-  shutil.rmtree(XLA_CACHE_DIR, ignore_errors=True)
+  if _OWNER:
+    shutil.rmtree(XLA_CACHE_DIR, ignore_errors=True)

@@ -5,57 +5,24 @@ maths does not need a trained model; `test_train` checks that training writes th
 
 import json
 import os
-import subprocess
-import sys
 
-import jax
 import numpy as np
 import pytest
 from PIL import Image
 
-from lac_jax import checkpoint
+import launched
+import tiny
+
 from lac_jax import inference
-from lac_jax import train
 from lac_jax.data import decode
 from lac_jax.data import encode
 from lac_jax.data import synthetic
-
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-
-
-TINY_CONFIG = """
-from lac_jax import train
-
-
-def get_config():
-  c = train.base_config()
-  m = c.model
-  m.trunk_options.depth, m.trunk_options.cut = 18, "conv2a"
-  m.context_width, m.context_layers = 8, 1
-  m.context_padding, m.mlp_sizes, m.embed_dim, m.num_heads = "same", (16,), 16, 2
-  m.ffn_dim, m.num_layers, m.output_dim = 16, 1, 8
-  c.data.image_size = 16
-  c.data.sampling.num_frames = 8
-  return c
-"""
-
-
-def tiny_config():
-  namespace = {}
-  exec(TINY_CONFIG, namespace)  # pylint: disable=exec-used
-  return namespace["get_config"]()
 
 
 @pytest.fixture(scope="module")
 def setup(tmp_path_factory):
   root = tmp_path_factory.mktemp("tools")
-  config = tiny_config()
-  model, _ = train.build_models(config)
-  state = train.create_train_state(config, model, jax.random.PRNGKey(0), 4, 1, load_weights=False)
-  ckpts = checkpoint.Checkpoints(str(root / "run" / checkpoint.CHECKPOINT_DIR))
-  ckpts.save(3, state)
-  ckpts.close()
-  checkpoint.write_config(str(root / "run"), config)
+  tiny.save_untrained_run(root / "run", step=3)
   syn = synthetic.default_config()
   syn.height = syn.width = 32
   syn.min_frames, syn.max_frames = 20, 40
@@ -64,12 +31,8 @@ def setup(tmp_path_factory):
   return root, videos
 
 
-def run(tool, *args, cache=None, timeout=300):
-  env = dict(os.environ, JAX_PLATFORMS="cpu", PYTHONPATH=REPO)
-  if cache:
-    env.update(JAX_COMPILATION_CACHE_DIR=str(cache), JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS="0")
-  return subprocess.run([sys.executable, "-m", f"lac_jax.{tool}", "--noprogress", *map(str, args)],
-                        cwd=REPO, env=env, capture_output=True, text=True, timeout=timeout)
+def run(tool, *args, timeout=300):
+  return launched.run(["-m", f"lac_jax.{tool}", "--noprogress", *args], timeout=timeout)
 
 
 def error_lines(stderr, tool):
@@ -82,8 +45,7 @@ def test_embed_mixed_inputs_and_bad_ones(setup):
   bad = [root / "missing.mp4", root / "videos" / "labels.json", root / "empty_dir"]
   (root / "empty_dir").mkdir()
   proc = run("embed", f"--workdir={root / 'run'}", f"--output={out}", "--frames_per_chunk=7",
-             videos[0], bad[0], root / "videos" / "frames_of_0", bad[1], videos[1], bad[2],
-             cache=root / "cache")
+             videos[0], bad[0], root / "videos" / "frames_of_0", bad[1], videos[1], bad[2])
   assert proc.returncode == 1, proc.stderr[-3000:]
   errors = error_lines(proc.stderr, "embed")
   assert len(errors) == 3 and all(str(b) in e for b, e in zip(bad, errors)), errors
@@ -108,7 +70,7 @@ def test_embed_mixed_inputs_and_bad_ones(setup):
                              np.load(out / "synthetic_val_00000.npy"), atol=1e-4, rtol=0)
   # Another chunk size, through the same command: the same embeddings.
   proc = run("embed", f"--workdir={root / 'run'}", f"--output={root / 'emb64'}",
-             "--frames_per_chunk=64", videos[1], cache=root / "cache")
+             "--frames_per_chunk=64", videos[1])
   assert proc.returncode == 0, proc.stderr[-3000:]
   np.testing.assert_allclose(np.load(root / "emb64" / "synthetic_val_00001.npy"),
                              np.load(out / "synthetic_val_00001.npy"), atol=1e-4, rtol=0)
@@ -126,10 +88,8 @@ def test_embed_workdir_errors_are_one_line(setup, tmp_path):
   os.symlink(root / "run" / "checkpoints", old / "checkpoints")
   proc = run("embed", f"--workdir={old}", f"--output={tmp_path / 'o'}", videos[0])
   assert proc.returncode == 1 and "--config" in error_lines(proc.stderr, "embed")[0]
-  config_file = tmp_path / "tiny_config.py"
-  config_file.write_text(TINY_CONFIG)
-  proc = run("embed", f"--workdir={old}", f"--output={tmp_path / 'o'}", f"--config={config_file}",
-             "--step=3", videos[0], cache=root / "cache")
+  proc = run("embed", f"--workdir={old}", f"--output={tmp_path / 'o'}", f"--config={launched.TINY}",
+             "--step=3", videos[0])
   assert proc.returncode == 0, proc.stderr[-3000:]
   np.testing.assert_allclose(np.load(tmp_path / "o" / "synthetic_val_00000.npy"),
                              np.load(root / "emb" / "synthetic_val_00000.npy"), atol=1e-6)
@@ -145,7 +105,7 @@ def test_align_a_video_with_itself_and_nearest_mode(setup):
   root, videos = setup
   out = root / "self"
   proc = run("align", f"--workdir={root / 'run'}", f"--output={out}", "--video_height=64",
-             videos[0], root / "videos" / "frames_of_0", cache=root / "cache")
+             videos[0], root / "videos" / "frames_of_0")
   assert proc.returncode == 0, proc.stderr[-3000:]
   result = json.loads((out / "alignment.json").read_text())
   frames = len(decode.decode_video(videos[0]))
@@ -155,7 +115,7 @@ def test_align_a_video_with_itself_and_nearest_mode(setup):
   assert result["video_a"]["frames"] == result["video_b"]["frames"] == frames
   assert result["settings"]["similarity"] == "inverse_distance"
   gaps = result["settings"]["gap_penalties"]
-  assert gaps["source"].startswith("default scalars") and "8x8" in gaps["source"]
+  assert gaps["source"].startswith("default scalars") and "4x4" in gaps["source"]
   assert result["settings"]["checkpoint_step"] == 3
   _check_png(out / "alignment.png")
   movie = decode.decode_video(out / "aligned.mp4")
@@ -163,7 +123,7 @@ def test_align_a_video_with_itself_and_nearest_mode(setup):
 
   out = root / "nearest"
   proc = run("align", f"--workdir={root / 'run'}", f"--output={out}", "--nearest", "--novideo",
-             videos[1], videos[2], cache=root / "cache")
+             videos[1], videos[2])
   assert proc.returncode == 0, proc.stderr[-3000:]
   result = json.loads((out / "alignment.json").read_text())
   t_a = len(decode.decode_video(videos[1]))
@@ -177,18 +137,18 @@ def test_align_uses_learned_per_cell_penalties_when_they_fit(setup):
   root, _ = setup
   trained = inference.load_trained(str(root / "run"))
   from lac_jax import align  # pylint: disable=g-import-not-at-top
-  go, ge, info = align.gap_penalties(trained, 6, 8)
-  assert go.shape == (6, 8) and "learned per-cell 8x8" in info["source"]
-  go, ge, info = align.gap_penalties(trained, 6, 9)
+  go, ge, info = align.gap_penalties(trained, 3, 4)
+  assert go.shape == (3, 4) and "learned per-cell 4x4" in info["source"]
+  go, ge, info = align.gap_penalties(trained, 3, 5)
   assert go.shape == () and info["source"].startswith("default scalars")
-  go, ge, info = align.gap_penalties(trained, 6, 8, gap_open=0.5)
+  go, ge, info = align.gap_penalties(trained, 3, 4, gap_open=0.5)
   assert (float(go), float(ge), info["source"]) == (0.5, 1.0, "flags")
   # The path on the learned block is the path of `smith_waterman_path` with it.
   rng = np.random.default_rng(0)
-  za, zb = rng.normal(size=(6, 8)), rng.normal(size=(8, 8))
+  za, zb = rng.normal(size=(3, 8)), rng.normal(size=(4, 8))
   result = align.align_embeddings(za, zb, trained)
   from lac_jax import alignment  # pylint: disable=g-import-not-at-top
-  go, ge, _ = align.gap_penalties(trained, 6, 8)
+  go, ge, _ = align.gap_penalties(trained, 3, 4)
   want, score = alignment.smith_waterman_path(result["sim"], go, ge)
   np.testing.assert_array_equal(result["pairs"], want)
   assert result["score"] == score
@@ -207,7 +167,7 @@ def test_retrieve_grid_and_errors(setup):
   out = root / "ret"
   proc = run("retrieve", f"--workdir={root / 'run'}", f"--output={out}",
              f"--query={videos[0]}:10", f"--labels={root / 'videos' / 'labels.json'}",
-             "--top_k=4", *videos, cache=root / "cache")
+             "--top_k=4", *videos)
   assert proc.returncode == 0, proc.stderr[-3000:]
   result = json.loads((out / "retrieval.json").read_text())
   assert result["query"]["frame"] == 10 and result["query"]["phase"] is not None
@@ -231,7 +191,7 @@ def test_retrieve_grid_and_errors(setup):
              f"--query={videos[0]}:x", videos[1])
   assert proc.returncode == 1 and "--query" in error_lines(proc.stderr, "retrieve")[0]
   proc = run("retrieve", f"--workdir={root / 'run'}", f"--output={out}",
-             f"--query={videos[0]}:100000", videos[1], cache=root / "cache")
+             f"--query={videos[0]}:100000", videos[1])
   assert proc.returncode == 1 and "past the end" in error_lines(proc.stderr, "retrieve")[0]
 
 

@@ -1,82 +1,36 @@
-"""Tests for lac_jax.train / main / checkpoint / logs on a tiny config (ResNet-18 cut at conv2a,
-16x16 frames, 4 frames per view, 4 videos per step).
+"""Tests for lac_jax.train / main / checkpoint / logs / preemption on the tiny config
+(tests/tiny.py: ResNet-18 cut at conv2a, 16x16 frames, 4 frames per view, 4 videos per step).
 
-The training runs happen in two subprocesses (a module fixture each), so that JAX's device
-count can be forced before import and one on-disk compilation cache serves every run of a
-process:
+The training runs happen in subprocesses (module fixtures), so that JAX's device count can be
+forced before import; the session's compilation cache (conftest.py) serves every run the same
+programs:
   * one CPU device: (A) 4 steps uninterrupted, (B) the same stopped after step 2 and resumed,
     (C) 50 steps with evaluation before and after, and one step on non-finite gap penalties;
   * four forced CPU devices, through ``python -m lac_jax.main`` with config overrides: (D) the
     same 4 steps as (A) with the same global batch;
   * the same in one process started through ``jax.distributed`` (D'), whose cross-device means
     then go through gloo as E's do (see `test_two_processes_equal_one_process_and_resume`);
-  * two processes x two forced CPU devices on localhost: (E) the same 4 steps, stopped after
-    step 2 and resumed.
+  * two processes x two forced CPU devices on localhost: (E) the same 4 steps, preempted (SIGTERM
+    to process 1 only) after step 3 and resumed.
 The tests then read the checkpoints, metrics and evaluation files those runs wrote.
 """
 
 import json
 import os
-import subprocess
-import sys
+import signal
 import time
 
 import numpy as np
 import pytest
 
 import launched
+import tiny
 
 from lac_jax import checkpoint
 from lac_jax import logs
 from lac_jax import train
 
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-
-TINY_CONFIG = '''
-from lac_jax import train
-
-
-def get_config():
-  c = train.base_config()
-  c.seed = 0
-  m = c.model
-  m.trunk_options.depth = 18
-  m.trunk_options.cut = "conv2a"  # stem + one basic block: [N, 4, 4, 64] at 16 px
-  m.context_width = 8
-  m.context_layers = 1
-  m.context_padding = "same"
-  m.mlp_sizes = (16,)
-  m.embed_dim = 16
-  m.num_heads = 2
-  m.ffn_dim = 16
-  m.num_layers = 1
-  m.output_dim = 8
-  m.mlp_dropout = m.pe_dropout = m.transformer_dropout = 0.0  # same maths on 1 and 4 devices
-  d = c.data
-  d.batch_size = 4
-  d.image_size = 16
-  d.num_workers = 0
-  d.sampling.num_frames = 4
-  d.sampling.sampling_region = 1.0  # no padded steps (BN statistics then split exactly)
-  s = d.synthetic
-  s.num_train, s.num_val, s.min_frames, s.max_frames, s.height, s.width = 8, 4, 20, 32, 16, 16
-  c.eval.tau_stride = c.eval.retrieval_stride = 2
-  c.eval.retrieval_ks = (5,)
-  c.eval.fractions = (0.5, 1.0)
-  t = c.train
-  t.num_steps = 3
-  t.learning_rate = 1e-3
-  # Parameters whose exact gradient is 0 (the conv bias before BatchNorm, attention key
-  # biases) get float-noise gradients (~1e-9) that Adam with eps 1e-8 turns into +-lr steps,
-  # differently on 1 and 4 devices; eps 1e-4 keeps the comparison about the maths.
-  t.adam_eps = 1e-4
-  t.schedule = "constant"
-  t.log_every_steps = 1
-  t.checkpoint_every_steps = 2
-  t.eval_at_end = False
-  t.tensorboard = False
-  return c
-'''
+TINY = launched.TINY
 
 # Runs A, B, C and the non-finite step on one CPU device; writes results.json.
 ONE_DEVICE_SCRIPT = '''
@@ -132,37 +86,16 @@ json.dump({"stopped_step": int(stopped.step), "nonfinite_unchanged": all(jax.tre
 '''
 
 
-def _env(devices=None, cache=None):
-  env = dict(os.environ)
-  env["PYTHONPATH"] = REPO + os.pathsep + env.get("PYTHONPATH", "")
-  flags = [f for f in env.get("XLA_FLAGS", "").split() if "force_host_platform" not in f]
-  if devices:
-    flags.append(f"--xla_force_host_platform_device_count={devices}")
-  env["XLA_FLAGS"] = " ".join(flags)
-  env["JAX_PLATFORMS"] = "cpu"
-  if cache:
-    env["JAX_COMPILATION_CACHE_DIR"] = cache
-    env["JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS"] = "0"
-  return env
-
-
-def _run(args, env, timeout=400):
-  return subprocess.run([sys.executable] + args, cwd=REPO, env=env, capture_output=True,
-                        text=True, timeout=timeout)
-
-
 @pytest.fixture(scope="module")
 def root(tmp_path_factory):
-  path = tmp_path_factory.mktemp("train")
-  (path / "tiny.py").write_text(TINY_CONFIG)
-  return path
+  return tmp_path_factory.mktemp("train")
 
 
 @pytest.fixture(scope="module")
 def one_device(root):
   script = root / "one_device.py"
   script.write_text(ONE_DEVICE_SCRIPT)
-  proc = _run([str(script), str(root / "tiny.py"), str(root)], _env(cache=str(root / "cache1")))
+  proc = launched.run([script, TINY, root])
   assert proc.returncode == 0, proc.stderr[-6000:]
   with open(root / "results.json") as f:
     return json.load(f), proc.stderr
@@ -171,8 +104,8 @@ def one_device(root):
 @pytest.fixture(scope="module")
 def four_devices(root):
   """Run D through main.py: 4 forced CPU devices, num_steps overridden 3 -> 4."""
-  proc = _run(["-m", "lac_jax.main", f"--config={root / 'tiny.py'}", f"--workdir={root / 'D'}",
-               "--config.train.num_steps=4"], _env(devices=4, cache=str(root / "cache_1x4")))
+  proc = launched.run(["-m", "lac_jax.main", f"--config={TINY}", f"--workdir={root / 'D'}",
+                       "--config.train.num_steps=4"], devices=4)
   assert proc.returncode == 0, proc.stderr[-6000:]
   return proc.stderr
 
@@ -214,65 +147,45 @@ def test_four_devices_equal_one_device(root, one_device, four_devices):
   assert moved > 1e-4
 
 
-def _free_port():
-  import socket  # pylint: disable=g-import-not-at-top
-  with socket.socket() as sock:
-    sock.bind(("127.0.0.1", 0))
-    return sock.getsockname()[1]
-
-
-def _launch_processes(args, workdir_log, per_process=((), ()), devices=2, cache=None):
-  """Starts ``python -m lac_jax.main ARGS`` as len(per_process) processes on localhost (each with
-  ``devices`` forced CPU devices and its extra arguments); stderr goes to files. ``cache``: a
-  compilation cache folder that every process reads and only process 0 writes (the processes
-  compile the same programs at the same moment, and the cache's writes are not atomic)."""
-  port = _free_port()
-  procs = []
-  for rank, extra in enumerate(per_process):
-    env = _env(devices=devices, cache=cache)
-    env["JAX_CPU_COLLECTIVES_IMPLEMENTATION"] = "gloo"  # (JAX's default) the same for every run
-    if cache and rank:
-      env["JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS"] = "1e9"  # read only
-    env.update(JAX_COORDINATOR_ADDRESS=f"127.0.0.1:{port}", JAX_PROCESS_ID=str(rank),
-               JAX_NUM_PROCESSES=str(len(per_process)))
-    log = open(f"{workdir_log}.p{rank}.log", "w")  # pylint: disable=consider-using-with
-    procs.append((subprocess.Popen([sys.executable, "-m", "lac_jax.main", *args, *extra],
-                                   cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT),
-                  log))
-  return procs
-
-
 @pytest.fixture(scope="module")
 def two_processes(root):
   """Run E: 2 processes x 2 CPU devices on localhost, the same 4 steps as D (1 process x 4
-  devices), stopped after step 2 and resumed, with an evaluation at the end."""
-  args = [f"--config={root / 'tiny.py'}", f"--workdir={root / 'E'}",
-          "--config.train.num_steps=4"]
-  cache = root / "cache_2x2"  # E2 (and the killed-peer test) reuse E1's compiles
-  first = launched.wait_all(_launch_processes(
-      args + ["--config.train.stop_at_step=2"], root / "E1", cache=cache))
-  second = launched.wait_all(_launch_processes(
-      args + ["--config.train.eval_at_end=True"], root / "E2", cache=cache))
-  return first, second
+  devices). Process 1 alone gets SIGTERM while the processes pause after step 1
+  (`tiny.pause_after`); both stop after step 3 (they read the summed flags one step late), save
+  and exit 0. The same command then resumes, with an evaluation at the end."""
+  args = [f"--config={TINY}", f"--workdir={root / 'E'}", "--config.train.num_steps=4"]
+  markers = root / "E_markers"
+  markers.mkdir()
+  procs = launched.launch(args, root / "E1", processes=2, devices=2, LAC_TEST_PAUSE_AT=1,
+                          LAC_TEST_MARKERS=markers, LAC_TEST_SIGNALS=1)
+  launched.wait_for_file(markers / "paused.p1", procs)
+  procs[1][0].send_signal(signal.SIGTERM)
+  first = launched.wait_all(procs)
+  steps_after_first = _params(root / "E")[1]
+  metrics_after_first = [r["step"] for r in logs.read_metrics(root / "E")]
+  second = launched.wait_all(launched.launch(
+      args + ["--config.train.eval_at_end=True"], root / "E2", processes=2, devices=2))
+  return first, second, steps_after_first, metrics_after_first
 
 
 @pytest.fixture(scope="module")
 def four_devices_gloo(root):
   """Run D': D's 4 steps in 1 process x 4 CPU devices, started as E's processes are (through
   ``jax.distributed``, here with one process), so that its cross-device means go through gloo as
-  E's do. The programs are D's (the collectives are the runtime's): when D ran first, D' only
-  reads D's compilation cache (16 s instead of 39 s)."""
-  codes, outputs = launched.wait_all(_launch_processes(
-      [f"--config={root / 'tiny.py'}", f"--workdir={root / 'D_gloo'}",
-       "--config.train.num_steps=4"], root / "D_gloo", per_process=((),), devices=4,
-      cache=root / "cache_1x4"))
+  E's do. The programs are D's (the collectives are the runtime's): when D ran first, D' loads
+  them from the compilation cache. A checkpoint every step, for E's preempted step."""
+  codes, outputs = launched.wait_all(launched.launch(
+      [f"--config={TINY}", f"--workdir={root / 'D_gloo'}", "--config.train.num_steps=4",
+       "--config.train.checkpoint_every_steps=1"], root / "D_gloo", devices=4,
+      distributed=True))
   assert codes == [0], outputs[0][-3000:]
   assert "4 device(s) (4 local, cpu), 1 process(es)" in outputs[0]
   return outputs[0]
 
 
 def test_two_processes_equal_one_process_and_resume(root, four_devices_gloo, two_processes):
-  """E (2 processes x 2 devices, stopped after step 2 and resumed) equals D' (1 x 4) bit for bit.
+  """E (2 processes x 2 devices, preempted after step 3 and resumed) equals D' (1 x 4) bit for
+  bit, and the preemption took effect on every process at the same step.
 
   Why D' and not D: the per-device computation is the same bits whatever the process layout
   (measured: step-1 gradients and BatchNorm statistics of every device, without cross-device means,
@@ -294,28 +207,34 @@ def test_two_processes_equal_one_process_and_resume(root, four_devices_gloo, two
   `test_four_devices_equal_one_device`).
 
   The bound is therefore exact equality of every saved value (params, optimiser state, BN
-  statistics, counters), at step 2 (E's first run) and step 4 (after its resume). Measured mistakes,
+  statistics, counters), at step 3 (E's first run) and step 4 (after its resume). Measured mistakes,
   2 x 2 runs of 4 steps against D' (relative difference over the params and BN statistics, then the
   largest difference): the step's means (gradients, metrics, BN running statistics) over local
   devices only 3.2e-2 and 0.17; BN batch statistics over local devices only 4.8e-2 and 0.35; process
   1 fed process 0's batch 5.1e-2 and 0.40 (after step 2 already 1.4e-2, 2.3e-2 and 2.8e-2).
   """
-  for codes, outputs in two_processes:
+  first, second, steps_after_first, metrics_after_first = two_processes
+  for codes, outputs in (first, second):
     assert codes == [0, 0], "\n\n".join(o[-3000:] for o in outputs)
-  (_, first), (_, second) = two_processes
+  first, second = first[1], second[1]
   assert "4 device(s) (2 local, cpu), 2 process(es)" in first[0]
-  assert "Stopped at step 2 of 4" in first[0]
-  assert "Resuming from step 2 of 4" in second[0] and "Resuming from step 2 of 4" in second[1]
+  # Only process 1 was signalled; both stopped after the same step, saved once and exited 0.
+  assert "received: finishing this step" in first[1]
+  assert "received: finishing this step" not in first[0]
+  for out in first:
+    assert "preempted at step 3: checkpoint saved" in out and "Stopped at step" not in out
+  assert steps_after_first == [2, 3] and metrics_after_first == [1, 2, 3]
+  assert "Resuming from step 3 of 4" in second[0] and "Resuming from step 3 of 4" in second[1]
+  assert [r["step"] for r in logs.read_metrics(root / "E") if "train/loss" in r] == [1, 2, 3, 4]
   # Both processes evaluated (no one waits at a barrier); only process 0 wrote and printed.
   assert "LAC evaluation (synthetic" in second[0] and "LAC evaluation" not in second[1]
   assert "Evaluation at step 4" in second[1]
   assert os.path.exists(root / "E" / "eval" / "eval_step4.json")
-  last_multi, steps_multi = _params(root / "E")
-  last_single, steps_single = _params(root / "D_gloo")
-  assert steps_multi == steps_single == [2, 4]
-  for step, multi, single in ((2, _params(root / "E", 2)[0], _params(root / "D_gloo", 2)[0]),
-                              (4, last_multi, last_single)):  # E's first run; after its resume
-    a, b = _flat(multi), _flat(single)
+  _, steps_multi = _params(root / "E")
+  _, steps_single = _params(root / "D_gloo")
+  assert steps_multi == [2, 3, 4] and {3, 4} <= set(steps_single)
+  for step in (3, 4):  # E's preempted run; after its resume
+    a, b = _flat(_params(root / "E", step)[0]), _flat(_params(root / "D_gloo", step)[0])
     assert a.keys() == b.keys() and {"/step", "/nonfinite_steps"} <= a.keys()
     differ = [k for k in a if not np.array_equal(a[k], b[k])]
     relative = np.sqrt(sum(np.sum((a[k].astype(np.float64) - b[k]) ** 2) for k in a) /
@@ -326,12 +245,11 @@ def test_two_processes_equal_one_process_and_resume(root, four_devices_gloo, two
 def test_a_failing_process_ends_the_others(root, tmp_path):
   """Process 1 fails at start-up (its weights file does not exist): process 0, already waiting
   for it, stops within seconds with process 1's message instead of waiting minutes."""
-  args = [f"--config={root / 'tiny.py'}", f"--workdir={tmp_path / 'w'}",
-          "--config.train.num_steps=50"]
+  args = [f"--config={TINY}", f"--workdir={tmp_path / 'w'}", "--config.train.num_steps=50"]
   start = time.monotonic()
-  codes, outputs = launched.wait_all(_launch_processes(
-      args, tmp_path / "fail", ((), ("--config.model.backbone_weights=/no/such/weights.npz",))),
-      timeout=200)
+  codes, outputs = launched.wait_all(launched.launch(
+      args, tmp_path / "fail", devices=2,
+      per_process=[(), ("--config.model.backbone_weights=/no/such/weights.npz",)]), timeout=200)
   assert codes[1] == 1 and "lac_jax.main: error: config.model.backbone_weights" in outputs[1]
   assert codes[0] != 0, outputs[0][-3000:]
   assert "lac_jax: error: process 1: FileNotFoundError: config.model.backbone_weights" \
@@ -341,9 +259,9 @@ def test_a_failing_process_ends_the_others(root, tmp_path):
 
 def test_a_killed_process_ends_the_others(root, tmp_path):
   """Process 1 is killed mid-run: process 0 stops after the heartbeat timeout (5 s here)."""
-  args = [f"--config={root / 'tiny.py'}", f"--workdir={tmp_path / 'w'}",
+  args = [f"--config={TINY}", f"--workdir={tmp_path / 'w'}",
           "--config.train.num_steps=100000", "--heartbeat_timeout_s=5"]
-  procs = _launch_processes(args, tmp_path / "kill", cache=root / "cache_2x2")
+  procs = launched.launch(args, tmp_path / "kill", processes=2, devices=2)
   deadline = time.monotonic() + 200
   while "step 1/" not in open(f"{tmp_path / 'kill'}.p0.log").read():
     assert time.monotonic() < deadline and procs[0][0].poll() is None, "no training step"
@@ -373,10 +291,6 @@ def test_resume_equals_uninterrupted(root, one_device):
 
 
 def test_training_saves_its_config_for_the_tools(root, one_device, four_devices):
-  import importlib.util  # pylint: disable=g-import-not-at-top
-  spec = importlib.util.spec_from_file_location("tiny_config", root / "tiny.py")
-  tiny = importlib.util.module_from_spec(spec)
-  spec.loader.exec_module(tiny)
   want = tiny.get_config()
   want.train.num_steps = 4
   for run in ("A", "D"):  # train_and_evaluate, and main.py with a --config override
@@ -503,30 +417,29 @@ def test_optimizer_matches_torch_adam_l2_and_clipping():
                              [-0.1 * g_gap / (abs(g_gap) + 1e-8)], rtol=1e-5)
 
 
-def test_main_rejects_unknown_override_and_file_workdir(root, tmp_path):
-  env = _env()
-  proc = _run(["-m", "lac_jax.main", f"--config={root / 'tiny.py'}",
-               f"--workdir={tmp_path / 'w'}", "--config.train.no_such_field=1"], env, 120)
+def test_main_rejects_unknown_override_and_file_workdir(tmp_path):
+  proc = launched.run(["-m", "lac_jax.main", f"--config={TINY}", f"--workdir={tmp_path / 'w'}",
+                       "--config.train.no_such_field=1"], timeout=120)
   assert proc.returncode != 0
   assert "no_such_field" in proc.stderr
   assert not (tmp_path / "w").exists()
   afile = tmp_path / "file"
   afile.write_text("x")
-  proc = _run(["-m", "lac_jax.main", f"--config={root / 'tiny.py'}", f"--workdir={afile}",
-               "--config.loss.gamma=0.7"], env, 120)
+  proc = launched.run(["-m", "lac_jax.main", f"--config={TINY}", f"--workdir={afile}",
+                       "--config.loss.gamma=0.7"], timeout=120)
   assert proc.returncode == 1
   # One line naming the problem, no traceback (--debug shows it).
   assert "lac_jax.main: error: --workdir" in proc.stderr and "is a file, expected a directory" \
       in proc.stderr
   assert "Traceback" not in proc.stderr
-  proc = _run(["-m", "lac_jax.main", f"--config={root / 'tiny.py'}", f"--workdir={afile}",
-               "--config.train.learning_rate=-1", "--debug"], env, 120)
+  proc = launched.run(["-m", "lac_jax.main", f"--config={TINY}", f"--workdir={afile}",
+                       "--config.train.learning_rate=-1", "--debug"], timeout=120)
   assert proc.returncode != 0 and "Traceback" in proc.stderr
 
 
-def test_global_batch_must_divide_by_devices(root, tmp_path):
-  proc = _run(["-m", "lac_jax.main", f"--config={root / 'tiny.py'}",
-               f"--workdir={tmp_path / 'w'}", "--config.data.batch_size=6"], _env(devices=4), 120)
+def test_global_batch_must_divide_by_devices(tmp_path):
+  proc = launched.run(["-m", "lac_jax.main", f"--config={TINY}", f"--workdir={tmp_path / 'w'}",
+                       "--config.data.batch_size=6"], devices=4, timeout=120)
   assert proc.returncode != 0
   assert "config.data.batch_size=6" in proc.stderr and "multiple of the number of devices, 4" \
       in proc.stderr
@@ -549,16 +462,13 @@ def test_progress_and_metric_writer(tmp_path):
 
 def _config_file(name, *args):
   import importlib.util  # pylint: disable=g-import-not-at-top
-  spec = importlib.util.spec_from_file_location(f"cfg_{name}", os.path.join(REPO, name))
+  spec = importlib.util.spec_from_file_location(f"cfg_{name}", os.path.join(launched.REPO, name))
   module = importlib.util.module_from_spec(spec)
   spec.loader.exec_module(module)
   return module.get_config(*args)
 
 
-def _tiny():
-  namespace = {}
-  exec(TINY_CONFIG, namespace)  # pylint: disable=exec-used
-  return namespace["get_config"]()
+_tiny = tiny.get_config
 
 
 def _train_in_process(config, steps):
