@@ -13,8 +13,9 @@ import shutil
 import tempfile
 
 import jax
+import pytest
 
-_ENV = "LAC_TEST_XLA_CACHE"  # set by the first process of the session (pytest-xdist workers share it)
+_ENV = "LAC_TEST_XLA_CACHE"  # set by the session's first process; pytest-xdist workers share it
 _OWNER = _ENV not in os.environ
 XLA_CACHE_DIR = os.environ.setdefault(_ENV, tempfile.mkdtemp(prefix="lac_jax_test_xla_cache_"))
 # Only compiles worth a disk round trip (small ones are faster to redo than to load).
@@ -34,3 +35,25 @@ def pytest_configure(config):  # pylint: disable=unused-argument
 def pytest_unconfigure(config):  # pylint: disable=unused-argument
   if _OWNER:
     shutil.rmtree(XLA_CACHE_DIR, ignore_errors=True)
+
+
+# The modules with the longest runs (whole trainings in subprocesses), started first: with
+# pytest-xdist each then runs alongside the many short tests instead of ending the session alone.
+_LONG_FIRST = ("test_train.py", "test_baselines.py", "test_preemption.py", "test_notebook.py",
+               "test_install.py", "test_search.py", "test_tools.py", "test_accelerator.py")
+
+
+def pytest_collection_modifyitems(session, config, items):  # pylint: disable=unused-argument
+  rank = {name: i for i, name in enumerate(_LONG_FIRST)}
+  items.sort(key=lambda item: rank.get(item.path.name, len(rank)))  # stable: file order kept
+
+
+@pytest.fixture(scope="module")
+def fast_compile():
+  """For a module that checks plumbing (files, resumption, messages), not numbers against a
+  reference: XLA skips its optimisation passes, which halves the compile time of its trainings.
+  Use it with ``pytestmark = pytest.mark.usefixtures("fast_compile")``."""
+  before = jax.config.values["jax_disable_most_optimizations"]
+  jax.config.update("jax_disable_most_optimizations", True)
+  yield
+  jax.config.update("jax_disable_most_optimizations", before)

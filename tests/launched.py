@@ -15,10 +15,18 @@ TINY = os.path.join(REPO, "tests", "tiny.py")  # the training config file of the
 _TEST_VARS = ("LAC_TEST_PAUSE_AT", "LAC_TEST_MARKERS", "LAC_TEST_SIGNALS")
 
 
-def env(devices=None, **extra):
+def env(devices=None, optimize=False, **extra):
   """The environment of a test subprocess: the repository importable, JAX on CPU with
-  ``devices`` forced host devices (None: one), plus ``extra`` variables."""
+  ``devices`` forced host devices (None: one), plus ``extra`` variables.
+
+  ``optimize=False``: XLA skips its optimisation passes (``JAX_DISABLE_MOST_OPTIMIZATIONS``),
+  which halves the compile time that dominates these short runs. The subprocess tests check
+  plumbing (exit codes, files, messages) and compare runs with each other, all compiled alike;
+  numbers checked against references are computed in-process, fully optimised.
+  """
   out = dict(os.environ)
+  if not optimize:
+    out["JAX_DISABLE_MOST_OPTIMIZATIONS"] = "1"
   out["PYTHONPATH"] = REPO + os.pathsep + out.get("PYTHONPATH", "")
   flags = [f for f in out.get("XLA_FLAGS", "").split() if "force_host_platform" not in f]
   if devices:
@@ -31,9 +39,11 @@ def env(devices=None, **extra):
   return out
 
 
-def run(args, devices=None, timeout=400, **extra):
-  """``python ARGS`` in the repository root; the finished process (output captured)."""
-  return subprocess.run([sys.executable, *map(str, args)], cwd=REPO, env=env(devices, **extra),
+def run(args, devices=None, timeout=400, cwd=REPO, optimize=False, **extra):
+  """``python ARGS`` in ``cwd`` (the repository root); the finished process (output captured).
+  ``optimize``: as for `env`."""
+  return subprocess.run([sys.executable, *map(str, args)], cwd=cwd,
+                        env=env(devices, optimize, **extra),
                         capture_output=True, text=True, timeout=timeout)
 
 
@@ -44,12 +54,12 @@ def _free_port():
 
 
 def launch(args, log_prefix, processes=1, devices=None, per_process=None, distributed=None,
-           **extra):
+           optimize=False, **extra):
   """Starts ``python -m lac_jax.main ARGS`` as ``processes`` processes on localhost, each with
   ``devices`` forced CPU devices, its own extra arguments from ``per_process`` (a list, one
   tuple per process) and the ``extra`` variables; output goes to ``<log_prefix>.p<rank>.log``.
   ``distributed`` (default: more than one process): start through ``jax.distributed``, as a
-  pod's processes are. Returns ``[(Popen, log file)]`` for `wait_all`."""
+  pod's processes are. ``optimize``: as for `env`. Returns ``[(Popen, log file)]`` for `wait_all`."""
   per_process = list(per_process or [()] * processes)
   if distributed is None:
     distributed = len(per_process) > 1
@@ -64,7 +74,7 @@ def launch(args, log_prefix, processes=1, devices=None, per_process=None, distri
     log = open(f"{log_prefix}.p{rank}.log", "w")  # pylint: disable=consider-using-with
     procs.append((subprocess.Popen(
         [sys.executable, "-m", "lac_jax.main", *map(str, args), *map(str, own)], cwd=REPO,
-        env=env(devices, **variables), stdout=log, stderr=subprocess.STDOUT), log))
+        env=env(devices, optimize, **variables), stdout=log, stderr=subprocess.STDOUT), log))
   return procs
 
 

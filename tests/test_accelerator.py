@@ -17,6 +17,9 @@ from lac_jax.data import pipeline
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from test_train import _flat, _tiny  # pylint: disable=g-import-not-at-top,wrong-import-position
 
+# One worker runs this module (pytest-xdist): its module fixtures then run once.
+pytestmark = pytest.mark.xdist_group("accelerator")
+
 
 class _Stats:
   def __init__(self, argument, output, temp, alias):

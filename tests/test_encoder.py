@@ -14,6 +14,9 @@ from lac_jax.models import encoder
 from lac_jax.models import resnet
 from lac_jax.models import resnet_trunk
 
+# One worker runs this module (pytest-xdist): its module fixtures then run once.
+pytestmark = pytest.mark.xdist_group("encoder")
+
 B, T, H = 2, 4, 32
 
 

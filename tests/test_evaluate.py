@@ -21,6 +21,9 @@ from lac_jax.data import penn_action
 from lac_jax.data.video import Video
 from lac_jax.models import encoder
 
+# One worker runs this module (pytest-xdist): its module fixtures then run once.
+pytestmark = pytest.mark.xdist_group("evaluate")
+
 H = 32
 BUCKETS = (8, 16)  # Every test video fits; lengths 5..8 -> 8, 9..16 -> 16.
 

@@ -27,6 +27,7 @@ def test_editable_install_runs_the_tools_from_anywhere(tmp_path):
   elsewhere = tmp_path / "elsewhere"
   elsewhere.mkdir()
   env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "VIRTUAL_ENV")}
+  env["JAX_DISABLE_MOST_OPTIMIZATIONS"] = "1"  # plumbing: compile fast (tests/launched.py)
   before = _run([python, "-c", "import lac_jax"], elsewhere, env)
   assert before.returncode != 0  # not importable from here until installed
   installed = _run([python, "-m", "pip", "install", "-q", "--no-deps", "-e", REPO], elsewhere,

@@ -9,6 +9,9 @@ from lac_jax.data import pipeline
 from lac_jax.data import synthetic
 from lac_jax.data.video import Video
 
+# One worker runs this module (pytest-xdist): its module fixtures then run once.
+pytestmark = pytest.mark.xdist_group("pipeline")
+
 
 def _config(**overrides):
   c = pipeline.default_config()

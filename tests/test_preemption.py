@@ -22,13 +22,15 @@ from lac_jax import preemption
 import launched
 
 NUM_STEPS = 10
+# Fully optimised: the uninterrupted run is test_train.py's run A's program (the session's
+# compilation cache then serves it).
 ARGS = [f"--config={launched.TINY}", f"--config.train.num_steps={NUM_STEPS}",
         "--config.train.checkpoint_every_steps=0"]
 
 
 def _run(workdir, **extra):
   codes, outputs = launched.wait_all(launched.launch(ARGS + [f"--workdir={workdir}"], workdir,
-                                                     **extra))
+                                                     optimize=True, **extra))
   assert codes == [0] * len(codes), "\n\n".join(o[-4000:] for o in outputs)
   return outputs
 
@@ -66,7 +68,7 @@ def test_sigterm_mid_run_checkpoints_and_resumes(tmp_path):
   markers = tmp_path / "markers"
   markers.mkdir()
   signals = (signal.SIGTERM, signal.SIGINT)
-  procs = launched.launch(ARGS + [f"--workdir={tmp_path / 'P'}"], tmp_path / "P",
+  procs = launched.launch(ARGS + [f"--workdir={tmp_path / 'P'}"], tmp_path / "P", optimize=True,
                           LAC_TEST_PAUSE_AT=3, LAC_TEST_MARKERS=markers,
                           LAC_TEST_SIGNALS=len(signals))
   launched.wait_for_file(markers / "paused.p0", procs)

@@ -11,6 +11,9 @@ import pytest
 from lac_jax.models import convert
 from lac_jax.models import resnet
 
+# One worker runs this module (pytest-xdist): its module fixtures then run once.
+pytestmark = pytest.mark.xdist_group("resnet")
+
 
 
 def import_torch():

@@ -5,8 +5,6 @@ planted occurrences in long videos (embeddings, then real files through the comm
 
 import json
 import os
-import subprocess
-import sys
 
 import numpy as np
 import pytest
@@ -18,7 +16,11 @@ from lac_jax.alignment import local_search
 from lac_jax.alignment import smith_waterman_path
 from lac_jax.data import encode
 from lac_jax.data import synthetic
+import launched
 import tiny
+
+# One worker runs this module (pytest-xdist): its module fixtures then run once.
+pytestmark = pytest.mark.xdist_group("search")
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -186,8 +188,7 @@ def workdir(tmp_path_factory):
 
 
 def _run(tool, *args, cwd=REPO):
-  return subprocess.run([sys.executable, "-m", f"lac_jax.{tool}", *args], cwd=cwd,
-                        capture_output=True, text=True, timeout=600, check=False)
+  return launched.run(["-m", f"lac_jax.{tool}", *args], cwd=cwd, timeout=600)
 
 
 def test_search_and_label_transfer_on_video_files(workdir, tmp_path):

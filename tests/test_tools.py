@@ -18,6 +18,9 @@ from lac_jax.data import decode
 from lac_jax.data import encode
 from lac_jax.data import synthetic
 
+# One worker runs this module (pytest-xdist): its module fixtures then run once.
+pytestmark = pytest.mark.xdist_group("tools")
+
 
 @pytest.fixture(scope="module")
 def setup(tmp_path_factory):

@@ -12,7 +12,8 @@ programs:
     then go through gloo as E's do (see `test_two_processes_equal_one_process_and_resume`);
   * two processes x two forced CPU devices on localhost: (E) the same 4 steps, preempted (SIGTERM
     to process 1 only) after step 3 and resumed.
-The tests then read the checkpoints, metrics and evaluation files those runs wrote.
+The tests then read the checkpoints, metrics and evaluation files those runs wrote. The runs
+compare numbers across device layouts, so they compile with XLA's full optimisation.
 """
 
 import json
@@ -31,6 +32,9 @@ from lac_jax import logs
 from lac_jax import train
 
 TINY = launched.TINY
+
+# One worker runs this module (pytest-xdist): its module fixtures then run once.
+pytestmark = pytest.mark.xdist_group("train")
 
 # Runs A, B, C and the non-finite step on one CPU device; writes results.json.
 ONE_DEVICE_SCRIPT = '''
@@ -67,6 +71,7 @@ state = state.replace(params={**state.params, "gap": {
     k: v.at[0, 0].set(np.nan) for k, v in state.params["gap"].items()}})
 from lac_jax import data as data_lib
 from lac_jax.data import pipeline
+
 videos = data_lib.load_videos("synthetic", None, "train", synthetic_config=cfg.data.synthetic)
 batch = train.shard_batch(next(pipeline.train_iterator(videos, cfg.data, seed=0)), 1)
 rng = jax.random.PRNGKey(1)
@@ -95,7 +100,7 @@ def root(tmp_path_factory):
 def one_device(root):
   script = root / "one_device.py"
   script.write_text(ONE_DEVICE_SCRIPT)
-  proc = launched.run([script, TINY, root])
+  proc = launched.run([script, TINY, root], optimize=True)
   assert proc.returncode == 0, proc.stderr[-6000:]
   with open(root / "results.json") as f:
     return json.load(f), proc.stderr
@@ -105,7 +110,7 @@ def one_device(root):
 def four_devices(root):
   """Run D through main.py: 4 forced CPU devices, num_steps overridden 3 -> 4."""
   proc = launched.run(["-m", "lac_jax.main", f"--config={TINY}", f"--workdir={root / 'D'}",
-                       "--config.train.num_steps=4"], devices=4)
+                       "--config.train.num_steps=4"], devices=4, optimize=True)
   assert proc.returncode == 0, proc.stderr[-6000:]
   return proc.stderr
 
@@ -156,15 +161,16 @@ def two_processes(root):
   args = [f"--config={TINY}", f"--workdir={root / 'E'}", "--config.train.num_steps=4"]
   markers = root / "E_markers"
   markers.mkdir()
-  procs = launched.launch(args, root / "E1", processes=2, devices=2, LAC_TEST_PAUSE_AT=1,
-                          LAC_TEST_MARKERS=markers, LAC_TEST_SIGNALS=1)
+  procs = launched.launch(args, root / "E1", processes=2, devices=2, optimize=True,
+                          LAC_TEST_PAUSE_AT=1, LAC_TEST_MARKERS=markers, LAC_TEST_SIGNALS=1)
   launched.wait_for_file(markers / "paused.p1", procs)
   procs[1][0].send_signal(signal.SIGTERM)
   first = launched.wait_all(procs)
   steps_after_first = _params(root / "E")[1]
   metrics_after_first = [r["step"] for r in logs.read_metrics(root / "E")]
   second = launched.wait_all(launched.launch(
-      args + ["--config.train.eval_at_end=True"], root / "E2", processes=2, devices=2))
+      args + ["--config.train.eval_at_end=True"], root / "E2", processes=2, devices=2,
+      optimize=True))
   return first, second, steps_after_first, metrics_after_first
 
 
@@ -177,7 +183,7 @@ def four_devices_gloo(root):
   codes, outputs = launched.wait_all(launched.launch(
       [f"--config={TINY}", f"--workdir={root / 'D_gloo'}", "--config.train.num_steps=4",
        "--config.train.checkpoint_every_steps=1"], root / "D_gloo", devices=4,
-      distributed=True))
+      distributed=True, optimize=True))
   assert codes == [0], outputs[0][-3000:]
   assert "4 device(s) (4 local, cpu), 1 process(es)" in outputs[0]
   return outputs[0]
@@ -261,7 +267,7 @@ def test_a_killed_process_ends_the_others(root, tmp_path):
   """Process 1 is killed mid-run: process 0 stops after the heartbeat timeout (5 s here)."""
   args = [f"--config={TINY}", f"--workdir={tmp_path / 'w'}",
           "--config.train.num_steps=100000", "--heartbeat_timeout_s=5"]
-  procs = launched.launch(args, tmp_path / "kill", processes=2, devices=2)
+  procs = launched.launch(args, tmp_path / "kill", processes=2, devices=2, optimize=True)
   deadline = time.monotonic() + 200
   while "step 1/" not in open(f"{tmp_path / 'kill'}.p0.log").read():
     assert time.monotonic() < deadline and procs[0][0].poll() is None, "no training step"

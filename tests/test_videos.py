@@ -24,6 +24,10 @@ from lac_jax.data import synthetic
 from lac_jax.data import videos
 import tiny
 
+# One worker runs this module (pytest-xdist): its module fixtures then run once.
+# Plumbing (folders, cache, splits, labels, errors): compiled without XLA's optimisation passes.
+pytestmark = [pytest.mark.xdist_group("videos"), pytest.mark.usefixtures("fast_compile")]
+
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
