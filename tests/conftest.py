@@ -48,11 +48,11 @@ def pytest_collection_modifyitems(session, config, items):  # pylint: disable=un
   items.sort(key=lambda item: rank.get(item.path.name, len(rank)))  # stable: file order kept
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture
 def fast_compile():
-  """For a module that checks plumbing (files, resumption, messages), not numbers against a
-  reference: XLA skips its optimisation passes, which halves the compile time of its trainings.
-  Use it with ``pytestmark = pytest.mark.usefixtures("fast_compile")``."""
+  """For a test that checks plumbing or behaviour (files, resumption, which parameters move),
+  not numbers against a reference: XLA skips its optimisation passes, which halves the compile
+  time of its programs. A whole module: ``pytestmark = pytest.mark.usefixtures(...)``."""
   before = jax.config.values["jax_disable_most_optimizations"]
   jax.config.update("jax_disable_most_optimizations", True)
   yield

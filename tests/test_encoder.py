@@ -135,6 +135,8 @@ def test_context_conv3d_matches_reference(nc, padding):
 
 
 def test_train_mode_dropout_gradients_and_backbone_modes(variables, frames):
+  """Which parameters and statistics each backbone mode trains, and chunking's exactness (the
+  same compile settings on both sides)."""
   mask = np.array([[True, True, True, False], [True, True, True, True]])
   results = {}
   # Dropout only in one run: its threefry bits dominate CPU compile time.

@@ -503,7 +503,7 @@ def _size(tree):
 
 
 @pytest.mark.parametrize("mode", ["frozen", "bn_frozen"])
-def test_frozen_trunk_is_never_touched(mode):
+def test_frozen_trunk_is_never_touched(mode, fast_compile):
   config = _tiny()
   config.model.backbone_mode = mode
   config.train.weight_decay = 1e-2  # Would move every trunk weight if the optimiser saw them.
