@@ -17,10 +17,10 @@ from typing import Iterable, Mapping, Optional, Sequence
 import ml_collections
 from ml_collections import config_dict
 import numpy as np
-from sklearn import linear_model
-from sklearn import metrics as sk_metrics
-from sklearn import svm
 import threadpoolctl
+
+# scikit-learn is imported where it is used: importing it takes ~1 s, which every command that
+# imports the config (the tools, the trainer's start-up errors) would pay.
 
 CLASSIFIERS = ('logistic', 'svm')
 DISTANCES = ('sqeuclidean', 'euclidean', 'cosine')
@@ -140,6 +140,7 @@ def _check_positive_int(value: int, name: str) -> int:
 
 
 def _make_classifier(model: str):
+  from sklearn import linear_model, svm  # pylint: disable=g-import-not-at-top
   if model == 'logistic':
     # lbfgs is multinomial by default in scikit-learn >= 1.5 (the `multi_class` argument of
     # the official code is gone); L2 penalty, C = 1, no feature scaling.
@@ -244,6 +245,7 @@ def progression(train_embs: Sequence[np.ndarray], train_labels: Sequence[np.ndar
     training or no val frame left (only possible with 'drop') is left out of the mean; NaN if
     no event is left.
   """
+  from sklearn import linear_model, metrics as sk_metrics  # pylint: disable=g-import-not-at-top
   train_embs, train_labels = _prepare(train_embs, train_labels, 'train')
   val_embs, val_labels = _prepare(val_embs, val_labels, 'val')
   _check_same_dim(train_embs, val_embs)
