@@ -72,6 +72,34 @@ def format_table(means: dict[str, dict[str, float]], stds: dict[str, dict[str, f
   return "\n".join(lines)
 
 
+def run_all(settings: Settings, names: list[str], seed_list: list[int],
+            workdir: str) -> dict[str, dict[str, dict]]:
+  """Trains each setting of ``names`` once per seed under ``workdir/<setting>/seed<seed>``
+  (a run whose evaluation is already there is read, not run again); returns
+  ``{setting: {str(seed): {rows, seconds, command}}}``. A failed run exits with its stderr."""
+  env = dict(os.environ, JAX_COMPILATION_CACHE_DIR=os.path.join(workdir, "jax_cache"),
+             JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS="1")
+  runs: dict[str, dict[str, dict]] = {}
+  for setting in names:
+    runs[setting] = {}
+    for seed in seed_list:
+      run_dir = os.path.join(workdir, setting, f"seed{seed}")
+      cmd = command(settings, setting, seed, run_dir)
+      rows, seconds = read_rows(run_dir), None
+      if rows is None:
+        print(f"[{time.strftime('%H:%M:%S')}] {setting} seed {seed}: {' '.join(cmd[1:])}",
+              flush=True)
+        start = time.perf_counter()
+        proc = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True)
+        seconds = time.perf_counter() - start
+        if proc.returncode:
+          sys.exit(f"{setting} seed {seed} failed:\n{proc.stderr[-4000:]}")
+        rows = read_rows(run_dir)
+      runs[setting][str(seed)] = {"rows": rows, "seconds": seconds,
+                                  "command": " ".join(["python"] + cmd[1:])}
+  return runs
+
+
 def main(name: str, settings: Settings, reference: str, description: str) -> None:
   """The command line of a comparison: ``--settings``, ``--seeds``, ``--workdir``, ``--output``
   (default ``benchmarks/results/<name>.json``)."""
@@ -84,26 +112,7 @@ def main(name: str, settings: Settings, reference: str, description: str) -> Non
   args = parser.parse_args()
   if len(args.seeds) < 2:
     parser.error("--seeds: give at least 2 seeds (a spread needs several)")
-  env = dict(os.environ, JAX_COMPILATION_CACHE_DIR=os.path.join(args.workdir, "jax_cache"),
-             JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS="1")
-  runs: dict[str, dict[int, dict]] = {}
-  for setting in args.settings:
-    runs[setting] = {}
-    for seed in args.seeds:
-      workdir = os.path.join(args.workdir, setting, f"seed{seed}")
-      cmd = command(settings, setting, seed, workdir)
-      rows, seconds = read_rows(workdir), None
-      if rows is None:
-        print(f"[{time.strftime('%H:%M:%S')}] {setting} seed {seed}: {' '.join(cmd[1:])}",
-              flush=True)
-        start = time.perf_counter()
-        proc = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True)
-        seconds = time.perf_counter() - start
-        if proc.returncode:
-          sys.exit(f"{setting} seed {seed} failed:\n{proc.stderr[-4000:]}")
-        rows = read_rows(workdir)
-      runs[setting][seed] = {"rows": rows, "seconds": seconds,
-                             "command": " ".join(["python"] + cmd[1:])}
+  runs = run_all(settings, args.settings, args.seeds, args.workdir)
   means, stds = {}, {}
   untrained = [r["rows"][UNTRAINED] for r in runs.get(reference, {}).values()]
   if untrained:
@@ -119,8 +128,8 @@ def main(name: str, settings: Settings, reference: str, description: str) -> Non
           "(|mean - mean_ref| > std + std_ref):")
     for setting in [s for s in means if s not in (reference, UNTRAINED)]:
       beyond = {k: means[setting][k] - means[reference][k] for k in means[setting]
-                if k not in metrics.COUNT_KEYS and abs(means[setting][k] - means[reference][k]) > stds[setting][k] +
-                stds[reference][k]}
+                if k not in metrics.COUNT_KEYS and abs(means[setting][k] - means[reference][k])
+                > stds[setting][k] + stds[reference][k]}
       differences[setting] = beyond
       headers = dict(metrics.table_columns(beyond))
       listed = ", ".join(f"{headers[k]} {d:+.2f}" for k, d in beyond.items() if k in headers)
@@ -129,5 +138,5 @@ def main(name: str, settings: Settings, reference: str, description: str) -> Non
       "reference": reference,
       "settings": {s: {"config": settings[s][0], "overrides": settings[s][1],
                        "description": settings[s][2]} for s in runs},
-      "runs": {s: {str(seed): r for seed, r in by_seed.items()} for s, by_seed in runs.items()},
+      "runs": runs,
       "mean": means, "std": stds, "beyond_seed_spread": differences}, path=args.output)

@@ -42,9 +42,7 @@ from __future__ import annotations
 
 import argparse
 import os
-import subprocess
 import sys
-import time
 
 import numpy as np
 
@@ -210,30 +208,6 @@ def train_settings(methods: list[str], end_states: list[str]) -> seeds.Settings:
   return settings
 
 
-def train(settings: seeds.Settings, seed_list: list[int], workdir: str) -> dict:
-  env = dict(os.environ, JAX_COMPILATION_CACHE_DIR=os.path.join(workdir, "jax_cache"),
-             JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS="1")
-  runs = {}
-  for setting in settings:
-    runs[setting] = {}
-    for seed in seed_list:
-      run_dir = os.path.join(workdir, setting, f"seed{seed}")
-      cmd = seeds.command(settings, setting, seed, run_dir)
-      rows, seconds = seeds.read_rows(run_dir), None
-      if rows is None:
-        print(f"[{time.strftime('%H:%M:%S')}] {setting} seed {seed}: {' '.join(cmd[1:])}",
-              flush=True)
-        start = time.perf_counter()
-        proc = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True)
-        seconds = time.perf_counter() - start
-        if proc.returncode:
-          sys.exit(f"{setting} seed {seed} failed:\n{proc.stderr[-4000:]}")
-        rows = seeds.read_rows(run_dir)
-      runs[setting][str(seed)] = {"rows": rows, "seconds": seconds,
-                                  "command": " ".join(["python"] + cmd[1:])}
-  return runs
-
-
 def _row(name: str, values: dict[str, str], width: int) -> str:
   return name.ljust(width) + "".join(f"{values.get(k, ''):>16}" for k in COLUMNS)
 
@@ -267,7 +241,7 @@ def main() -> None:
     out.update(pixels=pixels, ground_truth=truth)
   if args.part in ("training", "all"):
     settings = train_settings(args.methods, args.end_states)
-    runs = train(settings, args.seeds, args.workdir)
+    runs = seeds.run_all(settings, list(settings), args.seeds, args.workdir)
     means, stds = {}, {}
     for setting, by_seed in runs.items():
       means[setting], stds[setting] = seeds.stats([r["rows"][seeds.TRAINED]
