@@ -59,7 +59,8 @@ def launch(args, log_prefix, processes=1, devices=None, per_process=None, distri
   ``devices`` forced CPU devices, its own extra arguments from ``per_process`` (a list, one
   tuple per process) and the ``extra`` variables; output goes to ``<log_prefix>.p<rank>.log``.
   ``distributed`` (default: more than one process): start through ``jax.distributed``, as a
-  pod's processes are. ``optimize``: as for `env`. Returns ``[(Popen, log file)]`` for `wait_all`."""
+  pod's processes are. ``optimize``: as for `env`. Returns ``[(Popen, log file)]`` for
+  `wait_all`."""
   per_process = list(per_process or [()] * processes)
   if distributed is None:
     distributed = len(per_process) > 1

@@ -3,19 +3,15 @@
 
 import json
 import os
-import sys
 
 import jax
 import numpy as np
 import pytest
 
-from lac_jax import checkpoint
 from lac_jax import memory
 from lac_jax import train
 from lac_jax.data import pipeline
-
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from test_train import _flat, _tiny  # pylint: disable=g-import-not-at-top,wrong-import-position
+import tiny
 
 # One worker runs this module (pytest-xdist): its module fixtures then run once.
 pytestmark = pytest.mark.xdist_group("accelerator")
@@ -74,7 +70,7 @@ def test_device_budget():
 
 def test_pipeline_leaves_the_augmentation_to_the_device():
   from lac_jax import data as data_lib  # pylint: disable=g-import-not-at-top
-  config = _tiny()
+  config = tiny.get_config()
   videos = data_lib.load_videos("synthetic", None, "train", synthetic_config=config.data.synthetic)
   host = next(pipeline.train_iterator(videos, config.data, seed=0, process_index=0,
                                       process_count=1))
@@ -94,7 +90,7 @@ def device_runs(tmp_path_factory):
   (as the memory plan picks it; set here, so no other setting is compiled): (A) 3 steps; (B)
   stopped after step 1, resumed to 3."""
   root = tmp_path_factory.mktemp("accelerator")
-  config = _tiny()
+  config = tiny.get_config()
   config.data.augment.where = "device"
   config.model.trunk_chunk, config.model.trunk_remat = 16, True
   train.train_and_evaluate(config, str(root / "A"))
@@ -106,11 +102,7 @@ def device_runs(tmp_path_factory):
 
 
 def _state(workdir):
-  ckpts = checkpoint.Checkpoints(os.path.join(workdir, "checkpoints"))
-  try:
-    return _flat(ckpts.restore_raw())
-  finally:
-    ckpts.close()
+  return tiny.flat(tiny.read_checkpoint(workdir)[0])
 
 
 def test_device_augmentation_and_chunked_trunk_train_and_resume(device_runs):
@@ -124,7 +116,7 @@ def test_device_augmentation_and_chunked_trunk_train_and_resume(device_runs):
 
 
 def test_fit_train_step_picks_a_chunk_under_a_small_budget(monkeypatch):
-  config = train.prepare_config(_tiny())
+  config = train.prepare_config(tiny.get_config())
   model, _ = train.build_models(config)
   state = train.create_train_state(config, model, jax.random.PRNGKey(0), 8, 3)
   from lac_jax import data as data_lib  # pylint: disable=g-import-not-at-top

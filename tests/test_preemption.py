@@ -16,10 +16,10 @@ import time
 
 import numpy as np
 
-from lac_jax import checkpoint
 from lac_jax import logs
 from lac_jax import preemption
 import launched
+import tiny
 
 NUM_STEPS = 10
 # Fully optimised: the uninterrupted run is test_train.py's run A's program (the session's
@@ -35,26 +35,9 @@ def _run(workdir, **extra):
   return outputs
 
 
-def _state(workdir):
-  ckpts = checkpoint.Checkpoints(os.path.join(workdir, checkpoint.CHECKPOINT_DIR))
-  try:
-    return ckpts.restore_raw(), ckpts.all_steps()
-  finally:
-    ckpts.close()
-
-
-def _flat(tree, prefix=""):
-  if isinstance(tree, dict):
-    out = {}
-    for k, v in tree.items():
-      out.update(_flat(v, f"{prefix}/{k}"))
-    return out
-  return {prefix: np.asarray(tree)}
-
-
 def _assert_same_state(workdir_a, workdir_b):
-  (a, _), (b, _) = _state(workdir_a), _state(workdir_b)
-  fa, fb = _flat(a), _flat(b)
+  (a, _), (b, _) = tiny.read_checkpoint(workdir_a), tiny.read_checkpoint(workdir_b)
+  fa, fb = tiny.flat(a), tiny.flat(b)
   assert fa.keys() == fb.keys()
   assert int(fa["/step"]) == NUM_STEPS
   for k in fa:  # same seed, data and dropout keys per step, same devices: bit-identical
@@ -80,7 +63,7 @@ def test_sigterm_mid_run_checkpoints_and_resumes(tmp_path):
   assert "received: finishing this step" in outputs[0] and "received again" in outputs[0]
   assert "preempted at step 4: checkpoint saved" in outputs[0], outputs[0][-4000:]
   assert "Stopped at step" not in outputs[0]
-  _, steps = _state(tmp_path / "P")
+  _, steps = tiny.read_checkpoint(tmp_path / "P")
   assert steps == [4]
   assert [r["step"] for r in logs.read_metrics(tmp_path / "P")] == [1, 2, 3, 4]
 

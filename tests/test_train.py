@@ -115,30 +115,13 @@ def four_devices(root):
   return proc.stderr
 
 
-def _params(workdir, step=None):
-  ckpts = checkpoint.Checkpoints(os.path.join(workdir, "checkpoints"))
-  try:
-    return ckpts.restore_raw(step), ckpts.all_steps()
-  finally:
-    ckpts.close()
-
-
-def _flat(tree, prefix=""):
-  if isinstance(tree, dict):
-    out = {}
-    for k, v in tree.items():
-      out.update(_flat(v, f"{prefix}/{k}"))
-    return out
-  return {prefix: np.asarray(tree)}
-
-
 def test_four_devices_equal_one_device(root, one_device, four_devices):
   assert "4 device(s) (4 local" in four_devices
-  one, steps_one = _params(root / "A")
-  four, steps_four = _params(root / "D")
+  one, steps_one = tiny.read_checkpoint(root / "A")
+  four, steps_four = tiny.read_checkpoint(root / "D")
   assert steps_one == steps_four == [2, 4]  # checkpoint every 2 steps; the override gave 4
-  a = _flat({k: one[k] for k in ("params", "batch_stats", "step")})
-  b = _flat({k: four[k] for k in ("params", "batch_stats", "step")})
+  a = tiny.flat({k: one[k] for k in ("params", "batch_stats", "step")})
+  b = tiny.flat({k: four[k] for k in ("params", "batch_stats", "step")})
   assert a.keys() == b.keys()
   # Same maths, different float summation order (per-device partial sums, then a mean over
   # devices). After 4 Adam steps of lr 1e-3 the largest difference is ~1e-6 (measured); a
@@ -146,9 +129,9 @@ def test_four_devices_equal_one_device(root, one_device, four_devices):
   worst = max(np.max(np.abs(a[k] - b[k])) for k in a)
   assert worst < 2e-5, worst
   # The runs really trained: parameters moved from their step-2 values.
-  two, _ = _params(root / "A", 2)
-  moved = max(np.max(np.abs(x - y)) for x, y in zip(_flat(one["params"]).values(),
-                                                      _flat(two["params"]).values()))
+  two, _ = tiny.read_checkpoint(root / "A", 2)
+  moved = max(np.max(np.abs(x - y)) for x, y in zip(tiny.flat(one["params"]).values(),
+                                                      tiny.flat(two["params"]).values()))
   assert moved > 1e-4
 
 
@@ -166,7 +149,7 @@ def two_processes(root):
   launched.wait_for_file(markers / "paused.p1", procs)
   procs[1][0].send_signal(signal.SIGTERM)
   first = launched.wait_all(procs)
-  steps_after_first = _params(root / "E")[1]
+  steps_after_first = tiny.read_checkpoint(root / "E")[1]
   metrics_after_first = [r["step"] for r in logs.read_metrics(root / "E")]
   second = launched.wait_all(launched.launch(
       args + ["--config.train.eval_at_end=True"], root / "E2", processes=2, devices=2,
@@ -236,11 +219,12 @@ def test_two_processes_equal_one_process_and_resume(root, four_devices_gloo, two
   assert "LAC evaluation (synthetic" in second[0] and "LAC evaluation" not in second[1]
   assert "Evaluation at step 4" in second[1]
   assert os.path.exists(root / "E" / "eval" / "eval_step4.json")
-  _, steps_multi = _params(root / "E")
-  _, steps_single = _params(root / "D_gloo")
+  _, steps_multi = tiny.read_checkpoint(root / "E")
+  _, steps_single = tiny.read_checkpoint(root / "D_gloo")
   assert steps_multi == [2, 3, 4] and {3, 4} <= set(steps_single)
   for step in (3, 4):  # E's preempted run; after its resume
-    a, b = _flat(_params(root / "E", step)[0]), _flat(_params(root / "D_gloo", step)[0])
+    a = tiny.flat(tiny.read_checkpoint(root / "E", step)[0])
+    b = tiny.flat(tiny.read_checkpoint(root / "D_gloo", step)[0])
     assert a.keys() == b.keys() and {"/step", "/nonfinite_steps"} <= a.keys()
     differ = [k for k in a if not np.array_equal(a[k], b[k])]
     relative = np.sqrt(sum(np.sum((a[k].astype(np.float64) - b[k]) ** 2) for k in a) /
@@ -285,10 +269,10 @@ def test_a_killed_process_ends_the_others(root, tmp_path):
 def test_resume_equals_uninterrupted(root, one_device):
   results, _ = one_device
   assert results["stopped_step"] == 2
-  a, steps_a = _params(root / "A")
-  b, steps_b = _params(root / "B")
+  a, steps_a = tiny.read_checkpoint(root / "A")
+  b, steps_b = tiny.read_checkpoint(root / "B")
   assert steps_a == steps_b == [2, 4]
-  fa, fb = _flat(a), _flat(b)
+  fa, fb = tiny.flat(a), tiny.flat(b)
   assert fa.keys() == fb.keys()
   for k in fa:  # same seed, same data per step, same dropout keys: bit-identical on CPU
     np.testing.assert_array_equal(fa[k], fb[k], err_msg=k)
@@ -474,9 +458,6 @@ def _config_file(name, *args):
   return module.get_config(*args)
 
 
-_tiny = tiny.get_config
-
-
 def _train_in_process(config, steps):
   """(initial state, state after ``steps`` steps) on one device."""
   import jax  # pylint: disable=g-import-not-at-top
@@ -504,12 +485,12 @@ def _size(tree):
 
 @pytest.mark.parametrize("mode", ["frozen", "bn_frozen"])
 def test_frozen_trunk_is_never_touched(mode, fast_compile):
-  config = _tiny()
+  config = tiny.get_config()
   config.model.backbone_mode = mode
   config.train.weight_decay = 1e-2  # Would move every trunk weight if the optimiser saw them.
   before, after = _train_in_process(config, 3)
-  same = lambda a, b: all(np.array_equal(x, y) for x, y in zip(_flat(a).values(),
-                                                                _flat(b).values()))
+  same = lambda a, b: all(np.array_equal(x, y) for x, y in zip(tiny.flat(a).values(),
+                                                                tiny.flat(b).values()))
   trunk = train.TRUNK
   assert same(before.batch_stats[trunk], after.batch_stats[trunk])  # BN on running statistics
   assert not same(before.params["encoder"]["output"], after.params["encoder"]["output"])

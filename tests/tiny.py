@@ -122,3 +122,25 @@ def save_untrained_run(workdir: str, config=None, step: int = 1):
   ckpts.close()
   checkpoint.write_config(str(workdir), config)
   return config
+
+
+def read_checkpoint(workdir, step=None):
+  """``(raw saved state, saved steps)`` of the training run in ``workdir`` (the latest step's
+  state when ``step`` is None)."""
+  from lac_jax import checkpoint  # pylint: disable=g-import-not-at-top
+  ckpts = checkpoint.Checkpoints(os.path.join(str(workdir), checkpoint.CHECKPOINT_DIR))
+  try:
+    return ckpts.restore_raw(step), ckpts.all_steps()
+  finally:
+    ckpts.close()
+
+
+def flat(tree, prefix=""):
+  """A nested dict of arrays as ``{'/a/b': np.ndarray}``."""
+  import numpy as np  # pylint: disable=g-import-not-at-top
+  if isinstance(tree, dict):
+    out = {}
+    for k, v in tree.items():
+      out.update(flat(v, f"{prefix}/{k}"))
+    return out
+  return {prefix: np.asarray(tree)}
