@@ -52,7 +52,9 @@ def pytest_collection_modifyitems(session, config, items):  # pylint: disable=un
 def fast_compile():
   """For a test that checks plumbing or behaviour (files, resumption, which parameters move),
   not numbers against a reference: XLA skips its optimisation passes, which halves the compile
-  time of its programs. A whole module: ``pytestmark = pytest.mark.usefixtures(...)``."""
+  time of its programs (and can split a max's gradient wrongly among tied maxima: never check a
+  gradient here, docs/dependencies.md section 2). A whole module:
+  ``pytestmark = pytest.mark.usefixtures(...)``."""
   before = jax.config.values["jax_disable_most_optimizations"]
   jax.config.update("jax_disable_most_optimizations", True)
   yield

@@ -22,7 +22,8 @@ def env(devices=None, optimize=False, **extra):
   ``optimize=False``: XLA skips its optimisation passes (``JAX_DISABLE_MOST_OPTIMIZATIONS``),
   which halves the compile time that dominates these short runs. The subprocess tests check
   plumbing (exit codes, files, messages) and compare runs with each other, all compiled alike;
-  numbers checked against references are computed in-process, fully optimised.
+  numbers checked against references are computed in-process, fully optimised (unoptimised
+  XLA:CPU can get a max's gradient wrong: docs/dependencies.md section 2).
   """
   out = dict(os.environ)
   if not optimize:
