@@ -60,9 +60,9 @@ def tiny_train_config(dataset: str = "synthetic", data_dir: str = "", **train_ov
   c.eval.fractions = (0.5, 1.0)
   t = c.train
   t.num_steps, t.learning_rate, t.schedule = 3, 1e-3, "constant"
-  # Parameters whose exact gradient is 0 (the conv bias before BatchNorm, attention key
-  # biases) get float-noise gradients (~1e-9) that Adam with eps 1e-8 turns into +-lr steps,
-  # differently on 1 and 4 devices; eps 1e-4 keeps the comparison about the maths.
+  # Parameters whose exact gradient is 0 (the conv bias before BatchNorm) get float-noise
+  # gradients (~1e-9) that Adam with eps 1e-8 turns into +-lr steps, differently on 1 and 4
+  # devices; eps 1e-4 keeps the comparison about the maths.
   t.adam_eps = 1e-4
   t.log_every_steps, t.checkpoint_every_steps, t.tensorboard = 1, 2, False
   for k, v in train_overrides.items():

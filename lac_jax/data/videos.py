@@ -46,7 +46,6 @@ _STORE_NAME = "frames"
 _META = "meta.json"
 
 
-
 def default_config() -> ml_collections.ConfigDict:
   """This dataset's options, ``config.data.videos`` (docs/own_videos.md)."""
   c = ml_collections.ConfigDict()

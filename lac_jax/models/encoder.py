@@ -360,7 +360,8 @@ class LACEncoder(nn.Module):
     if self.context_padding == "valid" and min(x.shape[2:4]) < 2 * self.context_layers + 1:
       raise ValueError(
           f"The trunk's map ({self.trunk} {dict(self.trunk_options)}) is {x.shape[2]}x"
-          f"{x.shape[3]} for {frames.shape[2]}x{frames.shape[3]} images; {self.context_layers} valid 3x3 convs need at least "
+          f"{x.shape[3]} for {frames.shape[2]}x{frames.shape[3]} images; "
+          f"{self.context_layers} valid 3x3 convs need at least "
           f"{2 * self.context_layers + 1}x{2 * self.context_layers + 1}: use larger images or "
           "config.model.context_padding='same'")
     for i in range(self.context_layers):
