@@ -18,21 +18,44 @@ def _run(args, cwd, env=None, timeout=300):
                         timeout=timeout, check=False)
 
 
+def _venv_with_these_packages(venv) -> str:
+  """A new virtual environment that sees this interpreter's packages; returns its python.
+
+  ``venv --system-site-packages`` would expose the *base* interpreter's site-packages, which are
+  not this environment's when the tests run inside a virtual environment (a newcomer's set-up):
+  a .pth file names this interpreter's own site-packages folders instead, so the test works
+  from a virtual environment and from a base interpreter alike."""
+  made = _run([sys.executable, "-m", "venv", str(venv)], venv.parent)
+  assert made.returncode == 0, made.stderr
+  python = str(venv / "bin" / "python")
+  found = _run([python, "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
+               venv.parent)
+  ours = [p for p in sys.path if os.path.basename(p) in ("site-packages", "dist-packages")]
+  assert ours, sys.path
+  with open(os.path.join(found.stdout.strip(), "_outer_packages.pth"), "w") as f:
+    f.write("\n".join(ours) + "\n")
+  return python
+
+
 def test_editable_install_runs_the_tools_from_anywhere(tmp_path):
   venv = tmp_path / "venv"
-  # The dependencies come from this interpreter's site-packages; only lac_jax is installed.
-  made = _run([sys.executable, "-m", "venv", "--system-site-packages", str(venv)], tmp_path)
-  assert made.returncode == 0, made.stderr
-  python, bin_dir = str(venv / "bin" / "python"), venv / "bin"
+  python = _venv_with_these_packages(venv)  # only lac_jax itself is installed into it
+  bin_dir = venv / "bin"
   elsewhere = tmp_path / "elsewhere"
   elsewhere.mkdir()
   env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "VIRTUAL_ENV")}
   env["JAX_DISABLE_MOST_OPTIMIZATIONS"] = "1"  # plumbing: compile fast (tests/launched.py)
+  dependencies = _run([python, "-c", "import jax, flax, absl, av"], elsewhere, env)
+  assert dependencies.returncode == 0, dependencies.stderr
+  # Not importable from another folder until installed (unless this environment has it already).
+  here = _run([sys.executable, "-c", "import lac_jax"], elsewhere, env).returncode == 0
   before = _run([python, "-c", "import lac_jax"], elsewhere, env)
-  assert before.returncode != 0  # not importable from here until installed
+  assert (before.returncode == 0) == here
   installed = _run([python, "-m", "pip", "install", "-q", "--no-deps", "-e", REPO], elsewhere,
                    env, timeout=600)
   assert installed.returncode == 0, installed.stdout + installed.stderr
+  where = _run([python, "-c", "import lac_jax; print(lac_jax.__file__)"], elsewhere, env)
+  assert where.stdout.strip().startswith(REPO), where.stdout + where.stderr
 
   # A workdir with a tiny model's checkpoint and the config.json training writes.
   config = tiny.save_untrained_run(tmp_path / "run")
