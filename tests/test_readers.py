@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import os
 import pickle
+import re
 import shutil
 import struct
 import subprocess
@@ -443,6 +444,66 @@ def test_unpickling_numpy_lists_and_refusal(tmp_path):
   path.write_bytes(pickle.dumps([1, 2, 3])[:-3])
   with pytest.raises(pickle.UnpicklingError, match=r"x.pkl: corrupt pickle"):
     carl_pickle.load_pickle(path)
+
+
+def _opcodes(obj) -> bytes:
+  """The opcodes that push ``obj`` (protocol 3: bytes without framing; memo reuse is harmless
+  because each fragment only reads back what it stored itself)."""
+  return pickle.dumps(obj, protocol=3)[2:-1]
+
+
+def _call(module: str, name: str, *args) -> bytes:
+  """Opcodes calling the global ``module.name(*args)`` (any name: torch need not exist)."""
+  return f"c{module}\n{name}\n".encode() + _opcodes(args) + b"R"
+
+
+def _legacy_storage_pickle(values: list[int], evil: str | None, marker: str) -> bytes:
+  """An outer pickle ``_rebuild_tensor_v2(_load_from_bytes(blob), ...)`` whose legacy storage
+  ``blob`` has its ``evil`` item (magic/protocol/sys_info/keys) replaced by a call that creates
+  ``marker`` when run."""
+  payload = _call("builtins", "exec", f"open({marker!r}, 'w').close()") + b"."
+  item = lambda name, obj: payload if name == evil else b"\x80\x03" + _opcodes(obj) + b"."
+  pid = (b"(" + _opcodes("storage") + b"ctorch\nLongStorage\n" + _opcodes("0") +
+         _opcodes("cpu") + _opcodes(len(values)) + _opcodes(None) + b"t")
+  blob = (item("magic", 0x1950a86a20f9469cfc6c) + item("protocol", 1001) +
+          item("sys_info", {"little_endian": True}) + b"\x80\x03" + pid + b"Q." +
+          item("keys", ["0"]) + struct.pack("<q", len(values)) +
+          struct.pack(f"<{len(values)}q", *values))
+  storage = _call("torch.storage", "_load_from_bytes", blob)
+  tensor = (b"ctorch._utils\n_rebuild_tensor_v2\n(" + storage + _opcodes(0) +
+            _opcodes((len(values),)) + _opcodes((1,)) + _opcodes(False) +
+            _call("collections", "OrderedDict") + b"tR")
+  return b"\x80\x03}" + _opcodes("frame_label") + tensor + b"s."  # {'frame_label': tensor}
+
+
+@pytest.mark.parametrize("evil", ["magic", "protocol", "sys_info", "keys"])
+def test_code_in_a_nested_storage_pickle_is_refused_not_run(tmp_path, evil):
+  path, marker = tmp_path / "train.pkl", tmp_path / "pwned"
+  path.write_bytes(_legacy_storage_pickle([4, 5, 6], None, str(marker)))
+  got = carl_pickle.load_pickle(path)  # the same bytes without the call load as a tensor
+  assert got["frame_label"].tolist() == [4, 5, 6] and got["frame_label"].dtype == np.int64
+  path.write_bytes(_legacy_storage_pickle([4, 5, 6], evil, str(marker)))
+  with pytest.raises(pickle.UnpicklingError) as raised:
+    carl_pickle.load_pickle(path)
+  assert not marker.exists(), "the pickle's code ran"
+  message = str(raised.value)
+  assert message.startswith(f"{path}: refusing to unpickle global builtins.exec")
+  assert "\n" not in message and message.count(str(path)) == 1
+  # Through the dataset reader: one line (a ValueError) naming the file once.
+  with pytest.raises(ValueError) as raised:
+    pouring.read_carl_pickle(str(path))
+  assert str(raised.value).count(str(path)) == 1 and "builtins.exec" in str(raised.value)
+  assert not marker.exists()
+
+
+def test_code_in_a_top_level_pickle_is_refused_not_run(tmp_path):
+  path, marker = tmp_path / "val.pkl", tmp_path / "pwned"
+  path.write_bytes(b"\x80\x03" + _call("builtins", "eval", f"open({str(marker)!r}, 'w')") +
+                   b".")
+  with pytest.raises(pickle.UnpicklingError,
+                     match=rf"^{re.escape(str(path))}: refusing to unpickle global builtins\.eval"):
+    carl_pickle.load_pickle(path)
+  assert not marker.exists()
 
 
 def test_torch_roundtrip_with_installed_torch(tmp_path):

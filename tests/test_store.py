@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import io
+import os
 import pickle
+import re
 
 import numpy as np
 import pytest
@@ -93,3 +95,26 @@ def test_store_errors(tmp_path):
     store.prepare_store(videos, tmp_path, "toy2", frame_encoding="gif")
   with pytest.raises(ValueError, match=r"split 'val' holds no videos"):
     store.prepare_store({"train": videos, "val": []}, tmp_path, "toy3")
+
+
+def test_verify_store_reads_every_record_back(tmp_path):
+  path = store.prepare_store(tiny_videos(), tmp_path, "toy", frame_encoding="raw")
+  store.verify_store(tmp_path, "toy", "train", num_records=3)
+  with pytest.raises(ValueError, match=r"holds 3 readable record\(s\) \(3 written\), expected 2"):
+    store.verify_store(tmp_path, "toy", "train", num_records=2)
+  (record,) = [os.path.join(path, n) for n in os.listdir(path) if ".array_record-" in n]
+  with open(record, "rb") as f:
+    content = bytearray(f.read())
+  flipped = bytearray(content)
+  flipped[content.index(bytes(64)) // 2] ^= 0xFF  # inside the records, not the zero padding
+  for damaged, what in ((flipped, r"unreadable \(RuntimeError: .*hash mismatch"),
+                        (content[:len(content) // 2], r"unreadable \(ValueError: "
+                         r"toy-train.array_record-00000-of-00001 is truncated or damaged\)$")):
+    with open(record, "wb") as f:
+      f.write(bytes(damaged))
+    with pytest.raises(ValueError, match=rf"^store {re.escape(path)}.* {what}") as raised:
+      store.verify_store(tmp_path, "toy", "train", num_records=3)
+    assert "\n" not in str(raised.value)
+  os.remove(os.path.join(path, "dataset_info.json"))
+  with pytest.raises(ValueError, match=r"unreadable \(FileNotFoundError: no prepared store"):
+    store.verify_store(tmp_path, "toy", "train", num_records=3)

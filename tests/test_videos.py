@@ -4,10 +4,12 @@ evaluation, and training on such a folder end to end (in this process, one CPU d
 
 import fractions
 import json
+import logging
 import os
 import shutil
 import subprocess
 import sys
+import time
 
 import ml_collections
 import numpy as np
@@ -156,8 +158,10 @@ def folder(tmp_path_factory):
 def test_folder_splits_labels_and_cache(folder, tmp_path):
   root, labels, keep = folder
   data = _data(root, tmp_path / "cache")
+  first = videos.prepare(data, 16)
+  assert (first.decoded, first.cached, first.skipped, first.repaired) == (6, 0, [], [])
   train_videos = data_lib.load_split(data, "train", None, 16)
-  assert videos.LAST_PREPARE == {"decoded": 6, "cached": 0, "skipped": 0}
+  assert videos.prepare(data, 16).decoded == 0  # prepared in this process: nothing to redo
   val_videos = data_lib.load_split(data, "val", None, 16)
   assert [v.name for v in train_videos] == [f"synthetic_train_0000{i}" for i in range(4)]
   assert [v.name for v in val_videos] == ["synthetic_val_00000", "synthetic_val_00001"]
@@ -170,16 +174,105 @@ def test_folder_splits_labels_and_cache(folder, tmp_path):
   assert data_lib.num_phases("videos", None, data) == len(synthetic.PHASES)
   # A second load decodes nothing; a changed file is decoded again.
   videos._PREPARED.clear()  # pylint: disable=protected-access
-  data_lib.load_split(data, "train", None, 16)
-  assert videos.LAST_PREPARE["decoded"] == 0 and videos.LAST_PREPARE["cached"] == 6
+  again = videos.prepare(data, 16)
+  assert (again.decoded, again.cached) == (0, 6)
   path = root / "train" / "synthetic_train_00001.mp4"
   stat = os.stat(path)
   os.utime(path, ns=(stat.st_atime_ns, stat.st_mtime_ns + 10**9))
-  data_lib.load_split(data, "train", None, 16)
-  assert videos.LAST_PREPARE["decoded"] == 1 and videos.LAST_PREPARE["cached"] == 5
+  changed = videos.prepare(data, 16)
+  assert (changed.decoded, changed.cached, changed.repaired) == (1, 5, [])
   # Other decode settings are other cache entries.
-  data_lib.load_split(data, "train", None, 8)
-  assert videos.LAST_PREPARE["decoded"] == 6
+  assert videos.prepare(data, 8).decoded == 6
+
+
+def _damage_truncated_store(entry):
+  record = _record_file(entry)
+  with open(record, "r+b") as f:
+    f.truncate(os.path.getsize(record) // 2)
+
+
+def _damage_flipped_store(entry):
+  record = _record_file(entry)
+  content = bytearray(record.read_bytes())
+  for i in range(80, content.index(bytes(64)), 97):  # headers and records, not the padding
+    content[i] ^= 0x5A
+  record.write_bytes(bytes(content))
+
+
+def _damage_missing_meta(entry):
+  os.remove(entry / "meta.json")
+
+
+def _damage_truncated_meta(entry):
+  text = (entry / "meta.json").read_text()
+  (entry / "meta.json").write_text(text[:len(text) // 2])
+
+
+def _damage_unfinished(entry):
+  """What a decode killed before its rename leaves: an ``.incomplete-*`` folder, no entry."""
+  dead = subprocess.Popen([sys.executable, "-c", ""])  # a pid no process holds any more
+  dead.wait()
+  host = videos._host()  # pylint: disable=protected-access
+  os.rename(entry, entry.parent / f".incomplete-{entry.name}.{host}.{dead.pid}.x1y2z3")
+
+
+def _record_file(entry):
+  (record,) = entry.glob("frames/*/*.array_record-*")
+  return record
+
+
+@pytest.mark.parametrize("damage", [_damage_truncated_store, _damage_flipped_store,
+                                    _damage_missing_meta, _damage_truncated_meta,
+                                    _damage_unfinished])
+def test_a_damaged_cache_entry_is_decoded_again(tmp_path, caplog, damage):
+  os.makedirs(tmp_path / "in")
+  for i in range(3):
+    encode.write_video(tmp_path / "in" / f"v{i}.mp4", _gray_frames([40 + 60 * i] * 4), fps=10)
+  data = _data(tmp_path / "in", tmp_path / "cache")
+  first = videos.prepare(data, 8)
+  assert first.decoded == 3
+  want = {v.name: v.frames for vs in first.splits.values() for v in vs}
+  (entry,) = (tmp_path / "cache").glob("v1-*")
+  damage(entry)
+  videos._PREPARED.clear()  # pylint: disable=protected-access  (as a new process)
+  caplog.clear()
+  with caplog.at_level(logging.WARNING):
+    again = videos.prepare(data, 8)
+  assert (again.decoded, again.cached) == (1, 2)  # only the damaged entry
+  source = str(tmp_path / "in" / "v1.mp4")
+  assert again.repaired == ([] if damage is _damage_unfinished else [source])
+  warnings = [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING]
+  assert len(warnings) == 1 and source in warnings[0] and "\n" not in warnings[0], warnings
+  for v in (v for vs in again.splits.values() for v in vs):
+    np.testing.assert_array_equal(v.frames, want[v.name])
+  assert sorted(p.name.split("-")[0] for p in (tmp_path / "cache").iterdir()) == \
+      ["v0", "v1", "v2"]  # nothing left aside
+  videos._PREPARED.clear()  # pylint: disable=protected-access
+  caplog.clear()
+  third = videos.prepare(data, 8)  # repaired for good
+  assert (third.decoded, third.cached) == (0, 3)
+  assert not [r for r in caplog.records if r.levelno >= logging.WARNING]
+
+
+def test_only_abandoned_unfinished_entries_are_removed(tmp_path):
+  cache = tmp_path / "cache"
+  host = videos._host()  # pylint: disable=protected-access
+  live = cache / f".incomplete-v0-abc.{host}.{os.getpid()}.aaaa"  # this live process writes it
+  other = cache / ".incomplete-v1-abc.other-host.7.bbbb"  # another machine, still writing
+  stale = cache / ".incomplete-v2-abc.other-host.7.cccc"  # another machine, untouched for 2 h
+  old_style = cache / ".incomplete-k3j4l5"  # named before the writer was part of the name
+  for folder in (live, other, stale, old_style):
+    os.makedirs(folder / "frames")
+    (folder / "frames" / "part").write_bytes(b"x")
+  hours_ago = time.time() - 2 * 3600
+  for path in (stale, stale / "frames", stale / "frames" / "part", old_style):
+    os.utime(path, (hours_ago, hours_ago))
+  found = videos._leftovers(str(cache))  # pylint: disable=protected-access
+  assert found == {"v2-abc": [str(stale)]}, found
+  for path in (old_style / "frames", old_style / "frames" / "part"):
+    os.utime(path, (hours_ago, hours_ago))
+  found = videos._leftovers(str(cache))  # pylint: disable=protected-access
+  assert found == {"v2-abc": [str(stale)], "": [str(old_style)]}, found
 
 
 def test_flat_folder_is_split_by_name_hash(tmp_path):
@@ -329,7 +422,7 @@ def _summary(workdir):
     return json.load(f)
 
 
-def test_train_evaluate_resume_on_a_folder(folder, tmp_path):
+def test_train_evaluate_resume_on_a_folder(folder, tmp_path, monkeypatch):
   root, _, _ = folder
   config = tiny.tiny_train_config("videos", str(root), stop_at_step=2, eval_at_start=True)
   work = str(tmp_path / "run")
@@ -340,9 +433,13 @@ def test_train_evaluate_resume_on_a_folder(folder, tmp_path):
     assert json.load(f)["data"]["dataset"] == "videos"
   config.train.stop_at_step = 0
   videos._PREPARED.clear()  # pylint: disable=protected-access  (as a new process)
-  state = train.train_and_evaluate(config, work)  # resumes and finishes
+
+  def no_decoding(video, settings):
+    raise AssertionError(f"the resumed run decoded {video.path} again")
+
+  monkeypatch.setattr(videos, "decode_input", no_decoding)
+  state = train.train_and_evaluate(config, work)  # resumes and finishes, from the cache
   assert int(state.step) == 3
-  assert videos.LAST_PREPARE["decoded"] == 0  # the resumed run decoded nothing
   rows = _summary(work)["rows"]
   for row in rows.values():
     assert {"class_100", "progress", "tau", "cycle_consistency"} <= set(row)

@@ -3,8 +3,9 @@
 CARL's pickles hold torch tensors (``frame_label``) pickled as calls to torch functions on a
 ``torch.save``'d storage. :func:`load_pickle` unpickles with an allow-list: those torch callables
 are replaced by NumPy equivalents, NumPy arrays/scalars and a few builtins are allowed, and any
-other global is refused (pickles can run arbitrary code). Tensors come back as ``np.ndarray``
-with the tensor's dtype and shape. The byte format, legacy and zip:
+other global is refused (pickles can run arbitrary code). That holds for every pickle read, the
+ones nested in a storage's bytes included. Tensors come back as ``np.ndarray`` with the tensor's
+dtype and shape. The byte format, legacy and zip:
 docs/data.md#the-carllac-pickles-without-torch.
 """
 
@@ -109,6 +110,10 @@ _SAFE_BUILTINS = {"set": set, "frozenset": frozenset, "complex": complex, "slice
                   "range": range, "bytearray": bytearray}
 
 
+class RefusedGlobal(pickle.UnpicklingError):
+  """A pickle references a global outside the allow-list (the message names file and global)."""
+
+
 class _Unpickler(pickle.Unpickler):
   """Allow-list unpickler mapping torch tensors/storages to NumPy."""
 
@@ -136,7 +141,7 @@ class _Unpickler(pickle.Unpickler):
       found = _numpy_global(module, name)
       if found is not None:
         return found
-    raise pickle.UnpicklingError(
+    raise RefusedGlobal(
         f"{self._what}: refusing to unpickle global {module}.{name} (only torch tensors, "
         "NumPy arrays and plain Python containers are expected in a dataset pickle)")
 
@@ -163,13 +168,24 @@ def _load_storage_bytes(blob: bytes, what: str) -> _Storage:
 
 
 def _load_legacy_storage(blob: bytes, what: str) -> _Storage:
+  """A legacy ``torch.save`` of one storage: five pickles, then the raw storage bytes.
+
+  Every pickle goes through the allow-list unpickler: these bytes come from the dataset file,
+  so a plain ``pickle.load`` here would run whatever the file asks for.
+  """
   f = io.BytesIO(blob)
+
+  def load() -> Any:
+    return _Unpickler(f, what).load()
+
   try:
-    magic = pickle.load(f)
+    magic = load()
     if magic != _MAGIC_NUMBER:
       raise pickle.UnpicklingError("bad magic number")
-    pickle.load(f)  # protocol version
-    sys_info = pickle.load(f)
+    load()  # protocol version
+    sys_info = load()
+  except RefusedGlobal:
+    raise
   except Exception as e:  # pylint: disable=broad-except
     raise pickle.UnpicklingError(f"{what}: corrupt torch storage header ({e})") from e
   little = sys_info.get("little_endian", True) if isinstance(sys_info, dict) else True
@@ -185,7 +201,9 @@ def _load_legacy_storage(blob: bytes, what: str) -> _Storage:
     return ("root", key)
 
   main = _Unpickler(f, what, persistent).load()
-  keys = pickle.load(f)
+  keys = load()
+  if not isinstance(keys, list):
+    raise pickle.UnpicklingError(f"{what}: torch storage key list is a {type(keys).__name__}")
   data: dict[str, np.ndarray] = {}
   for key in keys:
     stype = roots[str(key)]

@@ -107,6 +107,8 @@ def read_carl_pickle(path: str) -> Any:
   except FileNotFoundError:
     raise
   except Exception as e:  # pylint: disable=broad-except
+    if str(e).startswith(f"{path}: "):  # carl_pickle's messages already name the file
+      raise ValueError(str(e)) from e
     raise ValueError(f"{path}: cannot read dataset pickle: {e}") from e
 
 

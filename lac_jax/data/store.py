@@ -3,8 +3,8 @@
 ``prepare_store`` writes Videos (frames as JPEG/PNG bytes or one zlib-compressed tensor, in input
 order, with names, actions and labels also in ``metadata.json``); ``open_store`` builds lazy
 Videos from the metadata alone, each frame access reading one record by random access;
-``data_source`` gives the raw source for ``grain.MapDataset.source``. The directory layout and
-the record format: docs/data.md#the-store.
+``data_source`` gives the raw source for ``grain.MapDataset.source``; ``verify_store`` checks that
+a store's records read back. The directory layout and the record format: docs/data.md#the-store.
 """
 
 from __future__ import annotations
@@ -211,6 +211,47 @@ def read_store_frames(path: str, split: str, index: int, name: str) -> np.ndarra
     raise ValueError(f"store {path} split {split!r} record {index} is video "
                      f"{_text(record['name'])!r}, expected {name!r} (store modified?)")
   return record_frames(record)
+
+
+def verify_store(store_dir: Union[str, os.PathLike], name: str, split: str,
+                 num_records: int) -> None:
+  """Checks that a store split opens and that its ``num_records`` records read back.
+
+  Each record is read as raw bytes (Riegeli checks every chunk's hash), not decoded into frames,
+  so the check costs one read of the files. A truncated file holds fewer records; flipped bytes
+  fail a hash.
+
+  Raises:
+    ValueError: one line naming the store and what is wrong with it.
+  """
+  from array_record.python import array_record_module  # pylint: disable=g-import-not-at-top
+  path = store_path(store_dir, name)
+  try:
+    builder = _builder(path)
+    _check_split(builder, path, split)
+    info = builder.info.splits[split]
+    count = 0
+    for filepath in info.filepaths:
+      reader = array_record_module.ArrayRecordReader(os.fspath(filepath))
+      try:
+        if not reader.ok():  # e.g. a truncated file: it opens, holding no records
+          raise ValueError(f"{os.path.basename(filepath)} is truncated or damaged")
+        for i in range(reader.num_records()):
+          reader.read([i])
+          count += 1
+      finally:
+        try:
+          reader.close()
+        except RuntimeError:  # a failed reader reports its failure again, without a message
+          pass
+  except Exception as e:  # pylint: disable=broad-except  (TFDS, JSON, Riegeli, OS errors)
+    _builder.cache_clear()  # nothing of a damaged store may be served later
+    _cached_source.cache_clear()
+    detail = (str(e).strip().splitlines() or [""])[0]
+    raise ValueError(f"store {path} is unreadable ({type(e).__name__}: {detail})") from None
+  if count != num_records or info.num_examples != num_records:
+    raise ValueError(f"store {path} split {split!r} holds {count} readable record(s) "
+                     f"({info.num_examples} written), expected {num_records}")
 
 
 def open_store(store_dir: Union[str, os.PathLike], name: str, split: str) -> list[Video]:

@@ -5,7 +5,8 @@
 from a hash of each name), plus an optional ``labels.json``. Each input is decoded once (rotation
 applied, resampled and capped by ``data.videos``, resized to the pipeline's size) into its own
 ``array_record`` store under ``data.cache_dir``, keyed by the file's path, size and modification
-time and the decode settings. Policies: docs/own_videos.md.
+time and the decode settings; an entry found damaged is decoded again. Policies:
+docs/own_videos.md.
 """
 
 from __future__ import annotations
@@ -17,9 +18,12 @@ import json
 import math
 import os
 import shutil
+import socket
 import sys
 import tempfile
+import time
 from typing import Any, Mapping, Optional, Sequence
+import uuid
 
 from absl import logging
 import ml_collections
@@ -60,10 +64,6 @@ def options(data: Any) -> ml_collections.ConfigDict:
   c = default_config()
   c.update(dict(data.get("videos", None) or {}))
   return c
-
-
-# What the last `prepare` did, for logs and tests: inputs decoded now and read from the cache.
-LAST_PREPARE = {"decoded": 0, "cached": 0, "skipped": 0}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -277,12 +277,153 @@ def _entry_path(cache_dir: str, video: inputs.InputVideo, key: str) -> str:
   return os.path.join(cache_dir, f"{safe}-{key}")
 
 
-def _read_entry(entry: str) -> Optional[dict[str, Any]]:
-  try:
-    with open(os.path.join(entry, _META), encoding="utf-8") as f:
-      return json.load(f)
-  except (OSError, ValueError):
+class DamagedEntry(Exception):
+  """A cache entry that exists but cannot be used (the message says why)."""
+
+
+_META_FIELDS = {"name": str, "path": str, "source_frames": int, "selected": list,
+                "frame_size": list, "settings": dict}
+
+
+def _meta_problem(meta: Any, video: inputs.InputVideo, settings: Settings) -> Optional[str]:
+  """What is wrong with an entry's parsed meta.json for ``video``, or None."""
+  if not isinstance(meta, dict):
+    return f"holds a {type(meta).__name__}, not an object"
+  for field, kind in _META_FIELDS.items():
+    if not isinstance(meta.get(field), kind):
+      return f"has no {kind.__name__} {field!r}"
+  if meta["name"] != video.name or meta["settings"] != dataclasses.asdict(settings):
+    return "belongs to another video or other decode settings"
+  selected = meta["selected"]
+  if not selected or not all(isinstance(i, int) and 0 <= i < meta["source_frames"]
+                             for i in selected):
+    return f"has bad 'selected' frames for {meta['source_frames']} source frames"
+  return None
+
+
+def open_entry(entry: str, video: inputs.InputVideo,
+               settings: Settings) -> Optional[dict[str, Any]]:
+  """The meta.json of the cache entry ``entry`` of ``video``, checked; None when there is none.
+
+  The check is cheap next to decoding: meta.json parses and has its fields, and the store opens
+  and its one record reads back as bytes (its checksums pass; frames are not decoded).
+
+  Raises:
+    DamagedEntry: the entry exists but is unusable (truncated, bit-flipped, half-deleted...).
+  """
+  if not os.path.lexists(entry):
     return None
+  meta_path = os.path.join(entry, _META)
+  try:
+    with open(meta_path, encoding="utf-8") as f:
+      meta = json.load(f)
+  except FileNotFoundError:
+    raise DamagedEntry(f"{_META} is missing") from None
+  except (OSError, ValueError) as e:  # NotADirectoryError, a truncated JSON document, ...
+    raise DamagedEntry(f"{_META} is unreadable ({type(e).__name__}: {e})") from None
+  problem = _meta_problem(meta, video, settings)
+  if problem:
+    raise DamagedEntry(f"{_META} {problem}")
+  try:
+    store.verify_store(entry, _STORE_NAME, "train", num_records=1)
+  except (ValueError, FileNotFoundError) as e:  # named relative to the entry: shorter
+    raise DamagedEntry(str(e).replace(f"{entry}{os.sep}", "")) from None
+  return meta
+
+
+# Unfinished entries: ``.incomplete-<entry>.<host>.<pid>.<random>``, so the next run can tell
+# one left by a killed process from one another live process is writing into a shared cache.
+_INCOMPLETE, _DAMAGED = ".incomplete-", ".damaged-"
+_ABANDONED_AFTER_S = 3600.0  # untouched this long: abandoned, whoever wrote it
+
+
+def _discard(path: str) -> None:
+  """Removes a cache entry or leftover, first renamed aside: other processes then see it whole
+  or gone, and a run killed while deleting leaves a ``.damaged-*`` that the next run removes."""
+  if os.path.basename(path).startswith(_DAMAGED):
+    _remove(path)
+    return
+  aside = os.path.join(os.path.dirname(path),
+                       f"{_DAMAGED}{os.path.basename(path)}.{uuid.uuid4().hex[:8]}")
+  try:
+    os.rename(path, aside)
+  except FileNotFoundError:  # another process moved it first
+    return
+  except OSError as e:
+    raise ValueError(f"{path}: cannot move this damaged cache entry aside ({e.strerror}); "
+                     "delete it") from None
+  _remove(aside)
+
+
+def _remove(path: str) -> None:
+  """Deletes a folder or file, whichever ``path`` is; gone already is fine."""
+  if os.path.isdir(path) and not os.path.islink(path):
+    shutil.rmtree(path, ignore_errors=True)
+  else:
+    try:
+      os.remove(path)
+    except FileNotFoundError:
+      pass
+
+
+def _host() -> str:
+  """This machine's name, as it goes into an unfinished entry's name (no dots)."""
+  return "".join(c if c.isalnum() or c == "-" else "_" for c in socket.gethostname()) or "host"
+
+
+def _pid_alive(pid: int) -> bool:
+  """Whether a process ``pid`` runs on this machine (signal 0 only asks)."""
+  try:
+    os.kill(pid, 0)
+  except ProcessLookupError:
+    return False
+  except (PermissionError, OverflowError, ValueError):  # another user's, or not a pid
+    return pid > 0
+  return True
+
+
+def _newest_mtime(path: str) -> float:
+  """The last time anything in the tree ``path`` changed (a live writer keeps it recent)."""
+  newest = os.lstat(path).st_mtime
+  for root, dirs, names in os.walk(path):
+    for name in dirs + names:
+      try:
+        newest = max(newest, os.lstat(os.path.join(root, name)).st_mtime)
+      except OSError:
+        pass
+  return newest
+
+
+def _abandoned(path: str) -> bool:
+  """Whether a ``.incomplete-*`` folder is left by a killed run (its writer is gone)."""
+  parts = os.path.basename(path)[len(_INCOMPLETE):].split(".", 1)
+  owner = parts[1].rsplit(".", 2) if len(parts) == 2 else []
+  if len(owner) == 3 and owner[0] == _host() and owner[1].isdigit():
+    if not _pid_alive(int(owner[1])):
+      return True
+  try:
+    return time.time() - _newest_mtime(path) > _ABANDONED_AFTER_S
+  except OSError:  # removed meanwhile
+    return False
+
+
+def _leftovers(cache_dir: str) -> dict[str, list[str]]:
+  """``{entry name: [paths]}`` of the unfinished entries of ``cache_dir`` whose writer is gone
+  (``''``: unknown entry), and the ``.damaged-*`` folders a killed run did not finish removing
+  (under ``''``)."""
+  found: dict[str, list[str]] = {}
+  try:
+    names = os.listdir(cache_dir)
+  except OSError:
+    return found
+  for name in names:
+    path = os.path.join(cache_dir, name)
+    if name.startswith(_DAMAGED):
+      found.setdefault("", []).append(path)
+    elif name.startswith(_INCOMPLETE) and _abandoned(path):
+      base = name[len(_INCOMPLETE):].split(".", 1)
+      found.setdefault(base[0] if len(base) == 2 else "", []).append(path)
+  return found
 
 
 def _write_entry(entry: str, video: inputs.InputVideo, settings: Settings) -> dict[str, Any]:
@@ -291,7 +432,8 @@ def _write_entry(entry: str, video: inputs.InputVideo, settings: Settings) -> di
   frames, count, selected = decode_input(video, settings)
   parent = os.path.dirname(entry)
   os.makedirs(parent, exist_ok=True)
-  tmp = tempfile.mkdtemp(prefix=".incomplete-", dir=parent)
+  tmp = tempfile.mkdtemp(
+      prefix=f"{_INCOMPLETE}{os.path.basename(entry)}.{_host()}.{os.getpid()}.", dir=parent)
   try:
     import tensorflow_datasets as tfds  # pylint: disable=g-import-not-at-top
     tfds.disable_progress_bar()
@@ -305,9 +447,14 @@ def _write_entry(entry: str, video: inputs.InputVideo, settings: Settings) -> di
       json.dump(meta, f)
     try:
       os.rename(tmp, entry)
-    except OSError:  # Another process wrote the same entry first: use theirs.
-      if _read_entry(entry) is None:
-        raise
+    except OSError as e:  # Another process wrote the same entry first: use theirs if whole.
+      try:
+        theirs = open_entry(entry, video, settings)
+      except DamagedEntry:
+        theirs = None
+      if theirs is None:
+        raise ValueError(f"{video.path}: cannot put its decoded frames at {entry} "
+                         f"({e.strerror or e})") from None
   finally:
     shutil.rmtree(tmp, ignore_errors=True)
   return meta
@@ -319,11 +466,17 @@ def _write_entry(entry: str, video: inputs.InputVideo, settings: Settings) -> di
 
 @dataclasses.dataclass
 class Prepared:
-  """Every split's Videos of one folder, and the inputs skipped as unreadable."""
+  """Every split's Videos of one folder, the inputs skipped as unreadable, and what the `prepare`
+  call that returned it did: inputs ``decoded`` now (``repaired``: the paths of those whose cache
+  entry was damaged, among them) and ``cached`` (read from the cache, or already prepared in this
+  process)."""
 
   splits: dict[str, list[Video]]
   skipped: list[dict[str, str]]
   phases: Optional[list[str]]
+  decoded: int = 0
+  cached: int = 0
+  repaired: list[str] = dataclasses.field(default_factory=list)
 
 
 _PREPARED: dict[Any, Prepared] = {}
@@ -389,9 +542,8 @@ def prepare(data: Any, image_size: Any) -> Prepared:
   key = _fingerprint(directory, paths, data, settings)
   if key in _PREPARED:  # Already checked in this process: nothing to decode or read.
     prepared = _PREPARED[key]
-    LAST_PREPARE.update(decoded=0, cached=sum(map(len, prepared.splits.values())),
-                        skipped=len(prepared.skipped))
-    return prepared
+    return dataclasses.replace(prepared, decoded=0, repaired=[],
+                               cached=sum(map(len, prepared.splits.values())))
   from lac_jax import logs  # pylint: disable=g-import-not-at-top
   logs.quiet_library_logs()  # TFDS's INFO lines and its OpenCV notice
   labels, phases = read_labels(directory)
@@ -402,7 +554,9 @@ def prepare(data: Any, image_size: Any) -> Prepared:
   names: dict[str, str] = {}
   splits: dict[str, list[Video]] = {split: [] for split in paths}
   skipped: list[dict[str, str]] = []
+  repaired: list[str] = []
   decoded = cached = 0
+  unfinished = _leftovers(cache_dir)
   with _progress(len(todo)) as bar:
     for split, path in todo:
       try:
@@ -412,7 +566,18 @@ def prepare(data: Any, image_size: Any) -> Prepared:
                                   "(labels.json and outputs go by name: rename one)")
         names[video.name] = path
         entry = _entry_path(cache_dir, video, cache_key(video, settings))
-        meta = _read_entry(entry)
+        for leftover in unfinished.pop(os.path.basename(entry), []):
+          logging.warning("videos: %s: removing %s, its unfinished cache entry from an "
+                          "interrupted run", path, leftover)
+          _discard(leftover)
+        try:
+          meta = open_entry(entry, video, settings)
+        except DamagedEntry as e:  # treated as missing: moved aside, decoded again
+          logging.warning("videos: %s: its cache entry %s is damaged (%s); decoding it again",
+                          path, entry, e)
+          _discard(entry)
+          repaired.append(path)
+          meta = None
         if meta is None:
           meta = _write_entry(entry, video, settings)
           decoded += 1
@@ -427,11 +592,13 @@ def prepare(data: Any, image_size: Any) -> Prepared:
       finally:
         bar.update(1)
       splits[split].append(_video(entry, meta, labels.get(video.name), mismatch))
+  for leftover in [p for ps in unfinished.values() for p in ps]:  # of other inputs/settings
+    logging.info("videos: removing %s, left by an interrupted run", leftover)
+    _discard(leftover)
   unknown = sorted(set(labels) - set(names))
   if unknown:
     logging.warning("videos: %s names %d video(s) not found in %s: %s", LABELS_FILE,
                     len(unknown), directory, ", ".join(unknown[:5]))
-  LAST_PREPARE.update(decoded=decoded, cached=cached, skipped=len(skipped))
   if len(splits["train"]) < 2 or not splits["val"]:
     where = ("train/ and val/" if os.path.isdir(os.path.join(directory, "train")) else
              f"the folder, split by data.videos.val_fraction={options(data).val_fraction}")
@@ -439,10 +606,11 @@ def prepare(data: Any, image_size: Any) -> Prepared:
                      f"readable training and {len(splits['val'])} validation video(s) in "
                      f"{where}; need at least 2 to train and 1 to validate")
   labelled = sum(int((v.labels >= 0).any()) for vs in splits.values() for v in vs)
-  logging.info("videos: %s: %d train, %d val videos (%d labelled), %d decoded now, %d from the "
-               "cache %s%s", directory, len(splits["train"]), len(splits["val"]), labelled,
-               decoded, cached, cache_dir, f", {len(skipped)} skipped" if skipped else "")
-  _PREPARED[key] = Prepared(splits, skipped, phases)
+  logging.info("videos: %s: %d train, %d val videos (%d labelled), %d decoded now%s, %d from "
+               "the cache %s%s", directory, len(splits["train"]), len(splits["val"]), labelled,
+               decoded, f" ({len(repaired)} of them damaged in the cache)" if repaired else "",
+               cached, cache_dir, f", {len(skipped)} skipped" if skipped else "")
+  _PREPARED[key] = Prepared(splits, skipped, phases, decoded, cached, repaired)
   return _PREPARED[key]
 
 
