@@ -192,6 +192,11 @@ def check_config(config: ml_collections.ConfigDict) -> None:
   for name in ("log_every_steps", "keep_checkpoints"):
     if not isinstance(t[name], int) or t[name] < 1:
       raise ValueError(f"config.train.{name}: need an int >= 1, got {t[name]!r}")
+  d = config.data
+  for name, value in (("image_size", d.image_size), ("batch_size", d.batch_size),
+                      ("sampling.num_frames", d.sampling.num_frames)):
+    if not isinstance(value, int) or value < 1:
+      raise ValueError(f"config.data.{name}: need an int >= 1, got {value!r}")
   nc = config.model.num_context
   if config.data.sampling.num_frames % nc:
     raise ValueError(f"config.data.sampling.num_frames={config.data.sampling.num_frames} must "

@@ -14,20 +14,37 @@ import numpy as np
 
 
 @contextlib.contextmanager
+def naming_errors(path: str) -> Iterator[None]:
+  """An OSError without a file name (a write or flush: a full disk raises ENOSPC there) raised
+  in the block gets ``path`` as its ``filename``, so that its one-line report names the file."""
+  try:
+    yield
+  except OSError as e:
+    if e.filename is None and e.errno:
+      raise type(e)(e.errno, e.strerror or os.strerror(e.errno), path) from e
+    raise
+
+
+@contextlib.contextmanager
 def atomic_path(path: str) -> Iterator[str]:
   """A temporary path in ``path``'s directory (created if missing), renamed to ``path`` when the
-  block succeeds and removed when it fails. The file gets the usual umask permissions."""
+  block succeeds and removed when it fails. The file gets the usual umask permissions. An
+  OSError names ``path``, or the directory when the temporary file cannot be made there."""
   directory = os.path.dirname(os.path.abspath(path))
   os.makedirs(directory, exist_ok=True)
   stem, ext = os.path.splitext(os.path.basename(path))
-  fd, tmp = tempfile.mkstemp(prefix=f".tmp_{stem}.", suffix=ext, dir=directory)
+  try:
+    fd, tmp = tempfile.mkstemp(prefix=f".tmp_{stem}.", suffix=ext, dir=directory)
+  except OSError as e:  # names the random temporary file: name the folder instead
+    raise type(e)(e.errno, e.strerror, directory) from e
   os.close(fd)
   umask = os.umask(0)
   os.umask(umask)
   os.chmod(tmp, 0o666 & ~umask)  # mkstemp makes 0600 files.
   try:
-    yield tmp
-    os.replace(tmp, path)
+    with naming_errors(path):
+      yield tmp
+      os.replace(tmp, path)
   finally:
     if os.path.exists(tmp):
       os.remove(tmp)

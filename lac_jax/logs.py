@@ -2,8 +2,9 @@
 
 `MetricWriter` writes scalars, on process 0 only (every process trains, one writes), to
 ``workdir/metrics.jsonl`` (one JSON object per call, ``{"step": s, "<name>": value, ...}``,
-appended, so a resumed run continues the file) and, when tensorboardX is installed (optional;
-clu's writers would pull in TensorFlow), to TensorBoard event files in ``workdir/tensorboard``.
+appended: a resumed run continues the file, `truncate`d to its checkpoint's step) and, when
+tensorboardX is installed (optional; clu's writers would pull in TensorFlow), to TensorBoard
+event files in ``workdir/tensorboard``.
 `Progress` turns step counts and wall time into the console line
 ``step 120/600 | 3.1 steps/s | ETA 2m35s | loss 2.91 ...``. `mean_metrics` averages the
 per-step metric dicts of a log interval on the host.
@@ -20,6 +21,8 @@ from typing import Any, Mapping, Optional, Sequence
 
 from absl import logging
 import numpy as np
+
+from lac_jax import files
 
 METRICS_FILE = "metrics.jsonl"
 TENSORBOARD_DIR = "tensorboard"
@@ -90,12 +93,35 @@ class MetricWriter:
     row = {"step": int(step)}
     row.update({k: _to_float(v) for k, v in scalars.items()})
     # json writes NaN/Infinity tokens (Python's json reads them back).
-    with open(self.path, "a", encoding="utf-8") as f:
+    with files.naming_errors(self.path), open(self.path, "a", encoding="utf-8") as f:
       f.write(json.dumps(row) + "\n")
     if self._tb is not None:
       for k, v in row.items():
         if k != "step":
           self._tb.add_scalar(k, v, int(step))
+
+  def truncate(self, step: int) -> None:
+    """Drops the rows after ``step`` (atomically): a run resumed from the checkpoint of ``step``
+    redoes the later steps that a killed run had logged. A half-written last line goes too."""
+    if not self.enabled or not os.path.exists(self.path):
+      return
+    with open(self.path, encoding="utf-8") as f:
+      lines = f.readlines()
+    kept = []
+    for line in lines:
+      try:
+        row = json.loads(line)
+      except json.JSONDecodeError:
+        continue
+      if line.endswith("\n") and isinstance(row, dict) and row.get("step", 0) <= step:
+        kept.append(line)
+    if len(kept) == len(lines):
+      return
+    logging.info("%s: %d row(s) after step %d dropped (the resumed run redoes those steps)",
+                 self.path, len(lines) - len(kept), step)
+    with files.atomic_path(self.path) as tmp:
+      with open(tmp, "w", encoding="utf-8") as f:
+        f.writelines(kept)
 
   def flush(self) -> None:
     if self._tb is not None:

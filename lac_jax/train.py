@@ -29,6 +29,7 @@ from lac_jax import losses
 from lac_jax import memory as memory_lib
 from lac_jax import metrics as metrics_lib
 from lac_jax import preemption
+from lac_jax import workdir as workdir_lib
 from lac_jax import data as data_lib
 from lac_jax.data import pipeline
 from lac_jax.models import encoder as encoder_lib
@@ -264,14 +265,22 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> Train
 
   Returns the final (unreplicated) state. Prints the evaluation table (untrained vs trained
   when ``train.eval_at_start``) on process 0 and writes it to ``workdir/eval/summary.json``.
+  One run at a time per workdir, and a resumed run's config changes are checked and recorded
+  (`lac_jax.workdir`).
   """
   workdir = checkpoint.check_workdir(workdir)
   config = data_lib.with_cache_dir(prepare_config(config), workdir)
+  with workdir_lib.locked(workdir, "train"):
+    return _train_and_evaluate(config, workdir)
+
+
+def _train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> TrainState:
+  """`train_and_evaluate` under the workdir's lock (``config`` prepared)."""
   logs.quiet_library_logs()
   n_global, n_local = check_devices(config)
   os.makedirs(workdir, exist_ok=True)
-  if jax.process_index() == 0:  # The model's config, for lac_jax.embed / align / retrieve.
-    checkpoint.write_config(workdir, config)
+  # config.json (for lac_jax.embed / align / retrieve), checked against a resumed run's.
+  workdir_lib.record_config(workdir, config)
   tc = config.train
   logging.info("Training in %s on %d device(s) (%d local, %s), %d process(es)", workdir,
                n_global, n_local, jax.default_backend(), jax.process_count())
@@ -295,6 +304,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> Train
     if latest is not None:
       state = ckpts.restore(state)
       logging.info("Resuming from step %d of %d", int(state.step), total_steps)
+    writer.truncate(int(state.step))  # a killed run's redone steps are not logged twice
     per_epoch = pipeline.batches_per_epoch(len(videos), config.data.batch_size,
                                            config.data.drop_last)
     logging.info("%d training videos, global batch %d, %d steps (%.1f epochs)", len(videos),
@@ -394,7 +404,9 @@ def _train_steps(config: ml_collections.ConfigDict, loss: losses.Loss, state: Tr
         if pending is not None:  # Never save a state whose step was not checked.
           collect(pending)
           pending = None
-        ckpts.save(done, unreplicate(p_state))
+        host_state = unreplicate(p_state)
+        workdir_lib.check_free_space(ckpts.directory, host_state)  # before orbax's threads fail
+        ckpts.save(done, host_state)
       if preempted:
         ckpts.wait()  # still under the handlers: a second signal cannot cut the save short
         logging.info("preempted at step %d: checkpoint saved", done)
@@ -416,6 +428,13 @@ def evaluate_checkpoint(config: ml_collections.ConfigDict, workdir: str,
   """
   workdir = checkpoint.check_workdir(workdir)
   config = data_lib.with_cache_dir(prepare_config(config), workdir)
+  with workdir_lib.locked(workdir, "eval", create=False):  # it writes workdir/eval
+    return _evaluate_checkpoint(config, workdir, step)
+
+
+def _evaluate_checkpoint(config: ml_collections.ConfigDict, workdir: str,
+                         step: Optional[int]) -> dict[str, Any]:
+  """`evaluate_checkpoint` under the workdir's lock (``config`` prepared)."""
   logs.quiet_library_logs()
   model, eval_model = build_models(config)
   with checkpoint.Checkpoints(os.path.join(workdir, checkpoint.CHECKPOINT_DIR),

@@ -334,6 +334,8 @@ def test_nonfinite_report_stops_or_counts():
     ("train", "log_every_steps", 0, r"config\.train\.log_every_steps: need an int >= 1"),
     ("loss", "gamma", 0.0, r"loss\.gamma"),
     ("loss", "gap_lr", float("nan"), r"loss\.gap_lr: need a finite value >= 0"),
+    ("data", "image_size", 0, r"config\.data\.image_size: need an int >= 1, got 0"),
+    ("data", "batch_size", 0, r"config\.data\.batch_size: need an int >= 1"),
 ])
 def test_bad_config_values(section, field, value, message):
   config = train.base_config()
