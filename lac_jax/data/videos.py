@@ -17,7 +17,6 @@ import json
 import math
 import os
 import shutil
-import sys
 import tempfile
 from typing import Any, Mapping, Optional, Sequence
 
@@ -25,6 +24,7 @@ from absl import logging
 import ml_collections
 import numpy as np
 
+from lac_jax import logs
 from lac_jax.data import decode
 from lac_jax.data import inputs
 from lac_jax.data import pouring
@@ -330,9 +330,8 @@ _PREPARED: dict[Any, Prepared] = {}
 
 
 def _progress(total: int) -> Any:
-  import tqdm  # pylint: disable=g-import-not-at-top
-  return tqdm.tqdm(total=total, unit="video", desc="decoding videos", file=sys.stderr,
-                   dynamic_ncols=True, leave=False, disable=True if total == 0 else None)
+  return logs.progress_bar(total > 0, total=total, unit="video", desc="decoding videos",
+                           leave=False)
 
 
 def _split_inputs(directory: str, val_fraction: float) -> dict[str, list[str]]:
