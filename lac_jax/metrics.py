@@ -15,48 +15,15 @@ import re
 from typing import Iterable, Mapping, Optional, Sequence
 
 import ml_collections
-from ml_collections import config_dict
 import numpy as np
 import threadpoolctl
 
 # scikit-learn is imported where it is used: importing it takes ~1 s, which every command that
-# imports the config (the tools, the trainer's start-up errors) would pay.
+# imports the metrics (the tools and the trainer, through lac_jax.evaluate) would pay.
 
 CLASSIFIERS = ('logistic', 'svm')
 DISTANCES = ('sqeuclidean', 'euclidean', 'cosine')
 MISSING_PHASE_RULES = ('zero_length', 'drop')
-
-
-def default_config() -> ml_collections.ConfigDict:
-  """The evaluation config (``config.eval``); defaults = the official LAC evaluation."""
-  config = ml_collections.ConfigDict()
-  # Fractions of *training videos* for classification and progression: the first
-  # n = max(1, int(f * N)) videos in loader order. The last one gives the 'progress' column.
-  config.fractions = (0.1, 0.5, 1.0)
-  # 'logistic': LogisticRegression(lbfgs, multinomial, C=1, max_iter=100000) as the official
-  # code; 'svm': SVC(rbf, C=1, gamma='scale', one-vs-one) as the paper (and TCC) say.
-  config.classifier = 'logistic'
-  # Number of phases K (key events = K - 1). None: 1 + the largest label seen (train and val).
-  # Pass it for PennAction actions whose last phase might be absent from every video.
-  config.num_classes = config_dict.placeholder(int)
-  # Progression, a video without phase k: 'zero_length' (phase k has no frames, so event k is
-  # the frame before the first frame of a later phase, or the last frame if there is none) or
-  # 'drop' (the video is left out of event k's fit and R²). See `progression_targets`.
-  config.missing_phase = 'zero_length'
-  # Kendall's tau stride over each video's frames (LAC: 5 on both datasets; CARL: 2 PennAction).
-  config.tau_stride = 5
-  # Cycle consistency (label-free): frame stride over each video (the tau stride by default).
-  config.cycle_stride = 5
-  # AP@K: the values of K, and the stride (the official code uses the tau stride).
-  config.retrieval_ks = (5, 10, 15)
-  config.retrieval_stride = 5
-  # Frame distance for tau's nearest neighbours and retrieval: 'sqeuclidean' (official),
-  # 'euclidean' (same neighbours) or 'cosine'.
-  config.distance = 'sqeuclidean'
-  # Cap on BLAS threads while the metrics run (threadpoolctl, a scikit-learn dependency);
-  # None = library default. 1 avoids oversubscribed OpenBLAS on a busy host (docs/performance.md).
-  config.blas_threads = config_dict.placeholder(int)
-  return config
 
 
 # ------------------------------------------------------------------------------------------
@@ -160,7 +127,7 @@ def classification(train_embs: Sequence[np.ndarray], train_labels: Sequence[np.n
     train_embs, train_labels: per-video ``[T_i, E]`` embeddings and ``[T_i]`` phase ids.
     val_embs, val_labels: the same for the evaluation videos.
     fractions: fractions of training *videos*; the first ``max(1, int(f * N))`` are used.
-    model: 'logistic' (official code) or 'svm' (paper); see `default_config`.
+    model: 'logistic' (official code) or 'svm' (paper); see `config.eval_config`.
 
   Returns:
     ``{fraction: accuracy in [0, 1]}`` over all val frames pooled. When the chosen training
@@ -552,7 +519,9 @@ def evaluate_embeddings(train_embs: Sequence[np.ndarray], train_labels: Sequence
     by 100, and the videos used: ``num_val`` (label-free) and ``num_labelled_train`` /
     ``num_labelled_val``. Tau pairs that are undefined are dropped (a warning is logged).
   """
-  config = default_config() if config is None else config
+  if config is None:  # The defaults live in the schema, which imports jax: only when needed.
+    from lac_jax import config as config_lib  # pylint: disable=g-import-not-at-top
+    config = config_lib.eval_config()
   with threadpoolctl.threadpool_limits(limits=config.get('blas_threads'), user_api='blas'):
     return _evaluate_embeddings(train_embs, train_labels, val_embs, val_labels, config)
 

@@ -14,6 +14,7 @@ import numpy as np
 import pytest
 from tiny import tiny_encoder_config
 
+from lac_jax import config as config_lib
 from lac_jax import data as data_lib
 from lac_jax import evaluate
 from lac_jax import metrics
@@ -34,7 +35,7 @@ def tiny_model_config():
 
 
 def tiny_eval_config():
-  c = evaluate.default_config()
+  c = config_lib.eval_config()
   c.fractions = (0.5, 1.0)
   c.tau_stride = 1
   c.retrieval_stride = 1

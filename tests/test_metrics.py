@@ -9,6 +9,7 @@ import scipy.stats
 from scipy.spatial.distance import cdist
 from sklearn import linear_model
 
+from lac_jax import config as config_lib
 from lac_jax import metrics
 
 
@@ -65,7 +66,7 @@ def _slow_retrieval(embs, labels, ks, stride):
 
 
 def test_default_config_matches_official_protocol():
-  config = metrics.default_config()
+  config = config_lib.eval_config()
   assert tuple(config.fractions) == (0.1, 0.5, 1.0)
   assert config.classifier == 'logistic'
   assert config.tau_stride == 5 and config.retrieval_stride == 5
@@ -448,7 +449,7 @@ def test_evaluate_embeddings_row_is_the_metrics_times_100():
   rng = np.random.default_rng(17)
   train = _progress_data(rng, 10, num_classes=3)
   val = _progress_data(rng, 4, num_classes=3)
-  config = metrics.default_config()
+  config = config_lib.eval_config()
   config.tau_stride = 2
   config.retrieval_stride = 2
   config.blas_threads = 1

@@ -13,6 +13,7 @@ import ml_collections
 import numpy as np
 import pytest
 
+from lac_jax import config as config_lib
 from lac_jax import data as data_lib
 from lac_jax import metrics
 from lac_jax import train
@@ -291,7 +292,7 @@ def test_evaluation_without_labels_and_with_some():
 
   train_set = [video(30 + i, i % 2 == 0) for i in range(6)]
   val_set = [video(25 + i, i != 1) for i in range(4)]
-  config = metrics.default_config()
+  config = config_lib.eval_config()
   config.tau_stride = config.retrieval_stride = config.cycle_stride = 2
   config.retrieval_ks = (5,)
   unlabelled = metrics.evaluate_embeddings([e for e, _ in train_set],
