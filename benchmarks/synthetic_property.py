@@ -53,6 +53,7 @@ import results  # pylint: disable=g-import-not-at-top  (benchmarks/results.py)
 import seeds  # pylint: disable=g-import-not-at-top  (benchmarks/seeds.py)
 from lac_jax import config as config_lib  # pylint: disable=g-import-not-at-top
 from lac_jax import metrics  # pylint: disable=g-import-not-at-top
+from lac_jax import tables  # pylint: disable=g-import-not-at-top
 from lac_jax.data import augment, synthetic  # pylint: disable=g-import-not-at-top
 
 END_STATES = synthetic.END_STATES
@@ -224,7 +225,7 @@ def main() -> None:
   parser.add_argument("--output", default=os.path.join(ROOT, "benchmarks", "results",
                                                        "synthetic_property.json"))
   args = parser.parse_args()
-  headers = dict(metrics.table_columns(COLUMNS))
+  headers = dict(tables.table_columns(COLUMNS))
   out = {}
   if args.part in ("generator", "all"):
     pixels = {e: pixel_distances(e) for e in END_STATES}

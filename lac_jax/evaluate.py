@@ -28,6 +28,7 @@ from lac_jax import config as config_lib
 from lac_jax import data as data_lib
 from lac_jax import files
 from lac_jax import metrics
+from lac_jax import tables
 from lac_jax.data import augment
 from lac_jax.data.video import Video
 from lac_jax.models import encoder as encoder_lib
@@ -368,11 +369,11 @@ def evaluate_dataset(config: ml_collections.ConfigDict, variables_or_state: Any,
     start = time.perf_counter()
     rows[label] = evaluate(model, variables, train, val, cfg, name=label, log=log)
     timings[label] = time.perf_counter() - start
-  summary = metrics.mean_over_actions(rows) if len(rows) > 1 else next(iter(rows.values()))
+  summary = tables.mean_over_actions(rows) if len(rows) > 1 else next(iter(rows.values()))
   if len(rows) > 1:
     rows['mean'] = summary
   title = f'{name} ({config.data.dataset}' + ('' if step is None else f', step {step}') + ')'
-  log(f'{title}\n{metrics.format_table(rows)}')
+  log(f'{title}\n{tables.format_table(rows)}')
   result = {'summary': summary, 'rows': rows}
   if workdir is not None:
     files.write_json(result_path(workdir, name, step), {
@@ -427,4 +428,4 @@ def summary_table(workdir: str, final_step: int) -> Optional[str]:
   if not rows:
     return None
   files.write_json(os.path.join(workdir, SUMMARY_FILE), {"rows": rows, "final_step": final_step})
-  return metrics.format_table(rows)
+  return tables.format_table(rows)

@@ -27,8 +27,8 @@ from lac_jax import evaluate as evaluate_lib
 from lac_jax import logs
 from lac_jax import losses
 from lac_jax import memory as memory_lib
-from lac_jax import metrics as metrics_lib
 from lac_jax import preemption
+from lac_jax import tables
 from lac_jax import data as data_lib
 from lac_jax.data import pipeline
 from lac_jax.config import check_backbone_weights, prepare_config
@@ -416,5 +416,5 @@ def evaluate_checkpoint(config: ml_collections.ConfigDict, workdir: str,
   result = evaluate_lib.run_evaluation(config, eval_variables(state), workdir, step, eval_model)
   if jax.process_index() == 0:
     print(f"{config_lib.method_title(config)} evaluation of {workdir} step {step}:\n"
-          f"{metrics_lib.format_table(result['rows'])}", flush=True)
+          f"{tables.format_table(result['rows'])}", flush=True)
   return result

@@ -18,6 +18,7 @@ from lac_jax import config as config_lib
 from lac_jax import data as data_lib
 from lac_jax import evaluate
 from lac_jax import metrics
+from lac_jax import tables
 from lac_jax.data import penn_action
 from lac_jax.data.video import Video
 from lac_jax.models import encoder
@@ -185,7 +186,7 @@ def test_evaluate_dataset_penn_action_means_over_actions(model, variables, tmp_p
   # Phases per action reach the metrics.
   assert seen == [data_lib.num_phases('penn_action', a) for a in actions]
   for key, value in result['summary'].items():
-    reduce = np.sum if key in metrics.COUNT_KEYS else np.mean  # videos are counted, not averaged
+    reduce = np.sum if key in tables.COUNT_KEYS else np.mean  # videos are counted, not averaged
     np.testing.assert_allclose(value, reduce([result['rows'][a][key] for a in actions]))
   assert 'Tau' in lines[-1] and 'mean' in lines[-1] and 'baseball_pitch' in lines[-1]
   saved = json.loads((tmp_path / 'eval' / 'eval_step5.json').read_text())

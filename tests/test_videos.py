@@ -16,6 +16,7 @@ import pytest
 from lac_jax import config as config_lib
 from lac_jax import data as data_lib
 from lac_jax import metrics
+from lac_jax import tables
 from lac_jax import train
 from lac_jax.data import decode
 from lac_jax.data import encode
@@ -317,7 +318,7 @@ def test_evaluation_without_labels_and_with_some():
   # The label-free measures use every val video, the unlabelled one too.
   assert some["tau"] == pytest.approx(unlabelled["tau"])
   assert (some["num_labelled_train"], some["num_labelled_val"]) == (3, 3)
-  table = metrics.format_table({"run": some, "no labels": unlabelled})
+  table = tables.format_table({"run": some, "no labels": unlabelled})
   assert "Cycle" in table and "3/3" in table and "0/0" in table
 
 
