@@ -27,7 +27,7 @@ import numpy as np
 from lac_jax import logs
 from lac_jax.data import decode
 from lac_jax.data import inputs
-from lac_jax.data import pouring
+from lac_jax.data import labels as labels_lib
 from lac_jax.data import store
 from lac_jax.data.video import Video
 
@@ -131,8 +131,8 @@ def split_names(names: Sequence[str], val_fraction: float) -> set[str]:
 
 def data_dir_of(data: Any) -> str:
   """``data.data_dir``, checked: an existing folder."""
-  directory = pouring.data_dir_of(data, NAME, "Point it at a folder of video files and/or "
-                                  "folders of jpg/png frames (train/ and val/ optional).")
+  directory = labels_lib.data_dir_of(data, NAME, "Point it at a folder of video files and/or "
+                                     "folders of jpg/png frames (train/ and val/ optional).")
   directory = os.path.expanduser(directory)
   if not os.path.isdir(directory):
     raise NotADirectoryError(f"config.data.data_dir={data.data_dir!r}: no such folder (the "
@@ -452,8 +452,8 @@ def _video(entry: str, meta: Mapping[str, Any], labels: Optional[np.ndarray],
   if labels is None:
     kept = np.full(selected.size, -1, np.int32)
   else:
-    per_source = pouring.match_labels(labels, int(meta["source_frames"]), mismatch,
-                                      f"{LABELS_FILE} labels of {meta['path']}")
+    per_source = labels_lib.match_labels(labels, int(meta["source_frames"]), mismatch,
+                                         f"{LABELS_FILE} labels of {meta['path']}")
     kept = per_source[selected]
   path = store.store_path(entry, _STORE_NAME)
   return Video(name=meta["name"], action=ACTION, labels=kept, source=functools.partial(
