@@ -30,7 +30,7 @@ from lac_jax import files
 from lac_jax import metrics
 from lac_jax import tables
 from lac_jax.data import augment
-from lac_jax.data.video import Video
+from lac_jax.data.record import Video
 from lac_jax.models import encoder as encoder_lib
 
 Log = Callable[[str], None]

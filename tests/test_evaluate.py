@@ -20,7 +20,7 @@ from lac_jax import evaluate
 from lac_jax import metrics
 from lac_jax import tables
 from lac_jax.data import penn_action
-from lac_jax.data.video import Video
+from lac_jax.data.record import Video
 from lac_jax.models import encoder
 
 # One worker runs this module (pytest-xdist): its module fixtures then run once.

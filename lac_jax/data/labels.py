@@ -14,7 +14,7 @@ import numpy as np
 
 from lac_jax.data import carl_pickle
 from lac_jax.data import decode
-from lac_jax.data.video import Video
+from lac_jax.data.record import Video
 
 LABEL_MISMATCH_CHOICES = ("error", "resample")
 

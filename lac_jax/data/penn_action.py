@@ -14,7 +14,7 @@ from typing import Any, Optional
 
 from lac_jax.data import decode
 from lac_jax.data import labels as labels_lib
-from lac_jax.data.video import Video
+from lac_jax.data.record import Video
 
 NAME = "penn_action"  # lac_jax.data.DATASETS key
 RESIZE_ON_LOAD = True  # frames are decoded at the pipeline's image size

@@ -20,7 +20,7 @@ import numpy as np
 from lac_jax.data import decode
 from lac_jax.data import labels as labels_lib
 from lac_jax.data import tfrecord
-from lac_jax.data.video import Video
+from lac_jax.data.record import Video
 
 NAME = ACTION = "pouring"  # lac_jax.data.DATASETS key; the one action
 ACTIONS = (ACTION,)

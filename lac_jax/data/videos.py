@@ -29,7 +29,7 @@ from lac_jax.data import decode
 from lac_jax.data import inputs
 from lac_jax.data import labels as labels_lib
 from lac_jax.data import store
-from lac_jax.data.video import Video
+from lac_jax.data.record import Video
 
 NAME = ACTION = "videos"  # lac_jax.data.DATASETS key; the one action
 ACTIONS = (ACTION,)
