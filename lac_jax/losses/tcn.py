@@ -25,9 +25,6 @@ ANCHORS = ("earlier", "later")
 Array = jax.Array
 
 
-# The official LAC code's training settings for this method (its config/<dataset>/<method>.json):
-# videos per step per dataset, frames per view, epochs, L2-normalised embeddings, and whether
-# its model is a conv embedder without a transformer (`configs/common.py` apply_method).
 LAC_CODE_TRAINING = dict(batch={"pouring": 16, "penn_action": 32}, frames=32, epochs=200, l2=False,
                          conv=True)
 
