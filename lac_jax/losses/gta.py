@@ -27,9 +27,9 @@ NAME = "gta"
 PAIRS = ("videos", "sequences")
 Array = jax.Array
 
-
 LAC_CODE_TRAINING = dict(batch={"pouring": 2, "penn_action": 4}, frames=32, epochs=200, l2=True,
                          conv=True)
+
 
 def default_config(preset: str = "paper") -> ml_collections.ConfigDict:
   """GTA's fields: VideoAlignment's values; 'official_code': the official LAC code's GTA."""

@@ -26,9 +26,9 @@ NAME = "scl"
 REDUCTIONS = ("videos", "frames")
 Array = jax.Array
 
-
 LAC_CODE_TRAINING = dict(batch={"pouring": 16, "penn_action": 16}, frames=32, epochs=300, l2=True,
                          conv=False)
+
 
 def default_config(preset: str = "paper") -> ml_collections.ConfigDict:
   """SCL's fields: CARL's values; 'official_code': the official LAC code's batch reduction."""

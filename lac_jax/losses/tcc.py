@@ -26,9 +26,9 @@ SIMILARITIES = ("l2", "cosine")
 PAIRS = ("videos", "sequences")
 Array = jax.Array
 
-
 LAC_CODE_TRAINING = dict(batch={"pouring": 4, "penn_action": 4}, frames=32, epochs=200, l2=False,
                          conv=True)
+
 
 def default_config(preset: str = "paper") -> ml_collections.ConfigDict:
   """TCC's fields: the TCC code's values; 'official_code': the official LAC code's TCC."""

@@ -24,9 +24,9 @@ VARIANTS = ("npairs", "triplet")
 ANCHORS = ("earlier", "later")
 Array = jax.Array
 
-
 LAC_CODE_TRAINING = dict(batch={"pouring": 16, "penn_action": 32}, frames=32, epochs=200, l2=False,
                          conv=True)
+
 
 def default_config(preset: str = "paper") -> ml_collections.ConfigDict:
   """TCN's fields: the TCC code's n-pairs; 'official_code': the official LAC code's triplets."""
