@@ -165,7 +165,7 @@ class _Frames:
   whole (display-sized) video in memory."""
 
   def __init__(self, video: inputs.InputVideo, height: int, forward_only: bool):
-    from lac_jax import visualize  # pylint: disable=g-import-not-at-top
+    from lac_jax import visualize  # pylint: disable=g-import-not-at-top  (loads matplotlib)
     self._resize = lambda f: visualize.fit_height(f, height)
     self._stream: Iterator[np.ndarray] = video.frames(self._resize)
     self._frames = None if forward_only else list(self._stream)
@@ -190,7 +190,7 @@ def write_aligned_video(path: str, video_a: inputs.InputVideo,
   Each frame is captioned ``A: frame i / T_a`` and ``B: frame j / T_b`` (``(A gap)`` when the
   alignment skips frame i of A), over the videos' names. Returns the number of frames written.
   """
-  from lac_jax import visualize  # pylint: disable=g-import-not-at-top
+  from lac_jax import visualize  # pylint: disable=g-import-not-at-top  (loads matplotlib)
   triples = partner_frames(pairs)
   if not triples:
     raise ValueError("the alignment is empty: no frame pairs to show")
