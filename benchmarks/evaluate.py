@@ -37,6 +37,7 @@ import threadpoolctl
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 import results  # pylint: disable=g-import-not-at-top  (benchmarks/results.py)
+from lac_jax import config as config_lib  # pylint: disable=g-import-not-at-top
 from lac_jax import metrics  # pylint: disable=g-import-not-at-top
 
 
@@ -102,7 +103,7 @@ def scipy_tau_loop(embs: Sequence[np.ndarray], stride: int) -> np.ndarray:
 
 def section_metric_times(data: Data, args: argparse.Namespace) -> None:
   """Each metric on the 70/14 split (Pouring's protocol)."""
-  config = metrics.default_config()
+  config = config_lib.eval_config()
   print(f'\n== metric times, {len(data.train_embs)} train / {len(data.val_embs)} val videos ==')
   rows = []
   models = ['logistic'] + (['svm'] if args.svm else [])
@@ -133,7 +134,7 @@ def section_metric_times(data: Data, args: argparse.Namespace) -> None:
 def section_stress(data: Data, args: argparse.Namespace) -> None:
   """Kendall's tau and retrieval over all videos."""
   del args
-  config = metrics.default_config()
+  config = config_lib.eval_config()
   print(f'\n== stress: tau and retrieval over all {len(data.all_embs)} videos ==')
   tau, sec_tau = timed(metrics.kendalls_tau, data.all_embs, config.tau_stride)
   ap, sec_ap = timed(metrics.retrieval, data.all_embs, data.all_labels, config.retrieval_ks,
@@ -145,7 +146,7 @@ def section_stress(data: Data, args: argparse.Namespace) -> None:
 def section_tau_vs_scipy(data: Data, args: argparse.Namespace) -> None:
   """Vectorised Kendall's tau vs the per-pair scipy loop, same inputs, same run."""
   del args
-  stride = metrics.default_config().tau_stride
+  stride = config_lib.eval_config().tau_stride
   print("\n== kendall's tau: vectorised vs per-pair scipy loop ==")
   rows = []
   for name, embs in [('val (14)', data.val_embs), ('all (84)', data.all_embs)]:
@@ -179,7 +180,7 @@ def section_embed_eval(data: Data, args: argparse.Namespace) -> None:
   model = encoder.build_encoder(model_config)
   variables, init_sec = timed(encoder.init_variables, model, jax.random.PRNGKey(0),
                               (1, 4, size, size, 3))
-  config = evaluate.default_config()
+  config = config_lib.eval_config()
   config.blas_threads = args.blas_threads
   kw = dict(image_size=size, chunk=config.trunk_chunk, bucket_min=config.bucket_min,
             bucket_growth=config.bucket_growth, bucket_multiple=config.bucket_multiple,

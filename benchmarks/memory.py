@@ -24,6 +24,8 @@ import numpy as np
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import results  # pylint: disable=g-import-not-at-top  (benchmarks/results.py)
 import train_step  # pylint: disable=g-import-not-at-top  (benchmarks/train_step.py)
+from lac_jax import config as config_lib  # pylint: disable=g-import-not-at-top
+from lac_jax import distributed  # pylint: disable=g-import-not-at-top
 from lac_jax import losses  # pylint: disable=g-import-not-at-top
 from lac_jax import memory  # pylint: disable=g-import-not-at-top
 from lac_jax import train  # pylint: disable=g-import-not-at-top
@@ -34,12 +36,12 @@ def footprints(dtype: str, chunks: list[int]) -> list[dict]:
   config.model.backbone_weights = "random"
   n_local = jax.local_device_count()
   config.data.batch_size = 2 * n_local
-  train.check_config(config)
+  config_lib.check_config(config)
   model, _ = train.build_models(config)
   state = train.create_train_state(config, model, jax.random.PRNGKey(0), 70, 10_000,
                                    load_weights=False)
-  p_state = train.replicate(state)
-  batch = train.shard_batch(train_step.random_batch(config, config.data.batch_size,
+  p_state = distributed.replicate(state)
+  batch = distributed.shard_batch(train_step.random_batch(config, config.data.batch_size,
                                                     np.random.default_rng(0)), n_local)
   loss = losses.build(config.loss)
   rows = []

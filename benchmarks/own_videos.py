@@ -24,7 +24,7 @@ import time
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 import results  # pylint: disable=g-import-not-at-top  (benchmarks/results.py)
-from lac_jax import metrics  # pylint: disable=g-import-not-at-top
+from lac_jax import tables  # pylint: disable=g-import-not-at-top
 from lac_jax.data import synthetic  # pylint: disable=g-import-not-at-top
 
 
@@ -61,7 +61,7 @@ def main() -> None:
     out["flat_unlabelled"]["skipped"] = [os.path.basename(s["path"])
                                          for s in json.load(f)["skipped"]]
   for name, run in out.items():
-    print(f"\n{name} ({run['seconds']:.0f} s):\n{metrics.format_table(run['rows'])}")
+    print(f"\n{name} ({run['seconds']:.0f} s):\n{tables.format_table(run['rows'])}")
   results.write("own_videos", vars(args), out)
 
 

@@ -26,7 +26,7 @@ import numpy as np
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 import results  # pylint: disable=g-import-not-at-top  (benchmarks/results.py)
-from lac_jax import metrics  # pylint: disable=g-import-not-at-top
+from lac_jax import tables  # pylint: disable=g-import-not-at-top
 
 Settings = Mapping[str, tuple[str, dict, str]]  # name -> (config argument, overrides, what)
 
@@ -62,8 +62,8 @@ def stats(rows: list[dict[str, float]]) -> tuple[dict[str, float], dict[str, flo
 
 def format_table(means: dict[str, dict[str, float]], stds: dict[str, dict[str, float]]) -> str:
   """One row per setting, ``mean ± std`` in the paper's columns (the rows are already x100)."""
-  columns = [(k, h) for k, h in metrics.table_columns(next(iter(means.values())))
-             if k not in metrics.COUNT_KEYS and k != "num_labelled"]  # metrics, not video counts
+  columns = [(k, h) for k, h in tables.table_columns(next(iter(means.values())))
+             if k not in tables.COUNT_KEYS and k != "num_labelled"]  # metrics, not video counts
   width = max(len(n) for n in list(means) + ["setting"]) + 2
   lines = ["setting".ljust(width) + "".join(f"{h:>15}" for _, h in columns)]
   for setting, mean in means.items():
@@ -128,10 +128,10 @@ def main(name: str, settings: Settings, reference: str, description: str) -> Non
           "(|mean - mean_ref| > std + std_ref):")
     for setting in [s for s in means if s not in (reference, UNTRAINED)]:
       beyond = {k: means[setting][k] - means[reference][k] for k in means[setting]
-                if k not in metrics.COUNT_KEYS and abs(means[setting][k] - means[reference][k])
+                if k not in tables.COUNT_KEYS and abs(means[setting][k] - means[reference][k])
                 > stds[setting][k] + stds[reference][k]}
       differences[setting] = beyond
-      headers = dict(metrics.table_columns(beyond))
+      headers = dict(tables.table_columns(beyond))
       listed = ", ".join(f"{headers[k]} {d:+.2f}" for k, d in beyond.items() if k in headers)
       print(f"  {setting}: {listed or 'none'}")
   results.write(name, vars(args), {

@@ -51,7 +51,9 @@ sys.path.insert(0, ROOT)
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import results  # pylint: disable=g-import-not-at-top  (benchmarks/results.py)
 import seeds  # pylint: disable=g-import-not-at-top  (benchmarks/seeds.py)
+from lac_jax import config as config_lib  # pylint: disable=g-import-not-at-top
 from lac_jax import metrics  # pylint: disable=g-import-not-at-top
+from lac_jax import tables  # pylint: disable=g-import-not-at-top
 from lac_jax.data import augment, synthetic  # pylint: disable=g-import-not-at-top
 
 END_STATES = synthetic.END_STATES
@@ -121,7 +123,7 @@ def tau_by_side(embs: list[np.ndarray], labels: list[np.ndarray],
                 mirrored: np.ndarray) -> dict[str, float]:
   """Kendall's tau (x100, the evaluation's stride) over all val pairs, over the pairs whose
   videos are both mirrored or both not (same side), and over the others (opposite sides)."""
-  per_pair = metrics.kendalls_tau(embs, metrics.default_config().tau_stride,
+  per_pair = metrics.kendalls_tau(embs, config_lib.eval_config().tau_stride,
                                   labels=labels).per_pair
   same = (mirrored[:, None] == mirrored[None, :]) & ~np.eye(len(mirrored), dtype=bool)
   return {"tau_same_side": 100.0 * float(np.nanmean(per_pair[same])),
@@ -223,7 +225,7 @@ def main() -> None:
   parser.add_argument("--output", default=os.path.join(ROOT, "benchmarks", "results",
                                                        "synthetic_property.json"))
   args = parser.parse_args()
-  headers = dict(metrics.table_columns(COLUMNS))
+  headers = dict(tables.table_columns(COLUMNS))
   out = {}
   if args.part in ("generator", "all"):
     pixels = {e: pixel_distances(e) for e in END_STATES}

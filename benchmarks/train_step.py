@@ -42,8 +42,11 @@ import numpy as np
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 import results  # pylint: disable=g-import-not-at-top  (benchmarks/results.py)
+from lac_jax import config as config_lib  # pylint: disable=g-import-not-at-top
+from lac_jax import distributed  # pylint: disable=g-import-not-at-top
 from lac_jax import losses  # pylint: disable=g-import-not-at-top
 from lac_jax import train  # pylint: disable=g-import-not-at-top
+from lac_jax.data import device_augment  # pylint: disable=g-import-not-at-top
 
 
 def load_config(name: str, dtype: str):
@@ -87,13 +90,14 @@ def bench(name: str, config, steps: int, loss_repeats: int,
   batch_size = max(int(config.data.batch_size), n_local)
   batch_size -= batch_size % n_local
   config.data.batch_size = batch_size
-  train.check_config(config)
+  config_lib.check_config(config)
   model, _ = train.build_models(config)
   state = train.create_train_state(config, model, jax.random.PRNGKey(0), 70, 10_000,
                                    load_weights=False)
   p_step = train.make_parallel_train_step(losses.build(config.loss), config.model.num_context)
-  p_state = train.replicate(state)
-  batch = train.shard_batch(random_batch(config, batch_size, np.random.default_rng(0)), n_local)
+  p_state = distributed.replicate(state)
+  batch = distributed.shard_batch(random_batch(config, batch_size, np.random.default_rng(0)),
+                                  n_local)
   rng = jax.random.PRNGKey(1)
 
   t0 = time.perf_counter()
@@ -153,15 +157,15 @@ def input_bound(config, steps: int, trunk_chunk: int = 0, videos=None) -> dict[s
   model, _ = train.build_models(config)
   state = train.create_train_state(config, model, jax.random.PRNGKey(0), len(videos), 10_000,
                                    load_weights=False)
-  augment = train.make_device_augment(config)
+  augment = device_augment.make_device_augment(config)
   p_step = train.make_parallel_train_step(losses.build(config.loss), config.model.num_context,
                                           augment=augment)
   rng = jax.random.PRNGKey(1)
   with pipeline.train_iterator(videos, config.data, seed=0,
                                device_augment=augment is not None) as it:
-    batch = train.shard_batch(next(it), n_local)
-    compiled = p_step.lower(train.replicate(state), batch, rng).compile()
-    holder = {"state": train.replicate(state)}
+    batch = distributed.shard_batch(next(it), n_local)
+    compiled = p_step.lower(distributed.replicate(state), batch, rng).compile()
+    holder = {"state": distributed.replicate(state)}
 
     def run(feed) -> float:
       # Warm-up. The step donates the state on GPU/TPU, so every call must take the last result.
@@ -174,7 +178,7 @@ def input_bound(config, steps: int, trunk_chunk: int = 0, videos=None) -> dict[s
       return (time.perf_counter() - start) / steps
 
     memory_s = run(lambda: batch)
-    pipeline_s = run(lambda: train.shard_batch(next(it), n_local))
+    pipeline_s = run(lambda: distributed.shard_batch(next(it), n_local))
   return {"augment": "device" if augment else "host", "memory_step_s": memory_s,
           "pipeline_step_s": pipeline_s, "ratio": pipeline_s / memory_s,
           "clips_per_s": config.data.batch_size / pipeline_s, "steps": steps}

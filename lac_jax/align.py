@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
-from typing import Any, Iterator, Optional, Sequence
+from typing import Any, Optional, Sequence
 
 from absl import app
 from absl import flags
@@ -22,13 +22,13 @@ import ml_collections
 import numpy as np
 
 from lac_jax import alignment
+from lac_jax import cli
 from lac_jax import files
 from lac_jax import inference
-from lac_jax.losses import lac
-from lac_jax import cli
 from lac_jax import tools
 from lac_jax import visualize
-from lac_jax.data import encode
+from lac_jax.data import inputs
+from lac_jax.losses import lac
 
 JSON_FILE, PNG_FILE, MP4_FILE = "alignment.json", "alignment.png", "aligned.mp4"
 
@@ -120,117 +120,7 @@ def align_embeddings(za: np.ndarray, zb: np.ndarray, trained: inference.TrainedE
           "sim": sim, "settings": settings}
 
 
-UNALIGNED = -1  # transferred label of a frame outside the aligned span
-
-
-def transfer_labels(pairs: np.ndarray, labels_a: np.ndarray, num_b: int) -> np.ndarray:
-  """B's per-frame phases through an alignment: int ``[num_b]``.
-
-  A frame of B paired with frame i of A takes ``labels_a[i]``; a frame of B inside the aligned
-  span that the path skips (a gap in A) takes the label of the last paired frame before it;
-  frames of B outside the span are `UNALIGNED`.
-  """
-  pairs = np.asarray(pairs, np.int64).reshape(-1, 2)
-  labels_a = np.asarray(labels_a)
-  out = np.full(int(num_b), UNALIGNED, np.int64)
-  if not len(pairs):
-    return out
-  if pairs[:, 0].max() >= len(labels_a):
-    raise ValueError(f"labels of A: {len(labels_a)} frames labelled, the alignment pairs "
-                     f"frame {pairs[:, 0].max()}")
-  current = UNALIGNED
-  partner = dict(zip(pairs[:, 1].tolist(), pairs[:, 0].tolist()))
-  for j in range(int(pairs[0, 1]), int(pairs[-1, 1]) + 1):
-    if j in partner:
-      current = int(labels_a[partner[j]])
-    out[j] = current
-  return out
-
-
-def transfer_report(transferred: np.ndarray, labels_b: Optional[np.ndarray]) -> dict[str, Any]:
-  """How much of B the transfer covers and, with B's own labels, how often it is right."""
-  transferred = np.asarray(transferred)
-  aligned = transferred != UNALIGNED
-  report: dict[str, Any] = {"aligned_frames": int(aligned.sum()),
-                            "coverage": float(aligned.mean()) if aligned.size else 0.0}
-  if labels_b is not None:
-    labels_b = np.asarray(labels_b)
-    if labels_b.shape != transferred.shape:
-      raise ValueError(f"labels of B: {labels_b.size} frames labelled, B has "
-                       f"{transferred.size} frames")
-    known = aligned & (labels_b >= 0)
-    report["accuracy_aligned"] = float((transferred[known] == labels_b[known]).mean()
-                                       ) if known.any() else None
-    labelled = labels_b >= 0
-    report["accuracy_all"] = float((transferred[labelled] == labels_b[labelled]).mean()
-                                   ) if labelled.any() else None
-  return report
-
-
-def partner_frames(pairs: np.ndarray) -> list[tuple[int, int, bool]]:
-  """``(i, j, matched)`` for every frame ``i`` of A's aligned span (first to last paired ``i``):
-  ``j`` is the frame of B paired with ``i``, or, for frames of A the alignment skips, the frame
-  of B paired with the nearest earlier frame of A (``matched`` False)."""
-  pairs = np.asarray(pairs).reshape(-1, 2)
-  if not len(pairs):
-    return []
-  partner = dict(zip(pairs[:, 0].tolist(), pairs[:, 1].tolist()))
-  out, j = [], int(pairs[0, 1])
-  for i in range(int(pairs[0, 0]), int(pairs[-1, 0]) + 1):
-    matched = i in partner
-    j = partner[i] if matched else j
-    out.append((i, j, matched))
-  return out
-
-
-class _Frames:
-  """Frames of a video by index: forward-only streaming when indices never go back, else the
-  whole (display-sized) video in memory."""
-
-  def __init__(self, video: inference.InputVideo, height: int, forward_only: bool):
-    self._resize = lambda f: visualize.fit_height(f, height)
-    self._stream: Iterator[np.ndarray] = video.frames(self._resize)
-    self._frames = None if forward_only else list(self._stream)
-    self._index, self._frame = -1, None
-
-  def __getitem__(self, index: int) -> np.ndarray:
-    if self._frames is not None:
-      return self._frames[index]
-    if index < self._index:
-      raise ValueError(f"frame {index} requested after frame {self._index}")
-    while self._index < index:
-      self._frame = next(self._stream)
-      self._index += 1
-    return self._frame
-
-
-def write_aligned_video(path: str, video_a: inference.InputVideo,
-                        video_b: inference.InputVideo, pairs: np.ndarray, *, height: int = 240,
-                        fps: Optional[float] = None) -> int:
-  """Writes A's aligned span beside B's partner frames (`partner_frames`) as an mp4.
-
-  Each frame is captioned ``A: frame i / T_a`` and ``B: frame j / T_b`` (``(A gap)`` when the
-  alignment skips frame i of A), over the videos' names. Returns the number of frames written.
-  """
-  triples = partner_frames(pairs)
-  if not triples:
-    raise ValueError("the alignment is empty: no frame pairs to show")
-  forward = all(b[1] >= a[1] for a, b in zip(triples, triples[1:]))
-  frames_a, frames_b = _Frames(video_a, height, True), _Frames(video_b, height, forward)
-  t_a = video_a.num_frames or "?"
-  t_b = video_b.num_frames or "?"
-
-  def frames() -> Iterator[np.ndarray]:
-    for i, j, matched in triples:
-      yield visualize.side_by_side(
-          frames_a[i], frames_b[j], (f"A: frame {i} / {t_a}", video_a.name),
-          (f"B: frame {j} / {t_b}" + ("" if matched else " (A gap)"), video_b.name),
-          height=height)
-
-  return encode.write_video(path, frames(), fps=fps or video_a.fps or 25.0)
-
-
-def _video_entry(video: inference.InputVideo, num_frames: int) -> dict[str, Any]:
+def _video_entry(video: inputs.InputVideo, num_frames: int) -> dict[str, Any]:
   return {"input": video.path, "name": video.name, "kind": video.kind, "frames": num_frames,
           "fps": video.fps}
 
@@ -243,10 +133,10 @@ def align_videos(trained: inference.TrainedEncoder, path_a: str, path_b: str, ou
   """Embeds two videos, aligns them and writes `JSON_FILE`, `PNG_FILE` and `MP4_FILE`.
 
   ``labels``: per-frame phases by video name; with A's, the JSON gets B's phases transferred
-  through the alignment (`transfer_labels`) and, with B's too, the transfer's accuracy.
-  Returns the JSON's content. Raises `inference.InputError` naming an unreadable video.
+  through the alignment (`tools.transfer_labels`) and, with B's too, the transfer's accuracy.
+  Returns the JSON's content. Raises `inputs.InputError` naming an unreadable video.
   """
-  video_a, video_b = inference.open_input(path_a), inference.open_input(path_b)
+  video_a, video_b = inputs.open_input(path_a), inputs.open_input(path_b)
   za = tools.embed_input(trained, video_a, frames_per_chunk, progress)
   zb = tools.embed_input(trained, video_b, frames_per_chunk, progress)
   # Header counts can be off: the decoded counts are the truth.
@@ -270,9 +160,9 @@ def align_videos(trained: inference.TrainedEncoder, path_a: str, path_b: str, ou
     if video_a.name not in labels:
       raise ValueError(f"--labels: no labels for A ({video_a.name!r}); the file labels "
                        f"{sorted(labels)[:5]}")
-    transferred = transfer_labels(pairs, labels[video_a.name], len(zb))
+    transferred = tools.transfer_labels(pairs, labels[video_a.name], len(zb))
     payload["transferred_labels"] = transferred.tolist()
-    payload["transfer"] = transfer_report(transferred, labels.get(video_b.name))
+    payload["transfer"] = tools.transfer_report(transferred, labels.get(video_b.name))
   files.write_json(os.path.join(output_dir, JSON_FILE), payload,
                    one_line=("pairs", "transferred_labels"))
   mode = "nearest neighbours" if nearest else "Smith-Waterman alignment"
@@ -282,8 +172,8 @@ def align_videos(trained: inference.TrainedEncoder, path_a: str, path_b: str, ou
       label="nearest neighbour" if nearest else "alignment path")
   files.save_figure(os.path.join(output_dir, PNG_FILE), figure)
   if write_video and len(pairs):
-    write_aligned_video(os.path.join(output_dir, MP4_FILE), video_a, video_b, pairs,
-                        height=video_height)
+    tools.write_aligned_video(os.path.join(output_dir, MP4_FILE), video_a, video_b, pairs,
+                              height=video_height)
   return payload
 
 
@@ -293,8 +183,7 @@ def main(argv: Sequence[str]) -> int:
   FLAGS = flags.FLAGS  # pylint: disable=invalid-name
   labels = None
   if FLAGS.labels:
-    from lac_jax import retrieve  # pylint: disable=g-import-not-at-top
-    labels = retrieve.load_labels(FLAGS.labels)[0]
+    labels = tools.load_labels(FLAGS.labels)[0]
   trained = tools.load_encoder()
   payload = align_videos(trained, argv[1], argv[2], FLAGS.output, nearest=FLAGS.nearest,
                          gap_open=FLAGS.gap_open, gap_extend=FLAGS.gap_extend,
@@ -311,7 +200,7 @@ def main(argv: Sequence[str]) -> int:
                 f"; accuracy {100 * t['accuracy_aligned']:.1f}% of the aligned frames, "
                 f"{100 * t['accuracy_all']:.1f}% of all of B's labelled frames")
     print(f"labels transferred to B: {t['aligned_frames']} frames aligned "
-          f"({100 * t['coverage']:.1f}%), the rest marked {UNALIGNED}{accuracy}")
+          f"({100 * t['coverage']:.1f}%), the rest marked {tools.UNALIGNED}{accuracy}")
   return 0
 
 

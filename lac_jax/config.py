@@ -2,9 +2,9 @@
 
 ``base_config(loss)`` is the full config a ``configs/*.py`` file starts from: sections ``seed``,
 ``model`` (`encoder.default_config`), ``data`` (`pipeline.default_config`), ``loss``
-(`losses.default_config`), ``eval`` (`evaluate.default_config`) and ``train`` (`train_config`).
+(`losses.default_config`), ``eval`` (`eval_config`) and ``train`` (`train_config`).
 `prepare_config` resolves and checks one; every error names ``config.<section>.<field>``.
-Importing this module loads no trainer, optimiser or checkpointing code.
+Importing this module loads no trainer, optimiser, evaluator, metrics or checkpointing code.
 """
 
 from __future__ import annotations
@@ -15,8 +15,8 @@ from typing import Any, Mapping
 
 from absl import logging
 import ml_collections
+from ml_collections import config_dict
 
-from lac_jax import evaluate as evaluate_lib
 from lac_jax import losses
 from lac_jax.data import pipeline
 from lac_jax.models import encoder as encoder_lib
@@ -78,12 +78,64 @@ def train_config() -> ml_collections.ConfigDict:
   return c
 
 
+def eval_config() -> ml_collections.ConfigDict:
+  """The evaluation config (``config.eval``): the metrics' fields, whose defaults are the official
+  LAC evaluation (`lac_jax.metrics`), then the embedding pass's (`lac_jax.evaluate`)."""
+  config = ml_collections.ConfigDict()
+  # Fractions of *training videos* for classification and progression: the first
+  # n = max(1, int(f * N)) videos in loader order. The last one gives the 'progress' column.
+  config.fractions = (0.1, 0.5, 1.0)
+  # 'logistic': LogisticRegression(lbfgs, multinomial, C=1, max_iter=100000) as the official
+  # code; 'svm': SVC(rbf, C=1, gamma='scale', one-vs-one) as the paper (and TCC) say.
+  config.classifier = "logistic"
+  # Number of phases K (key events = K - 1). None: 1 + the largest label seen (train and val).
+  # Pass it for PennAction actions whose last phase might be absent from every video.
+  config.num_classes = config_dict.placeholder(int)
+  # Progression, a video without phase k: 'zero_length' (phase k has no frames, so event k is
+  # the frame before the first frame of a later phase, or the last frame if there is none) or
+  # 'drop' (the video is left out of event k's fit and R²). See `metrics.progression_targets`.
+  config.missing_phase = "zero_length"
+  # Kendall's tau stride over each video's frames (LAC: 5 on both datasets; CARL: 2 PennAction).
+  config.tau_stride = 5
+  # Cycle consistency (label-free): frame stride over each video (the tau stride by default).
+  config.cycle_stride = 5
+  # AP@K: the values of K, and the stride (the official code uses the tau stride).
+  config.retrieval_ks = (5, 10, 15)
+  config.retrieval_stride = 5
+  # Frame distance for tau's nearest neighbours and retrieval: 'sqeuclidean' (official),
+  # 'euclidean' (same neighbours) or 'cosine'.
+  config.distance = "sqeuclidean"
+  # Cap on BLAS threads while the metrics run (threadpoolctl, a scikit-learn dependency);
+  # None = library default. 1 avoids oversubscribed OpenBLAS on a busy host (docs/performance.md).
+  config.blas_threads = config_dict.placeholder(int)
+  # The embedding pass. Frames are resized to image_size x image_size; None =
+  # config.data.image_size (`evaluate.evaluate_dataset`) or the frames' own size
+  # (`evaluate.evaluate`).
+  config.image_size = config_dict.placeholder(int)
+  # Explicit length buckets (frames), e.g. (64, 128, 256); None = the automatic ladder below.
+  config.bucket_sizes = config_dict.placeholder(tuple)
+  # Automatic ladder: bucket_min * bucket_growth^k, each rounded up to a multiple of
+  # bucket_multiple; only the rungs some video needs are compiled. Waste <= bucket_growth x.
+  config.bucket_min = 32
+  config.bucket_growth = 1.5
+  config.bucket_multiple = 32
+  # Frames per trunk call in the embedding pass (bounds activation memory for long videos);
+  # 0 = the model's own config.model.trunk_chunk.
+  config.trunk_chunk = 32
+  # Splits used as the probes' training and test sets.
+  config.train_split = "train"
+  config.val_split = "val"
+  # Seconds between progress lines of the embedding pass.
+  config.log_every_s = 30.0
+  return config
+
+
 def base_config(loss: str = "lac") -> ml_collections.ConfigDict:
   """The full config with every component's defaults; ``configs/*.py`` start from it.
 
   Sections: ``seed`` (model init, dropout, data order and augmentation), ``model``
   (`encoder.default_config`), ``data`` (`pipeline.default_config`), ``loss``
-  (`losses.default_config(loss)`), ``eval`` (`evaluate.default_config`), ``train``
+  (`losses.default_config(loss)`), ``eval`` (`eval_config`), ``train``
   (`train_config`).
   """
   config = ml_collections.ConfigDict()
@@ -91,7 +143,7 @@ def base_config(loss: str = "lac") -> ml_collections.ConfigDict:
   config.model = encoder_lib.default_config()
   config.data = pipeline.default_config()
   config.loss = losses.default_config(loss)
-  config.eval = evaluate_lib.default_config()
+  config.eval = eval_config()
   config.train = train_config()
   return config
 
@@ -164,7 +216,7 @@ def check_config(config: ml_collections.ConfigDict) -> None:
   model.trunk_options = trunks.default_options(config.model.get("trunk", "resnet"))
   _check_known("model", config.model, model)
   _check_known("data", config.data, pipeline.default_config())
-  _check_known("eval", config.eval, evaluate_lib.default_config())
+  _check_known("eval", config.eval, eval_config())
   _check_known("train", config.train, train_config())
   if not isinstance(config.seed, int):
     raise ValueError(f"config.seed: expected an int, got {config.seed!r}")

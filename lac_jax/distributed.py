@@ -2,19 +2,9 @@
 
 `initialize` runs ``jax.distributed.initialize`` when the environment asks for it (explicit
 ``JAX_COORDINATOR_ADDRESS`` / ``JAX_NUM_PROCESSES`` / ``JAX_PROCESS_ID``, or a multi-task SLURM
-/ Open MPI job, or always with ``mode='on'``) and starts a watchdog thread.
-
-Failures in a multi-process run:
-  * a process that raises reports the error to the coordination service (`report_failure`)
-    and exits at once; the watchdog of every other process sees it within
-    ``POLL_SECONDS`` and ends that process with the failed process's message (otherwise they
-    would wait in their next collective, and the failed process 5 minutes at JAX's shutdown
-    barrier);
-  * a process that is killed: a collective the others are in fails at once ("Connection
-    closed by peer", reported as another process lost), or, if they are not in one, JAX's
-    coordination service ends them once its heartbeats stop for ``heartbeat_timeout_s``
-    ("Terminating process because the JAX distributed service detected fatal errors ...
-    tasks are unhealthy").
+/ Open MPI job, or always with ``mode='on'``) and starts a watchdog thread. A process that raises
+reports the error (`report_failure`) and exits; the watchdogs end the others within
+``POLL_SECONDS``. A killed process and the rest: docs/performance.md#several-processes.
 
 A run that succeeds ends with `finish` (a barrier, then exit without JAX's shutdown). SIGTERM or
 SIGINT to any process during training stops every process at the same step, checkpointed

@@ -16,12 +16,12 @@ from typing import Any, Callable, Optional, Sequence
 
 from absl import app
 
+from lac_jax import cli
 from lac_jax import files
 from lac_jax import inference
-from lac_jax import cli
+from lac_jax import logs
 from lac_jax import tools
-
-INDEX_FILE = "index.json"
+from lac_jax.data import inputs as inputs_lib
 
 
 def embed_inputs(trained: inference.TrainedEncoder, inputs: Sequence[str], output_dir: str, *,
@@ -46,19 +46,19 @@ def embed_inputs(trained: inference.TrainedEncoder, inputs: Sequence[str], outpu
   os.makedirs(output_dir, exist_ok=True)
   entries = []
   names = tools.unique_names(inputs)
-  with tools.progress_bar(progress, total=len(inputs), unit="video", desc="inputs") as bar:
+  with logs.progress_bar(progress, total=len(inputs), unit="video", desc="inputs") as bar:
     for path, name in zip(inputs, names):
       entry: dict[str, Any] = {"input": path, "path": os.path.abspath(os.path.expanduser(path)),
                                "name": name, "file": None, "kind": None, "frames": None,
                                "fps": None, "error": None}
       try:
-        video = inference.open_input(path)
+        video = inputs_lib.open_input(path)
         entry.update(kind=video.kind, fps=video.fps)
         emb = tools.embed_input(trained, video, frames_per_chunk, progress)
         files.save_npy(os.path.join(output_dir, f"{name}.npy"), emb)
         entry.update(file=f"{name}.npy", frames=int(emb.shape[0]))
         bar.write(f"{path}: {emb.shape[0]} frames -> {os.path.join(output_dir, name)}.npy")
-      except inference.InputError as e:
+      except inputs_lib.InputError as e:
         entry["error"] = str(e)
         bar.write(f"lac_jax.embed: error: {e}", file=sys.stderr)
       entries.append(entry)
@@ -68,7 +68,7 @@ def embed_inputs(trained: inference.TrainedEncoder, inputs: Sequence[str], outpu
            "embedding_size": trained.output_dim, "image_size": trained.image_size,
            "frames_per_chunk": frames_per_chunk or trained.default_chunk,
            "inputs": entries, "failed": sum(e["error"] is not None for e in entries)}
-  files.write_json(os.path.join(output_dir, INDEX_FILE), index)
+  files.write_json(os.path.join(output_dir, tools.INDEX_FILE), index)
   log(f"embedded {len(entries) - index['failed']} of {len(entries)} inputs into {output_dir} "
       f"(step {trained.step}, {trained.output_dim}-d)")
   return index

@@ -22,42 +22,20 @@ from typing import Any, Callable, Mapping, Optional, Sequence, Union
 from absl import logging
 import jax
 import ml_collections
-from ml_collections import config_dict
 import numpy as np
 
+from lac_jax import config as config_lib
 from lac_jax import data as data_lib
 from lac_jax import files
 from lac_jax import metrics
+from lac_jax import tables
 from lac_jax.data import augment
-from lac_jax.data.video import Video
+from lac_jax.data.record import Video
 from lac_jax.models import encoder as encoder_lib
 
 Log = Callable[[str], None]
 EVAL_NAME = "eval"  # training's result files: workdir/eval/eval_step{step}.json
 SUMMARY_FILE = os.path.join("eval", "summary.json")  # untrained and trained rows side by side
-
-def default_config() -> ml_collections.ConfigDict:
-  """The evaluation config (``config.eval``): `metrics.default_config` plus the embedding pass."""
-  config = metrics.default_config()
-  # Frames are resized to image_size x image_size; None = config.data.image_size
-  # (`evaluate_dataset`) or the frames' own size (`evaluate`).
-  config.image_size = config_dict.placeholder(int)
-  # Explicit length buckets (frames), e.g. (64, 128, 256); None = the automatic ladder below.
-  config.bucket_sizes = config_dict.placeholder(tuple)
-  # Automatic ladder: bucket_min * bucket_growth^k, each rounded up to a multiple of
-  # bucket_multiple; only the rungs some video needs are compiled. Waste <= bucket_growth x.
-  config.bucket_min = 32
-  config.bucket_growth = 1.5
-  config.bucket_multiple = 32
-  # Frames per trunk call in the embedding pass (bounds activation memory for long videos);
-  # 0 = the model's own config.model.trunk_chunk.
-  config.trunk_chunk = 32
-  # Splits used as the probes' training and test sets.
-  config.train_split = 'train'
-  config.val_split = 'val'
-  # Seconds between progress lines of the embedding pass.
-  config.log_every_s = 30.0
-  return config
 
 
 # ------------------------------------------------------------------------------------------
@@ -302,7 +280,7 @@ def evaluate(model: encoder_lib.LACEncoder, variables: Any, train_videos: Sequen
     model, variables: the encoder and its variables (dict or TrainState-like).
     train_videos: videos the probes are fitted on (loader order: fractions take the first n).
     val_videos: videos the probes are tested on; tau and AP@K use these only.
-    config: `default_config()`-shaped eval config.
+    config: `config.eval_config()`-shaped eval config.
     workdir: when given, the row is written to ``workdir/eval/{name}_step{step}.json``.
     name, step: name and step of the result file.
     log: progress and table lines; default absl logging.info.
@@ -311,7 +289,7 @@ def evaluate(model: encoder_lib.LACEncoder, variables: Any, train_videos: Sequen
     ``{class_10, class_50, class_100, ap_5, ap_10, ap_15, progress_10, progress_50,
     progress_100, progress, tau}`` (x100, keys follow the config's fractions and Ks).
   """
-  config = default_config() if config is None else config
+  config = config_lib.eval_config() if config is None else config
   log = _default_log if log is None else log
   for what, vids in (('train_videos', train_videos), ('val_videos', val_videos)):
     if not vids:
@@ -340,7 +318,7 @@ def evaluate(model: encoder_lib.LACEncoder, variables: Any, train_videos: Sequen
 def eval_image_size(config: ml_collections.ConfigDict) -> Optional[int]:
   """The frame size of the evaluation pass: ``config.eval.image_size``, else
   ``config.data.image_size``."""
-  eval_config = config.eval if 'eval' in config else default_config()
+  eval_config = config.eval if 'eval' in config else config_lib.eval_config()
   return eval_config.get('image_size') or config.data.get('image_size')
 
 
@@ -356,7 +334,7 @@ def evaluate_dataset(config: ml_collections.ConfigDict, variables_or_state: Any,
   with its number of phases, then the unweighted mean; otherwise one dataset or action.
 
   Args:
-    config: the full config; ``config.eval`` defaults to `default_config()`.
+    config: the full config; ``config.eval`` defaults to `config.eval_config()`.
     variables_or_state: variables dict or TrainState-like object (``.params``,
       ``.batch_stats``), unreplicated.
     workdir: when given, writes ``workdir/eval/{name}_step{step}.json``.
@@ -373,7 +351,7 @@ def evaluate_dataset(config: ml_collections.ConfigDict, variables_or_state: Any,
       raise ValueError(f'config.{field}: missing (evaluate_dataset needs config.model, '
                        f'config.data and optionally config.eval)')
   log = _default_log if log is None else log
-  eval_config = config.eval if 'eval' in config else default_config()
+  eval_config = config.eval if 'eval' in config else config_lib.eval_config()
   image_size = eval_image_size(config)
   model = encoder_lib.build_encoder(config.model) if model is None else model
   variables = as_variables(variables_or_state)
@@ -391,11 +369,11 @@ def evaluate_dataset(config: ml_collections.ConfigDict, variables_or_state: Any,
     start = time.perf_counter()
     rows[label] = evaluate(model, variables, train, val, cfg, name=label, log=log)
     timings[label] = time.perf_counter() - start
-  summary = metrics.mean_over_actions(rows) if len(rows) > 1 else next(iter(rows.values()))
+  summary = tables.mean_over_actions(rows) if len(rows) > 1 else next(iter(rows.values()))
   if len(rows) > 1:
     rows['mean'] = summary
   title = f'{name} ({config.data.dataset}' + ('' if step is None else f', step {step}') + ')'
-  log(f'{title}\n{metrics.format_table(rows)}')
+  log(f'{title}\n{tables.format_table(rows)}')
   result = {'summary': summary, 'rows': rows}
   if workdir is not None:
     files.write_json(result_path(workdir, name, step), {
@@ -450,4 +428,4 @@ def summary_table(workdir: str, final_step: int) -> Optional[str]:
   if not rows:
     return None
   files.write_json(os.path.join(workdir, SUMMARY_FILE), {"rows": rows, "final_step": final_step})
-  return metrics.format_table(rows)
+  return tables.format_table(rows)

@@ -26,7 +26,7 @@ from lac_jax import losses
 from lac_jax import data as data_lib
 from lac_jax.data import augment
 from lac_jax.data import decode
-from lac_jax.data.inputs import (  # pylint: disable=unused-import  (re-exported for the tools)
+from lac_jax.data.inputs import (  # pylint: disable=unused-import  (the Python API, docs/tools.md)
     IMAGE_EXTENSIONS, InputError, InputVideo, input_name, open_input)
 from lac_jax.models import convert
 from lac_jax.models import encoder as encoder_lib

@@ -215,3 +215,12 @@ class Progress:
              f"ETA {format_duration(timing['eta_sec'])}"]
     parts += [f"{k.split('/')[-1]} {scalars[k]:.4g}" for k in keys if k in scalars]
     return " | ".join(parts)
+
+
+def progress_bar(enabled: bool, **kwargs: Any):
+  """A tqdm bar on stderr (a no-op one when disabled or when stderr is no terminal), for the
+  tools and the video decoding; ``kwargs`` go to ``tqdm.tqdm`` (``total``, ``unit``, ...)."""
+  import tqdm  # pylint: disable=g-import-not-at-top
+  # disable=None: no bar when stderr is not a terminal (logs, CI), where its redraws would
+  # interleave with other lines.
+  return tqdm.tqdm(disable=None if enabled else True, dynamic_ncols=True, **kwargs)

@@ -7,16 +7,10 @@ r"""Command line of lac_jax: train LAC (and evaluate it), or evaluate a checkpoi
 
 ``--config.<section>.<field>=value`` overrides a field of the config file; unknown fields are
 rejected. Rerunning a train command with the same ``--workdir`` resumes from its last
-checkpoint. Several processes (multi-host): see ``launch/``; ``jax.distributed.initialize()``
-runs when ``JAX_COORDINATOR_ADDRESS`` (with ``JAX_NUM_PROCESSES`` and ``JAX_PROCESS_ID``) or a
-multi-task SLURM / Open MPI environment is present, or with ``--distributed=on``. When one
-process fails, the others stop too (`lac_jax.distributed`).
-
-Preemption: SIGTERM (what pod and cloud schedulers send before evicting a job) or SIGINT
-(Ctrl-C) during training lets every process finish its step, even when only one process was
-signalled; the run saves a checkpoint at that step, logs ``preempted at step N: checkpoint
-saved`` and exits 0, and rerunning the same command resumes to the parameters of an
-uninterrupted run (`lac_jax.preemption`). A second signal during the save is ignored.
+checkpoint. Several processes (multi-host): see ``launch/``, ``--distributed`` and
+`lac_jax.distributed`. Preemption (SIGTERM, SIGINT): every process finishes its step, the run
+saves a checkpoint and exits 0, and rerunning resumes it (`lac_jax.preemption`). Both stories:
+docs/performance.md#several-processes and #preemption.
 """
 
 from absl import app

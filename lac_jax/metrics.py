@@ -3,7 +3,7 @@ Kendall's tau, AP@K (the CARL/LAC evaluation protocol, docs/evaluation.md §2), 
 host with NumPy / scikit-learn. Inputs are lists with one entry per video: ``embs[i]`` float
 ``[T_i, E]`` and ``labels[i]`` int ``[T_i]`` (phase ids; frames with a label < 0 are dropped
 first, everywhere, and every later index counts the kept frames). ``evaluate_embeddings``
-assembles a row (x100), ``format_table`` prints rows, ``mean_over_actions`` averages PennAction.
+assembles a row (x100); `lac_jax.tables` prints rows and averages PennAction's.
 """
 
 from __future__ import annotations
@@ -11,52 +11,18 @@ from __future__ import annotations
 import dataclasses
 import logging
 import math
-import re
-from typing import Iterable, Mapping, Optional, Sequence
+from typing import Optional, Sequence
 
 import ml_collections
-from ml_collections import config_dict
 import numpy as np
 import threadpoolctl
 
 # scikit-learn is imported where it is used: importing it takes ~1 s, which every command that
-# imports the config (the tools, the trainer's start-up errors) would pay.
+# imports the metrics (the tools and the trainer, through lac_jax.evaluate) would pay.
 
-CLASSIFIERS = ('logistic', 'svm')
-DISTANCES = ('sqeuclidean', 'euclidean', 'cosine')
-MISSING_PHASE_RULES = ('zero_length', 'drop')
-
-
-def default_config() -> ml_collections.ConfigDict:
-  """The evaluation config (``config.eval``); defaults = the official LAC evaluation."""
-  config = ml_collections.ConfigDict()
-  # Fractions of *training videos* for classification and progression: the first
-  # n = max(1, int(f * N)) videos in loader order. The last one gives the 'progress' column.
-  config.fractions = (0.1, 0.5, 1.0)
-  # 'logistic': LogisticRegression(lbfgs, multinomial, C=1, max_iter=100000) as the official
-  # code; 'svm': SVC(rbf, C=1, gamma='scale', one-vs-one) as the paper (and TCC) say.
-  config.classifier = 'logistic'
-  # Number of phases K (key events = K - 1). None: 1 + the largest label seen (train and val).
-  # Pass it for PennAction actions whose last phase might be absent from every video.
-  config.num_classes = config_dict.placeholder(int)
-  # Progression, a video without phase k: 'zero_length' (phase k has no frames, so event k is
-  # the frame before the first frame of a later phase, or the last frame if there is none) or
-  # 'drop' (the video is left out of event k's fit and R²). See `progression_targets`.
-  config.missing_phase = 'zero_length'
-  # Kendall's tau stride over each video's frames (LAC: 5 on both datasets; CARL: 2 PennAction).
-  config.tau_stride = 5
-  # Cycle consistency (label-free): frame stride over each video (the tau stride by default).
-  config.cycle_stride = 5
-  # AP@K: the values of K, and the stride (the official code uses the tau stride).
-  config.retrieval_ks = (5, 10, 15)
-  config.retrieval_stride = 5
-  # Frame distance for tau's nearest neighbours and retrieval: 'sqeuclidean' (official),
-  # 'euclidean' (same neighbours) or 'cosine'.
-  config.distance = 'sqeuclidean'
-  # Cap on BLAS threads while the metrics run (threadpoolctl, a scikit-learn dependency);
-  # None = library default. 1 avoids oversubscribed OpenBLAS on a busy host (docs/performance.md).
-  config.blas_threads = config_dict.placeholder(int)
-  return config
+CLASSIFIERS = ("logistic", "svm")
+DISTANCES = ("sqeuclidean", "euclidean", "cosine")
+MISSING_PHASE_RULES = ("zero_length", "drop")
 
 
 # ------------------------------------------------------------------------------------------
@@ -64,43 +30,43 @@ def default_config() -> ml_collections.ConfigDict:
 
 
 def _prepare(embs: Sequence[np.ndarray], labels: Optional[Sequence[np.ndarray]],
-             prefix: str = '') -> tuple[list[np.ndarray], Optional[list[np.ndarray]]]:
+             prefix: str = "") -> tuple[list[np.ndarray], Optional[list[np.ndarray]]]:
   """Checks per-video inputs; returns float64 ``[T_i', E]`` and int64 ``[T_i']`` (label >= 0).
 
   ``prefix`` names the arguments in error messages (``'train'`` -> ``train_embs[3]``).
   """
-  name = f'{prefix}_' if prefix else ''
+  name = f"{prefix}_" if prefix else ""
   if isinstance(embs, np.ndarray) and embs.ndim == 2:
-    raise ValueError(f'{name}embs: expected a list of per-video [T, E] arrays, got one 2-D '
-                     f'array of shape {embs.shape}')
+    raise ValueError(f"{name}embs: expected a list of per-video [T, E] arrays, got one 2-D "
+                     f"array of shape {embs.shape}")
   if len(embs) == 0:
-    raise ValueError(f'{name}embs: expected at least one video, got none')
+    raise ValueError(f"{name}embs: expected at least one video, got none")
   if labels is not None and len(labels) != len(embs):
-    raise ValueError(f'{name}labels: expected one label array per video ({len(embs)}), got '
-                     f'{len(labels)}')
+    raise ValueError(f"{name}labels: expected one label array per video ({len(embs)}), got "
+                     f"{len(labels)}")
   out_embs, out_labels = [], ([] if labels is not None else None)
   dim = None
   for i, emb in enumerate(embs):
     emb = np.asarray(emb)
     if emb.ndim != 2 or not np.issubdtype(emb.dtype, np.number):
-      raise ValueError(f'{name}embs[{i}]: expected a numeric 2-D [T, E] array, got '
-                       f'{emb.dtype} of shape {emb.shape}')
+      raise ValueError(f"{name}embs[{i}]: expected a numeric 2-D [T, E] array, got "
+                       f"{emb.dtype} of shape {emb.shape}")
     if dim is None:
       dim = emb.shape[1]
     elif emb.shape[1] != dim:
-      raise ValueError(f'{name}embs[{i}]: embedding size {emb.shape[1]} differs from '
-                       f'{name}embs[0] ({dim})')
+      raise ValueError(f"{name}embs[{i}]: embedding size {emb.shape[1]} differs from "
+                       f"{name}embs[0] ({dim})")
     emb = emb.astype(np.float64)
     if not np.all(np.isfinite(emb)):
-      raise ValueError(f'{name}embs[{i}]: contains NaN or inf (diverged model?)')
+      raise ValueError(f"{name}embs[{i}]: contains NaN or inf (diverged model?)")
     if labels is not None:
       lab = np.asarray(labels[i])
       if lab.ndim != 1 or not (np.issubdtype(lab.dtype, np.integer) or lab.size == 0):
-        raise ValueError(f'{name}labels[{i}]: expected a 1-D integer [T] array, got '
-                         f'{lab.dtype} of shape {lab.shape}')
+        raise ValueError(f"{name}labels[{i}]: expected a 1-D integer [T] array, got "
+                         f"{lab.dtype} of shape {lab.shape}")
       if lab.shape[0] != emb.shape[0]:
-        raise ValueError(f'{name}labels[{i}]: {lab.shape[0]} labels but {name}embs[{i}] has '
-                         f'{emb.shape[0]} frames')
+        raise ValueError(f"{name}labels[{i}]: {lab.shape[0]} labels but {name}embs[{i}] has "
+                         f"{emb.shape[0]} frames")
       keep = lab >= 0
       emb = emb[keep]
       out_labels.append(lab[keep].astype(np.int64))
@@ -110,14 +76,14 @@ def _prepare(embs: Sequence[np.ndarray], labels: Optional[Sequence[np.ndarray]],
 
 def _check_same_dim(train: list[np.ndarray], val: list[np.ndarray]) -> None:
   if train[0].shape[1] != val[0].shape[1]:
-    raise ValueError(f'val_embs: embedding size {val[0].shape[1]} differs from train_embs '
-                     f'({train[0].shape[1]})')
+    raise ValueError(f"val_embs: embedding size {val[0].shape[1]} differs from train_embs "
+                     f"({train[0].shape[1]})")
 
 
 def num_train_videos(fraction: float, num_videos: int) -> int:
   """Videos used for a label fraction: ``max(1, int(fraction * num_videos))`` (official rule)."""
   if not 0.0 < fraction <= 1.0:
-    raise ValueError(f'fractions: each fraction must be in (0, 1], got {fraction}')
+    raise ValueError(f"fractions: each fraction must be in (0, 1], got {fraction}")
   return max(1, int(fraction * num_videos))
 
 
@@ -125,13 +91,13 @@ def _pooled(embs: list[np.ndarray], labels: list[np.ndarray], what: str
             ) -> tuple[np.ndarray, np.ndarray]:
   x, y = np.concatenate(embs), np.concatenate(labels)
   if y.size == 0:
-    raise ValueError(f'{what}: no frame with a label >= 0')
+    raise ValueError(f"{what}: no frame with a label >= 0")
   return x, y
 
 
 def _check_positive_int(value: int, name: str) -> int:
   if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
-    raise ValueError(f'{name}: expected a positive integer, got {value!r}')
+    raise ValueError(f"{name}: expected a positive integer, got {value!r}")
   return int(value)
 
 
@@ -141,26 +107,26 @@ def _check_positive_int(value: int, name: str) -> int:
 
 def _make_classifier(model: str):
   from sklearn import linear_model, svm  # pylint: disable=g-import-not-at-top
-  if model == 'logistic':
+  if model == "logistic":
     # lbfgs is multinomial by default in scikit-learn >= 1.5 (the `multi_class` argument of
     # the official code is gone); L2 penalty, C = 1, no feature scaling.
-    return linear_model.LogisticRegression(C=1.0, solver='lbfgs', max_iter=100000)
-  if model == 'svm':
-    return svm.SVC(C=1.0, kernel='rbf', gamma='scale', decision_function_shape='ovo')
-  raise ValueError(f'classifier: expected one of {CLASSIFIERS}, got {model!r}')
+    return linear_model.LogisticRegression(C=1.0, solver="lbfgs", max_iter=100000)
+  if model == "svm":
+    return svm.SVC(C=1.0, kernel="rbf", gamma="scale", decision_function_shape="ovo")
+  raise ValueError(f"classifier: expected one of {CLASSIFIERS}, got {model!r}")
 
 
 def classification(train_embs: Sequence[np.ndarray], train_labels: Sequence[np.ndarray],
                    val_embs: Sequence[np.ndarray], val_labels: Sequence[np.ndarray],
                    fractions: Sequence[float] = (0.1, 0.5, 1.0),
-                   model: str = 'logistic') -> dict[float, float]:
+                   model: str = "logistic") -> dict[float, float]:
   """Phase classification accuracy for each fraction of labelled training videos.
 
   Args:
     train_embs, train_labels: per-video ``[T_i, E]`` embeddings and ``[T_i]`` phase ids.
     val_embs, val_labels: the same for the evaluation videos.
     fractions: fractions of training *videos*; the first ``max(1, int(f * N))`` are used.
-    model: 'logistic' (official code) or 'svm' (paper); see `default_config`.
+    model: 'logistic' (official code) or 'svm' (paper); see `config.eval_config`.
 
   Returns:
     ``{fraction: accuracy in [0, 1]}`` over all val frames pooled. When the chosen training
@@ -168,14 +134,14 @@ def classification(train_embs: Sequence[np.ndarray], train_labels: Sequence[np.n
     val frame (the constant classifier the data supports).
   """
   _make_classifier(model)  # Validates the name before any work.
-  train_embs, train_labels = _prepare(train_embs, train_labels, 'train')
-  val_embs, val_labels = _prepare(val_embs, val_labels, 'val')
+  train_embs, train_labels = _prepare(train_embs, train_labels, "train")
+  val_embs, val_labels = _prepare(val_embs, val_labels, "val")
   _check_same_dim(train_embs, val_embs)
-  x_val, y_val = _pooled(val_embs, val_labels, 'val_labels')
+  x_val, y_val = _pooled(val_embs, val_labels, "val_labels")
   accuracies = {}
   for fraction in fractions:
     n = num_train_videos(fraction, len(train_embs))
-    x, y = _pooled(train_embs[:n], train_labels[:n], f'train_labels (first {n} videos)')
+    x, y = _pooled(train_embs[:n], train_labels[:n], f"train_labels (first {n} videos)")
     classes = np.unique(y)
     if classes.size == 1:
       pred = np.full_like(y_val, classes[0])
@@ -190,7 +156,7 @@ def classification(train_embs: Sequence[np.ndarray], train_labels: Sequence[np.n
 
 
 def progression_targets(labels: np.ndarray, num_classes: int,
-                        missing_phase: str = 'zero_length') -> np.ndarray:
+                        missing_phase: str = "zero_length") -> np.ndarray:
   """Regression targets of one video, float64 ``[T, K - 1]``.
 
   Column ``k`` is ``(t - t_k) / T`` with ``t_k`` the last frame of phase ``k`` (TCC's
@@ -205,8 +171,8 @@ def progression_targets(labels: np.ndarray, num_classes: int,
   * ``'drop'``: column ``k`` is NaN; the video is left out of event ``k``'s fit and R².
   """
   if missing_phase not in MISSING_PHASE_RULES:
-    raise ValueError(f'missing_phase: expected one of {MISSING_PHASE_RULES}, got '
-                     f'{missing_phase!r}')
+    raise ValueError(f"missing_phase: expected one of {MISSING_PHASE_RULES}, got "
+                     f"{missing_phase!r}")
   labels = np.asarray(labels)
   num_frames = labels.shape[0]
   targets = np.empty((num_frames, num_classes - 1), np.float64)
@@ -215,7 +181,7 @@ def progression_targets(labels: np.ndarray, num_classes: int,
     hits = np.flatnonzero(labels == k)
     if hits.size:
       event = hits[-1]
-    elif missing_phase == 'drop':
+    elif missing_phase == "drop":
       targets[:, k] = np.nan
       continue
     else:
@@ -229,7 +195,7 @@ def progression(train_embs: Sequence[np.ndarray], train_labels: Sequence[np.ndar
                 val_embs: Sequence[np.ndarray], val_labels: Sequence[np.ndarray],
                 fractions: Sequence[float] = (0.1, 0.5, 1.0),
                 num_classes: Optional[int] = None,
-                missing_phase: str = 'zero_length') -> dict[float, float]:
+                missing_phase: str = "zero_length") -> dict[float, float]:
   """Phase progression: mean over key events of the pooled-val-frame R² of an OLS fit.
 
   Args:
@@ -246,25 +212,25 @@ def progression(train_embs: Sequence[np.ndarray], train_labels: Sequence[np.ndar
     no event is left.
   """
   from sklearn import linear_model, metrics as sk_metrics  # pylint: disable=g-import-not-at-top
-  train_embs, train_labels = _prepare(train_embs, train_labels, 'train')
-  val_embs, val_labels = _prepare(val_embs, val_labels, 'val')
+  train_embs, train_labels = _prepare(train_embs, train_labels, "train")
+  val_embs, val_labels = _prepare(val_embs, val_labels, "val")
   _check_same_dim(train_embs, val_embs)
   largest = max(int(lab.max(initial=-1)) for lab in train_labels + val_labels)
   if num_classes is None:
     num_classes = largest + 1
   elif largest >= num_classes:
-    raise ValueError(f'num_classes: a label {largest} was found but num_classes is '
-                     f'{num_classes} (labels must be in 0..num_classes-1)')
+    raise ValueError(f"num_classes: a label {largest} was found but num_classes is "
+                     f"{num_classes} (labels must be in 0..num_classes-1)")
   if num_classes < 2:
-    raise ValueError(f'num_classes: progression needs at least 2 phases, got {num_classes}')
+    raise ValueError(f"num_classes: progression needs at least 2 phases, got {num_classes}")
   train_targets = [progression_targets(lab, num_classes, missing_phase) for lab in train_labels]
-  x_val, _ = _pooled(val_embs, val_labels, 'val_labels')
+  x_val, _ = _pooled(val_embs, val_labels, "val_labels")
   y_val = np.concatenate([progression_targets(lab, num_classes, missing_phase)
                           for lab in val_labels])
   scores = {}
   for fraction in fractions:
     n = num_train_videos(fraction, len(train_embs))
-    x, _ = _pooled(train_embs[:n], train_labels[:n], f'train_labels (first {n} videos)')
+    x, _ = _pooled(train_embs[:n], train_labels[:n], f"train_labels (first {n} videos)")
     y = np.concatenate(train_targets[:n])
     if np.all(np.isfinite(y)):
       # OLS columns are independent: one multi-output fit = one fit per key event.
@@ -289,13 +255,13 @@ def progression(train_embs: Sequence[np.ndarray], train_labels: Sequence[np.ndar
 
 def for_distance(emb: np.ndarray, distance: str) -> np.ndarray:
   """Maps embeddings so that sqeuclidean nearest neighbours = ``distance`` nearest neighbours."""
-  if distance in ('sqeuclidean', 'euclidean'):
+  if distance in ("sqeuclidean", "euclidean"):
     return emb
-  if distance == 'cosine':
+  if distance == "cosine":
     # |u - v|² = 2 - 2 cos(u, v) for unit vectors. Zero rows stay zero (distance 1 to all).
     norm = np.linalg.norm(emb, axis=-1, keepdims=True)
     return emb / np.where(norm > 0, norm, 1.0)
-  raise ValueError(f'distance: expected one of {DISTANCES}, got {distance!r}')
+  raise ValueError(f"distance: expected one of {DISTANCES}, got {distance!r}")
 
 
 def _pad(videos: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
@@ -388,11 +354,11 @@ def tau_b_against_order(nn: np.ndarray) -> np.ndarray:
     s += np.sign(diff).sum((0, 1))
     ties += ((diff == 0) & upper[..., None]).sum((0, 1))
   denom = float(n0) * (n0 - ties).astype(np.float64)
-  with np.errstate(invalid='ignore', divide='ignore'):
+  with np.errstate(invalid="ignore", divide="ignore"):
     return np.where(denom > 0, s / np.sqrt(np.where(denom > 0, denom, 1.0)), np.nan)
 
 
-def kendalls_tau(embs: Sequence[np.ndarray], stride: int = 5, distance: str = 'sqeuclidean',
+def kendalls_tau(embs: Sequence[np.ndarray], stride: int = 5, distance: str = "sqeuclidean",
                  labels: Optional[Sequence[np.ndarray]] = None) -> KendallsTau:
   """Kendall's tau of frame-wise nearest-neighbour alignment over all ordered video pairs.
 
@@ -411,7 +377,7 @@ def kendalls_tau(embs: Sequence[np.ndarray], stride: int = 5, distance: str = 's
   Returns:
     A `KendallsTau` (value in [-1, 1], pair counts and the per-pair matrix).
   """
-  stride = _check_positive_int(stride, 'stride')
+  stride = _check_positive_int(stride, "stride")
   embs, _ = _prepare(embs, labels)
   strided = [for_distance(e[::stride], distance) for e in embs]
   gallery, mask = _pad(strided)
@@ -435,7 +401,7 @@ def kendalls_tau(embs: Sequence[np.ndarray], stride: int = 5, distance: str = 's
 
 
 def cycle_consistency(embs: Sequence[np.ndarray], stride: int = 5,
-                      distance: str = 'sqeuclidean',
+                      distance: str = "sqeuclidean",
                       labels: Optional[Sequence[np.ndarray]] = None) -> float:
   """Cycle-back accuracy over all ordered video pairs (TCC's cycle consistency, label-free).
 
@@ -445,7 +411,7 @@ def cycle_consistency(embs: Sequence[np.ndarray], stride: int = 5,
   ``labels``: as `kendalls_tau` (frames with label < 0 dropped first). Returns NaN for fewer
   than 2 non-empty videos.
   """
-  stride = _check_positive_int(stride, 'stride')
+  stride = _check_positive_int(stride, "stride")
   embs, _ = _prepare(embs, labels)
   strided = [for_distance(e[::stride], distance) for e in embs]
   gallery, mask = _pad(strided)
@@ -469,7 +435,7 @@ def cycle_consistency(embs: Sequence[np.ndarray], stride: int = 5,
 
 def retrieval(embs: Sequence[np.ndarray], labels: Sequence[np.ndarray],
               ks: Sequence[int] = (5, 10, 15), stride: int = 5,
-              distance: str = 'sqeuclidean') -> dict[int, float]:
+              distance: str = "sqeuclidean") -> dict[int, float]:
   """Mean precision@K of phase retrieval ("AP@K" in CARL/LAC; not a ranked AP).
 
   For each video i: queries = its strided frames; gallery = the strided frames of all other
@@ -487,13 +453,13 @@ def retrieval(embs: Sequence[np.ndarray], labels: Sequence[np.ndarray],
   Returns:
     ``{K: precision in [0, 1]}``.
   """
-  stride = _check_positive_int(stride, 'stride')
-  ks = [_check_positive_int(k, 'ks') for k in ks]
+  stride = _check_positive_int(stride, "stride")
+  ks = [_check_positive_int(k, "ks") for k in ks]
   if not ks:
-    raise ValueError('ks: expected at least one K')
+    raise ValueError("ks: expected at least one K")
   embs, labels = _prepare(embs, labels)
   if len(embs) < 2:
-    raise ValueError(f'embs: retrieval needs at least 2 videos, got {len(embs)}')
+    raise ValueError(f"embs: retrieval needs at least 2 videos, got {len(embs)}")
   strided = [for_distance(e[::stride], distance) for e in embs]
   strided_labels = [lab[::stride] for lab in labels]
   sizes = np.array([e.shape[0] for e in strided])
@@ -504,8 +470,8 @@ def retrieval(embs: Sequence[np.ndarray], labels: Sequence[np.ndarray],
   k_max = max(ks)
   smallest_gallery = int(sizes.sum() - sizes.max())
   if k_max > smallest_gallery:
-    raise ValueError(f'ks: K = {k_max} exceeds the {smallest_gallery} strided frames of the '
-                     f'smallest gallery (all videos but the longest); lower K or the stride')
+    raise ValueError(f"ks: K = {k_max} exceeds the {smallest_gallery} strided frames of the "
+                     f"smallest gallery (all videos but the longest); lower K or the stride")
   per_video = {k: [] for k in ks}
   for i, query in enumerate(strided):
     if query.shape[0] == 0:
@@ -513,7 +479,7 @@ def retrieval(embs: Sequence[np.ndarray], labels: Sequence[np.ndarray],
     dist = gallery_sq[None] - 2.0 * (query @ gallery.T)  # [n_i, M], |q|² dropped (per row).
     dist[:, offsets[i]:offsets[i + 1]] = np.inf  # Never retrieve from the query's own video.
     top = np.argpartition(dist, k_max - 1, axis=1)[:, :k_max]
-    order = np.argsort(np.take_along_axis(dist, top, 1), axis=1, kind='stable')
+    order = np.argsort(np.take_along_axis(dist, top, 1), axis=1, kind="stable")
     top = np.take_along_axis(top, order, 1)  # [n_i, k_max], nearest first.
     hits = gallery_labels[top] == strided_labels[i][:, None]
     for k in ks:
@@ -526,7 +492,7 @@ def retrieval(embs: Sequence[np.ndarray], labels: Sequence[np.ndarray],
 
 
 def _percent_key(prefix: str, value: float) -> str:
-  return f'{prefix}_{int(round(value * 100))}'
+  return f"{prefix}_{int(round(value * 100))}"
 
 
 def is_labelled(labels: np.ndarray) -> bool:
@@ -552,8 +518,10 @@ def evaluate_embeddings(train_embs: Sequence[np.ndarray], train_labels: Sequence
     by 100, and the videos used: ``num_val`` (label-free) and ``num_labelled_train`` /
     ``num_labelled_val``. Tau pairs that are undefined are dropped (a warning is logged).
   """
-  config = default_config() if config is None else config
-  with threadpoolctl.threadpool_limits(limits=config.get('blas_threads'), user_api='blas'):
+  if config is None:  # The defaults live in the schema, which imports jax: only when needed.
+    from lac_jax import config as config_lib  # pylint: disable=g-import-not-at-top
+    config = config_lib.eval_config()
+  with threadpoolctl.threadpool_limits(limits=config.get("blas_threads"), user_api="blas"):
     return _evaluate_embeddings(train_embs, train_labels, val_embs, val_labels, config)
 
 
@@ -561,12 +529,12 @@ def _evaluate_embeddings(train_embs, train_labels, val_embs, val_labels,
                          config: ml_collections.ConfigDict) -> dict[str, float]:
   fractions = tuple(float(f) for f in config.fractions)
   if not fractions:
-    raise ValueError('config.fractions: expected at least one fraction')
-  keys = [_percent_key('class', f) for f in fractions]
+    raise ValueError("config.fractions: expected at least one fraction")
+  keys = [_percent_key("class", f) for f in fractions]
   if len(set(keys)) != len(keys):
-    raise ValueError(f'config.fractions: {fractions} round to the same percentage')
+    raise ValueError(f"config.fractions: {fractions} round to the same percentage")
   if len(train_labels) != len(train_embs) or len(val_labels) != len(val_embs):
-    raise ValueError('labels: expected one label array per video of each split')
+    raise ValueError("labels: expected one label array per video of each split")
   lab_train = [i for i, lab in enumerate(train_labels) if is_labelled(lab)]
   lab_val = [i for i, lab in enumerate(val_labels) if is_labelled(lab)]
   row = {}
@@ -575,17 +543,17 @@ def _evaluate_embeddings(train_embs, train_labels, val_embs, val_labels,
     va_e, va_l = [val_embs[i] for i in lab_val], [val_labels[i] for i in lab_val]
     accuracy = classification(tr_e, tr_l, va_e, va_l, fractions, config.classifier)
     for f in fractions:
-      row[_percent_key('class', f)] = 100.0 * accuracy[f]
+      row[_percent_key("class", f)] = 100.0 * accuracy[f]
     if len(lab_val) >= 2:
       precision = retrieval(va_e, va_l, tuple(config.retrieval_ks), config.retrieval_stride,
                             config.distance)
       for k, p in precision.items():
-        row[f'ap_{k}'] = 100.0 * p
+        row[f"ap_{k}"] = 100.0 * p
     r2 = progression(tr_e, tr_l, va_e, va_l, fractions, config.num_classes,
                      config.missing_phase)
     for f in fractions:
-      row[_percent_key('progress', f)] = 100.0 * r2[f]
-    row['progress'] = 100.0 * r2[max(fractions)]
+      row[_percent_key("progress", f)] = 100.0 * r2[f]
+    row["progress"] = 100.0 * r2[max(fractions)]
   # Label-free: every frame of an unlabelled video counts.
   free_labels = [lab if is_labelled(lab) else np.zeros(np.shape(lab), np.int64)
                  for lab in val_labels]
@@ -593,72 +561,10 @@ def _evaluate_embeddings(train_embs, train_labels, val_embs, val_labels,
   if tau.num_nan:
     logging.warning("Kendall's tau: %d of %d video pairs undefined and dropped", tau.num_nan,
                     tau.num_pairs)
-  row['tau'] = 100.0 * tau.value
-  row['cycle_consistency'] = 100.0 * cycle_consistency(
-      val_embs, config.get('cycle_stride', config.tau_stride), config.distance,
+  row["tau"] = 100.0 * tau.value
+  row["cycle_consistency"] = 100.0 * cycle_consistency(
+      val_embs, config.get("cycle_stride", config.tau_stride), config.distance,
       labels=free_labels)
   row.update(num_val=float(len(val_embs)), num_labelled_train=float(len(lab_train)),
              num_labelled_val=float(len(lab_val)))
   return row
-
-
-def mean_over_actions(per_action: Mapping[str, Mapping[str, float]]) -> dict[str, float]:
-  """Unweighted mean of per-action rows (PennAction's headline row: 13 actions, one vote each);
-  the video counts (`COUNT_KEYS`) are summed.
-
-  Every action must have the same keys; a NaN in any action gives NaN for that key.
-  """
-  if not per_action:
-    raise ValueError('per_action: expected at least one action, got none')
-  actions = list(per_action)
-  keys = list(per_action[actions[0]])
-  for action in actions[1:]:
-    if set(per_action[action]) != set(keys):
-      raise ValueError(f'per_action[{action!r}]: keys {sorted(per_action[action])} differ from '
-                       f'per_action[{actions[0]!r}] keys {sorted(keys)}')
-  return {k: float((np.sum if k in COUNT_KEYS else np.mean)([per_action[a][k] for a in actions]))
-          for k in keys}
-
-
-COUNT_KEYS = ('num_val', 'num_labelled_train', 'num_labelled_val')  # videos a row used
-
-
-def table_columns(keys: Iterable[str]) -> list[tuple[str, str]]:
-  """``(key, header)`` of the table's columns found in ``keys``: Class p... and AP@K... (sorted),
-  Progress, Tau, Cycle (cycle consistency) and the videos used (Val, Labelled train/val)."""
-  keys = set(keys)
-  class_pcts = sorted(int(m.group(1)) for k in keys if (m := re.fullmatch(r'class_(\d+)', k)))
-  ap_ks = sorted(int(m.group(1)) for k in keys if (m := re.fullmatch(r'ap_(\d+)', k)))
-  fixed = [('progress', 'Progress'), ('tau', 'Tau'), ('cycle_consistency', 'Cycle')]
-  counts = [('num_val', 'Val videos'), ('num_labelled', 'Labelled tr/val')]
-  return ([(f'class_{p}', f'Class {p}') for p in class_pcts] +
-          [(f'ap_{k}', f'AP@{k}') for k in ap_ks] +
-          [c for c in fixed if c[0] in keys] +
-          [c for c in counts if c[0] in keys or f'{c[0]}_val' in keys])
-
-
-def _cell(row: Mapping[str, float], key: str, digits: int) -> str:
-  if key == 'num_labelled':
-    if 'num_labelled_train' not in row:
-      return '-'
-    return f"{int(row['num_labelled_train'])}/{int(row['num_labelled_val'])}"
-  if key not in row:
-    return '-'
-  return f'{int(row[key])}' if key in COUNT_KEYS else f'{row[key]:.{digits}f}'
-
-
-def format_table(rows: Mapping[str, Mapping[str, float]], digits: int = 2) -> str:
-  """Formats named rows in the table's columns (`table_columns`); a value a row lacks is '-'."""
-  if not rows:
-    raise ValueError('rows: expected at least one named row, got none')
-  columns = table_columns(set().union(*(r.keys() for r in rows.values())))
-  names = [str(n) for n in rows]
-  name_width = max(len(n) for n in names + ['method'])
-  cells = [[_cell(row, k, digits) for k, _ in columns] for row in rows.values()]
-  widths = [max([len(h)] + [len(c[i]) for c in cells]) for i, (_, h) in enumerate(columns)]
-  header = '  '.join([''.ljust(name_width)] + [h.rjust(w) for (_, h), w in zip(columns, widths)])
-  lines = [header.rstrip(), '-' * len(header)]
-  for name, row_cells in zip(names, cells):
-    lines.append('  '.join([name.ljust(name_width)] +
-                           [c.rjust(w) for c, w in zip(row_cells, widths)]))
-  return '\n'.join(lines)

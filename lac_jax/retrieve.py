@@ -17,13 +17,13 @@ from absl import app
 from absl import flags
 import numpy as np
 
+from lac_jax import cli
 from lac_jax import files
 from lac_jax import inference
-from lac_jax.data import videos
 from lac_jax import metrics
-from lac_jax import cli
 from lac_jax import tools
 from lac_jax import visualize
+from lac_jax.data import inputs
 
 JSON_FILE, PNG_FILE = "retrieval.json", "retrieval.png"
 
@@ -64,27 +64,6 @@ def nearest_frames(query: np.ndarray, gallery: Sequence[np.ndarray], k: int,
   return sorted(best, key=lambda r: (r[2], r[0], r[1]))[:k]
 
 
-def load_labels(path: str) -> tuple[dict[str, np.ndarray], Optional[list[str]]]:
-  """Reads a labels file: ``({video name: int [T] phases}, phase names or None)``.
-
-  Accepts ``{"phases": [...], "labels": {name: [...]}}`` or just ``{name: [...]}``
-  (`lac_jax.data.videos.parse_labels`).
-  """
-  what = f"--labels={path}"
-  return videos.parse_labels(files.read_json_object(path, what), what)
-
-
-def _frames_at(video: inference.InputVideo, wanted: set[int]) -> dict[int, np.ndarray]:
-  """Decodes ``video`` once and keeps the frames at the ``wanted`` indices."""
-  out = {}
-  for index, frame in enumerate(video.frames()):
-    if index in wanted:
-      out[index] = frame
-    if len(out) == len(wanted):
-      break
-  return out
-
-
 def retrieve_frames(trained: inference.TrainedEncoder, query: str, paths: Sequence[str],
                     output_dir: str, *, top_k: int = 5, per_video: bool = False,
                     labels: Optional[dict[str, np.ndarray]] = None,
@@ -94,7 +73,7 @@ def retrieve_frames(trained: inference.TrainedEncoder, query: str, paths: Sequen
   """Embeds the query video and ``paths``, writes `PNG_FILE` and `JSON_FILE`, returns the JSON.
 
   ``query``: ``'VIDEO:FRAME'``. The query video is left out of ``paths`` if listed there.
-  ``labels``: per-frame phases by video name (`inference.input_name`).
+  ``labels``: per-frame phases by video name (`inputs.input_name`).
   """
   query_path, query_frame = parse_query(query)
   same = lambda a, b: os.path.realpath(os.path.expanduser(a)) == os.path.realpath(
@@ -103,7 +82,7 @@ def retrieve_frames(trained: inference.TrainedEncoder, query: str, paths: Sequen
   if not paths:
     raise ValueError("give at least one video besides the query video to retrieve from")
   names = tools.unique_names([query_path] + list(paths))
-  videos = [inference.open_input(p) for p in [query_path] + list(paths)]
+  videos = [inputs.open_input(p) for p in [query_path] + list(paths)]
   embs = [tools.embed_input(trained, v, frames_per_chunk, progress) for v in videos]
   if query_frame >= len(embs[0]):
     raise ValueError(f"--query={query}: frame {query_frame} is past the end of "
@@ -134,7 +113,7 @@ def retrieve_frames(trained: inference.TrainedEncoder, query: str, paths: Sequen
   wanted: dict[int, set[int]] = {0: {query_frame}}
   for r in found:
     wanted.setdefault(r[0] + 1, set()).add(r[1])
-  images = {v: _frames_at(videos[v], idx) for v, idx in wanted.items()}
+  images = {v: tools.frames_at(videos[v], idx) for v, idx in wanted.items()}
   figure = visualize.plot_retrieval(
       images[0][query_frame], f"{names[0]}\nframe {query_frame}{phase_text(query_phase)}",
       [images[v + 1][frame] for v, frame, _ in found],
@@ -167,7 +146,7 @@ def main(argv: Sequence[str]) -> int:
   if FLAGS.query is None:
     raise app.UsageError("--query=VIDEO:FRAME is required")
   paths = list(argv[1:])
-  labels, phases = load_labels(FLAGS.labels) if FLAGS.labels else (None, None)
+  labels, phases = tools.load_labels(FLAGS.labels) if FLAGS.labels else (None, None)
   parse_query(FLAGS.query)  # A bad query fails before the encoder loads.
   trained = tools.load_encoder()
   payload = retrieve_frames(trained, FLAGS.query, paths, FLAGS.output, top_k=FLAGS.top_k,

@@ -23,14 +23,14 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from lac_jax import align
 from lac_jax import cli
-from lac_jax import embed
 from lac_jax import files
 from lac_jax import inference
+from lac_jax import logs
 from lac_jax import tools
 from lac_jax import visualize
 from lac_jax.alignment import local_search
+from lac_jax.data import inputs
 
 JSON_FILE, PNG_FILE = "hits.json", "hits.png"
 MAD_TO_STD = 1.4826  # a normal distribution's standard deviation per median absolute deviation
@@ -104,7 +104,7 @@ def query_span(num_frames: int, start: Optional[int], end: Optional[int], what: 
 
 def _embed_dir(trained: inference.TrainedEncoder, directory: str) -> list[LibraryVideo]:
   """The videos of a ``lac_jax.embed`` output folder, after checking it is this model's."""
-  index = files.read_json_object(os.path.join(directory, embed.INDEX_FILE),
+  index = files.read_json_object(os.path.join(directory, tools.INDEX_FILE),
                                  f"{directory} (a lac_jax.embed output)")
   if index.get("fingerprint") != trained.fingerprint():
     raise ValueError(
@@ -120,7 +120,7 @@ def _embed_dir(trained: inference.TrainedEncoder, directory: str) -> list[Librar
 
 
 def is_embed_dir(path: str) -> bool:
-  return os.path.isfile(os.path.join(os.path.expanduser(path), embed.INDEX_FILE))
+  return os.path.isfile(os.path.join(os.path.expanduser(path), tools.INDEX_FILE))
 
 
 def load_library(trained: inference.TrainedEncoder, paths: Sequence[str], *,
@@ -135,7 +135,7 @@ def load_library(trained: inference.TrainedEncoder, paths: Sequence[str], *,
     if is_embed_dir(path):
       out += _embed_dir(trained, os.path.expanduser(path))
       continue
-    video = inference.open_input(path)
+    video = inputs.open_input(path)
     emb = tools.embed_input(trained, video, frames_per_chunk, progress)
     out.append(LibraryVideo(video.name, os.path.abspath(os.path.expanduser(path)), emb,
                             video.fps))
@@ -280,7 +280,7 @@ def search(trained: inference.TrainedEncoder, query: Union[str, np.ndarray],
   rng = np.random.default_rng(seed)
   what = "query" if not isinstance(query, str) else f"--query={query}"
   q_all = np.asarray(query if not isinstance(query, str) else
-                     tools.embed_input(trained, inference.open_input(query), frames_per_chunk,
+                     tools.embed_input(trained, inputs.open_input(query), frames_per_chunk,
                                        progress), np.float32)
   start, end = query_span(len(q_all), start, end, what)
   q = q_all[start:end]
@@ -301,8 +301,8 @@ def search(trained: inference.TrainedEncoder, query: Union[str, np.ndarray],
   null = fit_null(scorer_for, len(q), [v.embedding.astype(np.float32) for v in videos],
                   gap_open, gap_extend, null_samples, length, rng, block, null_mode)
   scorer = scorer_for([v.embedding.astype(np.float32) for v in videos])
-  bar = tools.progress_bar(progress, total=sum(len(v.embedding) for v in videos),
-                           unit="frame", desc="searching", leave=False)
+  bar = logs.progress_bar(progress, total=sum(len(v.embedding) for v in videos),
+                          unit="frame", desc="searching", leave=False)
   with bar:
     found = local_search.waterman_eggert(
         scorer.block, scorer.window, [len(v.embedding) for v in videos], len(q), gap_open,
@@ -317,7 +317,7 @@ def search(trained: inference.TrainedEncoder, query: Union[str, np.ndarray],
       phases = None
       if query_labels is not None:
         shifted = h.pairs + np.array([start, 0])
-        phases = align.transfer_labels(shifted, np.asarray(query_labels), len(v.embedding))
+        phases = tools.transfer_labels(shifted, np.asarray(query_labels), len(v.embedding))
         phases = phases[lo:hi + 1].tolist()
       hits.append(Hit(v.name, v.path, lo, hi, h.score, null.evalue(h.score, len(v.embedding)),
                       null.pvalue(h.score, len(v.embedding)), h.pairs, v.fps, phases))
@@ -338,17 +338,6 @@ def search(trained: inference.TrainedEncoder, query: Union[str, np.ndarray],
 # Outputs.
 
 
-def _frames_at(path: str, wanted: Sequence[int]) -> dict[int, np.ndarray]:
-  video = inference.open_input(path)
-  wanted_set, out = set(int(w) for w in wanted), {}
-  for index, frame in enumerate(video.frames()):
-    if index in wanted_set:
-      out[index] = frame
-    if len(out) == len(wanted_set):
-      break
-  return out
-
-
 def contact_sheet(query_path: str, start: int, hits: Sequence[Hit], columns: int = 6,
                   height: int = 96) -> Any:
   """A figure: one row per hit (ranked), the query span's frames on the left half and the hit's
@@ -364,8 +353,9 @@ def contact_sheet(query_path: str, start: int, hits: Sequence[Hit], columns: int
     q_idx = [int(pairs[p, 0]) + start for p in picks]
     v_idx = [int(pairs[p, 1]) for p in picks]
     missing = [i for i in q_idx if i not in query_frames]
-    query_frames.update(_frames_at(query_path, missing) if missing else {})
-    hit_frames = _frames_at(hit.path, v_idx)
+    if missing:
+      query_frames.update(tools.frames_at(inputs.open_input(query_path), missing))
+    hit_frames = tools.frames_at(inputs.open_input(hit.path), v_idx)
     strip = [visualize.fit_height(query_frames[i], height) for i in q_idx]
     strip += [np.full((height, 6, 3), 255, np.uint8)]
     strip += [visualize.fit_height(hit_frames[j], height) for j in v_idx]
@@ -387,7 +377,7 @@ def search_to_files(trained: inference.TrainedEncoder, query: str, library: Sequ
   """`search` from the command line: writes `JSON_FILE`, `PNG_FILE` (and clips); returns the
   JSON's content."""
   path, start, end = parse_query(query)
-  qvideo = inference.open_input(path)
+  qvideo = inputs.open_input(path)
   query_labels = None if labels is None else labels.get(qvideo.name)
   hits, details = search(trained, path, library, start=start, end=end,
                          query_labels=query_labels, **kwargs)
@@ -399,8 +389,8 @@ def search_to_files(trained: inference.TrainedEncoder, query: str, library: Sequ
     for rank, hit in enumerate(hits, 1):
       name = f"hit{rank:02d}_{hit.video}.mp4"
       shifted = hit.pairs + np.array([details["query"]["start"], 0])
-      align.write_aligned_video(os.path.join(output_dir, name), qvideo,
-                                inference.open_input(hit.path), shifted, height=video_height)
+      tools.write_aligned_video(os.path.join(output_dir, name), qvideo,
+                                inputs.open_input(hit.path), shifted, height=video_height)
       payload["hits"][rank - 1]["clip"] = name
   files.write_json(os.path.join(output_dir, JSON_FILE), payload, one_line=("pairs", "phases"))
   files.save_figure(os.path.join(output_dir, PNG_FILE),
@@ -417,8 +407,7 @@ def main(argv: Sequence[str]) -> int:
   trained = tools.load_encoder()
   labels = None
   if f.labels:
-    from lac_jax import retrieve  # pylint: disable=g-import-not-at-top
-    labels = retrieve.load_labels(f.labels)[0]
+    labels = tools.load_labels(f.labels)[0]
   payload = search_to_files(
       trained, f.query, library, f.output, clips=f.clips, labels=labels,
       max_hits_per_video=f.max_hits_per_video, max_evalue=f.max_evalue, gap_open=f.gap_open,

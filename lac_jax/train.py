@@ -27,30 +27,18 @@ from lac_jax import evaluate as evaluate_lib
 from lac_jax import logs
 from lac_jax import losses
 from lac_jax import memory as memory_lib
-from lac_jax import metrics as metrics_lib
 from lac_jax import preemption
+from lac_jax import tables
 from lac_jax import workdir as workdir_lib
 from lac_jax import data as data_lib
 from lac_jax.data import pipeline
+from lac_jax.config import check_backbone_weights, prepare_config
+from lac_jax.data.device_augment import make_device_augment
+from lac_jax.distributed import agree, check_devices, replicate, shard_batch, unreplicate
 from lac_jax.models import encoder as encoder_lib
-# Re-exported: the optimiser, the data-parallel helpers and the device augmentation live in their
-# own modules.
-from lac_jax.optim import (  # pylint: disable=unused-import
-    TRUNK, learning_rate_schedule, make_optimizer, num_train_steps)
-from lac_jax.data.device_augment import make_device_augment  # pylint: disable=unused-import
-from lac_jax.distributed import (  # pylint: disable=unused-import
-    agree, check_devices, replicate, shard_batch, unreplicate)
+from lac_jax.optim import TRUNK, learning_rate_schedule, make_optimizer, num_train_steps
 
 AXIS = "batch"  # pmap axis name (also given to BatchNorm as bn_axis_name).
-EVAL_NAME, SUMMARY_FILE = evaluate_lib.EVAL_NAME, evaluate_lib.SUMMARY_FILE
-
-# The config schema lives in lac_jax.config; these names stay for callers of the trainer.
-base_config = config_lib.base_config
-default_config = config_lib.train_config
-check_config = config_lib.check_config
-prepare_config = config_lib.prepare_config
-check_backbone_weights = config_lib.check_backbone_weights
-saved_config_template = config_lib.saved_config_template
 
 Batch = dict[str, np.ndarray]
 Metrics = dict[str, jax.Array]
@@ -447,5 +435,5 @@ def _evaluate_checkpoint(config: ml_collections.ConfigDict, workdir: str,
   result = evaluate_lib.run_evaluation(config, eval_variables(state), workdir, step, eval_model)
   if jax.process_index() == 0:
     print(f"{config_lib.method_title(config)} evaluation of {workdir} step {step}:\n"
-          f"{metrics_lib.format_table(result['rows'])}", flush=True)
+          f"{tables.format_table(result['rows'])}", flush=True)
   return result

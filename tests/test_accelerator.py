@@ -8,6 +8,8 @@ import jax
 import numpy as np
 import pytest
 
+from lac_jax import config as config_lib
+from lac_jax import distributed
 from lac_jax import memory
 from lac_jax import train
 from lac_jax.data import pipeline
@@ -116,19 +118,19 @@ def test_device_augmentation_and_chunked_trunk_train_and_resume(device_runs):
 
 
 def test_fit_train_step_picks_a_chunk_under_a_small_budget(monkeypatch):
-  config = train.prepare_config(tiny.get_config())
+  config = config_lib.prepare_config(tiny.get_config())
   model, _ = train.build_models(config)
   state = train.create_train_state(config, model, jax.random.PRNGKey(0), 8, 3)
   from lac_jax import data as data_lib  # pylint: disable=g-import-not-at-top
   from lac_jax import losses  # pylint: disable=g-import-not-at-top
   videos = data_lib.load_videos("synthetic", None, "train", synthetic_config=config.data.synthetic)
-  batch = train.shard_batch(next(pipeline.train_iterator(videos, config.data, seed=0)), 1)
+  batch = distributed.shard_batch(next(pipeline.train_iterator(videos, config.data, seed=0)), 1)
   config.model.memory_budget_gb = 6.5 / 1024  # the whole trunk takes ~9.7 MiB here
   lines = []
   monkeypatch.setattr(memory.logging, "info",  # the log lines, the choice's among them
                       lambda msg, *args: lines.append(msg % args if args else msg))
   step, p_state, plan = train.fit_train_step(config, losses.build(config.loss), None,
-                                             train.replicate(state), batch,
+                                             distributed.replicate(state), batch,
                                              jax.random.PRNGKey(1))
   monkeypatch.undo()
   assert plan.chunk > 0 and plan.remat and plan.bytes <= 6.5 / 1024 * memory.GIB

@@ -7,8 +7,8 @@ from configs import penn_action
 from configs import pouring
 from configs import synthetic
 from configs import videos
+from lac_jax import config as config_lib
 from lac_jax import losses
-from lac_jax import train
 
 
 def test_parse_arg_by_position_and_key():
@@ -39,14 +39,14 @@ def test_parse_arg_by_position_and_key():
     (videos.get_config, None), (videos.get_config, "official_code")])
 def test_every_config_checks(get_config, arg):
   config = get_config(arg)
-  train.check_config(config)
+  config_lib.check_config(config)
   official = arg is not None and "official_code" in arg
   assert (config.model.attention_axis == "batch") == official
   assert (config.loss.sw_similarity == "inverse_squared_distance") == official
 
 
 def test_paper_configs_differ_from_the_defaults_only_where_the_paper_does():
-  base, paper = train.base_config().to_dict(), common.paper().to_dict()
+  base, paper = config_lib.base_config().to_dict(), common.paper().to_dict()
   changed = {(s, k) for s in base if isinstance(base[s], dict)
              for k in base[s] if base[s][k] != paper[s][k]}
   assert changed == {("model", "require_backbone_weights"), ("data", "image_size")}
@@ -64,11 +64,11 @@ def test_paper_configs_differ_from_the_defaults_only_where_the_paper_does():
 @pytest.mark.parametrize("method", ["scl", "tcc", "tcn", "lav", "gta"])
 def test_method_presets_carry_the_official_settings(method):
   config = pouring.get_config(method)
-  train.check_config(config)
+  config_lib.check_config(config)
   assert config.loss.name == method
   assert config.data.sampling.num_frames == 32 and config.train.num_epochs in (200, 300)
   official = penn_action.get_config(f"squat,{method},official_code")
-  train.check_config(official)
+  config_lib.check_config(official)
   assert official.loss.to_dict() == losses.default_config(method, "official_code").to_dict()
   assert official.model.attention_axis == "time"  # LAC's model quirk only
   assert official.model.eval_normalize is False and official.data.drop_last is True

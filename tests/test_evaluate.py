@@ -14,11 +14,13 @@ import numpy as np
 import pytest
 from tiny import tiny_encoder_config
 
+from lac_jax import config as config_lib
 from lac_jax import data as data_lib
 from lac_jax import evaluate
 from lac_jax import metrics
+from lac_jax import tables
 from lac_jax.data import penn_action
-from lac_jax.data.video import Video
+from lac_jax.data.record import Video
 from lac_jax.models import encoder
 
 # One worker runs this module (pytest-xdist): its module fixtures then run once.
@@ -34,7 +36,7 @@ def tiny_model_config():
 
 
 def tiny_eval_config():
-  c = evaluate.default_config()
+  c = config_lib.eval_config()
   c.fractions = (0.5, 1.0)
   c.tau_stride = 1
   c.retrieval_stride = 1
@@ -184,7 +186,7 @@ def test_evaluate_dataset_penn_action_means_over_actions(model, variables, tmp_p
   # Phases per action reach the metrics.
   assert seen == [data_lib.num_phases('penn_action', a) for a in actions]
   for key, value in result['summary'].items():
-    reduce = np.sum if key in metrics.COUNT_KEYS else np.mean  # videos are counted, not averaged
+    reduce = np.sum if key in tables.COUNT_KEYS else np.mean  # videos are counted, not averaged
     np.testing.assert_allclose(value, reduce([result['rows'][a][key] for a in actions]))
   assert 'Tau' in lines[-1] and 'mean' in lines[-1] and 'baseball_pitch' in lines[-1]
   saved = json.loads((tmp_path / 'eval' / 'eval_step5.json').read_text())

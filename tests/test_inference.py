@@ -22,7 +22,7 @@ SIZE = 32
 
 def make_trained(dataset="pouring", **model_overrides):
   """A TrainedEncoder of a randomly initialised tiny model (the maths does not need training)."""
-  config = train.base_config()
+  config = config_lib.base_config()
   config.model = tiny_encoder_config(pe_positions="linspace", **model_overrides)
   config.data.dataset = dataset
   config.data.image_size = SIZE
@@ -123,28 +123,28 @@ def test_frame_folder_order_and_bad_inputs(tmp_path):
 
 
 def test_run_config_round_trip_and_errors(tmp_path):
-  config = train.base_config()
+  config = config_lib.base_config()
   config.model = tiny_encoder_config()
   config.eval.bucket_sizes = (32, 64)
   config.model.backbone_weights = "/weights.npz"
   checkpoint.write_config(str(tmp_path), config)
-  back = checkpoint.read_config(str(tmp_path), train.base_config())
+  back = checkpoint.read_config(str(tmp_path), config_lib.base_config())
   assert back.to_dict() == config.to_dict()
   assert isinstance(back.model.mlp_sizes, tuple) and isinstance(back.eval.bucket_sizes, tuple)
 
   with pytest.raises(FileNotFoundError, match="--config"):
-    checkpoint.read_config(str(tmp_path / "old_run"), train.base_config())
+    checkpoint.read_config(str(tmp_path / "old_run"), config_lib.base_config())
   values = json.loads((tmp_path / "config.json").read_text())
   values["model"]["no_such_field"] = 1
   (tmp_path / "config.json").write_text(json.dumps(values))
   with pytest.raises(ValueError, match="model.no_such_field"):
-    checkpoint.read_config(str(tmp_path), train.base_config())
+    checkpoint.read_config(str(tmp_path), config_lib.base_config())
 
 
 def test_runs_saved_before_fields_moved_still_load(tmp_path):
   """A config.json with the old flat fields (model.resnet_depth, model.cut, data.fps ...) loads
   into their new places (lac_jax.config.RENAMED); without the renames it is refused."""
-  config = train.base_config()
+  config = config_lib.base_config()
   values = config.to_dict()
   del values["model"]["trunk_options"], values["data"]["videos"]
   values["model"].update(resnet_depth=18, cut="conv2a")
@@ -170,7 +170,7 @@ def _save_run(workdir, config):
 
 
 def test_load_trained_restores_the_checkpoint_and_checks_the_model(tmp_path):
-  config = train.base_config()
+  config = config_lib.base_config()
   config.model = tiny_encoder_config()
   config.data.image_size = SIZE
   config.data.sampling.num_frames = 4

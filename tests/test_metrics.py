@@ -9,7 +9,9 @@ import scipy.stats
 from scipy.spatial.distance import cdist
 from sklearn import linear_model
 
+from lac_jax import config as config_lib
 from lac_jax import metrics
+from lac_jax import tables
 
 
 def _monotone_labels(rng, num_frames, num_classes):
@@ -65,7 +67,7 @@ def _slow_retrieval(embs, labels, ks, stride):
 
 
 def test_default_config_matches_official_protocol():
-  config = metrics.default_config()
+  config = config_lib.eval_config()
   assert tuple(config.fractions) == (0.1, 0.5, 1.0)
   assert config.classifier == 'logistic'
   assert config.tau_stride == 5 and config.retrieval_stride == 5
@@ -448,7 +450,7 @@ def test_evaluate_embeddings_row_is_the_metrics_times_100():
   rng = np.random.default_rng(17)
   train = _progress_data(rng, 10, num_classes=3)
   val = _progress_data(rng, 4, num_classes=3)
-  config = metrics.default_config()
+  config = config_lib.eval_config()
   config.tau_stride = 2
   config.retrieval_stride = 2
   config.blas_threads = 1
@@ -489,18 +491,18 @@ def test_mean_over_actions_reproduces_paper_table_7_average():
       'tennis_serve': [96.62, 96.09, 95.09, 97.76, 95.01, 95.10, 92.33, 92.35],
   }
   average = [95.57, 93.79, 93.40, 93.87, 93.41, 92.65, 94.21, 94.10]
-  mean = metrics.mean_over_actions({a: dict(zip(cols, v)) for a, v in table.items()})
+  mean = tables.mean_over_actions({a: dict(zip(cols, v)) for a, v in table.items()})
   for c, want in zip(cols, average):
     assert round(mean[c], 2) == pytest.approx(want, abs=1e-9), c
 
 
 def test_mean_over_actions_is_unweighted_and_checks_keys():
-  mean = metrics.mean_over_actions({'a': {'tau': 90.0, 'progress': 1.0},
+  mean = tables.mean_over_actions({'a': {'tau': 90.0, 'progress': 1.0},
                                     'b': {'tau': 80.0, 'progress': 3.0}})
   assert mean == {'tau': 85.0, 'progress': 2.0}
-  assert math.isnan(metrics.mean_over_actions({'a': {'tau': math.nan}, 'b': {'tau': 1.0}})['tau'])
+  assert math.isnan(tables.mean_over_actions({'a': {'tau': math.nan}, 'b': {'tau': 1.0}})['tau'])
   with pytest.raises(ValueError, match="per_action\\['b'\\]"):
-    metrics.mean_over_actions({'a': {'tau': 1.0}, 'b': {'progress': 1.0}})
+    tables.mean_over_actions({'a': {'tau': 1.0}, 'b': {'progress': 1.0}})
 
 
 def test_format_table_columns_and_rows():
@@ -508,7 +510,7 @@ def test_format_table_columns_and_rows():
                         'ap_5': 40.0, 'ap_10': 41.0, 'ap_15': 42.0, 'progress': -3.5,
                         'tau': 1.0, 'progress_100': -3.5},
           'trained': {'class_100': 95.16, 'tau': 97.5}}
-  text = metrics.format_table(rows)
+  text = tables.format_table(rows)
   lines = text.splitlines()
   header = lines[0].split()
   assert header == ['Class', '10', 'Class', '50', 'Class', '100', 'AP@5', 'AP@10', 'AP@15',

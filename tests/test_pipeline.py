@@ -7,7 +7,7 @@ import pytest
 
 from lac_jax.data import pipeline
 from lac_jax.data import synthetic
-from lac_jax.data.video import Video
+from lac_jax.data.record import Video
 
 # One worker runs this module (pytest-xdist): its module fixtures then run once.
 pytestmark = pytest.mark.xdist_group("pipeline")

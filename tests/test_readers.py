@@ -24,6 +24,7 @@ from lac_jax import data as lac_data
 from lac_jax.data import carl_pickle
 from lac_jax.data import decode
 from lac_jax.data import encode
+from lac_jax.data import labels as labels_lib
 from lac_jax.data import penn_action
 from lac_jax.data import pouring
 from lac_jax.data import tfrecord
@@ -229,8 +230,9 @@ def test_tfrecord_label_mismatch_error_and_resample(tmp_path):
   (video,) = lac_data.load_videos("pouring", tmp_path, "val", label_mismatch="resample")
   np.testing.assert_array_equal(video.labels, nearest_reference(labels, 7))
   assert video.frames.shape[0] == 7
-  np.testing.assert_array_equal(pouring.match_labels([0, 1, 2, 3, 4, 5, 6, 7], 3, "resample", "v"),
-                                nearest_reference(list(range(8)), 3))
+  np.testing.assert_array_equal(
+      labels_lib.match_labels([0, 1, 2, 3, 4, 5, 6, 7], 3, "resample", "v"),
+      nearest_reference(list(range(8)), 3))
 
 
 # ------------------------------------------------------------------------------------------------

@@ -1,5 +1,5 @@
 """Local-alignment search (`lac_jax.alignment.local_search`, `lac_jax.search`) and label
-transfer (`lac_jax.align.transfer_labels`): the column sweep against the full-matrix hard
+transfer (`lac_jax.tools.transfer_labels`): the column sweep against the full-matrix hard
 Smith-Waterman, repeated hits against a slow loop, the significance's calibration on null data,
 planted occurrences in long videos (embeddings, then real files through the command line)."""
 
@@ -10,8 +10,9 @@ import numpy as np
 import pytest
 
 from lac_jax import align
-from lac_jax import embed
+from lac_jax import alignment
 from lac_jax import search
+from lac_jax import tools
 from lac_jax.alignment import local_search
 from lac_jax.alignment import smith_waterman_path
 from lac_jax.data import encode
@@ -28,7 +29,7 @@ REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 def _blocks(mats):
   """``score_block`` over explicit float64 matrices ``[m, n_b]``."""
   def block(indices, start, stop):
-    out = np.full((len(indices), mats[0].shape[0], stop - start), local_search.NEG, np.float32)
+    out = np.full((len(indices), mats[0].shape[0], stop - start), alignment.NEG, np.float32)
     for k, b in enumerate(indices):
       piece = mats[b][:, start:stop]
       out[k, :, :piece.shape[1]] = piece
@@ -163,9 +164,9 @@ def test_planted_occurrences_are_found_in_long_videos():
 def test_transfer_labels_through_an_alignment():
   labels_a = np.array([0, 0, 1, 1, 2, 2])
   pairs = np.array([[1, 3], [2, 4], [3, 6], [5, 7]])  # B frame 5: a gap in A
-  got = align.transfer_labels(pairs, labels_a, 10)
+  got = tools.transfer_labels(pairs, labels_a, 10)
   assert got.tolist() == [-1, -1, -1, 0, 1, 1, 1, 2, -1, -1]
-  report = align.transfer_report(got, np.array([9, 9, 9, 0, 1, 2, 1, 2, 2, 2]))
+  report = tools.transfer_report(got, np.array([9, 9, 9, 0, 1, 2, 1, 2, 2, 2]))
   assert report["aligned_frames"] == 5 and report["coverage"] == 0.5
   assert report["accuracy_aligned"] == pytest.approx(4 / 5)
   assert report["accuracy_all"] == pytest.approx(4 / 10)
@@ -269,7 +270,7 @@ def test_search_errors_are_one_line(workdir, tmp_path):
   emb_dir = tmp_path / "emb"
   emb_dir.mkdir()
   np.save(emb_dir / "x.npy", np.zeros((10, 8), np.float32))
-  (emb_dir / embed.INDEX_FILE).write_text(json.dumps({
+  (emb_dir / tools.INDEX_FILE).write_text(json.dumps({
       "workdir": "elsewhere", "checkpoint_step": 9, "fingerprint": "0" * 20,
       "inputs": [{"input": "x.mp4", "name": "x", "file": "x.npy"}]}))
   result = _run("search", f"--workdir={run}", f"--output={tmp_path / 'o'}", "--noprogress",

@@ -12,7 +12,7 @@ import pytest
 from PIL import Image
 
 from lac_jax.data import store
-from lac_jax.data.video import Video
+from lac_jax.data.record import Video
 
 
 def tiny_videos() -> list[Video]:

@@ -29,7 +29,10 @@ import launched
 import tiny
 
 from lac_jax import checkpoint
+from lac_jax import config as config_lib
+from lac_jax import distributed
 from lac_jax import logs
+from lac_jax import optim
 from lac_jax import train
 
 TINY = launched.TINY
@@ -43,6 +46,9 @@ import importlib.util, json, sys
 import jax, numpy as np
 spec = importlib.util.spec_from_file_location("tiny", sys.argv[1])
 tiny = importlib.util.module_from_spec(spec); spec.loader.exec_module(tiny)
+from lac_jax import config as config_lib
+from lac_jax import distributed
+from lac_jax import optim
 from lac_jax import train
 root = sys.argv[2]
 assert jax.device_count() == 1, jax.devices()
@@ -63,7 +69,7 @@ train.train_and_evaluate(cfg, root + "/C")
 
 # One step with NaN gap penalties: reported, not applied. The step is built as run A built it
 # (same program, so the compilation cache serves it).
-cfg = train.prepare_config(tiny.get_config()); cfg.train.num_steps = 4
+cfg = config_lib.prepare_config(tiny.get_config()); cfg.train.num_steps = 4
 model, _ = train.build_models(cfg)
 from lac_jax import losses
 loss = losses.build(cfg.loss)
@@ -74,13 +80,13 @@ from lac_jax import data as data_lib
 from lac_jax.data import pipeline
 
 videos = data_lib.load_videos("synthetic", None, "train", synthetic_config=cfg.data.synthetic)
-batch = train.shard_batch(next(pipeline.train_iterator(videos, cfg.data, seed=0)), 1)
+batch = distributed.shard_batch(next(pipeline.train_iterator(videos, cfg.data, seed=0)), 1)
 rng = jax.random.PRNGKey(1)
 p_step, p_state, _ = train.fit_train_step(
-    cfg, loss, train.learning_rate_schedule(cfg, cfg.train.learning_rate, 8, 4),
-    train.replicate(state), batch, rng)
+    cfg, loss, optim.learning_rate_schedule(cfg, cfg.train.learning_rate, 8, 4),
+    distributed.replicate(state), batch, rng)
 new, metrics = p_step(p_state, batch, rng)
-new = train.unreplicate(new)
+new = distributed.unreplicate(new)
 same = jax.tree.map(lambda a, b: bool(np.array_equal(np.asarray(a), np.asarray(b),
                                                        equal_nan=True)),
                     (state.params, state.opt_state, state.batch_stats),
@@ -287,7 +293,7 @@ def test_training_saves_its_config_for_the_tools(root, one_device, four_devices)
   want = tiny.get_config()
   want.train.num_steps = 4
   for run in ("A", "D"):  # train_and_evaluate, and main.py with a --config override
-    saved = checkpoint.read_config(str(root / run), train.base_config())
+    saved = checkpoint.read_config(str(root / run), config_lib.base_config())
     assert saved.to_dict() == want.to_dict()
 
 
@@ -315,7 +321,7 @@ def test_nonfinite_step_is_skipped(one_device):
 
 
 def test_nonfinite_report_stops_or_counts():
-  config = train.base_config()
+  config = config_lib.base_config()
   row = {"train/loss": float("nan"), "train/l_c": 1.5}
   config.train.on_nonfinite = "stop"
   with pytest.raises(FloatingPointError, match=r"step 7: .*l_c=1\.5.*loss=nan"):
@@ -338,48 +344,48 @@ def test_nonfinite_report_stops_or_counts():
     ("data", "batch_size", 0, r"config\.data\.batch_size: need an int >= 1"),
 ])
 def test_bad_config_values(section, field, value, message):
-  config = train.base_config()
+  config = config_lib.base_config()
   config[section][field] = value
   with pytest.raises(ValueError, match=message):
-    train.check_config(config)
+    config_lib.check_config(config)
 
 
 def test_unknown_and_missing_config_fields():
-  config = train.base_config()
+  config = config_lib.base_config()
   with config.train.unlocked():
     config.train.lerning_rate = 1.0
   with pytest.raises(ValueError, match=r"config\.train: unknown fields \['lerning_rate'\]"):
-    train.check_config(config)
-  config = train.base_config()
+    config_lib.check_config(config)
+  config = config_lib.base_config()
   with config.data.sampling.unlocked():
     config.data.sampling.frames = 3
   with pytest.raises(ValueError, match=r"config\.data\.sampling: unknown fields"):
-    train.check_config(config)
-  config = train.base_config()
+    config_lib.check_config(config)
+  config = config_lib.base_config()
   del config["eval"]
   with pytest.raises(ValueError, match=r"missing \['eval'\]"):
-    train.check_config(config)
-  config = train.base_config()
+    config_lib.check_config(config)
+  config = config_lib.base_config()
   config.data.sampling.num_frames = 5
   config.model.num_context = 2
   with pytest.raises(ValueError, match="divide by config.model.num_context"):
-    train.check_config(config)
+    config_lib.check_config(config)
 
 
 def test_workdir_that_is_a_file(tmp_path):
   path = tmp_path / "not_a_dir"
   path.write_text("x")
   with pytest.raises(NotADirectoryError, match="is a file, expected a directory"):
-    train.train_and_evaluate(train.base_config(), str(path))
+    train.train_and_evaluate(config_lib.base_config(), str(path))
   with pytest.raises(NotADirectoryError, match="is a file"):
     checkpoint.check_workdir(str(path / "sub"))
 
 
 def test_learning_rate_schedules():
-  config = train.base_config()
+  config = config_lib.base_config()
   config.data.batch_size = 2
   config.train.num_epochs = 4
-  lr = train.learning_rate_schedule(config, 1e-4, num_videos=6, total_steps=12)
+  lr = optim.learning_rate_schedule(config, 1e-4, num_videos=6, total_steps=12)
   # Official: lr0 (1 + cos(pi e / (E + 1))) / 2 for epoch e = floor(step * B / N), 3 steps/epoch.
   for step in range(12):
     e = step * 2 // 6
@@ -387,7 +393,7 @@ def test_learning_rate_schedules():
                                rtol=1e-6)
   config.train.schedule = "cosine"
   config.train.warmup_steps = 2
-  lr = train.learning_rate_schedule(config, 1.0, 6, 12)
+  lr = optim.learning_rate_schedule(config, 1.0, 6, 12)
   np.testing.assert_allclose([float(lr(s)) for s in (0, 1, 2, 7, 12)],
                              [0.0, 0.5, 1.0, 0.5, 0.0], atol=1e-6)
 
@@ -395,11 +401,11 @@ def test_learning_rate_schedules():
 def test_optimizer_matches_torch_adam_l2_and_clipping():
   """One step of the encoder group equals NumPy Adam with clipped grad + L2 (torch's order)."""
   import jax.numpy as jnp  # pylint: disable=g-import-not-at-top
-  config = train.base_config()
+  config = config_lib.base_config()
   config.train.schedule = "constant"
   config.train.grad_clip_norm = 1.0
   config.train.weight_decay = 0.1
-  tx = train.make_optimizer(config, 10, 10)
+  tx = optim.make_optimizer(config, 10, 10)
   params = {"encoder": {"w": jnp.array([1.0, -2.0])}, "gap": {"g": jnp.array([0.5])}}
   grads = {"encoder": {"w": jnp.array([3.0, 4.0])}, "gap": {"g": jnp.array([30.0])}}
   updates, _ = tx.update(grads, tx.init(params), params)
@@ -474,13 +480,14 @@ def _train_in_process(config, steps):
   from lac_jax import losses  # pylint: disable=g-import-not-at-top
   p_step = train.make_parallel_train_step(
       losses.build(config.loss), fixed_trunk_stats=config.model.backbone_mode != "train")
-  p_state = train.replicate(state)
+  p_state = distributed.replicate(state)
   with pipeline.train_iterator(videos, config.data, seed=0, process_index=0,
                                process_count=1) as it:
     for _ in range(steps):
-      p_state, metrics = p_step(p_state, train.shard_batch(next(it), 1), jax.random.PRNGKey(1))
+      p_state, metrics = p_step(p_state, distributed.shard_batch(next(it), 1),
+                                jax.random.PRNGKey(1))
       assert float(metrics["train/finite"][0]) == 1.0
-  return jax.device_get(state), jax.device_get(train.unreplicate(p_state))
+  return jax.device_get(state), jax.device_get(distributed.unreplicate(p_state))
 
 
 def _size(tree):
@@ -496,7 +503,7 @@ def test_frozen_trunk_is_never_touched(mode, fast_compile):
   before, after = _train_in_process(config, 3)
   same = lambda a, b: all(np.array_equal(x, y) for x, y in zip(tiny.flat(a).values(),
                                                                 tiny.flat(b).values()))
-  trunk = train.TRUNK
+  trunk = optim.TRUNK
   assert same(before.batch_stats[trunk], after.batch_stats[trunk])  # BN on running statistics
   assert not same(before.params["encoder"]["output"], after.params["encoder"]["output"])
   if mode == "frozen":
@@ -509,12 +516,12 @@ def test_frozen_trunk_is_never_touched(mode, fast_compile):
 
 
 def test_drop_last_step_count_and_schedule():
-  config = train.base_config()
+  config = config_lib.base_config()
   config.data.batch_size, config.train.num_epochs = 2, 4
-  assert train.num_train_steps(config, 7) == 14  # ceil(4 * 7 / 2): batches straddle epochs
+  assert optim.num_train_steps(config, 7) == 14  # ceil(4 * 7 / 2): batches straddle epochs
   config.data.drop_last = True
-  assert train.num_train_steps(config, 7) == 12  # 4 epochs x 3 whole batches
-  lr = train.learning_rate_schedule(config, 1.0, num_videos=7, total_steps=12)
+  assert optim.num_train_steps(config, 7) == 12  # 4 epochs x 3 whole batches
+  lr = optim.learning_rate_schedule(config, 1.0, num_videos=7, total_steps=12)
   for step in range(12):
     np.testing.assert_allclose(float(lr(step)), 0.5 * (1 + np.cos(np.pi * (step // 3) / 5)),
                                rtol=1e-6)
@@ -552,4 +559,4 @@ def test_official_code_preset_turns_on_every_official_switch():
   get = lambda c, path: eval("c." + path)  # pylint: disable=eval-used
   for path, (want_paper, want_official) in switches.items():
     assert (get(paper, path), get(official, path)) == (want_paper, want_official), path
-  train.check_config(official)
+  config_lib.check_config(official)

@@ -15,8 +15,10 @@ import ml_collections
 import numpy as np
 import pytest
 
+from lac_jax import config as config_lib
 from lac_jax import data as data_lib
 from lac_jax import metrics
+from lac_jax import tables
 from lac_jax import train
 from lac_jax.data import decode
 from lac_jax.data import encode
@@ -384,7 +386,7 @@ def test_evaluation_without_labels_and_with_some():
 
   train_set = [video(30 + i, i % 2 == 0) for i in range(6)]
   val_set = [video(25 + i, i != 1) for i in range(4)]
-  config = metrics.default_config()
+  config = config_lib.eval_config()
   config.tau_stride = config.retrieval_stride = config.cycle_stride = 2
   config.retrieval_ks = (5,)
   unlabelled = metrics.evaluate_embeddings([e for e, _ in train_set],
@@ -409,7 +411,7 @@ def test_evaluation_without_labels_and_with_some():
   # The label-free measures use every val video, the unlabelled one too.
   assert some["tau"] == pytest.approx(unlabelled["tau"])
   assert (some["num_labelled_train"], some["num_labelled_val"]) == (3, 3)
-  table = metrics.format_table({"run": some, "no labels": unlabelled})
+  table = tables.format_table({"run": some, "no labels": unlabelled})
   assert "Cycle" in table and "3/3" in table and "0/0" in table
 
 

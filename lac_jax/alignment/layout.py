@@ -15,7 +15,10 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-# Finite stand-in for -inf (boundaries, cells outside the matrix or beyond `lengths`).
+# Finite stand-in for -inf, the package's one (`lac_jax.alignment.NEG`): the DP kernels'
+# boundaries and cells outside the matrix or beyond `lengths`, the losses' masked softmaxes. It
+# stays finite in float32 arithmetic; exp underflows to exactly 0, and 0 * NEG = 0, so no
+# inf - inf or 0 * inf NaN appears in values or gradients.
 NEG = -1e30
 
 

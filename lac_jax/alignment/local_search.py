@@ -21,9 +21,9 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from lac_jax.alignment.layout import NEG
 from lac_jax.alignment.smith_waterman import smith_waterman_path
 
-NEG = -1e30  # "minus infinity" that stays finite in float32 arithmetic
 EULER = 0.5772156649015329
 
 

@@ -18,7 +18,7 @@ from typing import Any, Optional, Union
 
 import ml_collections
 
-from lac_jax.data.video import FrameSource, Video
+from lac_jax.data.record import FrameSource, Video
 
 DATASETS = {
     "synthetic": "lac_jax.data.synthetic",  # generated, no download

@@ -13,8 +13,8 @@ import os
 from typing import Any, Optional
 
 from lac_jax.data import decode
-from lac_jax.data import pouring
-from lac_jax.data.video import Video
+from lac_jax.data import labels as labels_lib
+from lac_jax.data.record import Video
 
 NAME = "penn_action"  # lac_jax.data.DATASETS key
 RESIZE_ON_LOAD = True  # frames are decoded at the pipeline's image size
@@ -47,7 +47,7 @@ def check_action(action: Optional[str]) -> None:
 
 def find_root(data_dir: str, split: str) -> str:
   """The directory holding ``{split}.pkl`` (``data_dir`` or ``data_dir/penn_action``)."""
-  pouring.check_choice(split, SPLITS, "split")
+  labels_lib.check_choice(split, SPLITS, "split")
   data_dir = os.fspath(data_dir)
   if not os.path.isdir(data_dir):
     raise FileNotFoundError(f"PennAction data directory not found: {data_dir}. {DOWNLOAD_HELP}")
@@ -86,17 +86,17 @@ def load(data_dir: str, split: str, action: Optional[str] = None, *,
     split: ``'train'`` or ``'val'``.
     action: one of ``ACTIONS`` (LAC trains one model per action), or None for all.
     image_size: None (native size), an int (square, as LAC's 224) or ``(height, width)``.
-    label_mismatch: ``'error'`` or ``'resample'`` (see ``lac_jax.data.pouring``).
+    label_mismatch: ``'error'`` or ``'resample'`` (see ``lac_jax.data.labels``).
 
   Returns:
     With ``action``: the videos of ``action_to_indices[ACTIONS.index(action)]`` in that order.
     Without: all videos in pkl order; ``Video.action`` comes from ``action_to_indices``.
   """
   check_action(action)
-  pouring.check_choice(label_mismatch, pouring.LABEL_MISMATCH_CHOICES, "label_mismatch")
+  labels_lib.check_choice(label_mismatch, labels_lib.LABEL_MISMATCH_CHOICES, "label_mismatch")
   root = find_root(data_dir, split)
   pkl_path = os.path.join(root, f"{split}.pkl")
-  dataset, indices = _parse_pickle(pouring.read_carl_pickle(pkl_path), pkl_path)
+  dataset, indices = _parse_pickle(labels_lib.read_carl_pickle(pkl_path), pkl_path)
   if not os.path.isdir(os.path.join(root, "videos")):
     raise FileNotFoundError(f"{os.path.join(root, 'videos')}: videos directory of {pkl_path} "
                             f"not found. {DOWNLOAD_HELP}")
@@ -122,8 +122,8 @@ def load(data_dir: str, split: str, action: Optional[str] = None, *,
       if label != ACTIONS.index(action_of[i]):
         raise ValueError(f"{pkl_path} entry {i}: action_label {label} disagrees with "
                          f"action_to_indices ({action_of[i]})")
-    videos.append(pouring.video_from_carl_entry(entry, i, root, pkl_path, action_of[i],
-                                                image_size, label_mismatch))
+    videos.append(labels_lib.video_from_carl_entry(entry, i, root, pkl_path, action_of[i],
+                                                   image_size, label_mismatch))
   return videos
 
 
@@ -131,5 +131,5 @@ def load_split(data: Any, split: str, action: Optional[str] = None,
                image_size: decode.ImageSize = None) -> list[Video]:
   """The registry entry (`lac_jax.data.load_split`): ``split`` of ``data.data_dir``, one action
   or (None) all 13."""
-  return load(pouring.data_dir_of(data, NAME, DOWNLOAD_HELP), split, action,
+  return load(labels_lib.data_dir_of(data, NAME, DOWNLOAD_HELP), split, action,
               image_size=image_size, label_mismatch=data.get("label_mismatch", "error"))

@@ -19,7 +19,7 @@ import numpy as np
 from lac_jax import data as data_lib
 from lac_jax.data import augment
 from lac_jax.data import sampling
-from lac_jax.data.video import Video
+from lac_jax.data.record import Video
 
 Batch = dict[str, np.ndarray]
 

@@ -17,17 +17,16 @@ from typing import Any, Optional, Sequence
 
 import numpy as np
 
-from lac_jax.data import carl_pickle
 from lac_jax.data import decode
+from lac_jax.data import labels as labels_lib
 from lac_jax.data import tfrecord
-from lac_jax.data.video import Video
+from lac_jax.data.record import Video
 
 NAME = ACTION = "pouring"  # lac_jax.data.DATASETS key; the one action
 ACTIONS = (ACTION,)
 NUM_PHASES = {ACTION: 5}  # TCC/CARL/LAC DATASET_TO_NUM_CLASSES (key events = phases - 1)
 RESIZE_ON_LOAD = True  # frames are decoded at the pipeline's image size
 SPLITS = ("train", "val")
-LABEL_MISMATCH_CHOICES = ("error", "resample")
 
 TFRECORD_URLS = (
     "https://storage.googleapis.com/tcc-pouring/pouring_train-0-of-2.tfrecord",
@@ -42,99 +41,6 @@ DOWNLOAD_HELP = (
     "pouring_val-0-of-1.tfrecord; download: " + ", ".join(TFRECORD_URLS) + ") or the CARL/LAC "
     "release (train.pkl, val.pkl, videos/<name>.mp4; CARL: " + CARL_URL + " , LAC: " + LAC_URL +
     ") in that directory.")
-
-
-# ------------------------------------------------------------------------------------------------
-# Helpers shared with the PennAction reader (same CARL release format).
-
-
-def data_dir_of(data: Any, name: str, download_help: str) -> str:
-  """``data.data_dir`` (config.data), or a ValueError saying what it should hold."""
-  if not data.get("data_dir"):
-    raise ValueError(f"dataset {name!r} needs config.data.data_dir (the directory of its "
-                     f"files). {download_help}")
-  return data.data_dir
-
-
-def check_choice(value: str, choices: Sequence[str], flag: str) -> None:
-  if value not in choices:
-    raise ValueError(f"{flag} must be one of {list(choices)}, got {value!r}")
-
-
-def match_labels(labels: Any, num_frames: int, label_mismatch: str, what: str) -> np.ndarray:
-  """Checks/resamples per-frame labels to ``num_frames``; returns int32 ``[num_frames]``.
-
-  Args:
-    labels: ``[L]`` integer phase ids (array, list or tensor converted by ``carl_pickle``).
-    num_frames: ``T``, the number of frames of the video.
-    label_mismatch: ``'error'`` (raise if ``L != T``) or ``'resample'`` (``labels[floor(j*L/T)]``).
-    what: names the video in error messages.
-  """
-  check_choice(label_mismatch, LABEL_MISMATCH_CHOICES, "label_mismatch")
-  if num_frames <= 0:
-    raise ValueError(f"{what}: the video holds no frames")
-  arr = np.asarray(labels)
-  if arr.ndim != 1 or arr.shape[0] == 0:
-    raise ValueError(f"{what}: frame labels must be a non-empty 1-D sequence, got shape "
-                     f"{arr.shape}")
-  if not (np.issubdtype(arr.dtype, np.integer) or
-          (np.issubdtype(arr.dtype, np.floating) and np.all(arr == np.round(arr)))):
-    raise ValueError(f"{what}: frame labels must be integers, got dtype {arr.dtype}")
-  arr = arr.astype(np.int32)
-  if arr.shape[0] == num_frames:
-    return arr
-  if label_mismatch == "error":
-    raise ValueError(
-        f"{what}: {arr.shape[0]} frame labels but {num_frames} frames; pass "
-        "label_mismatch='resample' to nearest-resample the labels to the frame count")
-  idx = (np.arange(num_frames, dtype=np.int64) * arr.shape[0]) // num_frames
-  return arr[idx]
-
-
-def decode_mp4_checked(path: str, num_frames: int, image_size: decode.ImageSize) -> np.ndarray:
-  """Decodes an mp4 and checks its frame count against the header count used for the labels."""
-  frames = decode.decode_video(path, image_size)
-  if frames.shape[0] != num_frames:
-    raise ValueError(f"{path}: decoded {frames.shape[0]} frames but the container header "
-                     f"says {num_frames}")
-  return frames
-
-
-def read_carl_pickle(path: str) -> Any:
-  """Torch-free load of a CARL/LAC ``*.pkl`` with a message naming the file on failure."""
-  try:
-    return carl_pickle.load_pickle(path)
-  except FileNotFoundError:
-    raise
-  except Exception as e:  # pylint: disable=broad-except
-    if str(e).startswith(f"{path}: "):  # carl_pickle's messages already name the file
-      raise ValueError(str(e)) from e
-    raise ValueError(f"{path}: cannot read dataset pickle: {e}") from e
-
-
-def video_from_carl_entry(entry: Any, index: int, data_dir: str, pkl_path: str, action: str,
-                          image_size: decode.ImageSize, label_mismatch: str) -> Video:
-  """One lazy Video from one CARL pkl dict (``name``, ``frame_label``; mp4 in ``videos/``)."""
-  what = f"{pkl_path} entry {index}"
-  if not isinstance(entry, dict):
-    raise ValueError(f"{what}: expected a dict with keys name, frame_label; got "
-                     f"{type(entry).__name__}")
-  for key in ("name", "frame_label"):
-    if key not in entry:
-      raise ValueError(f"{what}: missing key {key!r} (has {sorted(entry)})")
-  name = entry["name"]
-  name = name.decode("utf-8") if isinstance(name, bytes) else str(name)
-  # LAC opens videos/<name>.mp4 and ignores video_file; CARL's video_file is the same path.
-  path = os.path.join(data_dir, "videos", f"{name}.mp4")
-  if not os.path.isfile(path) and "video_file" in entry:
-    alt = os.path.join(data_dir, str(entry["video_file"]))
-    path = alt if os.path.isfile(alt) else path
-  if not os.path.isfile(path):
-    raise FileNotFoundError(f"{what} ({name!r}): video file not found: {path}")
-  num_frames = decode.count_video_frames(path)
-  labels = match_labels(entry["frame_label"], num_frames, label_mismatch, f"{what} ({path})")
-  return Video(name=name, action=action, labels=labels,
-               source=functools.partial(decode_mp4_checked, path, num_frames, image_size))
 
 
 # ------------------------------------------------------------------------------------------------
@@ -153,7 +59,7 @@ def find_layout(data_dir: str, split: str) -> tuple[str, str]:
     FileNotFoundError: neither layout is found; the message says what goes where and where to
       download it.
   """
-  check_choice(split, SPLITS, "split")
+  labels_lib.check_choice(split, SPLITS, "split")
   data_dir = os.fspath(data_dir)
   if not os.path.isdir(data_dir):
     raise FileNotFoundError(f"Pouring data directory not found: {data_dir}. {DOWNLOAD_HELP}")
@@ -206,8 +112,8 @@ def _video_from_record(data: bytes, path: str, offset: int, index: int,
     if len(f.int64_list.value) != 1:
       raise ValueError(f"{what} ({name!r}): frame_labels[{t}] must hold exactly one int64")
     raw_labels.append(f.int64_list.value[0])
-  labels = match_labels(np.asarray(raw_labels, np.int64), num_frames, label_mismatch,
-                        f"{what} ({name!r})")
+  labels = labels_lib.match_labels(np.asarray(raw_labels, np.int64), num_frames,
+                                   label_mismatch, f"{what} ({name!r})")
   return Video(name=name, action=ACTION, labels=labels,
                source=functools.partial(decode_record_frames, path, offset, index, num_frames,
                                         image_size))
@@ -233,14 +139,15 @@ def load_carl(root: str, split: str, image_size: decode.ImageSize = None,
               label_mismatch: str = "error") -> list[Video]:
   """Lazy Videos from the CARL/LAC Pouring release (``{split}.pkl`` + ``videos/``)."""
   pkl_path = os.path.join(root, f"{split}.pkl")
-  entries = read_carl_pickle(pkl_path)
+  entries = labels_lib.read_carl_pickle(pkl_path)
   if not isinstance(entries, list):
     raise ValueError(f"{pkl_path}: expected a list of video dicts (CARL Pouring format), got "
                      f"{type(entries).__name__}")
   if not os.path.isdir(os.path.join(root, "videos")):
     raise FileNotFoundError(f"{os.path.join(root, 'videos')}: videos directory of {pkl_path} "
                             f"not found. {DOWNLOAD_HELP}")
-  return [video_from_carl_entry(e, i, root, pkl_path, ACTION, image_size, label_mismatch)
+  return [labels_lib.video_from_carl_entry(e, i, root, pkl_path, ACTION, image_size,
+                                           label_mismatch)
           for i, e in enumerate(entries)]
 
 
@@ -254,7 +161,7 @@ def load(data_dir: str, split: str, *, image_size: decode.ImageSize = None,
     image_size: None (native size), an int (square, as LAC's 224) or ``(height, width)``.
     label_mismatch: ``'error'`` or ``'resample'`` (see module docstring).
   """
-  check_choice(label_mismatch, LABEL_MISMATCH_CHOICES, "label_mismatch")
+  labels_lib.check_choice(label_mismatch, labels_lib.LABEL_MISMATCH_CHOICES, "label_mismatch")
   layout, root = find_layout(data_dir, split)
   logging.info("Pouring %s: reading the %s layout in %s", split, layout, root)
   if layout == "tfrecord":
@@ -267,5 +174,5 @@ def load_split(data: Any, split: str, action: Optional[str] = None,
   """The registry entry (`lac_jax.data.load_split`): ``split`` of ``data.data_dir``."""
   if action not in (None, ACTION):
     raise ValueError(f"dataset 'pouring' has no action {action!r} (use None)")
-  return load(data_dir_of(data, NAME, DOWNLOAD_HELP), split, image_size=image_size,
+  return load(labels_lib.data_dir_of(data, NAME, DOWNLOAD_HELP), split, image_size=image_size,
               label_mismatch=data.get("label_mismatch", "error"))

@@ -20,7 +20,7 @@ from typing import Any, Mapping, Sequence, Union
 import numpy as np
 import tensorflow_datasets as tfds
 
-from lac_jax.data.video import Video
+from lac_jax.data.record import Video
 
 VERSION = "1.0.0"
 FRAME_ENCODINGS = ("jpeg", "png", "raw")

@@ -18,7 +18,7 @@ import os
 import ml_collections
 import numpy as np
 
-from lac_jax.data.video import Video
+from lac_jax.data.record import Video
 
 PHASES: tuple[str, ...] = ("reach", "tilt", "pour", "untilt", "return")
 SPLITS: tuple[str, ...] = ("train", "val")

@@ -19,7 +19,6 @@ import math
 import os
 import shutil
 import socket
-import sys
 import tempfile
 import time
 from typing import Any, Mapping, Optional, Sequence
@@ -29,11 +28,12 @@ from absl import logging
 import ml_collections
 import numpy as np
 
+from lac_jax import logs
 from lac_jax.data import decode
 from lac_jax.data import inputs
-from lac_jax.data import pouring
+from lac_jax.data import labels as labels_lib
 from lac_jax.data import store
-from lac_jax.data.video import Video
+from lac_jax.data.record import Video
 
 NAME = ACTION = "videos"  # lac_jax.data.DATASETS key; the one action
 ACTIONS = (ACTION,)
@@ -131,8 +131,8 @@ def split_names(names: Sequence[str], val_fraction: float) -> set[str]:
 
 def data_dir_of(data: Any) -> str:
   """``data.data_dir``, checked: an existing folder."""
-  directory = pouring.data_dir_of(data, NAME, "Point it at a folder of video files and/or "
-                                  "folders of jpg/png frames (train/ and val/ optional).")
+  directory = labels_lib.data_dir_of(data, NAME, "Point it at a folder of video files and/or "
+                                     "folders of jpg/png frames (train/ and val/ optional).")
   directory = os.path.expanduser(directory)
   if not os.path.isdir(directory):
     raise NotADirectoryError(f"config.data.data_dir={data.data_dir!r}: no such folder (the "
@@ -483,9 +483,8 @@ _PREPARED: dict[Any, Prepared] = {}
 
 
 def _progress(total: int) -> Any:
-  import tqdm  # pylint: disable=g-import-not-at-top
-  return tqdm.tqdm(total=total, unit="video", desc="decoding videos", file=sys.stderr,
-                   dynamic_ncols=True, leave=False, disable=True if total == 0 else None)
+  return logs.progress_bar(total > 0, total=total, unit="video", desc="decoding videos",
+                           leave=False)
 
 
 def _split_inputs(directory: str, val_fraction: float) -> dict[str, list[str]]:
@@ -621,8 +620,8 @@ def _video(entry: str, meta: Mapping[str, Any], labels: Optional[np.ndarray],
   if labels is None:
     kept = np.full(selected.size, -1, np.int32)
   else:
-    per_source = pouring.match_labels(labels, int(meta["source_frames"]), mismatch,
-                                      f"{LABELS_FILE} labels of {meta['path']}")
+    per_source = labels_lib.match_labels(labels, int(meta["source_frames"]), mismatch,
+                                         f"{LABELS_FILE} labels of {meta['path']}")
     kept = per_source[selected]
   path = store.store_path(entry, _STORE_NAME)
   return Video(name=meta["name"], action=ACTION, labels=kept, source=functools.partial(

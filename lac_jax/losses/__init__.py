@@ -100,8 +100,14 @@ def check_fields(config: ml_collections.ConfigDict, positive: tuple = (),
 
 
 def lac_code_training(name: str) -> Optional[dict]:
-  """The official LAC code's training settings for method ``name`` (batch per dataset, frames,
-  epochs, ``l2``, ``conv``), or None when it has none (LAC itself)."""
+  """The official LAC code's training settings for method ``name``, or None when it has none
+  (LAC itself): the loss module's ``LAC_CODE_TRAINING`` dict.
+
+  One per baseline module, from the official LAC code's ``config/<dataset>/<method>.json``:
+  ``batch`` (videos per step per dataset), ``frames`` (frames per view), ``epochs``, ``l2``
+  (L2-normalised embeddings) and ``conv`` (whether its model is a conv embedder without a
+  transformer); `configs/common.py` apply_method applies them.
+  """
   return getattr(module(name), "LAC_CODE_TRAINING", None)
 
 

@@ -18,6 +18,7 @@ import jax.numpy as jnp
 import ml_collections
 import numpy as np
 
+from lac_jax import alignment
 from lac_jax import losses
 from lac_jax.losses import lac
 from lac_jax.losses import masks
@@ -26,12 +27,9 @@ NAME = "gta"
 PAIRS = ("videos", "sequences")
 Array = jax.Array
 
-
-# The official LAC code's training settings for this method (its config/<dataset>/<method>.json):
-# videos per step per dataset, frames per view, epochs, L2-normalised embeddings, and whether
-# its model is a conv embedder without a transformer (`configs/common.py` apply_method).
 LAC_CODE_TRAINING = dict(batch={"pouring": 2, "penn_action": 4}, frames=32, epochs=200, l2=True,
                          conv=True)
+
 
 def default_config(preset: str = "paper") -> ml_collections.ConfigDict:
   """GTA's fields: VideoAlignment's values; 'official_code': the official LAC code's GTA."""
@@ -89,7 +87,7 @@ def smooth_dtw(x: Array, y: Array, gamma_similarity: float, gamma_smoothing: flo
     up = jnp.concatenate([jnp.zeros((1,), c.dtype), r1[:-1]])
     up_ok = jnp.concatenate([jnp.zeros((1,), bool), in1[:-1]])
     nbrs, ok = jnp.stack([r1, diag, up]), jnp.stack([in1, diag_ok, up_ok])
-    pi = jax.nn.softmax(jnp.where(ok, -nbrs / gamma_smoothing, masks.NEG), axis=0)
+    pi = jax.nn.softmax(jnp.where(ok, -nbrs / gamma_smoothing, alignment.NEG), axis=0)
     r = c + jnp.sum(pi * jnp.where(ok, nbrs, 0.0), 0)
     r = jnp.where(cells, r, 0.0)
     return ((r1, in1), (r, cells)), r

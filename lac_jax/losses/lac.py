@@ -123,21 +123,15 @@ def check_config(cfg: ml_collections.ConfigDict) -> None:
   missing = sorted(set(default_config().keys()) - set(cfg.keys()))
   if missing:
     raise ValueError(f"loss config: missing fields {missing} (build it with default_config())")
-  for name, choices in _CHOICES.items():
-    if cfg[name] not in choices:
-      raise ValueError(f"config.loss.{name}: expected one of {choices}, got {cfg[name]!r}")
-  for name in ("var", "tau", "gamma", "normalize_eps"):
-    v = cfg[name]
-    if not (np.isfinite(v) and v > 0):
-      raise ValueError(f"config.loss.{name}: need a finite value > 0, got {v!r}")
+  # Checked in this order (choices, then numbers): the first bad field is the one reported.
+  losses.check_fields(cfg, choices=_CHOICES)
+  losses.check_fields(cfg, positive=("var", "tau", "gamma", "normalize_eps"))
   if cfg.ll_tau is not None and not (np.isfinite(cfg.ll_tau) and cfg.ll_tau > 0):
     raise ValueError(f"config.loss.ll_tau: need None or a finite value > 0, got {cfg.ll_tau!r}")
   for name in ("alpha", "beta"):
     if not np.isfinite(cfg[name]):
       raise ValueError(f"config.loss.{name}: need a finite number, got {cfg[name]!r}")
-  for name in ("lc_log_eps", "sw_eps"):
-    if not (np.isfinite(cfg[name]) and cfg[name] >= 0):
-      raise ValueError(f"config.loss.{name}: need a finite value >= 0, got {cfg[name]!r}")
+  losses.check_fields(cfg, nonnegative=("lc_log_eps", "sw_eps"))
   if cfg.lc_directions not in (1, 2):
     raise ValueError(f"config.loss.lc_directions: expected 1 or 2, got {cfg.lc_directions!r}")
   if cfg.sw_sign not in (1, -1):
@@ -151,9 +145,7 @@ def check_config(cfg: ml_collections.ConfigDict) -> None:
     if not np.isfinite(v) or (cfg.gap_positive and v <= 0):
       raise ValueError(f"config.loss.{name}: need a finite value (> 0 with gap_positive), "
                        f"got {v!r}")
-  for name in ("gap_lr", "gap_weight_decay"):
-    if not (np.isfinite(cfg[name]) and cfg[name] >= 0):
-      raise ValueError(f"config.loss.{name}: need a finite value >= 0, got {cfg[name]!r}")
+  losses.check_fields(cfg, nonnegative=("gap_lr", "gap_weight_decay"))
 
 
 # ---------------------------------------------------------------------------------------------

@@ -24,12 +24,9 @@ from lac_jax.losses import masks
 NAME = "lav"
 Array = jax.Array
 
-
-# The official LAC code's training settings for this method (its config/<dataset>/<method>.json):
-# videos per step per dataset, frames per view, epochs, L2-normalised embeddings, and whether
-# its model is a conv embedder without a transformer (`configs/common.py` apply_method).
 LAC_CODE_TRAINING = dict(batch={"pouring": 2, "penn_action": 4}, frames=32, epochs=200, l2=True,
                          conv=True)
+
 
 def default_config(preset: str = "paper") -> ml_collections.ConfigDict:
   """LAV's fields: LAV-CVPR21's values; 'official_code': the official LAC code's LAV."""

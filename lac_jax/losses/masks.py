@@ -9,10 +9,9 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from lac_jax.alignment import NEG
+
 Array = jax.Array
-# Finite stand-in for -inf in masked softmaxes: exp underflows to exactly 0, and 0 * NEG = 0,
-# so no inf - inf or 0 * inf NaN appears in values or gradients.
-NEG = -1e30
 
 
 def masked_log_softmax(x: Array, col_valid: Optional[Array]) -> Array:

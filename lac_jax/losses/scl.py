@@ -17,6 +17,7 @@ import jax.numpy as jnp
 import ml_collections
 import numpy as np
 
+from lac_jax import alignment
 from lac_jax import losses
 from lac_jax.losses import lac
 from lac_jax.losses import masks
@@ -25,12 +26,9 @@ NAME = "scl"
 REDUCTIONS = ("videos", "frames")
 Array = jax.Array
 
-
-# The official LAC code's training settings for this method (its config/<dataset>/<method>.json):
-# videos per step per dataset, frames per view, epochs, L2-normalised embeddings, and whether
-# its model is a conv embedder without a transformer (`configs/common.py` apply_method).
 LAC_CODE_TRAINING = dict(batch={"pouring": 16, "penn_action": 16}, frames=32, epochs=300, l2=True,
                          conv=False)
+
 
 def default_config(preset: str = "paper") -> ml_collections.ConfigDict:
   """SCL's fields: CARL's values; 'official_code': the official LAC code's batch reduction."""
@@ -69,13 +67,13 @@ def scl_rows(z: Array, steps: Array, *, tau: float, var: float, log_eps: float,
   other_mask = None if mask is None else mask[:, ::-1]
   y = lac.gaussian_prior(steps, steps[:, ::-1], var, other_mask, z.dtype)
   if other_mask is not None:
-    logits = jnp.where(other_mask[:, :, None, :], logits, masks.NEG)
+    logits = jnp.where(other_mask[:, :, None, :], logits, alignment.NEG)
   log_den = jax.nn.logsumexp(logits, -1)  # [B, 2, T]
   if mask is not None and padded_weight > 0:
     flat = zn.reshape(-1, zn.shape[-1])
     padded = ~mask.reshape(-1)
     all_logits = jnp.einsum("bvie,ne->bvin", zn, flat) / tau
-    log_padded = jax.nn.logsumexp(jnp.where(padded, all_logits, masks.NEG), -1)
+    log_padded = jax.nn.logsumexp(jnp.where(padded, all_logits, alignment.NEG), -1)
     log_den = jnp.logaddexp(log_den, log_padded + np.log(padded_weight))
   log_q = logits - log_den[..., None]
   if log_eps > 0:

@@ -26,12 +26,9 @@ SIMILARITIES = ("l2", "cosine")
 PAIRS = ("videos", "sequences")
 Array = jax.Array
 
-
-# The official LAC code's training settings for this method (its config/<dataset>/<method>.json):
-# videos per step per dataset, frames per view, epochs, L2-normalised embeddings, and whether
-# its model is a conv embedder without a transformer (`configs/common.py` apply_method).
 LAC_CODE_TRAINING = dict(batch={"pouring": 4, "penn_action": 4}, frames=32, epochs=200, l2=False,
                          conv=True)
+
 
 def default_config(preset: str = "paper") -> ml_collections.ConfigDict:
   """TCC's fields: the TCC code's values; 'official_code': the official LAC code's TCC."""

@@ -24,12 +24,9 @@ VARIANTS = ("npairs", "triplet")
 ANCHORS = ("earlier", "later")
 Array = jax.Array
 
-
-# The official LAC code's training settings for this method (its config/<dataset>/<method>.json):
-# videos per step per dataset, frames per view, epochs, L2-normalised embeddings, and whether
-# its model is a conv embedder without a transformer (`configs/common.py` apply_method).
 LAC_CODE_TRAINING = dict(batch={"pouring": 16, "penn_action": 32}, frames=32, epochs=200, l2=False,
                          conv=True)
+
 
 def default_config(preset: str = "paper") -> ml_collections.ConfigDict:
   """TCN's fields: the TCC code's n-pairs; 'official_code': the official LAC code's triplets."""

@@ -40,7 +40,7 @@ def default_config() -> ml_collections.ConfigDict:
   c.trunk_options = trunks.default_options("resnet")
   # 'train': all trainable, BN on batch statistics in training (official code);
   # 'frozen': no gradient into the trunk (stop_gradient), BN on running statistics, and the
-  # optimiser leaves it alone (no weight decay, no Adam state: train.make_optimizer);
+  # optimiser leaves it alone (no weight decay, no Adam state: optim.make_optimizer);
   # 'bn_frozen': trainable weights, BN on running statistics.
   c.backbone_mode = "train"
   # Converted torchvision weights (python -m lac_jax.models.convert), or a .pth/.safetensors
