@@ -493,7 +493,7 @@ def test_code_in_a_nested_storage_pickle_is_refused_not_run(tmp_path, evil):
   assert "\n" not in message and message.count(str(path)) == 1
   # Through the dataset reader: one line (a ValueError) naming the file once.
   with pytest.raises(ValueError) as raised:
-    pouring.read_carl_pickle(str(path))
+    labels_lib.read_carl_pickle(str(path))
   assert str(raised.value).count(str(path)) == 1 and "builtins.exec" in str(raised.value)
   assert not marker.exists()
 
