@@ -217,6 +217,26 @@ def agree(flag: bool) -> bool:
   return bool(multihost_utils.broadcast_one_to_all(np.int32(bool(flag))))
 
 
+def all_agree(flag: bool) -> bool:
+  """Whether ``flag`` is True on every process (a collective: all processes must call it).
+
+  For a decision each process makes from what it read itself, e.g. whether a checkpoint is
+  intact, so that all take the same branch and none goes on with data another found damaged.
+  """
+  if jax.process_count() == 1:
+    return bool(flag)
+  from jax.experimental import multihost_utils  # pylint: disable=g-import-not-at-top
+  return bool(np.all(multihost_utils.process_allgather(np.int32(bool(flag)))))
+
+
+def barrier(name: str) -> None:
+  """Waits until every process reaches the barrier ``name`` (a no-op with one process)."""
+  if jax.process_count() == 1:
+    return
+  from jax.experimental import multihost_utils  # pylint: disable=g-import-not-at-top
+  multihost_utils.sync_global_devices(name)
+
+
 def check_devices(config: ml_collections.ConfigDict) -> tuple[int, int]:
   """(global devices, local devices); the global batch must divide by the global count."""
   n_global, n_local = jax.device_count(), jax.local_device_count()

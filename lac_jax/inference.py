@@ -220,12 +220,13 @@ def load_trained(workdir: str, config: Optional[ml_collections.ConfigDict] = Non
   Args:
     workdir: the ``--workdir`` of a training run (``checkpoints/`` and ``config.json``).
     config: the run's config; default the ``config.json`` training saved in ``workdir``.
-    step: checkpoint step; default the newest.
+    step: checkpoint step; default the newest intact one (a damaged newer one is reported).
 
   Raises:
     FileNotFoundError: no such workdir, no checkpoint (or not ``step``), no ``config.json``
       and no ``config`` given.
-    ValueError: the checkpoint does not fit the config's model (names the array).
+    ValueError: the checkpoint does not fit the config's model (names the array); ``step`` is
+      damaged, or no checkpoint is intact (names the folders).
   """
   workdir = checkpoint.check_workdir(workdir)
   if not os.path.isdir(workdir):
@@ -240,8 +241,7 @@ def load_trained(workdir: str, config: Optional[ml_collections.ConfigDict] = Non
   config = config_lib.prepare_config(config)
   ckpts = checkpoint.Checkpoints(ckpt_dir, keep=None)
   try:
-    step = ckpts.latest_step() if step is None else int(step)
-    raw = ckpts.restore_raw(step)
+    step, raw = ckpts.read(step)  # (the newest intact one when step is None)
   finally:
     ckpts.close()
   params = raw.get("params", {})

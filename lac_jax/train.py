@@ -430,7 +430,7 @@ def _evaluate_checkpoint(config: ml_collections.ConfigDict, workdir: str,
     # The optimiser's schedule does not change the state's arrays: 1 video / 1 step will do.
     template = create_train_state(config, model, jax.random.PRNGKey(0), 1, 1,
                                   load_weights=False)
-    state = ckpts.restore(template, step)
+    state = ckpts.restore(template, step, move_damaged=False)  # (eval leaves the folder as is)
   step = int(state.step)
   result = evaluate_lib.run_evaluation(config, eval_variables(state), workdir, step, eval_model)
   if jax.process_index() == 0:
