@@ -11,15 +11,24 @@ The runs, resuming and the outputs: `seeds` (``benchmarks/results/ablation.json`
 import seeds
 
 SETTINGS = {
-    "paper": ("configs/synthetic.py", {}, "the paper preset (default)"),
-    "lc_only": ("configs/synthetic.py", {"loss.alpha": 0.0}, "L_c only (alpha = 0)"),
-    "lc_ll": ("configs/synthetic.py", {"loss.beta": 0.0},
-              "L_c + alpha L_l (beta = 0), the paper's Table 5 ablation"),
-    "official_code": ("configs/synthetic.py:official_code", {},
-                      "the official code's pipeline (configs/common.py:official_code)"),
-    "carl_tau": ("configs/synthetic.py", {"loss.tau": 0.1}, "CARL's temperature (tau = 0.1)"),
-    "max_sw": ("configs/synthetic.py", {"loss.sw_sign": -1, "loss.gap_positive": True},
-               "maximised SW score (sw_sign = -1, positive gaps)"),
+  "paper": ("configs/synthetic.py", {}, "the paper preset (default)"),
+  "lc_only": ("configs/synthetic.py", {"loss.alpha": 0.0}, "L_c only (alpha = 0)"),
+  "lc_ll": (
+    "configs/synthetic.py",
+    {"loss.beta": 0.0},
+    "L_c + alpha L_l (beta = 0), the paper's Table 5 ablation",
+  ),
+  "official_code": (
+    "configs/synthetic.py:official_code",
+    {},
+    "the official code's pipeline (configs/common.py:official_code)",
+  ),
+  "carl_tau": ("configs/synthetic.py", {"loss.tau": 0.1}, "CARL's temperature (tau = 0.1)"),
+  "max_sw": (
+    "configs/synthetic.py",
+    {"loss.sw_sign": -1, "loss.gap_positive": True},
+    "maximised SW score (sw_sign = -1, positive gaps)",
+  ),
 }
 
 if __name__ == "__main__":

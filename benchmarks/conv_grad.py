@@ -36,12 +36,12 @@ from lac_jax.models import encoder  # pylint: disable=g-import-not-at-top
 
 # name, input H (= W), C in, C out, kernel, stride, padding.
 LAYERS = (
-    ("conv1 7x7/2", 224, 3, 64, 7, 2, 3),
-    ("layer1 3x3", 56, 64, 64, 3, 1, 1),
-    ("layer1 1x1", 56, 256, 64, 1, 1, 0),
-    ("layer2_0 3x3/2", 56, 128, 128, 3, 2, 1),
-    ("layer3 3x3", 14, 256, 256, 3, 1, 1),
-    ("context 3x3 valid", 14, 1024, 512, 3, 1, 0),
+  ("conv1 7x7/2", 224, 3, 64, 7, 2, 3),
+  ("layer1 3x3", 56, 64, 64, 3, 1, 1),
+  ("layer1 1x1", 56, 256, 64, 1, 1, 0),
+  ("layer2_0 3x3/2", 56, 128, 128, 3, 2, 1),
+  ("layer3 3x3", 14, 256, 256, 3, 1, 1),
+  ("context 3x3 valid", 14, 1024, 512, 3, 1, 0),
 )
 
 
@@ -68,6 +68,7 @@ def layer_rows(images: int, repeats: int) -> list[dict[str, Any]]:
     for grad in ("dW", "dX"):
       times = {}
       for impl in ("xla", "matmul"):
+
         def one(xc, dyc, impl=impl, grad=grad):
           _, vjp = jax.vjp(lambda a, b: conv.conv2d(a, b, s, p, impl), xc, w)
           dx, dw = vjp(dyc)
@@ -83,9 +84,12 @@ def layer_rows(images: int, repeats: int) -> list[dict[str, Any]]:
         times[impl, "scan"] = best_time(scanned, (x, dy), repeats)
       rows.append({"layer": name, "grad": grad, **{f"{i}_{m}": t for (i, m), t in times.items()}})
       r = rows[-1]
-      print(f"  {name:<18} {grad}: jit {r['xla_jit'] * 1e3:8.0f} -> {r['matmul_jit'] * 1e3:6.0f} ms"
-            f"   scan {r['xla_scan'] * 1e3:8.0f} -> {r['matmul_scan'] * 1e3:6.0f} ms",
-            file=sys.stderr, flush=True)
+      print(
+        f"  {name:<18} {grad}: jit {r['xla_jit'] * 1e3:8.0f} -> {r['matmul_jit'] * 1e3:6.0f} ms"
+        f"   scan {r['xla_scan'] * 1e3:8.0f} -> {r['matmul_scan'] * 1e3:6.0f} ms",
+        file=sys.stderr,
+        flush=True,
+      )
   return rows
 
 
@@ -103,9 +107,16 @@ def encoder_times(frames: int) -> dict[str, float]:
 
     def fwd_bwd(v, x, m, model=model):
       def loss(p):
-        y, upd = model.apply({**v, "params": p}, x, m, train=True,
-                             rngs={"dropout": jax.random.PRNGKey(1)}, mutable=["batch_stats"])
+        y, upd = model.apply(
+          {**v, "params": p},
+          x,
+          m,
+          train=True,
+          rngs={"dropout": jax.random.PRNGKey(1)},
+          mutable=["batch_stats"],
+        )
         return jnp.mean(jnp.square(y)), upd
+
       return jax.grad(loss, has_aux=True)(v["params"])
 
     out[impl] = best_time(fwd_bwd, (variables, x, mask), 1)
@@ -120,24 +131,32 @@ def main() -> None:
   parser.add_argument("--encoder", action="store_true", help="also time the whole encoder")
   parser.add_argument("--frames", type=int, default=8, help="frames for --encoder")
   args = parser.parse_args()
-  print(f"backend {jax.default_backend()}, jax {jax.__version__}, {args.images} images per call, "
-        f"best of {args.repeats} after warm-up; ratio = XLA autodiff time / matmul VJP time")
+  print(
+    f"backend {jax.default_backend()}, jax {jax.__version__}, {args.images} images per call, "
+    f"best of {args.repeats} after warm-up; ratio = XLA autodiff time / matmul VJP time"
+  )
   rows = layer_rows(args.images, args.repeats)
-  header = (f"{'layer':<18} {'grad':>4} {'jit xla ms':>10} {'ours ms':>8} {'ratio':>6}   "
-            f"{'scan xla ms':>11} {'ours ms':>8} {'ratio':>6}")
+  header = (
+    f"{'layer':<18} {'grad':>4} {'jit xla ms':>10} {'ours ms':>8} {'ratio':>6}   "
+    f"{'scan xla ms':>11} {'ours ms':>8} {'ratio':>6}"
+  )
   print(header)
   print("-" * len(header))
   for r in rows:
-    print(f"{r['layer']:<18} {r['grad']:>4} {r['xla_jit'] * 1e3:>10.0f} "
-          f"{r['matmul_jit'] * 1e3:>8.0f} {r['xla_jit'] / r['matmul_jit']:>5.1f}x   "
-          f"{r['xla_scan'] * 1e3:>11.0f} {r['matmul_scan'] * 1e3:>8.0f} "
-          f"{r['xla_scan'] / r['matmul_scan']:>5.1f}x")
+    print(
+      f"{r['layer']:<18} {r['grad']:>4} {r['xla_jit'] * 1e3:>10.0f} "
+      f"{r['matmul_jit'] * 1e3:>8.0f} {r['xla_jit'] / r['matmul_jit']:>5.1f}x   "
+      f"{r['xla_scan'] * 1e3:>11.0f} {r['matmul_scan'] * 1e3:>8.0f} "
+      f"{r['xla_scan'] / r['matmul_scan']:>5.1f}x"
+    )
   encoder_s = None
   if args.encoder:
     encoder_s = encoder_times(args.frames)
     t = encoder_s
-    print(f"encoder fwd+bwd, 1 x {args.frames} frames at 224 px, trunk in 2 chunks: "
-          f"XLA {t['xla']:.1f} s, matmul {t['matmul']:.1f} s, ratio {t['xla'] / t['matmul']:.1f}x")
+    print(
+      f"encoder fwd+bwd, 1 x {args.frames} frames at 224 px, trunk in 2 chunks: "
+      f"XLA {t['xla']:.1f} s, matmul {t['matmul']:.1f} s, ratio {t['xla'] / t['matmul']:.1f}x"
+    )
   results.write("conv_grad", vars(args), {"layers_s": rows, "encoder_s": encoder_s})
 
 

@@ -55,8 +55,9 @@ def _videos(size: int, num_videos: int) -> list:
   return synthetic.load("train", c)
 
 
-def pipeline_clips_per_s(videos: list, size: int, workers: int, batch_size: int,
-                         num_frames: int, min_seconds: float) -> tuple[float, float]:
+def pipeline_clips_per_s(
+  videos: list, size: int, workers: int, batch_size: int, num_frames: int, min_seconds: float
+) -> tuple[float, float]:
   """Clips/s of `train_iterator` (after one warm-up batch), timed for >= min_seconds, and the
   process CPU seconds per clip (all threads; unlike clips/s, robust to a busy machine)."""
   c = pipeline.default_config()
@@ -70,8 +71,9 @@ def pipeline_clips_per_s(videos: list, size: int, workers: int, batch_size: int,
     return clips / (time.perf_counter() - start), (time.process_time() - cpu) / clips
 
 
-def device_augment_clips_per_s(size: int, batch_size: int, num_frames: int,
-                               min_seconds: float) -> tuple[float, str]:
+def device_augment_clips_per_s(
+  size: int, batch_size: int, num_frames: int, min_seconds: float
+) -> tuple[float, str]:
   """Clips/s of the jitted device augmentation (official settings) on ``2 * batch_size`` views
   of ``[num_frames, size, size, 3]`` uint8 frames, and the device's description."""
   import jax  # pylint: disable=g-import-not-at-top
@@ -81,8 +83,11 @@ def device_augment_clips_per_s(size: int, batch_size: int, num_frames: int,
 
   views = 2 * batch_size
   config = augment.default_config()
-  frames = jax.device_put(jax.random.randint(
-      jax.random.key(0), (views, num_frames, size, size, 3), 0, 256, jnp.int32).astype(jnp.uint8))
+  frames = jax.device_put(
+    jax.random.randint(
+      jax.random.key(0), (views, num_frames, size, size, 3), 0, 256, jnp.int32
+    ).astype(jnp.uint8)
+  )
   source_hw = jnp.full((views, 2), size, jnp.int32)
 
   @jax.jit
@@ -102,8 +107,9 @@ def device_augment_clips_per_s(size: int, batch_size: int, num_frames: int,
   return rate, f"{jax.default_backend()} ({jax.devices()[0].device_kind})"
 
 
-def encoder_steps_per_s(size: int, batch_size: int, num_frames: int, depth: int,
-                        steps: int) -> tuple[float, str]:
+def encoder_steps_per_s(
+  size: int, batch_size: int, num_frames: int, depth: int, steps: int
+) -> tuple[float, str]:
   """Training steps/s of the frame encoder (forward + backward), and a description."""
   import jax  # pylint: disable=g-import-not-at-top
   import jax.numpy as jnp  # pylint: disable=g-import-not-at-top
@@ -119,15 +125,23 @@ def encoder_steps_per_s(size: int, batch_size: int, num_frames: int, depth: int,
   shape = (2 * batch_size, num_frames, size, size, 3)
   variables = encoder.init_variables(model, jax.random.PRNGKey(0), shape)
   frames = jnp.asarray(
-      jax.random.randint(jax.random.PRNGKey(1), shape, 0, 256, dtype=jnp.int32), jnp.uint8)
+    jax.random.randint(jax.random.PRNGKey(1), shape, 0, 256, dtype=jnp.int32), jnp.uint8
+  )
   mask = jnp.ones(shape[:2], bool)
 
   @jax.jit
   def step(params, batch_stats, key):
     def loss_fn(p):
-      emb, updates = model.apply({"params": p, "batch_stats": batch_stats}, frames, mask,
-                                 train=True, rngs={"dropout": key}, mutable=["batch_stats"])
-      return jnp.mean(emb ** 2), updates["batch_stats"]
+      emb, updates = model.apply(
+        {"params": p, "batch_stats": batch_stats},
+        frames,
+        mask,
+        train=True,
+        rngs={"dropout": key},
+        mutable=["batch_stats"],
+      )
+      return jnp.mean(emb**2), updates["batch_stats"]
+
     (loss, new_stats), grads = jax.value_and_grad(loss_fn, has_aux=True)(params)
     return loss, new_stats, grads
 
@@ -145,8 +159,8 @@ def encoder_steps_per_s(size: int, batch_size: int, num_frames: int, depth: int,
 def own_videos(num_videos: int, steps: int) -> dict:
   """``--videos``: the 'videos' dataset (a folder of mp4s) against its baselines, in one run.
 
-  Decoding into the cache (rotation, resize to the config's size, JPEG store) against PyAV's plain decode
-  of the same files (frames to RGB arrays, nothing else), in source frames/s; then the
+  Decoding into the cache (rotation, resize to the config's size, JPEG store) against PyAV's plain
+  decode of the same files (frames to RGB arrays, nothing else), in source frames/s; then the
   synthetic config's training step fed from the cached store against the same step on a batch
   in memory (`train_step.input_bound`; target ratio <= 1.1).
   """
@@ -154,6 +168,7 @@ def own_videos(num_videos: int, steps: int) -> dict:
   import av  # pylint: disable=g-import-not-at-top
   import train_step  # pylint: disable=g-import-not-at-top  (benchmarks/train_step.py)
   from lac_jax.data import videos as videos_lib  # pylint: disable=g-import-not-at-top
+
   with tempfile.TemporaryDirectory() as tmp:
     c = synthetic.default_config()
     c.height = c.width = 128
@@ -173,26 +188,38 @@ def own_videos(num_videos: int, steps: int) -> dict:
     start = time.perf_counter()
     videos_lib.prepare(d, d.image_size)
     store_s = time.perf_counter() - start
-    decode = {"videos": num_videos, "source_frames": frames, "frame_size": 128,
-              "plain_frames_per_s": frames / plain_s, "store_frames_per_s": frames / store_s,
-              "store_over_plain": plain_s / store_s}
-    print(f"decode {num_videos} mp4s ({frames} frames, 128 px): PyAV plain "
-          f"{frames / plain_s:.0f} frames/s, into the store at {d.image_size} px "
-          f"{frames / store_s:.0f} frames/s ({plain_s / store_s:.2f}x of plain)")
+    decode = {
+      "videos": num_videos,
+      "source_frames": frames,
+      "frame_size": 128,
+      "plain_frames_per_s": frames / plain_s,
+      "store_frames_per_s": frames / store_s,
+      "store_over_plain": plain_s / store_s,
+    }
+    print(
+      f"decode {num_videos} mp4s ({frames} frames, 128 px): PyAV plain "
+      f"{frames / plain_s:.0f} frames/s, into the store at {d.image_size} px "
+      f"{frames / store_s:.0f} frames/s ({plain_s / store_s:.2f}x of plain)"
+    )
     videos_lib._PREPARED.clear()  # pylint: disable=protected-access  (reads the cache)
     train_videos = videos_lib.load_split(d, "train", None, d.image_size)
     bound = train_step.input_bound(config, steps, videos=train_videos)
-    print(f"synthetic config's step: {1e3 * bound['memory_step_s']:.0f} ms on a batch in memory, "
-          f"{1e3 * bound['pipeline_step_s']:.0f} ms fed from the cached store "
-          f"(ratio {bound['ratio']:.2f}, target <= 1.1)")
+    print(
+      f"synthetic config's step: {1e3 * bound['memory_step_s']:.0f} ms on a batch in memory, "
+      f"{1e3 * bound['pipeline_step_s']:.0f} ms fed from the cached store "
+      f"(ratio {bound['ratio']:.2f}, target <= 1.1)"
+    )
   return {"decode": decode, "train": bound}
 
 
 def main() -> None:
   parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-  parser.add_argument("--videos", action="store_true",
-                      help="only the 'videos' dataset: decoding into its cache vs PyAV, and "
-                      "training steps fed from the cache vs in memory (results/data_videos.json)")
+  parser.add_argument(
+    "--videos",
+    action="store_true",
+    help="only the 'videos' dataset: decoding into its cache vs PyAV, and "
+    "training steps fed from the cache vs in memory (results/data_videos.json)",
+  )
   parser.add_argument("--videos-count", type=int, default=16, help="--videos: mp4s written")
   parser.add_argument("--videos-steps", type=int, default=40, help="--videos: steps timed")
   parser.add_argument("--sizes", default="64,224", help="image sizes, comma separated")
@@ -203,16 +230,27 @@ def main() -> None:
   parser.add_argument("--num-videos", type=int, default=8, help="synthetic videos per size")
   parser.add_argument("--min-seconds", type=float, default=5.0, help="timing per cell")
   parser.add_argument("--encoder", choices=("auto", "none"), default="auto")
-  parser.add_argument("--encoder-sizes", default="",
-                      help="sizes to time the encoder at (default: all, or 64 on CPU)")
-  parser.add_argument("--encoder-depth", type=int, default=0,
-                      help="ResNet depth (default: 18 on CPU, 50 elsewhere)")
-  parser.add_argument("--encoder-steps", type=int, default=0,
-                      help="timed encoder steps (default: 1 on CPU, 5 elsewhere)")
-  parser.add_argument("--device-augment", choices=("auto", "none"), default="auto",
-                      help="also time lac_jax.data.device_augment on the default JAX backend")
-  parser.add_argument("--quick", action="store_true",
-                      help="1 s per cell, the last worker count only, no encoder")
+  parser.add_argument(
+    "--encoder-sizes", default="", help="sizes to time the encoder at (default: all, or 64 on CPU)"
+  )
+  parser.add_argument(
+    "--encoder-depth", type=int, default=0, help="ResNet depth (default: 18 on CPU, 50 elsewhere)"
+  )
+  parser.add_argument(
+    "--encoder-steps",
+    type=int,
+    default=0,
+    help="timed encoder steps (default: 1 on CPU, 5 elsewhere)",
+  )
+  parser.add_argument(
+    "--device-augment",
+    choices=("auto", "none"),
+    default="auto",
+    help="also time lac_jax.data.device_augment on the default JAX backend",
+  )
+  parser.add_argument(
+    "--quick", action="store_true", help="1 s per cell, the last worker count only, no encoder"
+  )
   args = parser.parse_args()
   if args.videos:
     results.write("data_videos", vars(args), own_videos(args.videos_count, args.videos_steps))
@@ -223,28 +261,40 @@ def main() -> None:
     args.encoder = "none"
 
   if args.cores and hasattr(os, "sched_setaffinity"):
-    cpus = sorted(os.sched_getaffinity(0))[:args.cores]
+    cpus = sorted(os.sched_getaffinity(0))[: args.cores]
     os.sched_setaffinity(0, cpus)
   sizes = [int(s) for s in args.sizes.split(",")]
   workers = [int(w) for w in args.workers.split(",")]
-  print(f"pipeline: batch {args.batch_size} videos x 2 views x {args.num_frames} frames, full "
-        f"augmentation, pinned to CPUs {sorted(os.sched_getaffinity(0))}")
+  print(
+    f"pipeline: batch {args.batch_size} videos x 2 views x {args.num_frames} frames, full "
+    f"augmentation, pinned to CPUs {sorted(os.sched_getaffinity(0))}"
+  )
 
   enc = {}
   if args.encoder == "auto":
     try:
       import jax  # pylint: disable=g-import-not-at-top
-      from lac_jax.models import encoder as _  # pylint: disable=g-import-not-at-top,unused-import
+
       on_cpu = jax.default_backend() == "cpu"
       depth = args.encoder_depth or (18 if on_cpu else 50)
-      enc_sizes = ([int(s) for s in args.encoder_sizes.split(",")] if args.encoder_sizes
-                   else ([64] if on_cpu else sizes))
+      enc_sizes = (
+        [int(s) for s in args.encoder_sizes.split(",")]
+        if args.encoder_sizes
+        else ([64] if on_cpu else sizes)
+      )
       for size in sizes:
         if size in enc_sizes:
-          enc[size] = encoder_steps_per_s(size, args.batch_size, args.num_frames, depth,
-                                          args.encoder_steps or (1 if on_cpu else 5))
-          print(f"encoder {size}px: {enc[size][0]:.3f} steps/s ({enc[size][1]}, fwd+bwd, "
-                f"{2 * args.batch_size}x{args.num_frames} frames)")
+          enc[size] = encoder_steps_per_s(
+            size,
+            args.batch_size,
+            args.num_frames,
+            depth,
+            args.encoder_steps or (1 if on_cpu else 5),
+          )
+          print(
+            f"encoder {size}px: {enc[size][0]:.3f} steps/s ({enc[size][1]}, fwd+bwd, "
+            f"{2 * args.batch_size}x{args.num_frames} frames)"
+          )
     except Exception as e:  # pylint: disable=broad-except  (report the pipeline regardless)
       print(f"encoder: n/a ({type(e).__name__}: {e})")
 
@@ -252,34 +302,50 @@ def main() -> None:
   if args.device_augment == "auto":
     try:
       for size in sizes:
-        dev[size] = device_augment_clips_per_s(size, args.batch_size, args.num_frames,
-                                               args.min_seconds)
-        print(f"device augment {size}px: {dev[size][0]:.2f} clips/s ({dev[size][1]}, jitted "
-              f"augment_views, {2 * args.batch_size}x{args.num_frames} frames, uint8 in/out)")
+        dev[size] = device_augment_clips_per_s(
+          size, args.batch_size, args.num_frames, args.min_seconds
+        )
+        print(
+          f"device augment {size}px: {dev[size][0]:.2f} clips/s ({dev[size][1]}, jitted "
+          f"augment_views, {2 * args.batch_size}x{args.num_frames} frames, uint8 in/out)"
+        )
     except Exception as e:  # pylint: disable=broad-except  (report the pipeline regardless)
       print(f"device augment: n/a ({type(e).__name__}: {e})")
 
-  print(f"{'size':>5} {'workers':>7} {'clips/s':>8} {'frames/s':>9} {'cpu ms/clip':>11} "
-        f"{'ratio vs encoder':>17} {'device clips/s':>14} {'device/host':>11}")
+  print(
+    f"{'size':>5} {'workers':>7} {'clips/s':>8} {'frames/s':>9} {'cpu ms/clip':>11} "
+    f"{'ratio vs encoder':>17} {'device clips/s':>14} {'device/host':>11}"
+  )
   rows = []
   for size in sizes:
     t0 = time.perf_counter()
     videos = _videos(size, args.num_videos)
-    print(f"  (rendered {len(videos)} synthetic {size}px videos in "
-          f"{time.perf_counter() - t0:.1f} s)")
+    print(
+      f"  (rendered {len(videos)} synthetic {size}px videos in {time.perf_counter() - t0:.1f} s)"
+    )
     for w in workers:
-      rate, cpu = pipeline_clips_per_s(videos, size, w, args.batch_size, args.num_frames,
-                                       args.min_seconds)
-      ratio = (f"{rate / (enc[size][0] * args.batch_size):.2f}" if size in enc else "n/a")
+      rate, cpu = pipeline_clips_per_s(
+        videos, size, w, args.batch_size, args.num_frames, args.min_seconds
+      )
+      ratio = f"{rate / (enc[size][0] * args.batch_size):.2f}" if size in enc else "n/a"
       dev_rate = dev[size][0] if size in dev else None
-      print(f"{size:>5} {w:>7} {rate:>8.2f} {rate * 2 * args.num_frames:>9.0f} "
-            f"{1e3 * cpu:>11.0f} {ratio:>17} "
-            + (f"{dev_rate:>14.2f} {dev_rate / rate:>11.2f}" if dev_rate else f"{'n/a':>14}"))
-      rows.append({"size": size, "workers": w, "clips_per_s": rate, "cpu_s_per_clip": cpu,
-                   "encoder_steps_per_s": enc[size][0] if size in enc else None,
-                   "device_augment_clips_per_s": dev_rate,
-                   "device_augment_backend": dev[size][1] if size in dev else None,
-                   "device_over_host": dev_rate / rate if dev_rate else None})
+      print(
+        f"{size:>5} {w:>7} {rate:>8.2f} {rate * 2 * args.num_frames:>9.0f} "
+        f"{1e3 * cpu:>11.0f} {ratio:>17} "
+        + (f"{dev_rate:>14.2f} {dev_rate / rate:>11.2f}" if dev_rate else f"{'n/a':>14}")
+      )
+      rows.append(
+        {
+          "size": size,
+          "workers": w,
+          "clips_per_s": rate,
+          "cpu_s_per_clip": cpu,
+          "encoder_steps_per_s": enc[size][0] if size in enc else None,
+          "device_augment_clips_per_s": dev_rate,
+          "device_augment_backend": dev[size][1] if size in dev else None,
+          "device_over_host": dev_rate / rate if dev_rate else None,
+        }
+      )
   results.write("data", vars(args), rows)
 
 

@@ -59,8 +59,9 @@ def bench_size(size: int, args: argparse.Namespace) -> List[Dict[str, Any]]:
   model = encoder.build_encoder(config)
   trunk = resnet.ResNet(depth=args.depth, cut=args.cut, dtype=model.dtype)
   shape = (args.videos, args.frames, size, size, 3)
-  variables = encoder.jit_init(model, jax.random.PRNGKey(0), jnp.zeros(shape, jnp.uint8),
-                               jnp.ones(shape[:2], bool))
+  variables = encoder.jit_init(
+    model, jax.random.PRNGKey(0), jnp.zeros(shape, jnp.uint8), jnp.ones(shape[:2], bool)
+  )
   frames = jnp.asarray(np.random.default_rng(0).integers(0, 256, shape, dtype=np.uint8))
   mask = jnp.ones(shape[:2], bool)
   flat_frames = frames.reshape((-1,) + shape[2:])
@@ -72,9 +73,11 @@ def bench_size(size: int, args: argparse.Namespace) -> List[Dict[str, Any]]:
 
   def enc_fwd_bwd(v, x, m):
     def loss(p):
-      y, upd = model.apply({**v, "params": p}, x, m, train=True, rngs={"dropout": rng},
-                           mutable=["batch_stats"])
+      y, upd = model.apply(
+        {**v, "params": p}, x, m, train=True, rngs={"dropout": rng}, mutable=["batch_stats"]
+      )
       return jnp.mean(jnp.square(y)), upd
+
     return jax.grad(loss, has_aux=True)(v["params"])
 
   def trunk_fwd(v, x):
@@ -84,17 +87,28 @@ def bench_size(size: int, args: argparse.Namespace) -> List[Dict[str, Any]]:
     def loss(p):
       y, upd = trunk.apply({**v, "params": p}, x, train=True, mutable=["batch_stats"])
       return jnp.mean(jnp.square(y.astype(jnp.float32))), upd
+
     return jax.grad(loss, has_aux=True)(v["params"])
 
   rows = []
-  for mode, enc_fn, trunk_fn in (("forward", enc_fwd, trunk_fwd),
-                                 ("fwd+bwd", enc_fwd_bwd, trunk_fwd_bwd)):
+  for mode, enc_fn, trunk_fn in (
+    ("forward", enc_fwd, trunk_fwd),
+    ("fwd+bwd", enc_fwd_bwd, trunk_fwd_bwd),
+  ):
     t = time_fn(trunk_fn, (trunk_vars, flat_frames), args.repeats)
     e = time_fn(enc_fn, (variables, frames, mask), args.repeats)
     n = args.videos * args.frames
-    rows.append({"size": size, "mode": mode, "trunk_fps": n / t["step_s"],
-                 "enc_fps": n / e["step_s"], "trunk_compile": t["compile_s"],
-                 "enc_compile": e["compile_s"], "ratio": e["step_s"] / t["step_s"]})
+    rows.append(
+      {
+        "size": size,
+        "mode": mode,
+        "trunk_fps": n / t["step_s"],
+        "enc_fps": n / e["step_s"],
+        "trunk_compile": t["compile_s"],
+        "enc_compile": e["compile_s"],
+        "ratio": e["step_s"] / t["step_s"],
+      }
+    )
     print(f"  done {size}px {mode}", file=sys.stderr, flush=True)
   return rows
 
@@ -113,17 +127,23 @@ def main(argv=None) -> None:
   args = parser.parse_args(argv)
 
   dev = jax.devices()[0]
-  print(f"device: {dev.platform} ({dev.device_kind}), jax {jax.__version__}, "
-        f"ResNet-{args.depth} {args.cut} + head, {args.videos} video(s) x {args.frames} frames, "
-        f"{args.dtype}, trunk_chunk={args.trunk_chunk}, median of {args.repeats} after warm-up")
+  print(
+    f"device: {dev.platform} ({dev.device_kind}), jax {jax.__version__}, "
+    f"ResNet-{args.depth} {args.cut} + head, {args.videos} video(s) x {args.frames} frames, "
+    f"{args.dtype}, trunk_chunk={args.trunk_chunk}, median of {args.repeats} after warm-up"
+  )
   rows = []
   for size in [int(s) for s in args.sizes.split(",")]:
     rows += bench_size(size, args)
-  print(f"{'px':>4} {'mode':>8} {'trunk fr/s':>11} {'encoder fr/s':>13} {'enc/trunk time':>15} "
-        f"{'compile trunk s':>16} {'compile enc s':>14}")
+  print(
+    f"{'px':>4} {'mode':>8} {'trunk fr/s':>11} {'encoder fr/s':>13} {'enc/trunk time':>15} "
+    f"{'compile trunk s':>16} {'compile enc s':>14}"
+  )
   for r in rows:
-    print(f"{r['size']:>4} {r['mode']:>8} {r['trunk_fps']:>11.1f} {r['enc_fps']:>13.1f} "
-          f"{r['ratio']:>15.2f} {r['trunk_compile']:>16.1f} {r['enc_compile']:>14.1f}")
+    print(
+      f"{r['size']:>4} {r['mode']:>8} {r['trunk_fps']:>11.1f} {r['enc_fps']:>13.1f} "
+      f"{r['ratio']:>15.2f} {r['trunk_compile']:>16.1f} {r['enc_compile']:>14.1f}"
+    )
   results.write("encoder", vars(args), rows)
 
 

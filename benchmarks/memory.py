@@ -38,11 +38,13 @@ def footprints(dtype: str, chunks: list[int]) -> list[dict]:
   config.data.batch_size = 2 * n_local
   config_lib.check_config(config)
   model, _ = train.build_models(config)
-  state = train.create_train_state(config, model, jax.random.PRNGKey(0), 70, 10_000,
-                                   load_weights=False)
+  state = train.create_train_state(
+    config, model, jax.random.PRNGKey(0), 70, 10_000, load_weights=False
+  )
   p_state = distributed.replicate(state)
-  batch = distributed.shard_batch(train_step.random_batch(config, config.data.batch_size,
-                                                    np.random.default_rng(0)), n_local)
+  batch = distributed.shard_batch(
+    train_step.random_batch(config, config.data.batch_size, np.random.default_rng(0)), n_local
+  )
   loss = losses.build(config.loss)
   rows = []
   for chunk in chunks:
@@ -51,15 +53,25 @@ def footprints(dtype: str, chunks: list[int]) -> list[dict]:
     model, _ = train.build_models(cfg)
     step = train.make_parallel_train_step(loss, cfg.model.num_context)
     start = time.perf_counter()
-    compiled = step.lower(p_state.replace(apply_fn=model.apply), batch,
-                          jax.random.PRNGKey(1)).compile()
+    compiled = step.lower(
+      p_state.replace(apply_fn=model.apply), batch, jax.random.PRNGKey(1)
+    ).compile()
     seconds = time.perf_counter() - start
     m = compiled.memory_analysis()
-    row = {"dtype": dtype, "chunk": chunk, "remat": chunk > 0,
-           "bytes": memory.footprint(compiled), "temp_bytes": int(m.temp_size_in_bytes),
-           "argument_bytes": int(m.argument_size_in_bytes), "compile_s": seconds}
-    print(f"{dtype:<9} {'whole' if chunk == 0 else chunk:>6} {row['bytes'] / memory.GIB:>9.2f} "
-          f"{row['temp_bytes'] / memory.GIB:>9.2f} {seconds:>9.1f}", flush=True)
+    row = {
+      "dtype": dtype,
+      "chunk": chunk,
+      "remat": chunk > 0,
+      "bytes": memory.footprint(compiled),
+      "temp_bytes": int(m.temp_size_in_bytes),
+      "argument_bytes": int(m.argument_size_in_bytes),
+      "compile_s": seconds,
+    }
+    print(
+      f"{dtype:<9} {'whole' if chunk == 0 else chunk:>6} {row['bytes'] / memory.GIB:>9.2f} "
+      f"{row['temp_bytes'] / memory.GIB:>9.2f} {seconds:>9.1f}",
+      flush=True,
+    )
     rows.append(row)
     del compiled
   return rows
@@ -70,24 +82,42 @@ def main() -> None:
   parser.add_argument("--dtypes", default="float32,bfloat16")
   parser.add_argument("--chunks", default="0,128,64,32,16")
   args = parser.parse_args()
-  print(f"backend {jax.default_backend()} ({jax.devices()[0].device_kind}), "
-        f"{jax.local_device_count()} local device(s); Pouring-sized step per device")
+  print(
+    f"backend {jax.default_backend()} ({jax.devices()[0].device_kind}), "
+    f"{jax.local_device_count()} local device(s); Pouring-sized step per device"
+  )
   print(f"{'dtype':<9} {'chunk':>6} {'GiB':>9} {'temp GiB':>9} {'compile s':>9}")
   rows = []
   for dtype in args.dtypes.split(","):
     rows += footprints(dtype, [int(c) for c in args.chunks.split(",")])
   budget, source = memory.device_budget()
   choices = []
-  for gib, label in [(16, "16 GiB"), (24, "24 GiB"), (40, "40 GiB"), (80, "80 GiB"),
-                     (budget / memory.GIB, f"this machine ({source})")]:
+  for gib, label in [
+    (16, "16 GiB"),
+    (24, "24 GiB"),
+    (40, "40 GiB"),
+    (80, "80 GiB"),
+    (budget / memory.GIB, f"this machine ({source})"),
+  ]:
     for dtype in args.dtypes.split(","):
       fits = [r for r in rows if r["dtype"] == dtype and r["bytes"] <= gib * memory.GIB]
       # fit's order: the whole trunk, then the largest chunk.
-      best = (min(fits, key=lambda r: (r["chunk"] != 0, -r["chunk"])) if fits else None)
-      choices.append({"budget": label, "budget_gib": gib, "dtype": dtype,
-                      "chunk": None if best is None else best["chunk"]})
-      what = ("none fits" if best is None else
-              "whole trunk" if best["chunk"] == 0 else f"chunks of {best['chunk']}")
+      best = min(fits, key=lambda r: (r["chunk"] != 0, -r["chunk"])) if fits else None
+      choices.append(
+        {
+          "budget": label,
+          "budget_gib": gib,
+          "dtype": dtype,
+          "chunk": None if best is None else best["chunk"],
+        }
+      )
+      what = (
+        "none fits"
+        if best is None
+        else "whole trunk"
+        if best["chunk"] == 0
+        else f"chunks of {best['chunk']}"
+      )
       print(f"{label:<48} {dtype:<9} -> {what}")
   results.write("memory", vars(args), {"footprints": rows, "choices": choices})
 

@@ -17,12 +17,12 @@ loss, not a ranking for real video.
 import seeds
 
 SETTINGS = {
-    "lac": ("configs/synthetic.py", {}, "LAC, the paper's loss"),
-    "scl": ("configs/synthetic.py:scl", {}, "SCL (CARL)"),
-    "tcc": ("configs/synthetic.py:tcc", {}, "TCC, cycle-back regression with variance"),
-    "tcn": ("configs/synthetic.py:tcn", {}, "TCN, n-pairs with positives 1-5 frames back"),
-    "lav": ("configs/synthetic.py:lav", {}, "LAV, soft-DTW + contrastive IDM"),
-    "gta": ("configs/synthetic.py:gta", {}, "GTA, smoothDTW + global cycle consistency"),
+  "lac": ("configs/synthetic.py", {}, "LAC, the paper's loss"),
+  "scl": ("configs/synthetic.py:scl", {}, "SCL (CARL)"),
+  "tcc": ("configs/synthetic.py:tcc", {}, "TCC, cycle-back regression with variance"),
+  "tcn": ("configs/synthetic.py:tcn", {}, "TCN, n-pairs with positives 1-5 frames back"),
+  "lav": ("configs/synthetic.py:lav", {}, "LAV, soft-DTW + contrastive IDM"),
+  "gta": ("configs/synthetic.py:gta", {}, "GTA, smoothDTW + global cycle consistency"),
 }
 
 if __name__ == "__main__":

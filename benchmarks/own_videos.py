@@ -31,9 +31,20 @@ from lac_jax.data import synthetic  # pylint: disable=g-import-not-at-top
 def train(data_dir: str, workdir: str, *extra: str) -> dict:
   """Runs the main job on ``data_dir``; returns its summary rows and wall time."""
   start = time.perf_counter()
-  subprocess.run([sys.executable, "-m", "lac_jax.main", "--config=configs/synthetic.py",
-                  f"--workdir={workdir}", "--config.data.dataset=videos",
-                  f"--config.data.data_dir={data_dir}", *extra], cwd=ROOT, check=True)
+  subprocess.run(
+    [
+      sys.executable,
+      "-m",
+      "lac_jax.main",
+      "--config=configs/synthetic.py",
+      f"--workdir={workdir}",
+      "--config.data.dataset=videos",
+      f"--config.data.data_dir={data_dir}",
+      *extra,
+    ],
+    cwd=ROOT,
+    check=True,
+  )
   with open(os.path.join(workdir, "eval", "summary.json"), encoding="utf-8") as f:
     rows = json.load(f)["rows"]
   return {"rows": rows, "seconds": time.perf_counter() - start}
@@ -53,13 +64,15 @@ def main() -> None:
   with open(os.path.join(flat, "broken.mp4"), "wb") as f:
     f.write(b"\x00 not a video " * 100)
   out = {
-      "labelled": train(labelled, os.path.join(args.workdir, "run_labelled")),
-      "flat_unlabelled": train(flat, os.path.join(args.workdir, "run_flat"),
-                               "--config.data.skip_unreadable=True"),
+    "labelled": train(labelled, os.path.join(args.workdir, "run_labelled")),
+    "flat_unlabelled": train(
+      flat, os.path.join(args.workdir, "run_flat"), "--config.data.skip_unreadable=True"
+    ),
   }
   with open(os.path.join(args.workdir, "run_flat", "skipped.json"), encoding="utf-8") as f:
-    out["flat_unlabelled"]["skipped"] = [os.path.basename(s["path"])
-                                         for s in json.load(f)["skipped"]]
+    out["flat_unlabelled"]["skipped"] = [
+      os.path.basename(s["path"]) for s in json.load(f)["skipped"]
+    ]
   for name, run in out.items():
     print(f"\n{name} ({run['seconds']:.0f} s):\n{tables.format_table(run['rows'])}")
   results.write("own_videos", vars(args), out)

@@ -19,12 +19,12 @@ from lac_jax import files  # pylint: disable=g-import-not-at-top
 def _commit() -> str:
   def git(*args):
     return subprocess.run(["git", *args], cwd=ROOT, capture_output=True, text=True).stdout.strip()
+
   commit = git("rev-parse", "HEAD") or "unknown"
   return commit + ("+uncommitted" if git("status", "--porcelain", "--untracked-files=no") else "")
 
 
-def write(name: str, config: Mapping[str, Any], results: Any,
-          path: Optional[str] = None) -> str:
+def write(name: str, config: Mapping[str, Any], results: Any, path: Optional[str] = None) -> str:
   """Writes the results of benchmark ``name`` (``config``: its arguments and setup) and returns
   the path (default ``benchmarks/results/<name>.json``, replaced by each run)."""
   software = {"python": platform.python_version()}
@@ -37,10 +37,20 @@ def write(name: str, config: Mapping[str, Any], results: Any,
     software["backend"] = f"{jax.default_backend()} ({device.device_kind}, "
     software["backend"] += f"{jax.device_count()} device(s))"
   path = path or os.path.join(DIRECTORY, f"{name}.json")
-  files.write_json(path, {
-      "benchmark": name, "host": platform.node(), "machine": platform.machine(),
-      "cpus": os.cpu_count(), "date": datetime.datetime.now(datetime.timezone.utc).isoformat(
-          timespec="seconds"), "commit": _commit(), "command": " ".join(sys.argv),
-      "software": software, "config": dict(config), "results": results})
+  files.write_json(
+    path,
+    {
+      "benchmark": name,
+      "host": platform.node(),
+      "machine": platform.machine(),
+      "cpus": os.cpu_count(),
+      "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+      "commit": _commit(),
+      "command": " ".join(sys.argv),
+      "software": software,
+      "config": dict(config),
+      "results": results,
+    },
+  )
   print(f"-> {os.path.relpath(path, os.getcwd())}")
   return path

@@ -30,8 +30,7 @@ from lac_jax.alignment import local_search  # pylint: disable=g-import-not-at-to
 
 def timed_sweep(scorer, indices, lengths, m, block) -> float:
   start = time.perf_counter()
-  local_search.sweep(functools.partial(scorer.block, indices), lengths, m, 2.0, 0.5,
-                     block=block)
+  local_search.sweep(functools.partial(scorer.block, indices), lengths, m, 2.0, 0.5, block=block)
   return time.perf_counter() - start
 
 
@@ -42,17 +41,25 @@ def calibration(num_videos: int = 300) -> list[dict]:
   for m, n, seed in [(20, 300, 0), (40, 600, 1), (20, 2000, 2), (10, 500, 3)]:
     rng = np.random.default_rng(seed)
     query = rng.normal(size=(m, 8))
-    library = [search.LibraryVideo(f"v{i}", f"v{i}", rng.normal(size=(n, 8)))
-               for i in range(num_videos)]
-    hits, _ = search.search(None, query, library, max_hits_per_video=1, max_evalue=1e9,
-                            seed=seed)
+    library = [
+      search.LibraryVideo(f"v{i}", f"v{i}", rng.normal(size=(n, 8))) for i in range(num_videos)
+    ]
+    hits, _ = search.search(None, query, library, max_hits_per_video=1, max_evalue=1e9, seed=seed)
     evalues = np.array([h.evalue for h in hits] + [np.inf] * (num_videos - len(hits)))
-    row = {"query": m, "frames": n, "videos": num_videos,
-           "observed": {str(e): float(np.mean(evalues <= e)) for e in (0.05, 0.1, 0.5, 1.0)},
-           "nominal": {str(e): float(-np.expm1(-e)) for e in (0.05, 0.1, 0.5, 1.0)}}
-    print(f"query {m} x video {n}: " + ", ".join(
+    row = {
+      "query": m,
+      "frames": n,
+      "videos": num_videos,
+      "observed": {str(e): float(np.mean(evalues <= e)) for e in (0.05, 0.1, 0.5, 1.0)},
+      "nominal": {str(e): float(-np.expm1(-e)) for e in (0.05, 0.1, 0.5, 1.0)},
+    }
+    print(
+      f"query {m} x video {n}: "
+      + ", ".join(
         f"E<={e}: {row['observed'][e]:.3f} (nominal {row['nominal'][e]:.3f})"
-        for e in row["observed"]))
+        for e in row["observed"]
+      )
+    )
     rows.append(row)
   return rows
 
@@ -66,6 +73,7 @@ def phases(workdir: str, null_modes: tuple[str, ...] = ("shuffled", "blocks")) -
   recording without the phase, for each null."""
   from lac_jax import inference  # pylint: disable=g-import-not-at-top
   from lac_jax.data import synthetic  # pylint: disable=g-import-not-at-top
+
   trained = inference.load_trained(workdir)
   vals = [synthetic.generate_video(i, "val", synthetic.default_config()) for i in range(16)]
   rows = []
@@ -76,43 +84,58 @@ def phases(workdir: str, null_modes: tuple[str, ...] = ("shuffled", "blocks")) -
     library, truth = [], []
     for r in range(6):
       pieces = []
-      for v in vals[1 + 3 * r:4 + 3 * r] if r < 5 else vals[1:4]:
+      for v in vals[1 + 3 * r : 4 + 3 * r] if r < 5 else vals[1:4]:
         keep = np.ones(v.num_frames, bool) if r < 5 else ~np.isin(v.labels, wanted)
-        pieces += [(np.repeat(v.frames[:1], 40, 0), np.full(40, -1)),
-                   (v.frames[keep], v.labels[keep])]
+        pieces += [
+          (np.repeat(v.frames[:1], 40, 0), np.full(40, -1)),
+          (v.frames[keep], v.labels[keep]),
+        ]
       frames = np.concatenate([p[0] for p in pieces])
       labels = np.concatenate([p[1] for p in pieces])
       name = f"rec{r}" if r < 5 else "without_phase"
       library.append(search.LibraryVideo(name, name, trained.embed(frames)))
       truth.append(np.isin(labels, wanted))
     for null_mode in null_modes:
-      hits, _ = search.search(trained, trained.embed(query.frames), library, start=lo, end=hi,
-                              null_mode=null_mode)
+      hits, _ = search.search(
+        trained, trained.embed(query.frames), library, start=lo, end=hi, null_mode=null_mode
+      )
       predicted = [np.zeros(len(t), bool) for t in truth]
       for h in hits:
-        predicted[[v.name for v in library].index(h.video)][h.start:h.end + 1] = True
+        predicted[[v.name for v in library].index(h.video)][h.start : h.end + 1] = True
       tp = sum(int((p & t).sum()) for p, t in zip(predicted, truth))
       fp = sum(int((p & ~t).sum()) for p, t in zip(predicted, truth))
       fn = sum(int((~p & t).sum()) for p, t in zip(predicted, truth))
-      row = {"phases": [synthetic.PHASES[k] for k in wanted], "query": [lo, hi],
-             "null": null_mode, "hits": len(hits), "precision": tp / max(1, tp + fp),
-             "recall": tp / max(1, tp + fn),
-             "hits_without_phase": sum(h.video == "without_phase" for h in hits)}
-      print(f"{'+'.join(row['phases']):>16} null {null_mode:>8}: {len(hits):2d} hits, frame "
-            f"precision {row['precision']:.2f}, recall {row['recall']:.2f}, "
-            f"{row['hits_without_phase']} in the recording without it")
+      row = {
+        "phases": [synthetic.PHASES[k] for k in wanted],
+        "query": [lo, hi],
+        "null": null_mode,
+        "hits": len(hits),
+        "precision": tp / max(1, tp + fp),
+        "recall": tp / max(1, tp + fn),
+        "hits_without_phase": sum(h.video == "without_phase" for h in hits),
+      }
+      print(
+        f"{'+'.join(row['phases']):>16} null {null_mode:>8}: {len(hits):2d} hits, frame "
+        f"precision {row['precision']:.2f}, recall {row['recall']:.2f}, "
+        f"{row['hits_without_phase']} in the recording without it"
+      )
       rows.append(row)
   return rows
 
 
 def main() -> None:
   parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-  parser.add_argument("--phases", default="",
-                      help="a training workdir: search synthetic phases in long recordings "
-                      "with its encoder instead (results/search_phases.json)")
-  parser.add_argument("--calibration", action="store_true",
-                      help="the E-values' calibration on null data instead "
-                      "(results/search_calibration.json)")
+  parser.add_argument(
+    "--phases",
+    default="",
+    help="a training workdir: search synthetic phases in long recordings "
+    "with its encoder instead (results/search_phases.json)",
+  )
+  parser.add_argument(
+    "--calibration",
+    action="store_true",
+    help="the E-values' calibration on null data instead (results/search_calibration.json)",
+  )
   parser.add_argument("--query", type=int, default=100, help="query frames")
   parser.add_argument("--videos", type=int, default=8, help="library videos")
   parser.add_argument("--frames", type=int, default=20000, help="frames per library video")
@@ -127,26 +150,36 @@ def main() -> None:
     return
   rng = np.random.default_rng(0)
   query = rng.normal(size=(args.query, args.dim)).astype(np.float32)
-  library = [rng.normal(size=(args.frames, args.dim)).astype(np.float32)
-             for _ in range(args.videos)]
+  library = [
+    rng.normal(size=(args.frames, args.dim)).astype(np.float32) for _ in range(args.videos)
+  ]
   scoring = search.fit_scoring(query.astype(np.float64), library[0].astype(np.float64), 1.0, rng)
   scorer = search._Scorer(scoring, query, library)  # pylint: disable=protected-access
   lengths = [args.frames] * args.videos
   # Warm-up (compilation) for both shapes.
-  timed_sweep(scorer, list(range(args.videos)), [args.block] * args.videos, args.query,
-              args.block)
+  timed_sweep(scorer, list(range(args.videos)), [args.block] * args.videos, args.query, args.block)
   timed_sweep(scorer, [0], [args.block], args.query, args.block)
   batched = timed_sweep(scorer, list(range(args.videos)), lengths, args.query, args.block)
-  single = sum(timed_sweep(scorer, [b], [args.frames], args.query, args.block)
-               for b in range(args.videos))
+  single = sum(
+    timed_sweep(scorer, [b], [args.frames], args.query, args.block) for b in range(args.videos)
+  )
   total = args.videos * args.frames
-  out = {"batched_frames_per_s": total / batched, "one_by_one_frames_per_s": total / single,
-         "speedup": single / batched, "batched_s": batched, "one_by_one_s": single,
-         "cells_per_s": total * args.query / batched}
-  print(f"query {args.query} frames vs {args.videos} videos x {args.frames} frames "
-        f"({args.dim}-d, blocks of {args.block}):")
-  print(f"  batched:    {out['batched_frames_per_s']:,.0f} library frames/s "
-        f"({out['cells_per_s'] / 1e6:.1f} M cells/s)")
+  out = {
+    "batched_frames_per_s": total / batched,
+    "one_by_one_frames_per_s": total / single,
+    "speedup": single / batched,
+    "batched_s": batched,
+    "one_by_one_s": single,
+    "cells_per_s": total * args.query / batched,
+  }
+  print(
+    f"query {args.query} frames vs {args.videos} videos x {args.frames} frames "
+    f"({args.dim}-d, blocks of {args.block}):"
+  )
+  print(
+    f"  batched:    {out['batched_frames_per_s']:,.0f} library frames/s "
+    f"({out['cells_per_s'] / 1e6:.1f} M cells/s)"
+  )
   print(f"  one by one: {out['one_by_one_frames_per_s']:,.0f} library frames/s")
   print(f"  ratio: {out['speedup']:.2f}x")
   results.write("search", vars(args), out)

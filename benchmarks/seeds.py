@@ -35,8 +35,14 @@ UNTRAINED, TRAINED = "untrained (step 0)", "trained"
 
 def command(settings: Settings, setting: str, seed: int, workdir: str) -> list[str]:
   config, overrides, _ = settings[setting]
-  return ([sys.executable, "-m", "lac_jax.main", f"--config={config}", f"--workdir={workdir}",
-           f"--config.seed={seed}"] + [f"--config.{k}={v}" for k, v in overrides.items()])
+  return [
+    sys.executable,
+    "-m",
+    "lac_jax.main",
+    f"--config={config}",
+    f"--workdir={workdir}",
+    f"--config.seed={seed}",
+  ] + [f"--config.{k}={v}" for k, v in overrides.items()]
 
 
 def read_rows(workdir: str) -> dict[str, dict[str, float]] | None:
@@ -56,14 +62,19 @@ def read_rows(workdir: str) -> dict[str, dict[str, float]] | None:
 def stats(rows: list[dict[str, float]]) -> tuple[dict[str, float], dict[str, float]]:
   keys = rows[0].keys()
   values = {k: np.array([r[k] for r in rows]) for k in keys}
-  return ({k: float(np.mean(v)) for k, v in values.items()},
-          {k: float(np.std(v, ddof=1)) if len(v) > 1 else 0.0 for k, v in values.items()})
+  return (
+    {k: float(np.mean(v)) for k, v in values.items()},
+    {k: float(np.std(v, ddof=1)) if len(v) > 1 else 0.0 for k, v in values.items()},
+  )
 
 
 def format_table(means: dict[str, dict[str, float]], stds: dict[str, dict[str, float]]) -> str:
   """One row per setting, ``mean ± std`` in the paper's columns (the rows are already x100)."""
-  columns = [(k, h) for k, h in tables.table_columns(next(iter(means.values())))
-             if k not in tables.COUNT_KEYS and k != "num_labelled"]  # metrics, not video counts
+  columns = [
+    (k, h)
+    for k, h in tables.table_columns(next(iter(means.values())))
+    if k not in tables.COUNT_KEYS and k != "num_labelled"
+  ]  # metrics, not video counts
   width = max(len(n) for n in list(means) + ["setting"]) + 2
   lines = ["setting".ljust(width) + "".join(f"{h:>15}" for _, h in columns)]
   for setting, mean in means.items():
@@ -72,13 +83,17 @@ def format_table(means: dict[str, dict[str, float]], stds: dict[str, dict[str, f
   return "\n".join(lines)
 
 
-def run_all(settings: Settings, names: list[str], seed_list: list[int],
-            workdir: str) -> dict[str, dict[str, dict]]:
+def run_all(
+  settings: Settings, names: list[str], seed_list: list[int], workdir: str
+) -> dict[str, dict[str, dict]]:
   """Trains each setting of ``names`` once per seed under ``workdir/<setting>/seed<seed>``
   (a run whose evaluation is already there is read, not run again); returns
   ``{setting: {str(seed): {rows, seconds, command}}}``. A failed run exits with its stderr."""
-  env = dict(os.environ, JAX_COMPILATION_CACHE_DIR=os.path.join(workdir, "jax_cache"),
-             JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS="1")
+  env = dict(
+    os.environ,
+    JAX_COMPILATION_CACHE_DIR=os.path.join(workdir, "jax_cache"),
+    JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS="1",
+  )
   runs: dict[str, dict[str, dict]] = {}
   for setting in names:
     runs[setting] = {}
@@ -87,16 +102,20 @@ def run_all(settings: Settings, names: list[str], seed_list: list[int],
       cmd = command(settings, setting, seed, run_dir)
       rows, seconds = read_rows(run_dir), None
       if rows is None:
-        print(f"[{time.strftime('%H:%M:%S')}] {setting} seed {seed}: {' '.join(cmd[1:])}",
-              flush=True)
+        print(
+          f"[{time.strftime('%H:%M:%S')}] {setting} seed {seed}: {' '.join(cmd[1:])}", flush=True
+        )
         start = time.perf_counter()
         proc = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True)
         seconds = time.perf_counter() - start
         if proc.returncode:
           sys.exit(f"{setting} seed {seed} failed:\n{proc.stderr[-4000:]}")
         rows = read_rows(run_dir)
-      runs[setting][str(seed)] = {"rows": rows, "seconds": seconds,
-                                  "command": " ".join(["python"] + cmd[1:])}
+      runs[setting][str(seed)] = {
+        "rows": rows,
+        "seconds": seconds,
+        "command": " ".join(["python"] + cmd[1:]),
+      }
   return runs
 
 
@@ -107,8 +126,9 @@ def main(name: str, settings: Settings, reference: str, description: str) -> Non
   parser.add_argument("--settings", nargs="+", default=list(settings), choices=list(settings))
   parser.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
   parser.add_argument("--workdir", default=os.path.join(ROOT, "runs", name))
-  parser.add_argument("--output", default=os.path.join(ROOT, "benchmarks", "results",
-                                                       f"{name}.json"))
+  parser.add_argument(
+    "--output", default=os.path.join(ROOT, "benchmarks", "results", f"{name}.json")
+  )
   args = parser.parse_args()
   if len(args.seeds) < 2:
     parser.error("--seeds: give at least 2 seeds (a spread needs several)")
@@ -119,24 +139,41 @@ def main(name: str, settings: Settings, reference: str, description: str) -> Non
     means[UNTRAINED], stds[UNTRAINED] = stats(untrained)
   for setting, by_seed in runs.items():
     means[setting], stds[setting] = stats([r["rows"][TRAINED] for r in by_seed.values()])
-  print(f"\nseeds {args.seeds}: mean ± std over seeds; '{UNTRAINED}' = the {reference!r} "
-        "runs' step-0 evaluations")
+  print(
+    f"\nseeds {args.seeds}: mean ± std over seeds; '{UNTRAINED}' = the {reference!r} "
+    "runs' step-0 evaluations"
+  )
   print(format_table(means, stds))
   differences = {}
   if reference in means:
-    print(f"\nDifferences from {reference!r} larger than the seed spread "
-          "(|mean - mean_ref| > std + std_ref):")
+    print(
+      f"\nDifferences from {reference!r} larger than the seed spread "
+      "(|mean - mean_ref| > std + std_ref):"
+    )
     for setting in [s for s in means if s not in (reference, UNTRAINED)]:
-      beyond = {k: means[setting][k] - means[reference][k] for k in means[setting]
-                if k not in tables.COUNT_KEYS and abs(means[setting][k] - means[reference][k])
-                > stds[setting][k] + stds[reference][k]}
+      beyond = {
+        k: means[setting][k] - means[reference][k]
+        for k in means[setting]
+        if k not in tables.COUNT_KEYS
+        and abs(means[setting][k] - means[reference][k]) > stds[setting][k] + stds[reference][k]
+      }
       differences[setting] = beyond
       headers = dict(tables.table_columns(beyond))
       listed = ", ".join(f"{headers[k]} {d:+.2f}" for k, d in beyond.items() if k in headers)
       print(f"  {setting}: {listed or 'none'}")
-  results.write(name, vars(args), {
+  results.write(
+    name,
+    vars(args),
+    {
       "reference": reference,
-      "settings": {s: {"config": settings[s][0], "overrides": settings[s][1],
-                       "description": settings[s][2]} for s in runs},
+      "settings": {
+        s: {"config": settings[s][0], "overrides": settings[s][1], "description": settings[s][2]}
+        for s in runs
+      },
       "runs": runs,
-      "mean": means, "std": stds, "beyond_seed_spread": differences}, path=args.output)
+      "mean": means,
+      "std": stds,
+      "beyond_seed_spread": differences,
+    },
+    path=args.output,
+  )

@@ -75,12 +75,13 @@ def make_fns(have_ott: bool):
     return soft_dtw(sq_cost(x, y), GAMMA, backward=backward).sum()
 
   fns = {
-      "ours": lambda x, y: ours(x, y, "custom"),
-      "ours_autodiff": lambda x, y: ours(x, y, "autodiff"),
-      "baseline": lambda x, y: jax.vmap(lambda c: baseline_pair(c, GAMMA))(sq_cost(x, y)).sum(),
+    "ours": lambda x, y: ours(x, y, "custom"),
+    "ours_autodiff": lambda x, y: ours(x, y, "autodiff"),
+    "baseline": lambda x, y: jax.vmap(lambda c: baseline_pair(c, GAMMA))(sq_cost(x, y)).sum(),
   }
   if have_ott:
     from ott.geometry import costs  # pylint: disable=g-import-not-at-top
+
     cost_fn = costs.SoftDTW(GAMMA)
     fns["ott"] = lambda x, y: jax.vmap(cost_fn)(x, y).sum()
   return {k: jax.jit(jax.value_and_grad(f)) for k, f in fns.items()}
@@ -107,17 +108,24 @@ def main() -> None:
   parser.add_argument("--rounds", type=int, default=10)
   args = parser.parse_args()
   try:
-    import ott  # pylint: disable=g-import-not-at-top,unused-import
+    import ott  # noqa: F401  # pylint: disable=g-import-not-at-top,unused-import
+
     have_ott = True
   except ImportError as e:
     have_ott = False
     print(f"ott-jax not importable ({e}): its column is skipped")
   fns = make_fns(have_ott)
-  print(f"jax {jax.__version__} on {jax.devices()[0].device_kind}; float32, gamma {GAMMA}, "
-        f"E = {args.dim}; value + gradient w.r.t. x, median of {args.rounds} calls")
+  print(
+    f"jax {jax.__version__} on {jax.devices()[0].device_kind}; float32, gamma {GAMMA}, "
+    f"E = {args.dim}; value + gradient w.r.t. x, median of {args.rounds} calls"
+  )
   names = list(fns)
-  header = (f"{'T':>4} {'B':>4} | " + " ".join(f"{n + ' ms':>16}" for n in names) + " | "
-            + " ".join(f"{'vs ' + n:>12}" for n in names[2:]))
+  header = (
+    f"{'T':>4} {'B':>4} | "
+    + " ".join(f"{n + ' ms':>16}" for n in names)
+    + " | "
+    + " ".join(f"{'vs ' + n:>12}" for n in names[2:])
+  )
   print(header)
   print("-" * len(header))
   rng = np.random.default_rng(0)
@@ -129,16 +137,24 @@ def main() -> None:
       x = jnp.asarray(x / np.linalg.norm(x, axis=-1, keepdims=True), jnp.float32)
       y = jnp.asarray(y / np.linalg.norm(y, axis=-1, keepdims=True), jnp.float32)
       values = {n: float(fn(x, y)[0]) for n, fn in fns.items()}
-      for n, v in values.items():
+      for v in values.values():
         assert abs(v - values["ours"]) <= 1e-3 * max(1.0, abs(values["ours"])), values
       timing = {n: time_fn(fn, x, y, args.rounds) for n, fn in fns.items()}
-      row = {"T1": t, "T2": t + t // 4, "B": b,
-             **{f"{n}_s": timing[n][0] for n in names},
-             **{f"{n}_first_call_s": timing[n][1] for n in names}}
+      row = {
+        "T1": t,
+        "T2": t + t // 4,
+        "B": b,
+        **{f"{n}_s": timing[n][0] for n in names},
+        **{f"{n}_first_call_s": timing[n][1] for n in names},
+      }
       rows.append(row)
       ratios = " ".join(f"{timing[n][0] / timing['ours'][0]:>11.1f}x" for n in names[2:])
-      print(f"{t:>4} {b:>4} | " + " ".join(f"{timing[n][0] * 1e3:>16.2f}" for n in names)
-            + f" | {ratios}", flush=True)
+      print(
+        f"{t:>4} {b:>4} | "
+        + " ".join(f"{timing[n][0] * 1e3:>16.2f}" for n in names)
+        + f" | {ratios}",
+        flush=True,
+      )
   results.write("soft_dtw", {**vars(args), "gamma": GAMMA, "ott": have_ott}, rows)
 
 

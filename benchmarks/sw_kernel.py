@@ -29,8 +29,10 @@ sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
 
 from lac_jax import cpu_loops  # noqa: E402  (before JAX starts: it may set XLA_FLAGS)
 
-if any(a == "--cpu-loops=on" or (a == "--cpu-loops" and sys.argv[i + 1:i + 2] == ["on"])
-       for i, a in enumerate(sys.argv)):
+if any(
+  a == "--cpu-loops=on" or (a == "--cpu-loops" and sys.argv[i + 1 : i + 2] == ["on"])
+  for i, a in enumerate(sys.argv)
+):
   cpu_loops.enable()
 
 import jax  # noqa: E402
@@ -49,7 +51,7 @@ def baseline_sw(sim, go, ge, gamma):
   k = t1 + t2 - 1
 
   def rotate(x, fill):  # [T1, T2] -> [K, T1]: row k holds anti-diagonal i + j = k
-    y = jnp.pad(x, ((0, 0), (0, t1)), constant_values=fill).reshape(-1)[:t1 * k]
+    y = jnp.pad(x, ((0, 0), (0, t1)), constant_values=fill).reshape(-1)[: t1 * k]
     return y.reshape(t1, k).T
 
   valid = rotate(jnp.ones(sim.shape, bool), False)
@@ -76,12 +78,13 @@ def baseline_sw(sim, go, ge, gamma):
 def make_fns(per_cell: bool, t: int):
   go = jnp.full((t, t), 1.0) if per_cell else jnp.float32(1.0)
   ge = jnp.full((t, t), 0.5) if per_cell else jnp.float32(0.5)
-  ours = jax.jit(jax.value_and_grad(
-      lambda s: soft_smith_waterman(s, go, ge, 0.8)[0].sum()))
-  ours_ad = jax.jit(jax.value_and_grad(
-      lambda s: soft_smith_waterman(s, go, ge, 0.8, backward="autodiff")[0].sum()))
-  base = jax.jit(jax.value_and_grad(
-      lambda s: jax.vmap(lambda x: baseline_sw(x, go, ge, 0.8))(s).sum()))
+  ours = jax.jit(jax.value_and_grad(lambda s: soft_smith_waterman(s, go, ge, 0.8)[0].sum()))
+  ours_ad = jax.jit(
+    jax.value_and_grad(lambda s: soft_smith_waterman(s, go, ge, 0.8, backward="autodiff")[0].sum())
+  )
+  base = jax.jit(
+    jax.value_and_grad(lambda s: jax.vmap(lambda x: baseline_sw(x, go, ge, 0.8))(s).sum())
+  )
   return {"ours": ours, "ours-autodiff": ours_ad, "baseline": base}
 
 
@@ -109,21 +112,33 @@ def main() -> None:
   p.add_argument("--rounds", type=int, default=15)
   p.add_argument("--calls", type=int, default=5)
   p.add_argument("--skip-baseline", action="store_true")
-  p.add_argument("--cpu-loops", choices=["off", "on", "both"], default="both",
-                 help="XLA option of lac_jax.cpu_loops: off = XLA defaults only; on = this "
-                 "process with the option; both = defaults, then ours without and with the "
-                 "option in alternating child processes.")
-  p.add_argument("--repeats", type=int, default=3,
-                 help="--cpu-loops both: alternating child runs per setting (best is kept)")
+  p.add_argument(
+    "--cpu-loops",
+    choices=["off", "on", "both"],
+    default="both",
+    help="XLA option of lac_jax.cpu_loops: off = XLA defaults only; on = this "
+    "process with the option; both = defaults, then ours without and with the "
+    "option in alternating child processes.",
+  )
+  p.add_argument(
+    "--repeats",
+    type=int,
+    default=3,
+    help="--cpu-loops both: alternating child runs per setting (best is kept)",
+  )
   p.add_argument("--json", action="store_true", help="print our times as one JSON line")
   args = p.parse_args()
   option = "on" if args.cpu_loops == "on" else "off"
   if not args.json:
-    print(f"jax {jax.__version__} on {jax.devices()[0].device_kind} "
-          f"({jax.devices()[0].platform}); float32, gamma 0.8; value+grad w.r.t. sim; "
-          f"cpu_loops option {option}")
-  header = (f"{'T':>4} {'B':>4} {'penalties':>9} | {'ours ms':>8} {'autodiff ms':>11} "
-            f"{'baseline ms':>11} | {'speed-up':>8} | {'compile s (ours/base)':>21}")
+    print(
+      f"jax {jax.__version__} on {jax.devices()[0].device_kind} "
+      f"({jax.devices()[0].platform}); float32, gamma 0.8; value+grad w.r.t. sim; "
+      f"cpu_loops option {option}"
+    )
+  header = (
+    f"{'T':>4} {'B':>4} {'penalties':>9} | {'ours ms':>8} {'autodiff ms':>11} "
+    f"{'baseline ms':>11} | {'speed-up':>8} | {'compile s (ours/base)':>21}"
+  )
   if not args.json:
     print(header)
     print("-" * len(header))
@@ -140,8 +155,9 @@ def main() -> None:
             continue
           # The baseline is 10-200x slower: fewer calls give the same precision.
           slow = name == "baseline"
-          res[name] = time_fn(fn, x, max(3, args.rounds // 5) if slow else args.rounds,
-                              1 if slow else args.calls)
+          res[name] = time_fn(
+            fn, x, max(3, args.rounds // 5) if slow else args.rounds, 1 if slow else args.calls
+          )
         # Same values as the baseline (a cheap guard against timing a wrong kernel).
         if "baseline" in res:
           v1, g1 = fns["ours"](x)
@@ -153,15 +169,25 @@ def main() -> None:
         if args.json:
           continue
         base = res.get("baseline", (float("nan"), float("nan")))
-        rows.append({"T": t, "B": b, "penalties": "per-cell" if per_cell else "scalar",
-                     "ours_s": res["ours"][0], "autodiff_s": res["ours-autodiff"][0],
-                     "baseline_s": None if "baseline" not in res else base[0],
-                     "compile_ours_s": res["ours"][1],
-                     "compile_baseline_s": None if "baseline" not in res else base[1]})
-        print(f"{t:>4} {b:>4} {'per-cell' if per_cell else 'scalar':>9} | "
-              f"{res['ours'][0] * 1e3:>8.2f} {res['ours-autodiff'][0] * 1e3:>11.2f} "
-              f"{base[0] * 1e3:>11.2f} | {base[0] / res['ours'][0]:>7.1f}x | "
-              f"{res['ours'][1]:>9.2f} / {base[1]:>8.2f}", flush=True)
+        rows.append(
+          {
+            "T": t,
+            "B": b,
+            "penalties": "per-cell" if per_cell else "scalar",
+            "ours_s": res["ours"][0],
+            "autodiff_s": res["ours-autodiff"][0],
+            "baseline_s": None if "baseline" not in res else base[0],
+            "compile_ours_s": res["ours"][1],
+            "compile_baseline_s": None if "baseline" not in res else base[1],
+          }
+        )
+        print(
+          f"{t:>4} {b:>4} {'per-cell' if per_cell else 'scalar':>9} | "
+          f"{res['ours'][0] * 1e3:>8.2f} {res['ours-autodiff'][0] * 1e3:>11.2f} "
+          f"{base[0] * 1e3:>11.2f} | {base[0] / res['ours'][0]:>7.1f}x | "
+          f"{res['ours'][1]:>9.2f} / {base[1]:>8.2f}",
+          flush=True,
+        )
   if args.json:
     print(json.dumps(ours))
     return
@@ -181,14 +207,28 @@ def compare_cpu_loops(args) -> list[dict]:
   best = {"off": {}, "on": {}}
   for _ in range(args.repeats):
     for option in ("off", "on"):
-      cmd = [sys.executable, __file__, f"--cpu-loops={option}", "--json", "--skip-baseline",
-             "--rounds", str(args.rounds), "--calls", str(args.calls),
-             "--sizes", *map(str, args.sizes), "--batches", *map(str, args.batches)]
+      cmd = [
+        sys.executable,
+        __file__,
+        f"--cpu-loops={option}",
+        "--json",
+        "--skip-baseline",
+        "--rounds",
+        str(args.rounds),
+        "--calls",
+        str(args.calls),
+        "--sizes",
+        *map(str, args.sizes),
+        "--batches",
+        *map(str, args.batches),
+      ]
       out = subprocess.run(cmd, check=True, capture_output=True, text=True).stdout
       for key, sec in json.loads(out.strip().splitlines()[-1]).items():
         best[option][key] = min(sec, best[option].get(key, float("inf")))
-  print(f"\nours without / with lac_jax.cpu_loops.enable() ({cpu_loops.OPTION}="
-        f"{cpu_loops.DEFAULT_BYTES}): best of {args.repeats} alternating child processes")
+  print(
+    f"\nours without / with lac_jax.cpu_loops.enable() ({cpu_loops.OPTION}="
+    f"{cpu_loops.DEFAULT_BYTES}): best of {args.repeats} alternating child processes"
+  )
   header = f"{'T':>4} {'B':>4} {'penalties':>9} | {'default ms':>10} {'option ms':>9} | speed-up"
   print(header)
   print("-" * len(header))
@@ -196,10 +236,14 @@ def compare_cpu_loops(args) -> list[dict]:
   for key, t_default in best["off"].items():
     t, b, pen = key.split()
     t_opt = best["on"][key]
-    print(f"{t:>4} {b:>4} {pen:>9} | {t_default * 1e3:>10.2f} {t_opt * 1e3:>9.2f} | "
-          f"{t_default / t_opt:>7.2f}x", flush=True)
-    rows.append({"T": int(t), "B": int(b), "penalties": pen, "default_s": t_default,
-                 "cpu_loops_s": t_opt})
+    print(
+      f"{t:>4} {b:>4} {pen:>9} | {t_default * 1e3:>10.2f} {t_opt * 1e3:>9.2f} | "
+      f"{t_default / t_opt:>7.2f}x",
+      flush=True,
+    )
+    rows.append(
+      {"T": int(t), "B": int(b), "penalties": pen, "default_s": t_default, "cpu_loops_s": t_opt}
+    )
   return rows
 
 

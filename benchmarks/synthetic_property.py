@@ -94,10 +94,12 @@ def pixel_distances(end_state: str, size: int = 32) -> dict[str, float]:
       later = t + max(1, tl.durations[0] // 4)
       if later < tl.phase_ends[0]:
         step.append(d(t, later))
-  return {"first_vs_last": float(np.mean(first_last)),
-          "first_vs_mid_pour": float(np.mean(first_pour)),
-          "reach_vs_mirrored_return": float(np.mean(mirror)),
-          "reach_vs_quarter_phase_later": float(np.mean(step))}
+  return {
+    "first_vs_last": float(np.mean(first_last)),
+    "first_vs_mid_pour": float(np.mean(first_pour)),
+    "reach_vs_mirrored_return": float(np.mean(mirror)),
+    "reach_vs_quarter_phase_later": float(np.mean(step)),
+  }
 
 
 GROUND_TRUTHS = ("pose", "pose+fill")
@@ -119,16 +121,18 @@ def ground_truth_embedding(index: int, split: str, end_state: str, kind: str) ->
   return np.stack(columns, 1).astype(np.float64)
 
 
-def tau_by_side(embs: list[np.ndarray], labels: list[np.ndarray],
-                mirrored: np.ndarray) -> dict[str, float]:
+def tau_by_side(
+  embs: list[np.ndarray], labels: list[np.ndarray], mirrored: np.ndarray
+) -> dict[str, float]:
   """Kendall's tau (x100, the evaluation's stride) over all val pairs, over the pairs whose
   videos are both mirrored or both not (same side), and over the others (opposite sides)."""
-  per_pair = metrics.kendalls_tau(embs, config_lib.eval_config().tau_stride,
-                                  labels=labels).per_pair
+  per_pair = metrics.kendalls_tau(embs, config_lib.eval_config().tau_stride, labels=labels).per_pair
   same = (mirrored[:, None] == mirrored[None, :]) & ~np.eye(len(mirrored), dtype=bool)
-  return {"tau_same_side": 100.0 * float(np.nanmean(per_pair[same])),
-          "tau_opposite_sides": 100.0 * float(np.nanmean(per_pair[mirrored[:, None] !=
-                                                                  mirrored[None, :]]))}
+  return {
+    "tau_same_side": 100.0 * float(np.nanmean(per_pair[same])),
+    "tau_opposite_sides": 100.0
+    * float(np.nanmean(per_pair[mirrored[:, None] != mirrored[None, :]])),
+  }
 
 
 def ground_truth_rows() -> dict[str, dict[str, float]]:
@@ -139,10 +143,10 @@ def ground_truth_rows() -> dict[str, dict[str, float]]:
   rows = {}
   for end_state in END_STATES:
     for kind in GROUND_TRUTHS:
-      embs = {s: [ground_truth_embedding(i, s, end_state, kind) for i in range(n)]
-              for s, n in sizes}
-      row = metrics.evaluate_embeddings(embs["train"], labels["train"], embs["val"],
-                                        labels["val"])
+      embs = {
+        s: [ground_truth_embedding(i, s, end_state, kind) for i in range(n)] for s, n in sizes
+      }
+      row = metrics.evaluate_embeddings(embs["train"], labels["train"], embs["val"], labels["val"])
       row.update(tau_by_side(embs["val"], labels["val"], mirrored))
       rows[f"{end_state}: {kind}"] = row
   return rows
@@ -160,38 +164,48 @@ def embedding_diagnostics(workdir: str) -> dict[str, float]:
   ``centred``: the metrics after subtracting each video's mean embedding."""
   from sklearn import linear_model  # pylint: disable=g-import-not-at-top
   from lac_jax import data as data_lib, evaluate, inference  # pylint: disable=g-import-not-at-top
+
   trained = inference.load_trained(workdir)
   config = trained.config
   eval_config = config.eval
   size = evaluate.eval_image_size(config)
   splits = {s: data_lib.load_split(config.data, s) for s in ("train", "val")}
-  embs = evaluate.embed_videos(trained.model, trained.variables,
-                               splits["train"] + splits["val"], image_size=size, log=lambda m: None)
+  embs = evaluate.embed_videos(
+    trained.model,
+    trained.variables,
+    splits["train"] + splits["val"],
+    image_size=size,
+    log=lambda m: None,
+  )
   n = len(splits["train"])
   labels = [v.labels for v in splits["train"] + splits["val"]]
   row = metrics.evaluate_embeddings(embs[:n], labels[:n], embs[n:], labels[n:], eval_config)
   centred = [e - e.mean(0, keepdims=True) for e in embs]
-  row_c = metrics.evaluate_embeddings(centred[:n], labels[:n], centred[n:], labels[n:],
-                                      eval_config)
+  row_c = metrics.evaluate_embeddings(centred[:n], labels[:n], centred[n:], labels[n:], eval_config)
   x, y = np.concatenate(embs[:n]), np.concatenate(labels[:n])
   xv, yv = np.concatenate(embs[n:]), np.concatenate(labels[n:])
-  pred = linear_model.LogisticRegression(C=1.0, solver="lbfgs", max_iter=100000).fit(
-      x, y).predict(xv)
+  pred = (
+    linear_model.LogisticRegression(C=1.0, solver="lbfgs", max_iter=100000).fit(x, y).predict(xv)
+  )
   wrong = pred != yv
   mirror = np.array([(int(a), int(b)) in MIRRORS for a, b in zip(yv, pred)])
   every = np.concatenate(embs)
   means = np.stack([e.mean(0) for e in embs])
   weights = np.array([len(e) for e in embs], float)
-  between = float(np.sum(weights[:, None] * (means - every.mean(0)) ** 2) /
-                  np.sum((every - every.mean(0)) ** 2))
+  between = float(
+    np.sum(weights[:, None] * (means - every.mean(0)) ** 2) / np.sum((every - every.mean(0)) ** 2)
+  )
   out = {k: float(row[k]) for k in COLUMNS}
   out.update({f"centred_{k}": float(row_c[k]) for k in COLUMNS})
-  mirrored = np.array([synthetic.is_mirrored(i, "val", config.data.synthetic)
-                       for i in range(len(splits["val"]))])
+  mirrored = np.array(
+    [synthetic.is_mirrored(i, "val", config.data.synthetic) for i in range(len(splits["val"]))]
+  )
   out.update(tau_by_side(embs[n:], labels[n:], mirrored))
-  out.update(class_error=100.0 * float(wrong.mean()),
-             mirror_share=100.0 * float(mirror[wrong].mean()) if wrong.any() else 0.0,
-             between_video=100.0 * between)
+  out.update(
+    class_error=100.0 * float(wrong.mean()),
+    mirror_share=100.0 * float(mirror[wrong].mean()) if wrong.any() else 0.0,
+    between_video=100.0 * between,
+  )
   return out
 
 
@@ -206,7 +220,10 @@ def train_settings(methods: list[str], end_states: list[str]) -> seeds.Settings:
       config = METHOD_CONFIG.get(method, f"configs/synthetic.py:{method}")
       overrides = {} if end_state == "start" else {"data.synthetic.end_state": end_state}
       settings[setting_name(method, end_state)] = (
-          config, overrides, f"{method.upper()}, synthetic end_state={end_state!r}")
+        config,
+        overrides,
+        f"{method.upper()}, synthetic end_state={end_state!r}",
+      )
   return settings
 
 
@@ -216,14 +233,16 @@ def _row(name: str, values: dict[str, str], width: int) -> str:
 
 def main() -> None:
   parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-  parser.add_argument("--part", choices=("generator", "training", "embeddings", "all"),
-                      default="all")
+  parser.add_argument(
+    "--part", choices=("generator", "training", "embeddings", "all"), default="all"
+  )
   parser.add_argument("--methods", nargs="+", default=["lac", "lav"])
   parser.add_argument("--seeds", nargs="+", type=int, default=[0, 1])
   parser.add_argument("--end_states", nargs="+", default=list(END_STATES), choices=END_STATES)
   parser.add_argument("--workdir", default=os.path.join(ROOT, "runs", "methods"))
-  parser.add_argument("--output", default=os.path.join(ROOT, "benchmarks", "results",
-                                                       "synthetic_property.json"))
+  parser.add_argument(
+    "--output", default=os.path.join(ROOT, "benchmarks", "results", "synthetic_property.json")
+  )
   args = parser.parse_args()
   headers = dict(tables.table_columns(COLUMNS))
   out = {}
@@ -235,19 +254,25 @@ def main() -> None:
     truth = ground_truth_rows()
     width = max(map(len, truth)) + 2
     print("\nGround-truth embeddings (the generator's state; metrics x100):")
-    print("".ljust(width) + "".join(f"{headers[k]:>16}" for k in COLUMNS) +
-          "".join(f"{k:>20}" for k in SIDES))
+    print(
+      "".ljust(width)
+      + "".join(f"{headers[k]:>16}" for k in COLUMNS)
+      + "".join(f"{k:>20}" for k in SIDES)
+    )
     for name, row in truth.items():
-      print(_row(name, {k: f"{row[k]:.2f}" for k in COLUMNS}, width) +
-            "".join(f"{row[k]:>20.2f}" for k in SIDES))
+      print(
+        _row(name, {k: f"{row[k]:.2f}" for k in COLUMNS}, width)
+        + "".join(f"{row[k]:>20.2f}" for k in SIDES)
+      )
     out.update(pixels=pixels, ground_truth=truth)
   if args.part in ("training", "all"):
     settings = train_settings(args.methods, args.end_states)
     runs = seeds.run_all(settings, list(settings), args.seeds, args.workdir)
     means, stds = {}, {}
     for setting, by_seed in runs.items():
-      means[setting], stds[setting] = seeds.stats([r["rows"][seeds.TRAINED]
-                                                   for r in by_seed.values()])
+      means[setting], stds[setting] = seeds.stats(
+        [r["rows"][seeds.TRAINED] for r in by_seed.values()]
+      )
     width = max(map(len, means)) + 2
     print(f"\nTrained, seeds {args.seeds} (mean ± std):")
     print("".ljust(width) + "".join(f"{headers[k]:>16}" for k in COLUMNS))
@@ -261,12 +286,20 @@ def main() -> None:
         for method in [m for m in args.methods if m != "lac"]:
           s = setting_name(method, end_state)
           gaps[s] = {k: means[s][k] - means[ref][k] for k in COLUMNS}
-          cells = {k: f"{gaps[s][k]:+.2f}" + ("*" if abs(gaps[s][k]) > stds[s][k] + stds[ref][k]
-                                               else " ") for k in COLUMNS}
+          cells = {
+            k: f"{gaps[s][k]:+.2f}" + ("*" if abs(gaps[s][k]) > stds[s][k] + stds[ref][k] else " ")
+            for k in COLUMNS
+          }
           print(_row(f"{s} - {ref}", cells, width + 8))
-    out.update(settings={s: {"config": c, "overrides": o, "description": d}
-                         for s, (c, o, d) in settings.items()},
-               runs=runs, mean=means, std=stds, difference_from_lac=gaps)
+    out.update(
+      settings={
+        s: {"config": c, "overrides": o, "description": d} for s, (c, o, d) in settings.items()
+      },
+      runs=runs,
+      mean=means,
+      std=stds,
+      difference_from_lac=gaps,
+    )
   if args.part in ("embeddings", "all"):
     diagnostics = {}
     for setting in train_settings(args.methods, args.end_states):
@@ -275,12 +308,21 @@ def main() -> None:
         if seeds.read_rows(run_dir) is not None:
           diagnostics[f"{setting} seed {seed}"] = embedding_diagnostics(run_dir)
     if diagnostics:
-      keys = ("class_error", "mirror_share", "between_video", "tau", "tau_same_side",
-              "tau_opposite_sides", "centred_tau")
+      keys = (
+        "class_error",
+        "mirror_share",
+        "between_video",
+        "tau",
+        "tau_same_side",
+        "tau_opposite_sides",
+        "centred_tau",
+      )
       width = max(map(len, diagnostics)) + 2
-      print("\nTrained encoders: Class 100 errors (%), % of them that are the retraced phase, % "
-            "of the variance between videos, tau (all, same-side, opposite-side pairs; per-video "
-            "centred):")
+      print(
+        "\nTrained encoders: Class 100 errors (%), % of them that are the retraced phase, % "
+        "of the variance between videos, tau (all, same-side, opposite-side pairs; per-video "
+        "centred):"
+      )
       print("".ljust(width) + "".join(f"{k:>20}" for k in keys))
       for name, d in diagnostics.items():
         print(name.ljust(width) + "".join(f"{d[k]:>20.2f}" for k in keys))

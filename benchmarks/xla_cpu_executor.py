@@ -50,8 +50,9 @@ def body_thunks(hlo_text: str) -> int:
   bodies = re.findall(r"body=%?([\w.\-]+)", hlo_text)
   if len(bodies) != 1:
     raise ValueError(f"expected one while loop in the compiled HLO, found {len(bodies)}")
-  match = re.search(r"^%?" + re.escape(bodies[0]) + r" .*?\{\n(.*?)\n\}", hlo_text,
-                    re.MULTILINE | re.DOTALL)
+  match = re.search(
+    r"^%?" + re.escape(bodies[0]) + r" .*?\{\n(.*?)\n\}", hlo_text, re.MULTILINE | re.DOTALL
+  )
   if match is None:
     raise ValueError(f"loop body {bodies[0]} not found in the compiled HLO")
   ops = re.findall(r"=\s+\S+\s+([\w\-]+)\(", match.group(1))
@@ -60,12 +61,14 @@ def body_thunks(hlo_text: str) -> int:
 
 def make_loop(arrays: int, steps: int):
   """A jitted scan whose body updates ``arrays`` carried arrays, one fused kernel each."""
+
   def loop(carry):
     def step(c, _):
-      new = tuple(jnp.exp(-jnp.abs(a)) * 0.5 + c[(i + 1) % arrays] * 0.25
-                  for i, a in enumerate(c))
+      new = tuple(jnp.exp(-jnp.abs(a)) * 0.5 + c[(i + 1) % arrays] * 0.25 for i, a in enumerate(c))
       return new, new[0][0, 0]
+
     return jax.lax.scan(step, carry, None, length=steps)[1]
+
   return jax.jit(loop)
 
 
@@ -74,16 +77,22 @@ def main() -> None:
   parser.add_argument("--arrays", type=int, nargs="+", default=[2, 3, 4, 6, 8, 12])
   parser.add_argument("--width", type=int, default=64)
   parser.add_argument("--batch", type=int, default=1)
-  parser.add_argument("--steps", type=int, default=254,
-                      help="loop iterations (254: forward + backward steps of one T=64 pair)")
+  parser.add_argument(
+    "--steps",
+    type=int,
+    default=254,
+    help="loop iterations (254: forward + backward steps of one T=64 pair)",
+  )
   parser.add_argument("--rounds", type=int, default=15)
   parser.add_argument("--calls", type=int, default=30)
   args = parser.parse_args()
   if any(n < 1 for n in args.arrays) or min(args.width, args.batch, args.steps) < 1:
     parser.error("--arrays, --width, --batch and --steps must all be >= 1")
 
-  print(f"jax {jax.__version__} on {jax.devices()[0].platform}; body arrays [{args.width}, "
-        f"{args.batch}] float32, {args.steps} iterations; median of {args.rounds} rounds")
+  print(
+    f"jax {jax.__version__} on {jax.devices()[0].platform}; body arrays [{args.width}, "
+    f"{args.batch}] float32, {args.steps} iterations; median of {args.rounds} rounds"
+  )
   print(f"{'arrays':>6} {'thunks':>6} {'in order':>8} | {'us / iteration':>14} | vs first row")
   first, rows = None, []
   for n in args.arrays:
@@ -101,10 +110,13 @@ def main() -> None:
     per_step = statistics.median(times)
     first = first or per_step
     in_order = "yes" if thunks <= SEQUENTIAL_THUNKS else "no"
-    print(f"{n:>6} {thunks:>6} {in_order:>8} | {per_step:>14.2f} | {per_step / first:>10.2f}x",
-          flush=True)
-    rows.append({"arrays": n, "thunks": thunks, "in_order": in_order == "yes",
-                 "us_per_iteration": per_step})
+    print(
+      f"{n:>6} {thunks:>6} {in_order:>8} | {per_step:>14.2f} | {per_step / first:>10.2f}x",
+      flush=True,
+    )
+    rows.append(
+      {"arrays": n, "thunks": thunks, "in_order": in_order == "yes", "us_per_iteration": per_step}
+    )
   results.write("xla_cpu_executor", vars(args), rows)
 
 

@@ -3,10 +3,10 @@
 Config files import this module as ``configs.common`` (they put the repository root on the path
 themselves, so they run from any directory) and ``lac_jax.config``, nothing else.
 
-Each component's defaults (``lac_jax.config.base_config()``) already are the paper's and the official
-code's hyperparameters (ResNet-50 cut at conv4c, 64 frames per view, 2 videos per step, Adam
-1e-4 with L2 1e-5, clip 10, per-epoch cosine over 300 epochs, gamma = tau = 0.8, var 10,
-alpha 0.01, beta 1, gap penalties with lr 0.1); the presets only set what differs.
+Each component's defaults (``lac_jax.config.base_config()``) already are the paper's and the
+official code's hyperparameters (ResNet-50 cut at conv4c, 64 frames per view, 2 videos per step,
+Adam 1e-4 with L2 1e-5, clip 10, per-epoch cosine over 300 epochs, gamma = tau = 0.8, var 10, alpha
+0.01, beta 1, gap penalties with lr 0.1); the presets only set what differs.
 """
 
 import ml_collections
@@ -40,13 +40,16 @@ def parse_arg(arg, choices=None, **defaults):
         key = free.pop(0)
       else:
         known = "; ".join(f"{k}: {list(v)}" for k, v in choices.items())
-        raise ValueError(f"config argument {arg!r}: {item!r} has no key= and is no accepted "
-                         f"value" + (f" ({known})" if known else f" (keys: {keys})"))
+        raise ValueError(
+          f"config argument {arg!r}: {item!r} has no key= and is no accepted "
+          f"value" + (f" ({known})" if known else f" (keys: {keys})")
+        )
     if key not in defaults:
       raise ValueError(f"config argument {arg!r}: unknown key {key!r}; expected {keys}")
     if key in choices and value not in choices[key]:
-      raise ValueError(f"config argument {arg!r}: {key}={value!r} is not one of "
-                       f"{list(choices[key])}")
+      raise ValueError(
+        f"config argument {arg!r}: {key}={value!r} is not one of {list(choices[key])}"
+      )
     default = defaults[key]
     try:
       if isinstance(default, bool):
@@ -56,8 +59,9 @@ def parse_arg(arg, choices=None, **defaults):
       else:
         out[key] = type(default)(value) if default is not None else value
     except ValueError:
-      raise ValueError(f"config argument {arg!r}: {key}={value!r} is not a "
-                       f"{type(default).__name__}") from None
+      raise ValueError(
+        f"config argument {arg!r}: {key}={value!r} is not a {type(default).__name__}"
+      ) from None
   return out
 
 
@@ -76,8 +80,9 @@ def paper() -> ml_collections.ConfigDict:
   return config
 
 
-def apply_method(config: ml_collections.ConfigDict, method: str,
-                 dataset: str = "") -> ml_collections.ConfigDict:
+def apply_method(
+  config: ml_collections.ConfigDict, method: str, dataset: str = ""
+) -> ml_collections.ConfigDict:
   """``config`` trained with ``method``'s loss (its own paper's and code's defaults) and, for
   Pouring / PennAction, the official LAC code's training settings for it (batch, frames per
   view, epochs, embedding normalisation; the conv embedders as our head without transformer

@@ -24,10 +24,17 @@ from lac_jax.data import penn_action
 
 
 def get_config(arg=None):
-  """``arg``: ``'<action>[,<method>][,official_code]'`` or ``'action=...,method=...,preset=...'``."""
-  args = common.parse_arg(arg, {"action": penn_action.ACTIONS, "method": common.METHODS,
-                                "preset": common.PRESETS},
-                          action="baseball_pitch", method="lac", preset="paper")
+  """The config of one PennAction action.
+
+  ``arg``: ``'<action>[,<method>][,official_code]'``, or ``'action=...,method=...,preset=...'``.
+  """
+  args = common.parse_arg(
+    arg,
+    {"action": penn_action.ACTIONS, "method": common.METHODS, "preset": common.PRESETS},
+    action="baseball_pitch",
+    method="lac",
+    preset="paper",
+  )
   config = common.paper()
   config.data.dataset = "penn_action"  # the CARL/LAC release
   config.data.action = args.action  # one action per run, as the paper

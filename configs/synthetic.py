@@ -2,15 +2,14 @@
 
   python -m lac_jax.main --config=configs/synthetic.py --workdir=runs/synthetic
 
-Evaluates the untrained encoder first and the trained one at the end, and prints both rows of
-the paper's table side by side (also in runs/synthetic/eval/summary.json). The loss is the
-paper's (`lac_jax.losses.lac.default_config('paper')`); only the model size, the frames, the augmentation
-strength, the learning rate and the length are scaled down, and the positional encoding is
-off (``model.pe_positions='none'``): with the official encoding the *untrained* encoder
-already scores Progress ~93 and Tau ~99 here, because the encoding alone tells how far into
-the video a frame is, which hides what training learns. Without it, the untrained row shows
-what random features of the frames give, and the trained row what LAC learned from them
-(measured in the README).
+Evaluates the untrained encoder first and the trained one at the end, and prints both rows of the
+paper's table side by side (also in runs/synthetic/eval/summary.json). The loss is the paper's
+(`lac_jax.losses.lac.default_config('paper')`); only the model size, the frames, the augmentation
+strength, the learning rate and the length are scaled down, and the positional encoding is off
+(``model.pe_positions='none'``): with the official encoding the *untrained* encoder already scores
+Progress ~93 and Tau ~99 here, because the encoding alone tells how far into the video a frame is,
+which hides what training learns. Without it, the untrained row shows what random features of the
+frames give, and the trained row what LAC learned from them (measured in the README).
 """
 
 import os

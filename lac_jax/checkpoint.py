@@ -52,8 +52,9 @@ def check_workdir(workdir: str) -> str:
     probe = parent
   if os.path.exists(probe) and not os.path.isdir(probe):
     raise NotADirectoryError(
-        f"--workdir {workdir!r}: {probe!r} is a file, expected a directory (the run's "
-        "checkpoints, metrics and evaluation results go there; it is created if missing)")
+      f"--workdir {workdir!r}: {probe!r} is a file, expected a directory (the run's "
+      "checkpoints, metrics and evaluation results go there; it is created if missing)"
+    )
   return path
 
 
@@ -72,8 +73,10 @@ def _merge(target: ml_collections.ConfigDict, values: dict, where: str) -> None:
   for key, value in values.items():
     name = f"{where}.{key}" if where else key
     if key not in target:
-      raise ValueError(f"field {name!r} is not in this version's config (the run was written "
-                       "by another version of lac_jax?); pass the training config with --config")
+      raise ValueError(
+        f"field {name!r} is not in this version's config (the run was written "
+        "by another version of lac_jax?); pass the training config with --config"
+      )
     if isinstance(target[key], ml_collections.ConfigDict) and isinstance(value, dict):
       _merge(target[key], value, name)
       continue
@@ -102,9 +105,11 @@ def _rename(values: dict, renamed: Mapping[str, str]) -> None:
     section[last] = value
 
 
-def read_config(workdir: str, template: Union[ml_collections.ConfigDict,
-                                               Callable[[dict], ml_collections.ConfigDict]],
-                renamed: Optional[Mapping[str, str]] = None) -> ml_collections.ConfigDict:
+def read_config(
+  workdir: str,
+  template: Union[ml_collections.ConfigDict, Callable[[dict], ml_collections.ConfigDict]],
+  renamed: Optional[Mapping[str, str]] = None,
+) -> ml_collections.ConfigDict:
   """The config saved in ``workdir/config.json``, merged into a copy of ``template`` (or of
   ``template(values)``, the template for the saved values, e.g. with their loss's fields).
   ``renamed``: ``{old: new}`` dotted paths of fields that moved since older runs were saved.
@@ -117,8 +122,9 @@ def read_config(workdir: str, template: Union[ml_collections.ConfigDict,
   path = os.path.join(workdir, CONFIG_FILE)
   if not os.path.isfile(path):
     raise FileNotFoundError(
-        f"{path} not found (runs trained before lac_jax saved its config there have none): "
-        "pass the config the run was trained with, e.g. --config=configs/synthetic.py")
+      f"{path} not found (runs trained before lac_jax saved its config there have none): "
+      "pass the config the run was trained with, e.g. --config=configs/synthetic.py"
+    )
   values = files.read_json_object(path, path)
   _rename(values, renamed or {})
   if callable(template):
@@ -148,8 +154,10 @@ def _flatten(tree: Any, prefix: str = "") -> dict[str, Any]:
 def _map_leaves(fn: Callable[[str, Any], Any], tree: Any, prefix: str = "") -> Any:
   """Nested dicts with ``fn(path, leaf)`` for each leaf (paths as in `_flatten`)."""
   if isinstance(tree, Mapping):
-    return {key: _map_leaves(fn, value, f"{prefix}/{key}" if prefix else str(key))
-            for key, value in tree.items()}
+    return {
+      key: _map_leaves(fn, value, f"{prefix}/{key}" if prefix else str(key))
+      for key, value in tree.items()
+    }
   return fn(prefix, tree) if tree is not None else None
 
 
@@ -168,16 +176,20 @@ def _check_fits(saved: dict[str, Any], want: dict[str, Any], where: str) -> None
     if path not in saved:
       problem = f"the config's state has {path} {list(shape)}, the checkpoint not"
     elif tuple(getattr(saved[path], "shape", ()) or ()) != shape:
-      problem = (f"{path} has shape {list(saved[path].shape)} in the checkpoint, {list(shape)} "
-                 "in the config's state")
+      problem = (
+        f"{path} has shape {list(saved[path].shape)} in the checkpoint, {list(shape)} "
+        "in the config's state"
+      )
     if problem:
       break
   extra = sorted(set(saved) - set(want))
   if problem is None and extra:
     problem = f"the checkpoint has {extra[0]}, which the config's state lacks"
   if problem:
-    raise ValueError(f"Checkpoint {where} does not match the state built from the config (was "
-                     f"it written with another model/loss/data config?): {problem}")
+    raise ValueError(
+      f"Checkpoint {where} does not match the state built from the config (was "
+      f"it written with another model/loss/data config?): {problem}"
+    )
 
 
 def _cast_like(x: Any, like: Any) -> Any:
@@ -239,10 +251,11 @@ class Checkpoints:
       raise ValueError(f"config.train.keep_checkpoints: need >= 1, got {keep}")
     self.directory = os.path.abspath(directory)
     options = ocp.CheckpointManagerOptions(max_to_keep=keep, create=True)
-    handlers = {STATE_ITEM: ocp.StandardCheckpointHandler(),
-                CHECKSUMS_ITEM: ocp.JsonCheckpointHandler()}
-    self._manager = ocp.CheckpointManager(self.directory, options=options,
-                                          item_handlers=handlers)
+    handlers = {
+      STATE_ITEM: ocp.StandardCheckpointHandler(),
+      CHECKSUMS_ITEM: ocp.JsonCheckpointHandler(),
+    }
+    self._manager = ocp.CheckpointManager(self.directory, options=options, item_handlers=handlers)
     self._reader = ocp.StandardCheckpointHandler()  # reads one step's state item (`restore`)
 
   def latest_step(self) -> Optional[int]:
@@ -263,14 +276,20 @@ class Checkpoints:
       return
     host = jax.device_get(serialization.to_state_dict(state))
     # Only the primary process writes the JSON item: the others skip the hashing.
-    sums = ({path: array_checksum(x) for path, x in _flatten(host).items()}
-            if jax.process_index() == 0 else {})
-    args = ocp.args.Composite(**{STATE_ITEM: ocp.args.StandardSave(host),
-                                 CHECKSUMS_ITEM: ocp.args.JsonSave({CHECKSUM_KEY: sums})})
+    sums = (
+      {path: array_checksum(x) for path, x in _flatten(host).items()}
+      if jax.process_index() == 0
+      else {}
+    )
+    args = ocp.args.Composite(
+      **{
+        STATE_ITEM: ocp.args.StandardSave(host),
+        CHECKSUMS_ITEM: ocp.args.JsonSave({CHECKSUM_KEY: sums}),
+      }
+    )
     self._manager.save(int(step), args=args, force=True)
 
-  def restore(self, template: Any, step: Optional[int] = None, *,
-              move_damaged: bool = True) -> Any:
+  def restore(self, template: Any, step: Optional[int] = None, *, move_damaged: bool = True) -> Any:
     """``template`` with every array replaced by the checkpoint's: the newest intact one if
     ``step`` is None (a damaged newer one is reported with a warning and, with
     ``move_damaged``, moved to ``directory/damaged/``), else exactly ``step``.
@@ -297,14 +316,16 @@ class Checkpoints:
     """The saved state dict as nested dicts of NumPy arrays, without a template (inspection)."""
     return self.read(step)[1]
 
-  def _restore(self, target: Optional[dict], step: Optional[int],
-               move_damaged: bool) -> tuple[int, Any]:
+  def _restore(
+    self, target: Optional[dict], step: Optional[int], move_damaged: bool
+  ) -> tuple[int, Any]:
     """Tries ``step`` (or every step, newest first) until one reads intact on every process."""
     steps = self.all_steps()
     if (step is None and not steps) or (step is not None and int(step) not in steps):
       raise FileNotFoundError(
-          f"No checkpoint{'' if step is None else f' for step {step}'} in {self.directory} "
-          f"(steps present: {steps}); train first with --mode=train and the same --workdir")
+        f"No checkpoint{'' if step is None else f' for step {step}'} in {self.directory} "
+        f"(steps present: {steps}); train first with --mode=train and the same --workdir"
+      )
     candidates = [int(step)] if step is not None else steps[::-1]
     damaged: list[tuple[int, str]] = []
     for candidate in candidates:
@@ -323,13 +344,15 @@ class Checkpoints:
       if step is not None:
         raise ValueError(f"Checkpoint {self.directory}/{step} is damaged: {damaged[0][1]}")
       raise ValueError(
-          f"No intact checkpoint in {self.directory}, every one is damaged ({listed}); move "
-          "them out of the way to train from the start")
+        f"No intact checkpoint in {self.directory}, every one is damaged ({listed}); move "
+        "them out of the way to train from the start"
+      )
     if damaged and move_damaged:
       self._move_aside([s for s, _ in damaged])
     if damaged:
-      logging.warning("Restoring the newest intact checkpoint, %s/%d, instead",
-                      self.directory, candidate)
+      logging.warning(
+        "Restoring the newest intact checkpoint, %s/%d, instead", self.directory, candidate
+      )
     return candidate, restored
 
   def _read_verified(self, step: int, target: Optional[dict]) -> Any:
@@ -349,11 +372,18 @@ class Checkpoints:
       except Exception as e:  # pylint: disable=broad-except  (any read error: damaged)
         raise DamagedCheckpoint(f"its metadata cannot be read: {_first_line(e)}") from e
       _check_fits(saved, _flatten(target), where)
-      recast = {path: leaf for path, leaf in _flatten(target).items()
-                if _saved_dtype(saved[path]) not in (None, np.asarray(leaf).dtype)}
+      recast = {
+        path: leaf
+        for path, leaf in _flatten(target).items()
+        if _saved_dtype(saved[path]) not in (None, np.asarray(leaf).dtype)
+      }
       # Those are read as saved (the checksums are of the saved bytes), then cast.
-      target = _map_leaves(lambda path, leaf: np.zeros(np.shape(leaf), _saved_dtype(
-          saved[path])) if path in recast else leaf, target)
+      target = _map_leaves(
+        lambda path, leaf: (
+          np.zeros(np.shape(leaf), _saved_dtype(saved[path])) if path in recast else leaf
+        ),
+        target,
+      )
     sums_dir = epath.Path(where) / CHECKSUMS_ITEM
     verified = sums_dir.is_dir()
     # The item handlers, not the manager: its restore ends with a barrier that a process whose
@@ -365,8 +395,11 @@ class Checkpoints:
       _quiet_closed_loop_reports()
       raise DamagedCheckpoint(f"it cannot be read: {_first_line(e)}") from e
     if not verified:
-      logging.warning("Checkpoint %s has no checksums (written before lac_jax stored them): "
-                      "restored without verifying its arrays", where)
+      logging.warning(
+        "Checkpoint %s has no checksums (written before lac_jax stored them): "
+        "restored without verifying its arrays",
+        where,
+      )
     else:
       sums = saved_sums.get(CHECKSUM_KEY) if isinstance(saved_sums, dict) else None
       arrays = _flatten(state)
@@ -375,8 +408,7 @@ class Checkpoints:
       for path, value in arrays.items():
         if array_checksum(value) != sums[path]:
           raise DamagedCheckpoint(f"array {path} differs from its saved checksum")
-    return _map_leaves(lambda path, x: _cast_like(x, recast[path]) if path in recast else x,
-                       state)
+    return _map_leaves(lambda path, x: _cast_like(x, recast[path]) if path in recast else x, state)
 
   def _move_aside(self, steps: list[int]) -> None:
     """Process 0 moves each step's folder to ``damaged/`` (orbax then no longer lists it, and a

@@ -29,9 +29,13 @@ from lac_jax import logs
 flags.DEFINE_bool("debug", False, "On an error, show the traceback instead of one line.")
 USER_ERRORS = (FileNotFoundError, NotADirectoryError, ValueError, MemoryError)
 # OSError numbers that mean "this place cannot be written", and how the error line says it.
-STORAGE_ERRNOS = {errno.ENOSPC: "no space left on device", errno.EDQUOT: "disk quota exceeded",
-                  errno.EROFS: "read-only file system", errno.EACCES: "permission denied",
-                  errno.EPERM: "operation not permitted"}
+STORAGE_ERRNOS = {
+  errno.ENOSPC: "no space left on device",
+  errno.EDQUOT: "disk quota exceeded",
+  errno.EROFS: "read-only file system",
+  errno.EACCES: "permission denied",
+  errno.EPERM: "operation not permitted",
+}
 # tensorstore (orbax's writer) reports an OS error in its message: "... [os_error_code='28']".
 _TENSORSTORE_ERRNO = re.compile(r"\[os_error_code='(\d+)'\]")
 _TENSORSTORE_PATH = re.compile(r'(?:local file|Failed writing:) "([^"]+)"')
@@ -59,8 +63,7 @@ def run(program: str, main: Callable[[Sequence[str]], Optional[int]]) -> None:
         return 1
       if message is not None:
         raise
-      if distributed.is_multi_process() and not (isinstance(e, SystemExit) and
-                                                  e.code in (None, 0)):
+      if distributed.is_multi_process() and not (isinstance(e, SystemExit) and e.code in (None, 0)):
         traceback.print_exc()
         message = f"{type(e).__name__}: {str(e).strip().splitlines()[0] if str(e) else ''}"
         if distributed.peer_lost(e):
@@ -88,8 +91,11 @@ def _causes(error: BaseException) -> Iterator[BaseException]:
       continue
     seen.add(id(e))
     yield e
-    todo += [e.__cause__, None if e.__suppress_context__ else e.__context__,
-             *getattr(e, "exceptions", ())]
+    todo += [
+      e.__cause__,
+      None if e.__suppress_context__ else e.__context__,
+      *getattr(e, "exceptions", ()),
+    ]
 
 
 def storage_error(error: BaseException) -> Optional[str]:
@@ -116,6 +122,7 @@ def _check_config_files() -> None:
   """A ``--config`` file (of ml_collections, which reports a failed load only when the config
   is first used, in a long traceback) that does not exist is a one-line error."""
   from ml_collections import config_flags  # pylint: disable=g-import-not-at-top
+
   for name in list(flags.FLAGS):
     flag = flags.FLAGS[name]
     if not flag.present:
@@ -125,8 +132,10 @@ def _check_config_files() -> None:
     except (TypeError, flags.Error):  # not a config file flag
       continue
     if not os.path.isfile(filename.split(":", 1)[0]):  # 'file.py:argument'
-      raise FileNotFoundError(f"--{name}={filename}: no such file (a Python file with "
-                              "get_config(), e.g. configs/synthetic.py)")
+      raise FileNotFoundError(
+        f"--{name}={filename}: no such file (a Python file with "
+        "get_config(), e.g. configs/synthetic.py)"
+      )
 
 
 def _override_error(error: BaseException) -> str:
@@ -137,8 +146,9 @@ def _override_error(error: BaseException) -> str:
   key, _, hint = text.partition("\n")
   key = key.strip("'\"")
   flag = next((a.split("=")[0] for a in sys.argv[1:] if a.startswith("--") and key in a), key)
-  return (f"{flag}: the config has no field {key!r}" +
-          (f"; {hint.strip().rstrip('?')}?" if hint.strip() else ""))
+  return f"{flag}: the config has no field {key!r}" + (
+    f"; {hint.strip().rstrip('?')}?" if hint.strip() else ""
+  )
 
 
 def _close_progress_bars() -> None:
@@ -152,4 +162,3 @@ def _end_other_processes(message: str) -> None:
   """In a multi-process run: tell the other processes and exit now (see `distributed`)."""
   if distributed.is_multi_process():
     distributed.exit_after_failure(message)
-

@@ -33,11 +33,11 @@ lac_code_training = losses.lac_code_training  # name -> the official LAC code's 
 
 # Fields that moved: {old dotted path: new}. Runs saved before the move still load.
 RENAMED = {
-    "model.resnet_depth": "model.trunk_options.depth",
-    "model.cut": "model.trunk_options.cut",
-    "data.val_fraction": "data.videos.val_fraction",
-    "data.fps": "data.videos.fps",
-    "data.max_frames": "data.videos.max_frames",
+  "model.resnet_depth": "model.trunk_options.depth",
+  "model.cut": "model.trunk_options.cut",
+  "data.val_fraction": "data.videos.val_fraction",
+  "data.fps": "data.videos.fps",
+  "data.max_frames": "data.videos.max_frames",
 }
 
 
@@ -154,23 +154,28 @@ def check_backbone_weights(config: ml_collections.ConfigDict) -> None:
   weights = config.model.backbone_weights
   if weights is None and config.model.require_backbone_weights:
     raise ValueError(
-        "config.model.backbone_weights is unset, and this config starts from ImageNet weights "
-        "as the paper does: download https://download.pytorch.org/models/resnet50-11ad3fa6.pth, "
-        "convert it with python -m lac_jax.models.convert --checkpoint=resnet50-11ad3fa6.pth "
-        "--output=resnet50_flax.npz, then pass --config.model.backbone_weights=resnet50_flax.npz "
-        "(or --config.model.backbone_weights=random to train from random weights)")
+      "config.model.backbone_weights is unset, and this config starts from ImageNet weights "
+      "as the paper does: download https://download.pytorch.org/models/resnet50-11ad3fa6.pth, "
+      "convert it with python -m lac_jax.models.convert --checkpoint=resnet50-11ad3fa6.pth "
+      "--output=resnet50_flax.npz, then pass --config.model.backbone_weights=resnet50_flax.npz "
+      "(or --config.model.backbone_weights=random to train from random weights)"
+    )
   if weights not in (None, encoder_lib.RANDOM_WEIGHTS) and not os.path.isfile(weights):
-    raise FileNotFoundError(f"config.model.backbone_weights={weights!r}: no such file (a "
-                            "converted .npz, or a torchvision .pth / .safetensors)")
+    raise FileNotFoundError(
+      f"config.model.backbone_weights={weights!r}: no such file (a "
+      "converted .npz, or a torchvision .pth / .safetensors)"
+    )
 
 
-def _check_known(section: str, got: ml_collections.ConfigDict,
-                 reference: ml_collections.ConfigDict) -> None:
+def _check_known(
+  section: str, got: ml_collections.ConfigDict, reference: ml_collections.ConfigDict
+) -> None:
   """Unknown keys (typos) in a config section are errors, recursively."""
   unknown = sorted(set(got.keys()) - set(reference.keys()))
   if unknown:
-    raise ValueError(f"config.{section}: unknown fields {unknown}; expected a subset of "
-                     f"{sorted(reference.keys())}")
+    raise ValueError(
+      f"config.{section}: unknown fields {unknown}; expected a subset of {sorted(reference.keys())}"
+    )
   for key in got.keys():
     sub, ref = got[key], reference[key]
     if isinstance(sub, ml_collections.ConfigDict) and isinstance(ref, ml_collections.ConfigDict):
@@ -189,8 +194,9 @@ def prepare_config(config: ml_collections.ConfigDict) -> ml_collections.ConfigDi
   with config.unlocked():
     if "model" in config:
       model = config.model
-      model.trunk_options = trunks.resolve_options(model.get("trunk", "resnet"),
-                                                   model.get("trunk_options", {}))
+      model.trunk_options = trunks.resolve_options(
+        model.get("trunk", "resnet"), model.get("trunk_options", {})
+      )
     if "loss" in config:
       config.loss = losses.resolve(config.loss)
       for path, value in losses.data_requirements(config.loss).items():
@@ -210,8 +216,9 @@ def check_config(config: ml_collections.ConfigDict) -> None:
   missing = [s for s in SECTIONS if s not in config]
   unknown = sorted(set(config.keys()) - set(SECTIONS))
   if missing or unknown:
-    raise ValueError(f"config: expected the sections {list(SECTIONS)}; missing {missing}, "
-                     f"unknown {unknown}")
+    raise ValueError(
+      f"config: expected the sections {list(SECTIONS)}; missing {missing}, unknown {unknown}"
+    )
   model = encoder_lib.default_config()
   model.trunk_options = trunks.default_options(config.model.get("trunk", "resnet"))
   _check_known("model", config.model, model)
@@ -235,8 +242,15 @@ def check_config(config: ml_collections.ConfigDict) -> None:
   for name in ("adam_b1", "adam_b2"):
     if not 0 <= t[name] < 1:
       raise ValueError(f"config.train.{name}: need a value in [0, 1), got {t[name]!r}")
-  for name in ("num_epochs", "num_steps", "warmup_steps", "max_nonfinite_steps",
-               "checkpoint_every_steps", "eval_every_steps", "stop_at_step"):
+  for name in (
+    "num_epochs",
+    "num_steps",
+    "warmup_steps",
+    "max_nonfinite_steps",
+    "checkpoint_every_steps",
+    "eval_every_steps",
+    "stop_at_step",
+  ):
     if not isinstance(t[name], int) or t[name] < 0:
       raise ValueError(f"config.train.{name}: need an int >= 0, got {t[name]!r}")
   if t.num_steps == 0 and t.num_epochs == 0:
@@ -245,14 +259,19 @@ def check_config(config: ml_collections.ConfigDict) -> None:
     if not isinstance(t[name], int) or t[name] < 1:
       raise ValueError(f"config.train.{name}: need an int >= 1, got {t[name]!r}")
   d = config.data
-  for name, value in (("image_size", d.image_size), ("batch_size", d.batch_size),
-                      ("sampling.num_frames", d.sampling.num_frames)):
+  for name, value in (
+    ("image_size", d.image_size),
+    ("batch_size", d.batch_size),
+    ("sampling.num_frames", d.sampling.num_frames),
+  ):
     if not isinstance(value, int) or value < 1:
       raise ValueError(f"config.data.{name}: need an int >= 1, got {value!r}")
   nc = config.model.num_context
   if config.data.sampling.num_frames % nc:
-    raise ValueError(f"config.data.sampling.num_frames={config.data.sampling.num_frames} must "
-                     f"divide by config.model.num_context={nc}")
+    raise ValueError(
+      f"config.data.sampling.num_frames={config.data.sampling.num_frames} must "
+      f"divide by config.model.num_context={nc}"
+    )
 
 
 def method_title(config: ml_collections.ConfigDict) -> str:

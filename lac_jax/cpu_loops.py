@@ -31,7 +31,7 @@ def merged_xla_flags(xla_flags: str, threshold: int = DEFAULT_BYTES) -> str:
   parts = xla_flags.split()
   for i, part in enumerate(parts):
     if part.startswith(_EXTRA):
-      entries = [e for e in part[len(_EXTRA):].split(",") if e]
+      entries = [e for e in part[len(_EXTRA) :].split(",") if e]
       if any(e.split("=", 1)[0] == OPTION for e in entries):
         return xla_flags
       parts[i] = _EXTRA + ",".join(entries + [f"{OPTION}={threshold}"])
@@ -46,9 +46,12 @@ def enable(threshold: int = DEFAULT_BYTES) -> bool:
   CPU backend.
   """
   from jax._src import xla_bridge  # pylint: disable=g-import-not-at-top
+
   if xla_bridge.backends_are_initialized():
-    logging.warning("lac_jax.cpu_loops.enable(): JAX backends already exist, so XLA_FLAGS is "
-                    "not read again; call it before the first JAX computation.")
+    logging.warning(
+      "lac_jax.cpu_loops.enable(): JAX backends already exist, so XLA_FLAGS is "
+      "not read again; call it before the first JAX computation."
+    )
     return False
   os.environ["XLA_FLAGS"] = merged_xla_flags(os.environ.get("XLA_FLAGS", ""), threshold)
   return True

@@ -37,8 +37,11 @@ def multi_process_env() -> bool:
   """True when the environment describes several processes (explicit JAX variables, SLURM or
   Open MPI with more than one task)."""
   env = os.environ
-  return ("JAX_COORDINATOR_ADDRESS" in env or int(env.get("SLURM_NTASKS", "1")) > 1 or
-          int(env.get("OMPI_COMM_WORLD_SIZE", "1")) > 1)
+  return (
+    "JAX_COORDINATOR_ADDRESS" in env
+    or int(env.get("SLURM_NTASKS", "1")) > 1
+    or int(env.get("OMPI_COMM_WORLD_SIZE", "1")) > 1
+  )
 
 
 def initialize(mode: str = "auto", heartbeat_timeout_s: int = 100) -> bool:
@@ -66,16 +69,27 @@ def initialize(mode: str = "auto", heartbeat_timeout_s: int = 100) -> bool:
   if "JAX_COORDINATOR_ADDRESS" in env:
     missing = [k for k in ("JAX_NUM_PROCESSES", "JAX_PROCESS_ID") if k not in env]
     if missing:
-      raise ValueError(f"JAX_COORDINATOR_ADDRESS is set but {missing} are not: set all three "
-                       "(see launch/gpu_cluster.sh)")
-    jax.distributed.initialize(env["JAX_COORDINATOR_ADDRESS"],
-                               num_processes=int(env["JAX_NUM_PROCESSES"]),
-                               process_id=int(env["JAX_PROCESS_ID"]), **kwargs)
+      raise ValueError(
+        f"JAX_COORDINATOR_ADDRESS is set but {missing} are not: set all three "
+        "(see launch/gpu_cluster.sh)"
+      )
+    jax.distributed.initialize(
+      env["JAX_COORDINATOR_ADDRESS"],
+      num_processes=int(env["JAX_NUM_PROCESSES"]),
+      process_id=int(env["JAX_PROCESS_ID"]),
+      **kwargs,
+    )
   else:
     jax.distributed.initialize(**kwargs)  # Cluster auto-detection.
-  logging.info("jax.distributed: process %d of %d, %d local / %d global devices; a process "
-               "silent for %d s ends the run", jax.process_index(), jax.process_count(),
-               jax.local_device_count(), jax.device_count(), heartbeat_timeout_s)
+  logging.info(
+    "jax.distributed: process %d of %d, %d local / %d global devices; a process "
+    "silent for %d s ends the run",
+    jax.process_index(),
+    jax.process_count(),
+    jax.local_device_count(),
+    jax.device_count(),
+    heartbeat_timeout_s,
+  )
   if jax.process_count() > 1:
     _start_watchdog()
   return True
@@ -83,6 +97,7 @@ def initialize(mode: str = "auto", heartbeat_timeout_s: int = 100) -> bool:
 
 def _client():
   from jax._src import distributed as jax_distributed  # pylint: disable=g-import-not-at-top
+
   return jax_distributed.global_state.client
 
 
@@ -92,8 +107,9 @@ def report_failure(message: str) -> None:
   if client is None:
     return
   try:
-    client.key_value_set(ERROR_KEY, f"process {jax.process_index()}: {message}",
-                         allow_overwrite=True)
+    client.key_value_set(
+      ERROR_KEY, f"process {jax.process_index()}: {message}", allow_overwrite=True
+    )
   except Exception:  # pylint: disable=broad-except  (the service may be gone already)
     pass
 
@@ -115,8 +131,11 @@ def _watch(stop: threading.Event) -> None:
     except Exception:  # pylint: disable=broad-except  (not set yet: NOT_FOUND)
       continue
     if failed and not stop.is_set():
-      print(f"lac_jax: error: {failed}; stopping process {jax.process_index()} too",
-            file=sys.stderr, flush=True)
+      print(
+        f"lac_jax: error: {failed}; stopping process {jax.process_index()} too",
+        file=sys.stderr,
+        flush=True,
+      )
       sys.stdout.flush()
       os._exit(EXIT_STATUS)  # pylint: disable=protected-access
 
@@ -162,8 +181,15 @@ def finish(timeout_s: int = 600) -> None:
 def peer_lost(error: BaseException) -> bool:
   """Whether ``error`` is a collective that failed because another process went away."""
   text = str(error)
-  return any(s in text for s in ("Connection closed by peer", "Connection reset by peer",
-                                 "unhealthy", "detected fatal errors"))
+  return any(
+    s in text
+    for s in (
+      "Connection closed by peer",
+      "Connection reset by peer",
+      "unhealthy",
+      "detected fatal errors",
+    )
+  )
 
 
 def is_multi_process() -> bool:
@@ -179,12 +205,14 @@ def shard_batch(batch: Mapping[str, np.ndarray], num_devices: int) -> dict[str, 
   """``[B, ...]`` -> ``[num_devices, B / num_devices, ...]`` for the model inputs."""
   out = {}
   keys = ("frames", "steps", "mask", "lengths") + (
-      ("source_hw", "slot") if "source_hw" in batch else ())
+    ("source_hw", "slot") if "source_hw" in batch else ()
+  )
   for key in keys:
     x = batch[key]
     if x.shape[0] % num_devices:
-      raise ValueError(f"batch of {x.shape[0]} videos does not split over {num_devices} local "
-                       "devices")
+      raise ValueError(
+        f"batch of {x.shape[0]} videos does not split over {num_devices} local devices"
+      )
     out[key] = x.reshape((num_devices, x.shape[0] // num_devices) + x.shape[1:])
   return out
 
@@ -200,8 +228,10 @@ def unreplicate(tree: Any) -> Any:
   Reads only this process's devices: indexing a multi-process pmap output (``x[0]``) would be a
   computation over every process's devices, which the others never join (a deadlock).
   """
+
   def first(x):
     return x.addressable_data(0)[0] if isinstance(x, jax.Array) else x[0]
+
   return jax.tree.map(first, tree)
 
 
@@ -214,6 +244,7 @@ def agree(flag: bool) -> bool:
   if jax.process_count() == 1:
     return bool(flag)
   from jax.experimental import multihost_utils  # pylint: disable=g-import-not-at-top
+
   return bool(multihost_utils.broadcast_one_to_all(np.int32(bool(flag))))
 
 
@@ -226,6 +257,7 @@ def all_agree(flag: bool) -> bool:
   if jax.process_count() == 1:
     return bool(flag)
   from jax.experimental import multihost_utils  # pylint: disable=g-import-not-at-top
+
   return bool(np.all(multihost_utils.process_allgather(np.int32(bool(flag)))))
 
 
@@ -234,6 +266,7 @@ def barrier(name: str) -> None:
   if jax.process_count() == 1:
     return
   from jax.experimental import multihost_utils  # pylint: disable=g-import-not-at-top
+
   multihost_utils.sync_global_devices(name)
 
 
@@ -243,8 +276,9 @@ def check_devices(config: ml_collections.ConfigDict) -> tuple[int, int]:
   batch = int(config.data.batch_size)
   if batch < 1 or batch % n_global:
     raise ValueError(
-        f"config.data.batch_size={batch} (the global batch, in videos) must be a positive "
-        f"multiple of the number of devices, {n_global} ({jax.process_count()} process(es) x "
-        f"{n_local} local {jax.default_backend()} device(s)); e.g. --config.data.batch_size="
-        f"{max(1, batch // n_global + 1) * n_global}")
+      f"config.data.batch_size={batch} (the global batch, in videos) must be a positive "
+      f"multiple of the number of devices, {n_global} ({jax.process_count()} process(es) x "
+      f"{n_local} local {jax.default_backend()} device(s)); e.g. --config.data.batch_size="
+      f"{max(1, batch // n_global + 1) * n_global}"
+    )
   return n_global, n_local

@@ -24,9 +24,15 @@ from lac_jax import tools
 from lac_jax.data import inputs as inputs_lib
 
 
-def embed_inputs(trained: inference.TrainedEncoder, inputs: Sequence[str], output_dir: str, *,
-                 frames_per_chunk: Optional[int] = None, progress: bool = True,
-                 log: Callable[[str], None] = print) -> dict[str, Any]:
+def embed_inputs(
+  trained: inference.TrainedEncoder,
+  inputs: Sequence[str],
+  output_dir: str,
+  *,
+  frames_per_chunk: Optional[int] = None,
+  progress: bool = True,
+  log: Callable[[str], None] = print,
+) -> dict[str, Any]:
   """Embeds every input into ``output_dir/<name>.npy`` and writes ``output_dir/index.json``.
 
   Args:
@@ -48,9 +54,16 @@ def embed_inputs(trained: inference.TrainedEncoder, inputs: Sequence[str], outpu
   names = tools.unique_names(inputs)
   with logs.progress_bar(progress, total=len(inputs), unit="video", desc="inputs") as bar:
     for path, name in zip(inputs, names):
-      entry: dict[str, Any] = {"input": path, "path": os.path.abspath(os.path.expanduser(path)),
-                               "name": name, "file": None, "kind": None, "frames": None,
-                               "fps": None, "error": None}
+      entry: dict[str, Any] = {
+        "input": path,
+        "path": os.path.abspath(os.path.expanduser(path)),
+        "name": name,
+        "file": None,
+        "kind": None,
+        "frames": None,
+        "fps": None,
+        "error": None,
+      }
       try:
         video = inputs_lib.open_input(path)
         entry.update(kind=video.kind, fps=video.fps)
@@ -63,14 +76,21 @@ def embed_inputs(trained: inference.TrainedEncoder, inputs: Sequence[str], outpu
         bar.write(f"lac_jax.embed: error: {e}", file=sys.stderr)
       entries.append(entry)
       bar.update(1)
-  index = {"workdir": trained.workdir, "checkpoint_step": trained.step,
-           "fingerprint": trained.fingerprint(),
-           "embedding_size": trained.output_dim, "image_size": trained.image_size,
-           "frames_per_chunk": frames_per_chunk or trained.default_chunk,
-           "inputs": entries, "failed": sum(e["error"] is not None for e in entries)}
+  index = {
+    "workdir": trained.workdir,
+    "checkpoint_step": trained.step,
+    "fingerprint": trained.fingerprint(),
+    "embedding_size": trained.output_dim,
+    "image_size": trained.image_size,
+    "frames_per_chunk": frames_per_chunk or trained.default_chunk,
+    "inputs": entries,
+    "failed": sum(e["error"] is not None for e in entries),
+  }
   files.write_json(os.path.join(output_dir, tools.INDEX_FILE), index)
-  log(f"embedded {len(entries) - index['failed']} of {len(entries)} inputs into {output_dir} "
-      f"(step {trained.step}, {trained.output_dim}-d)")
+  log(
+    f"embedded {len(entries) - index['failed']} of {len(entries)} inputs into {output_dir} "
+    f"(step {trained.step}, {trained.output_dim}-d)"
+  )
   return index
 
 
@@ -79,9 +99,13 @@ def main(argv: Sequence[str]) -> int:
   if not inputs:
     raise app.UsageError("give at least one INPUT (video file or folder of frames)")
   trained = tools.load_encoder()
-  index = embed_inputs(trained, inputs, tools.FLAGS.output,
-                       frames_per_chunk=tools.FLAGS.frames_per_chunk,
-                       progress=tools.FLAGS.progress)
+  index = embed_inputs(
+    trained,
+    inputs,
+    tools.FLAGS.output,
+    frames_per_chunk=tools.FLAGS.frames_per_chunk,
+    progress=tools.FLAGS.progress,
+  )
   return 1 if index["failed"] else 0
 
 

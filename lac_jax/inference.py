@@ -26,8 +26,15 @@ from lac_jax import losses
 from lac_jax import data as data_lib
 from lac_jax.data import augment
 from lac_jax.data import decode
-from lac_jax.data.inputs import (  # pylint: disable=unused-import  (the Python API, docs/tools.md)
-    IMAGE_EXTENSIONS, InputError, InputVideo, input_name, open_input)
+
+# Re-exported: opening inputs is part of this module's Python API (docs/tools.md).
+from lac_jax.data.inputs import (  # noqa: F401
+  IMAGE_EXTENSIONS,
+  InputError,
+  InputVideo,
+  input_name,
+  open_input,
+)
 from lac_jax.models import convert
 from lac_jax.models import encoder as encoder_lib
 
@@ -69,10 +76,12 @@ class TrainedEncoder:
     self.variables = jax.device_put(evaluate.as_variables(self.variables))
     # The per-step part in pieces of a fixed size: one compilation per chunk size.
     per_step = self.model.clone(trunk_chunk=0)
-    self._per_step = jax.jit(
-        lambda v, x: per_step.apply(v, x[None], train=False, part="frames")[0])
-    self._temporal = jax.jit(lambda v, x, m, pe: self.model.apply(
-        v, x[None], m[None], train=False, pe=pe[None], part="temporal")[0])
+    self._per_step = jax.jit(lambda v, x: per_step.apply(v, x[None], train=False, part="frames")[0])
+    self._temporal = jax.jit(
+      lambda v, x, m, pe: self.model.apply(
+        v, x[None], m[None], train=False, pe=pe[None], part="temporal"
+      )[0]
+    )
     self.resize = frame_resizer(self.config.data.dataset, self.image_size)
 
   def fingerprint(self) -> str:
@@ -80,6 +89,7 @@ class TrainedEncoder:
     embeddings written with another fingerprint came from another model or checkpoint."""
     if getattr(self, "_fingerprint", None) is None:
       import hashlib  # pylint: disable=g-import-not-at-top
+
       digest = hashlib.sha256(str(self.image_size).encode())
       for name, value in sorted(convert.flatten_variables(jax.device_get(self.variables)).items()):
         array = np.ascontiguousarray(np.asarray(value))
@@ -109,8 +119,12 @@ class TrainedEncoder:
       return None
     return {k: np.asarray(v, np.float64) for k, v in loss.penalties(self.loss_params).items()}
 
-  def embed(self, video: Frames, frames_per_chunk: Optional[int] = None,
-            progress: Optional[Callable[[int], None]] = None) -> np.ndarray:
+  def embed(
+    self,
+    video: Frames,
+    frames_per_chunk: Optional[int] = None,
+    progress: Optional[Callable[[int], None]] = None,
+  ) -> np.ndarray:
     """Embeds every frame of ``video``.
 
     Args:
@@ -139,7 +153,7 @@ class TrainedEncoder:
 
     def finish(item: tuple[jax.Array, int]) -> None:
       out, n = item
-      pieces.append(np.asarray(out)[:-(-n // nc)])
+      pieces.append(np.asarray(out)[: -(-n // nc)])
       if progress is not None:
         progress(n)
 
@@ -155,8 +169,9 @@ class TrainedEncoder:
     for frame in frames:
       frame = np.asarray(frame)
       if frame.dtype != np.uint8 or frame.ndim != 3 or frame.shape[-1] != 3:
-        raise InputError(f"{what}: frame {total} must be uint8 [H, W, 3], got {frame.dtype} "
-                         f"{frame.shape}")
+        raise InputError(
+          f"{what}: frame {total} must be uint8 [H, W, 3], got {frame.dtype} {frame.shape}"
+        )
       buffer.append(self.resize(frame))
       total += 1
       if len(buffer) == chunk:
@@ -179,10 +194,17 @@ class TrainedEncoder:
     bucket_sizes = ev.get("bucket_sizes")
     if bucket_sizes is not None and max(bucket_sizes) < steps * nc:
       bucket_sizes = None  # A video longer than the run's buckets: the automatic ladder.
-    padded = evaluate.assign_buckets(
-        [steps * nc], None if bucket_sizes is None else tuple(bucket_sizes),
-        minimum=ev.bucket_min, growth=ev.bucket_growth, multiple=ev.bucket_multiple,
-        num_context=nc)[0] // nc
+    padded = (
+      evaluate.assign_buckets(
+        [steps * nc],
+        None if bucket_sizes is None else tuple(bucket_sizes),
+        minimum=ev.bucket_min,
+        growth=ev.bucket_growth,
+        multiple=ev.bucket_multiple,
+        num_context=nc,
+      )[0]
+      // nc
+    )
     x = np.zeros((padded, features.shape[1]), features.dtype)
     x[:steps] = features
     mask = np.arange(padded) < steps
@@ -191,30 +213,41 @@ class TrainedEncoder:
     return evaluate.steps_to_frames(np.asarray(out), num_frames, nc)
 
 
-def _check_variables(model: encoder_lib.LACEncoder, variables: dict[str, Any],
-                     image_size: int, where: str) -> None:
+def _check_variables(
+  model: encoder_lib.LACEncoder, variables: dict[str, Any], image_size: int, where: str
+) -> None:
   """Raises ValueError naming the first array of ``variables`` that ``model`` does not expect."""
   frames = jnp.zeros((1, model.num_context, image_size, image_size, 3), jnp.uint8)
   expected = jax.eval_shape(lambda: model.init(jax.random.PRNGKey(0), frames, train=False))
-  want = {k: tuple(v.shape) for k, v in
-          convert.flatten_variables(expected).items() if k.split("/")[0] in ("params", "batch_stats")}
+  want = {
+    k: tuple(v.shape)
+    for k, v in convert.flatten_variables(expected).items()
+    if k.split("/")[0] in ("params", "batch_stats")
+  }
   got = {k: tuple(np.shape(v)) for k, v in convert.flatten_variables(variables).items()}
-  hint = ("was it trained with another model config? pass the training config with --config")
+  hint = "was it trained with another model config? pass the training config with --config"
   for key, shape in want.items():
     if key not in got:
-      raise ValueError(f"{where}: the model of the config needs {key} {shape}, the checkpoint "
-                       f"has no such array; {hint}")
+      raise ValueError(
+        f"{where}: the model of the config needs {key} {shape}, the checkpoint "
+        f"has no such array; {hint}"
+      )
     if got[key] != shape:
-      raise ValueError(f"{where}: {key} has shape {got[key]} in the checkpoint, the model of "
-                       f"the config expects {shape}; {hint}")
+      raise ValueError(
+        f"{where}: {key} has shape {got[key]} in the checkpoint, the model of "
+        f"the config expects {shape}; {hint}"
+      )
   extra = sorted(set(got) - set(want))
   if extra:
-    raise ValueError(f"{where}: the checkpoint has arrays the model of the config lacks "
-                     f"({extra[:3]}{'...' if len(extra) > 3 else ''}); {hint}")
+    raise ValueError(
+      f"{where}: the checkpoint has arrays the model of the config lacks "
+      f"({extra[:3]}{'...' if len(extra) > 3 else ''}); {hint}"
+    )
 
 
-def load_trained(workdir: str, config: Optional[ml_collections.ConfigDict] = None,
-                 step: Optional[int] = None) -> TrainedEncoder:
+def load_trained(
+  workdir: str, config: Optional[ml_collections.ConfigDict] = None, step: Optional[int] = None
+) -> TrainedEncoder:
   """Restores the encoder of a training workdir.
 
   Args:
@@ -233,11 +266,14 @@ def load_trained(workdir: str, config: Optional[ml_collections.ConfigDict] = Non
     raise FileNotFoundError(f"--workdir {workdir}: no such directory")
   ckpt_dir = os.path.join(workdir, checkpoint.CHECKPOINT_DIR)
   if not os.path.isdir(ckpt_dir):
-    raise FileNotFoundError(f"--workdir {workdir}: no {checkpoint.CHECKPOINT_DIR}/ folder; "
-                            "train first (python -m lac_jax.main --config=... --workdir=...)")
+    raise FileNotFoundError(
+      f"--workdir {workdir}: no {checkpoint.CHECKPOINT_DIR}/ folder; "
+      "train first (python -m lac_jax.main --config=... --workdir=...)"
+    )
   if config is None:
-    config = checkpoint.read_config(workdir, config_lib.saved_config_template,
-                                    renamed=config_lib.RENAMED)
+    config = checkpoint.read_config(
+      workdir, config_lib.saved_config_template, renamed=config_lib.RENAMED
+    )
   config = config_lib.prepare_config(config)
   ckpts = checkpoint.Checkpoints(ckpt_dir, keep=None)
   try:
@@ -246,11 +282,19 @@ def load_trained(workdir: str, config: Optional[ml_collections.ConfigDict] = Non
     ckpts.close()
   params = raw.get("params", {})
   if "encoder" not in params:
-    raise ValueError(f"{ckpt_dir}/{step}: no params/encoder in the checkpoint (got "
-                     f"{sorted(params)}); is it a lac_jax training checkpoint?")
+    raise ValueError(
+      f"{ckpt_dir}/{step}: no params/encoder in the checkpoint (got "
+      f"{sorted(params)}); is it a lac_jax training checkpoint?"
+    )
   variables = {"params": params["encoder"], "batch_stats": raw.get("batch_stats") or {}}
   model = encoder_lib.build_encoder(config.model)
   _check_variables(model, variables, int(evaluate.eval_image_size(config)), f"{ckpt_dir}/{step}")
   key = losses.build(config.loss).params_key
-  return TrainedEncoder(model, variables, config, step=int(step), workdir=workdir,
-                        loss_params=params.get(key) if key else None)
+  return TrainedEncoder(
+    model,
+    variables,
+    config,
+    step=int(step),
+    workdir=workdir,
+    loss_params=params.get(key) if key else None,
+  )

@@ -71,6 +71,7 @@ class MetricWriter:
   def __init__(self, workdir: str, tensorboard: bool = True, enabled: Optional[bool] = None):
     if enabled is None:
       import jax  # pylint: disable=g-import-not-at-top
+
       enabled = jax.process_index() == 0
     self.enabled = bool(enabled)
     self.path = os.path.join(workdir, METRICS_FILE)
@@ -81,10 +82,14 @@ class MetricWriter:
     if tensorboard:
       try:
         import tensorboardX  # pylint: disable=g-import-not-at-top
+
         self._tb = tensorboardX.SummaryWriter(os.path.join(workdir, TENSORBOARD_DIR))
       except ImportError:
-        logging.warning("tensorboardX is not installed: no TensorBoard files (the metrics still "
-                        "go to %s). pip install tensorboardX to get them.", self.path)
+        logging.warning(
+          "tensorboardX is not installed: no TensorBoard files (the metrics still "
+          "go to %s). pip install tensorboardX to get them.",
+          self.path,
+        )
 
   def write_scalars(self, step: int, scalars: Mapping[str, Any]) -> None:
     """Appends ``{"step": step, **scalars}`` (values made Python floats; NaN stays NaN)."""
@@ -117,8 +122,12 @@ class MetricWriter:
         kept.append(line)
     if len(kept) == len(lines):
       return
-    logging.info("%s: %d row(s) after step %d dropped (the resumed run redoes those steps)",
-                 self.path, len(lines) - len(kept), step)
+    logging.info(
+      "%s: %d row(s) after step %d dropped (the resumed run redoes those steps)",
+      self.path,
+      len(lines) - len(kept),
+      step,
+    )
     with files.atomic_path(self.path) as tmp:
       with open(tmp, "w", encoding="utf-8") as f:
         f.writelines(kept)
@@ -205,14 +214,21 @@ class Progress:
       eta = (self.total_steps - step) / rate if rate > 0 and not first else float("inf")
     return {"steps_per_sec": rate, "eta_sec": eta, "includes_compile": float(first)}
 
-  def line(self, step: int, scalars: Mapping[str, float], timing: Mapping[str, float],
-           keys: Sequence[str] = ()) -> str:
+  def line(
+    self,
+    step: int,
+    scalars: Mapping[str, float],
+    timing: Mapping[str, float],
+    keys: Sequence[str] = (),
+  ) -> str:
     """The console line: step, steps/s, ETA and the named scalars (all of them if empty)."""
     keys = list(keys) or sorted(scalars)
-    parts = [f"step {step}/{self.total_steps}",
-             f"{timing['steps_per_sec']:.2f} steps/s" +
-             (" (incl. compile)" if timing.get("includes_compile") else ""),
-             f"ETA {format_duration(timing['eta_sec'])}"]
+    parts = [
+      f"step {step}/{self.total_steps}",
+      f"{timing['steps_per_sec']:.2f} steps/s"
+      + (" (incl. compile)" if timing.get("includes_compile") else ""),
+      f"ETA {format_duration(timing['eta_sec'])}",
+    ]
     parts += [f"{k.split('/')[-1]} {scalars[k]:.4g}" for k in keys if k in scalars]
     return " | ".join(parts)
 
@@ -221,6 +237,7 @@ def progress_bar(enabled: bool, **kwargs: Any):
   """A tqdm bar on stderr (a no-op one when disabled or when stderr is no terminal), for the
   tools and the video decoding; ``kwargs`` go to ``tqdm.tqdm`` (``total``, ``unit``, ...)."""
   import tqdm  # pylint: disable=g-import-not-at-top
+
   # disable=None: no bar when stderr is not a terminal (logs, CI), where its redraws would
   # interleave with other lines.
   return tqdm.tqdm(disable=None if enabled else True, dynamic_ncols=True, **kwargs)

@@ -22,17 +22,29 @@ from lac_jax import distributed
 
 FLAGS = flags.FLAGS
 config_flags.DEFINE_config_file(
-    "config", None, "Python config file with get_config() (configs/*.py).", lock_config=True)
+  "config", None, "Python config file with get_config() (configs/*.py).", lock_config=True
+)
 flags.DEFINE_string("workdir", None, "Run directory: checkpoints, metrics, evaluation results.")
-flags.DEFINE_enum("mode", "train", ["train", "eval"],
-                  "train: train (resuming if possible) and evaluate; eval: evaluate a checkpoint.")
+flags.DEFINE_enum(
+  "mode",
+  "train",
+  ["train", "eval"],
+  "train: train (resuming if possible) and evaluate; eval: evaluate a checkpoint.",
+)
 flags.DEFINE_integer("step", None, "--mode=eval: the checkpoint step (default: the newest).")
-flags.DEFINE_enum("distributed", "auto", ["auto", "on", "off"],
-                  "jax.distributed.initialize(): auto = when a multi-process environment is "
-                  "detected; on = always (auto-detects TPU pods, SLURM, Open MPI, k8s); off.")
-flags.DEFINE_integer("heartbeat_timeout_s", 100,
-                     "Several processes: one that sends no heartbeat for this long (killed, "
-                     "host lost) is declared dead and the others stop.")
+flags.DEFINE_enum(
+  "distributed",
+  "auto",
+  ["auto", "on", "off"],
+  "jax.distributed.initialize(): auto = when a multi-process environment is "
+  "detected; on = always (auto-detects TPU pods, SLURM, Open MPI, k8s); off.",
+)
+flags.DEFINE_integer(
+  "heartbeat_timeout_s",
+  100,
+  "Several processes: one that sends no heartbeat for this long (killed, "
+  "host lost) is declared dead and the others stop.",
+)
 flags.mark_flags_as_required(["config", "workdir"])
 
 
@@ -41,6 +53,7 @@ def main(argv):
     raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
   distributed.initialize(FLAGS.distributed, FLAGS.heartbeat_timeout_s)
   from lac_jax import train  # pylint: disable=g-import-not-at-top  (after distributed init)
+
   if FLAGS.mode == "train":
     train.train_and_evaluate(FLAGS.config, FLAGS.workdir)
   else:

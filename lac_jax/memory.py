@@ -37,12 +37,10 @@ class Plan:
 
 def size(num_bytes: float) -> str:
   """``'1.25 GiB'`` / ``'310.0 MiB'``."""
-  return (f"{num_bytes / GIB:.2f} GiB" if num_bytes >= GIB else
-          f"{num_bytes / (1 << 20):.1f} MiB")
+  return f"{num_bytes / GIB:.2f} GiB" if num_bytes >= GIB else f"{num_bytes / (1 << 20):.1f} MiB"
 
 
-def device_budget(budget_gb: float = 0.0, device: Optional[jax.Device] = None
-                  ) -> tuple[int, str]:
+def device_budget(budget_gb: float = 0.0, device: Optional[jax.Device] = None) -> tuple[int, str]:
   """(bytes a step may use on ``device``, where that number comes from).
 
   ``budget_gb > 0`` is taken as given; otherwise the device's ``bytes_limit``, or on a device
@@ -58,16 +56,19 @@ def device_budget(budget_gb: float = 0.0, device: Optional[jax.Device] = None
   if stats.get("bytes_limit"):
     return int(stats["bytes_limit"]), f"{device.platform} memory_stats()['bytes_limit']"
   physical = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
-  return int(CPU_FRACTION * physical), (f"{CPU_FRACTION:.0%} of the host's "
-                                        f"{physical / GIB:.1f} GiB ({device.platform} devices "
-                                        "report no memory limit)")
+  return int(CPU_FRACTION * physical), (
+    f"{CPU_FRACTION:.0%} of the host's "
+    f"{physical / GIB:.1f} GiB ({device.platform} devices "
+    "report no memory limit)"
+  )
 
 
 def footprint(compiled: Any) -> int:
   """Bytes per device of a compiled (pmapped or jitted) computation."""
   m = compiled.memory_analysis()
-  return int(m.argument_size_in_bytes + m.output_size_in_bytes + m.temp_size_in_bytes -
-             m.alias_size_in_bytes)
+  return int(
+    m.argument_size_in_bytes + m.output_size_in_bytes + m.temp_size_in_bytes - m.alias_size_in_bytes
+  )
 
 
 def candidates(frames_per_device: int) -> list[tuple[int, bool]]:
@@ -80,9 +81,13 @@ def candidates(frames_per_device: int) -> list[tuple[int, bool]]:
   return out
 
 
-def fit(compile_step: Callable[[int, bool], Any], frames_per_device: int, budget: int,
-        log: Optional[Callable[[str], None]] = None,
-        settings: Optional[list[tuple[int, bool]]] = None) -> tuple[Plan, Any]:
+def fit(
+  compile_step: Callable[[int, bool], Any],
+  frames_per_device: int,
+  budget: int,
+  log: Optional[Callable[[str], None]] = None,
+  settings: Optional[list[tuple[int, bool]]] = None,
+) -> tuple[Plan, Any]:
   """The first of ``settings`` (default `candidates`) whose compiled step fits in ``budget``.
 
   Args:
@@ -104,22 +109,28 @@ def fit(compile_step: Callable[[int, bool], Any], frames_per_device: int, budget
     plan = Plan(chunk, remat, footprint(compiled))
     tried.append(plan)
     if plan.bytes <= budget:
-      log(f"Memory: {plan.describe()} per device, within the budget of {size(budget)}"
-          + (f" (too large: {'; '.join(p.describe() for p in tried[:-1])})"
-             if len(tried) > 1 else ""))
+      log(
+        f"Memory: {plan.describe()} per device, within the budget of {size(budget)}"
+        + (f" (too large: {'; '.join(p.describe() for p in tried[:-1])})" if len(tried) > 1 else "")
+      )
       return plan, compiled
     del compiled
   smallest = min(tried, key=lambda p: p.bytes)
   raise MemoryError(
-      f"the training step needs at least {size(smallest.bytes)} per device "
-      f"({smallest.describe()}), more than the budget of {size(budget)}: lower "
-      "config.data.batch_size or data.sampling.num_frames, use more devices, set "
-      "config.model.dtype=bfloat16, or raise config.model.memory_budget_gb")
+    f"the training step needs at least {size(smallest.bytes)} per device "
+    f"({smallest.describe()}), more than the budget of {size(budget)}: lower "
+    "config.data.batch_size or data.sampling.num_frames, use more devices, set "
+    "config.model.dtype=bfloat16, or raise config.model.memory_budget_gb"
+  )
 
 
-def fit_step(model_config: ml_collections.ConfigDict,
-             make_step: Callable[[int, bool], tuple[Any, Callable]], p_state: Any,
-             batch: Mapping[str, np.ndarray], rng: jax.Array) -> tuple[Any, Any, Plan]:
+def fit_step(
+  model_config: ml_collections.ConfigDict,
+  make_step: Callable[[int, bool], tuple[Any, Callable]],
+  p_state: Any,
+  batch: Mapping[str, np.ndarray],
+  rng: jax.Array,
+) -> tuple[Any, Any, Plan]:
   """The compiled parallel train step for the trunk setting that fits the memory budget.
 
   With ``model.trunk_chunk=0``, ``trunk_remat=False`` and ``memory_budget_gb >= 0`` the setting
@@ -153,12 +164,19 @@ def fit_step(model_config: ml_collections.ConfigDict,
     plan = Plan(int(m.trunk_chunk), bool(m.trunk_remat), footprint(compiled))
     over = m.memory_budget_gb >= 0 and plan.bytes > budget
     (logging.warning if over else logging.info)(
-        "Memory: %s per device (config.model.trunk_chunk / trunk_remat as set)%s",
-        plan.describe(), " - more than the budget" if over else "")
+      "Memory: %s per device (config.model.trunk_chunk / trunk_remat as set)%s",
+      plan.describe(),
+      " - more than the budget" if over else "",
+    )
   if jax.process_count() > 1:  # Every process must run the same program.
     from jax.experimental import multihost_utils  # pylint: disable=g-import-not-at-top
-    chunk, remat = (int(v) for v in multihost_utils.broadcast_one_to_all(
-        np.array([plan.chunk, int(plan.remat)], np.int32)))
+
+    chunk, remat = (
+      int(v)
+      for v in multihost_utils.broadcast_one_to_all(
+        np.array([plan.chunk, int(plan.remat)], np.int32)
+      )
+    )
     if (chunk, bool(remat)) != (plan.chunk, plan.remat):
       compiled = compile_step(chunk, bool(remat))
       plan = Plan(chunk, bool(remat), footprint(compiled))

@@ -29,44 +29,54 @@ MISSING_PHASE_RULES = ("zero_length", "drop")
 # Input handling.
 
 
-def _prepare(embs: Sequence[np.ndarray], labels: Optional[Sequence[np.ndarray]],
-             prefix: str = "") -> tuple[list[np.ndarray], Optional[list[np.ndarray]]]:
+def _prepare(
+  embs: Sequence[np.ndarray], labels: Optional[Sequence[np.ndarray]], prefix: str = ""
+) -> tuple[list[np.ndarray], Optional[list[np.ndarray]]]:
   """Checks per-video inputs; returns float64 ``[T_i', E]`` and int64 ``[T_i']`` (label >= 0).
 
   ``prefix`` names the arguments in error messages (``'train'`` -> ``train_embs[3]``).
   """
   name = f"{prefix}_" if prefix else ""
   if isinstance(embs, np.ndarray) and embs.ndim == 2:
-    raise ValueError(f"{name}embs: expected a list of per-video [T, E] arrays, got one 2-D "
-                     f"array of shape {embs.shape}")
+    raise ValueError(
+      f"{name}embs: expected a list of per-video [T, E] arrays, got one 2-D "
+      f"array of shape {embs.shape}"
+    )
   if len(embs) == 0:
     raise ValueError(f"{name}embs: expected at least one video, got none")
   if labels is not None and len(labels) != len(embs):
-    raise ValueError(f"{name}labels: expected one label array per video ({len(embs)}), got "
-                     f"{len(labels)}")
+    raise ValueError(
+      f"{name}labels: expected one label array per video ({len(embs)}), got {len(labels)}"
+    )
   out_embs, out_labels = [], ([] if labels is not None else None)
   dim = None
   for i, emb in enumerate(embs):
     emb = np.asarray(emb)
     if emb.ndim != 2 or not np.issubdtype(emb.dtype, np.number):
-      raise ValueError(f"{name}embs[{i}]: expected a numeric 2-D [T, E] array, got "
-                       f"{emb.dtype} of shape {emb.shape}")
+      raise ValueError(
+        f"{name}embs[{i}]: expected a numeric 2-D [T, E] array, got "
+        f"{emb.dtype} of shape {emb.shape}"
+      )
     if dim is None:
       dim = emb.shape[1]
     elif emb.shape[1] != dim:
-      raise ValueError(f"{name}embs[{i}]: embedding size {emb.shape[1]} differs from "
-                       f"{name}embs[0] ({dim})")
+      raise ValueError(
+        f"{name}embs[{i}]: embedding size {emb.shape[1]} differs from {name}embs[0] ({dim})"
+      )
     emb = emb.astype(np.float64)
     if not np.all(np.isfinite(emb)):
       raise ValueError(f"{name}embs[{i}]: contains NaN or inf (diverged model?)")
     if labels is not None:
       lab = np.asarray(labels[i])
       if lab.ndim != 1 or not (np.issubdtype(lab.dtype, np.integer) or lab.size == 0):
-        raise ValueError(f"{name}labels[{i}]: expected a 1-D integer [T] array, got "
-                         f"{lab.dtype} of shape {lab.shape}")
+        raise ValueError(
+          f"{name}labels[{i}]: expected a 1-D integer [T] array, got "
+          f"{lab.dtype} of shape {lab.shape}"
+        )
       if lab.shape[0] != emb.shape[0]:
-        raise ValueError(f"{name}labels[{i}]: {lab.shape[0]} labels but {name}embs[{i}] has "
-                         f"{emb.shape[0]} frames")
+        raise ValueError(
+          f"{name}labels[{i}]: {lab.shape[0]} labels but {name}embs[{i}] has {emb.shape[0]} frames"
+        )
       keep = lab >= 0
       emb = emb[keep]
       out_labels.append(lab[keep].astype(np.int64))
@@ -76,8 +86,9 @@ def _prepare(embs: Sequence[np.ndarray], labels: Optional[Sequence[np.ndarray]],
 
 def _check_same_dim(train: list[np.ndarray], val: list[np.ndarray]) -> None:
   if train[0].shape[1] != val[0].shape[1]:
-    raise ValueError(f"val_embs: embedding size {val[0].shape[1]} differs from train_embs "
-                     f"({train[0].shape[1]})")
+    raise ValueError(
+      f"val_embs: embedding size {val[0].shape[1]} differs from train_embs ({train[0].shape[1]})"
+    )
 
 
 def num_train_videos(fraction: float, num_videos: int) -> int:
@@ -87,8 +98,9 @@ def num_train_videos(fraction: float, num_videos: int) -> int:
   return max(1, int(fraction * num_videos))
 
 
-def _pooled(embs: list[np.ndarray], labels: list[np.ndarray], what: str
-            ) -> tuple[np.ndarray, np.ndarray]:
+def _pooled(
+  embs: list[np.ndarray], labels: list[np.ndarray], what: str
+) -> tuple[np.ndarray, np.ndarray]:
   x, y = np.concatenate(embs), np.concatenate(labels)
   if y.size == 0:
     raise ValueError(f"{what}: no frame with a label >= 0")
@@ -107,6 +119,7 @@ def _check_positive_int(value: int, name: str) -> int:
 
 def _make_classifier(model: str):
   from sklearn import linear_model, svm  # pylint: disable=g-import-not-at-top
+
   if model == "logistic":
     # lbfgs is multinomial by default in scikit-learn >= 1.5 (the `multi_class` argument of
     # the official code is gone); L2 penalty, C = 1, no feature scaling.
@@ -116,10 +129,14 @@ def _make_classifier(model: str):
   raise ValueError(f"classifier: expected one of {CLASSIFIERS}, got {model!r}")
 
 
-def classification(train_embs: Sequence[np.ndarray], train_labels: Sequence[np.ndarray],
-                   val_embs: Sequence[np.ndarray], val_labels: Sequence[np.ndarray],
-                   fractions: Sequence[float] = (0.1, 0.5, 1.0),
-                   model: str = "logistic") -> dict[float, float]:
+def classification(
+  train_embs: Sequence[np.ndarray],
+  train_labels: Sequence[np.ndarray],
+  val_embs: Sequence[np.ndarray],
+  val_labels: Sequence[np.ndarray],
+  fractions: Sequence[float] = (0.1, 0.5, 1.0),
+  model: str = "logistic",
+) -> dict[float, float]:
   """Phase classification accuracy for each fraction of labelled training videos.
 
   Args:
@@ -155,8 +172,9 @@ def classification(train_embs: Sequence[np.ndarray], train_labels: Sequence[np.n
 # Phase progression.
 
 
-def progression_targets(labels: np.ndarray, num_classes: int,
-                        missing_phase: str = "zero_length") -> np.ndarray:
+def progression_targets(
+  labels: np.ndarray, num_classes: int, missing_phase: str = "zero_length"
+) -> np.ndarray:
   """Regression targets of one video, float64 ``[T, K - 1]``.
 
   Column ``k`` is ``(t - t_k) / T`` with ``t_k`` the last frame of phase ``k`` (TCC's
@@ -171,8 +189,7 @@ def progression_targets(labels: np.ndarray, num_classes: int,
   * ``'drop'``: column ``k`` is NaN; the video is left out of event ``k``'s fit and R².
   """
   if missing_phase not in MISSING_PHASE_RULES:
-    raise ValueError(f"missing_phase: expected one of {MISSING_PHASE_RULES}, got "
-                     f"{missing_phase!r}")
+    raise ValueError(f"missing_phase: expected one of {MISSING_PHASE_RULES}, got {missing_phase!r}")
   labels = np.asarray(labels)
   num_frames = labels.shape[0]
   targets = np.empty((num_frames, num_classes - 1), np.float64)
@@ -191,11 +208,15 @@ def progression_targets(labels: np.ndarray, num_classes: int,
   return targets
 
 
-def progression(train_embs: Sequence[np.ndarray], train_labels: Sequence[np.ndarray],
-                val_embs: Sequence[np.ndarray], val_labels: Sequence[np.ndarray],
-                fractions: Sequence[float] = (0.1, 0.5, 1.0),
-                num_classes: Optional[int] = None,
-                missing_phase: str = "zero_length") -> dict[float, float]:
+def progression(
+  train_embs: Sequence[np.ndarray],
+  train_labels: Sequence[np.ndarray],
+  val_embs: Sequence[np.ndarray],
+  val_labels: Sequence[np.ndarray],
+  fractions: Sequence[float] = (0.1, 0.5, 1.0),
+  num_classes: Optional[int] = None,
+  missing_phase: str = "zero_length",
+) -> dict[float, float]:
   """Phase progression: mean over key events of the pooled-val-frame R² of an OLS fit.
 
   Args:
@@ -212,6 +233,7 @@ def progression(train_embs: Sequence[np.ndarray], train_labels: Sequence[np.ndar
     no event is left.
   """
   from sklearn import linear_model, metrics as sk_metrics  # pylint: disable=g-import-not-at-top
+
   train_embs, train_labels = _prepare(train_embs, train_labels, "train")
   val_embs, val_labels = _prepare(val_embs, val_labels, "val")
   _check_same_dim(train_embs, val_embs)
@@ -219,14 +241,17 @@ def progression(train_embs: Sequence[np.ndarray], train_labels: Sequence[np.ndar
   if num_classes is None:
     num_classes = largest + 1
   elif largest >= num_classes:
-    raise ValueError(f"num_classes: a label {largest} was found but num_classes is "
-                     f"{num_classes} (labels must be in 0..num_classes-1)")
+    raise ValueError(
+      f"num_classes: a label {largest} was found but num_classes is "
+      f"{num_classes} (labels must be in 0..num_classes-1)"
+    )
   if num_classes < 2:
     raise ValueError(f"num_classes: progression needs at least 2 phases, got {num_classes}")
   train_targets = [progression_targets(lab, num_classes, missing_phase) for lab in train_labels]
   x_val, _ = _pooled(val_embs, val_labels, "val_labels")
-  y_val = np.concatenate([progression_targets(lab, num_classes, missing_phase)
-                          for lab in val_labels])
+  y_val = np.concatenate(
+    [progression_targets(lab, num_classes, missing_phase) for lab in val_labels]
+  )
   scores = {}
   for fraction in fractions:
     n = num_train_videos(fraction, len(train_embs))
@@ -270,13 +295,14 @@ def _pad(videos: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
   padded = np.zeros((len(videos), length, videos[0].shape[1]), np.float64)
   mask = np.zeros((len(videos), length), bool)
   for j, v in enumerate(videos):
-    padded[j, :v.shape[0]] = v
-    mask[j, :v.shape[0]] = True
+    padded[j, : v.shape[0]] = v
+    mask[j, : v.shape[0]] = True
   return padded, mask
 
 
-def _nearest_in_each_video(query: np.ndarray, gallery: np.ndarray, gallery_sq: np.ndarray
-                           ) -> np.ndarray:
+def _nearest_in_each_video(
+  query: np.ndarray, gallery: np.ndarray, gallery_sq: np.ndarray
+) -> np.ndarray:
   """Index of the nearest gallery frame in every gallery video, int ``[n, N]``.
 
   Args:
@@ -295,8 +321,10 @@ def _nearest_in_each_video(query: np.ndarray, gallery: np.ndarray, gallery_sq: n
   nearest = np.argmin(approx, axis=-1)
   best = np.take_along_axis(approx, nearest[..., None], -1)
   # Rounding error of the expansion is below dim * eps * (|q|² + |c|²); 1e-9 is ~10^4 times that.
-  scale = (np.sum(query**2, -1)[:, None, None] +
-           np.max(np.where(np.isfinite(gallery_sq), gallery_sq, 0.0), -1)[None, :, None])
+  scale = (
+    np.sum(query**2, -1)[:, None, None]
+    + np.max(np.where(np.isfinite(gallery_sq), gallery_sq, 0.0), -1)[None, :, None]
+  )
   close = approx <= best + 1e-9 * scale + 1e-300
   ambiguous = close.sum(-1) > 1
   if ambiguous.any():
@@ -304,8 +332,8 @@ def _nearest_in_each_video(query: np.ndarray, gallery: np.ndarray, gallery_sq: n
     exact = np.full(approx.shape, np.inf)
     chunk = max(1, 2**22 // max(dim, 1))
     for s in range(0, a_idx.size, chunk):
-      a, j, l = a_idx[s:s + chunk], j_idx[s:s + chunk], l_idx[s:s + chunk]
-      exact[a, j, l] = np.sum((query[a] - gallery[j, l])**2, axis=-1)
+      a, j, l = a_idx[s : s + chunk], j_idx[s : s + chunk], l_idx[s : s + chunk]
+      exact[a, j, l] = np.sum((query[a] - gallery[j, l]) ** 2, axis=-1)
     nearest[ambiguous] = np.argmin(exact[ambiguous], axis=-1)
   return nearest
 
@@ -347,9 +375,9 @@ def tau_b_against_order(nn: np.ndarray) -> np.ndarray:
   # All a < b pairs at once, in row blocks to bound memory to ~4M entries.
   block = max(1, (1 << 22) // max(1, n * num_cols))
   for start in range(0, n, block):
-    rows = nn[start:start + block]  # [r, M]
+    rows = nn[start : start + block]  # [r, M]
     diff = nn[None, :, :] - rows[:, None, :]  # [r, n, M]: nn[b] - nn[a] for a = start + i
-    upper = (np.arange(n)[None, :] > np.arange(start, start + rows.shape[0])[:, None])
+    upper = np.arange(n)[None, :] > np.arange(start, start + rows.shape[0])[:, None]
     diff = np.where(upper[..., None], diff, 0)
     s += np.sign(diff).sum((0, 1))
     ties += ((diff == 0) & upper[..., None]).sum((0, 1))
@@ -358,8 +386,12 @@ def tau_b_against_order(nn: np.ndarray) -> np.ndarray:
     return np.where(denom > 0, s / np.sqrt(np.where(denom > 0, denom, 1.0)), np.nan)
 
 
-def kendalls_tau(embs: Sequence[np.ndarray], stride: int = 5, distance: str = "sqeuclidean",
-                 labels: Optional[Sequence[np.ndarray]] = None) -> KendallsTau:
+def kendalls_tau(
+  embs: Sequence[np.ndarray],
+  stride: int = 5,
+  distance: str = "sqeuclidean",
+  labels: Optional[Sequence[np.ndarray]] = None,
+) -> KendallsTau:
   """Kendall's tau of frame-wise nearest-neighbour alignment over all ordered video pairs.
 
   For every ordered pair (i, j), i != j: queries ``E_i[::stride]``, candidates
@@ -395,14 +427,20 @@ def kendalls_tau(embs: Sequence[np.ndarray], stride: int = 5, distance: str = "s
   off_diagonal = ~np.eye(num_videos, dtype=bool)
   values = per_pair[off_diagonal]
   finite = np.isfinite(values)
-  return KendallsTau(value=float(values[finite].mean()) if finite.any() else math.nan,
-                     num_pairs=int(values.size), num_nan=int((~finite).sum()),
-                     per_pair=per_pair)
+  return KendallsTau(
+    value=float(values[finite].mean()) if finite.any() else math.nan,
+    num_pairs=int(values.size),
+    num_nan=int((~finite).sum()),
+    per_pair=per_pair,
+  )
 
 
-def cycle_consistency(embs: Sequence[np.ndarray], stride: int = 5,
-                      distance: str = "sqeuclidean",
-                      labels: Optional[Sequence[np.ndarray]] = None) -> float:
+def cycle_consistency(
+  embs: Sequence[np.ndarray],
+  stride: int = 5,
+  distance: str = "sqeuclidean",
+  labels: Optional[Sequence[np.ndarray]] = None,
+) -> float:
   """Cycle-back accuracy over all ordered video pairs (TCC's cycle consistency, label-free).
 
   For videos A != B (frames strided by ``stride``): for each frame i of A, j = its nearest
@@ -417,8 +455,9 @@ def cycle_consistency(embs: Sequence[np.ndarray], stride: int = 5,
   gallery, mask = _pad(strided)
   gallery_sq = np.where(mask, np.sum(gallery**2, -1), np.inf)
   # nearest[a][:, b]: for each frame of video a, its nearest frame in video b.
-  nearest = [_nearest_in_each_video(q, gallery, gallery_sq) if q.shape[0] else None
-             for q in strided]
+  nearest = [
+    _nearest_in_each_video(q, gallery, gallery_sq) if q.shape[0] else None for q in strided
+  ]
   accuracies = []
   for a, near_a in enumerate(nearest):
     for b, near_b in enumerate(nearest):
@@ -433,9 +472,13 @@ def cycle_consistency(embs: Sequence[np.ndarray], stride: int = 5,
 # Retrieval.
 
 
-def retrieval(embs: Sequence[np.ndarray], labels: Sequence[np.ndarray],
-              ks: Sequence[int] = (5, 10, 15), stride: int = 5,
-              distance: str = "sqeuclidean") -> dict[int, float]:
+def retrieval(
+  embs: Sequence[np.ndarray],
+  labels: Sequence[np.ndarray],
+  ks: Sequence[int] = (5, 10, 15),
+  stride: int = 5,
+  distance: str = "sqeuclidean",
+) -> dict[int, float]:
   """Mean precision@K of phase retrieval ("AP@K" in CARL/LAC; not a ranked AP).
 
   For each video i: queries = its strided frames; gallery = the strided frames of all other
@@ -470,14 +513,16 @@ def retrieval(embs: Sequence[np.ndarray], labels: Sequence[np.ndarray],
   k_max = max(ks)
   smallest_gallery = int(sizes.sum() - sizes.max())
   if k_max > smallest_gallery:
-    raise ValueError(f"ks: K = {k_max} exceeds the {smallest_gallery} strided frames of the "
-                     f"smallest gallery (all videos but the longest); lower K or the stride")
+    raise ValueError(
+      f"ks: K = {k_max} exceeds the {smallest_gallery} strided frames of the "
+      f"smallest gallery (all videos but the longest); lower K or the stride"
+    )
   per_video = {k: [] for k in ks}
   for i, query in enumerate(strided):
     if query.shape[0] == 0:
       continue
     dist = gallery_sq[None] - 2.0 * (query @ gallery.T)  # [n_i, M], |q|² dropped (per row).
-    dist[:, offsets[i]:offsets[i + 1]] = np.inf  # Never retrieve from the query's own video.
+    dist[:, offsets[i] : offsets[i + 1]] = np.inf  # Never retrieve from the query's own video.
     top = np.argpartition(dist, k_max - 1, axis=1)[:, :k_max]
     order = np.argsort(np.take_along_axis(dist, top, 1), axis=1, kind="stable")
     top = np.take_along_axis(top, order, 1)  # [n_i, k_max], nearest first.
@@ -500,10 +545,13 @@ def is_labelled(labels: np.ndarray) -> bool:
   return bool(np.any(np.asarray(labels) >= 0))
 
 
-def evaluate_embeddings(train_embs: Sequence[np.ndarray], train_labels: Sequence[np.ndarray],
-                        val_embs: Sequence[np.ndarray], val_labels: Sequence[np.ndarray],
-                        config: Optional[ml_collections.ConfigDict] = None
-                        ) -> dict[str, float]:
+def evaluate_embeddings(
+  train_embs: Sequence[np.ndarray],
+  train_labels: Sequence[np.ndarray],
+  val_embs: Sequence[np.ndarray],
+  val_labels: Sequence[np.ndarray],
+  config: Optional[ml_collections.ConfigDict] = None,
+) -> dict[str, float]:
   """All metrics for one train/val split, as one row of the paper's tables (x100).
 
   The label-free measures, ``tau`` and ``cycle_consistency``, use every val video; the
@@ -520,13 +568,15 @@ def evaluate_embeddings(train_embs: Sequence[np.ndarray], train_labels: Sequence
   """
   if config is None:  # The defaults live in the schema, which imports jax: only when needed.
     from lac_jax import config as config_lib  # pylint: disable=g-import-not-at-top
+
     config = config_lib.eval_config()
   with threadpoolctl.threadpool_limits(limits=config.get("blas_threads"), user_api="blas"):
     return _evaluate_embeddings(train_embs, train_labels, val_embs, val_labels, config)
 
 
-def _evaluate_embeddings(train_embs, train_labels, val_embs, val_labels,
-                         config: ml_collections.ConfigDict) -> dict[str, float]:
+def _evaluate_embeddings(
+  train_embs, train_labels, val_embs, val_labels, config: ml_collections.ConfigDict
+) -> dict[str, float]:
   fractions = tuple(float(f) for f in config.fractions)
   if not fractions:
     raise ValueError("config.fractions: expected at least one fraction")
@@ -545,26 +595,31 @@ def _evaluate_embeddings(train_embs, train_labels, val_embs, val_labels,
     for f in fractions:
       row[_percent_key("class", f)] = 100.0 * accuracy[f]
     if len(lab_val) >= 2:
-      precision = retrieval(va_e, va_l, tuple(config.retrieval_ks), config.retrieval_stride,
-                            config.distance)
+      precision = retrieval(
+        va_e, va_l, tuple(config.retrieval_ks), config.retrieval_stride, config.distance
+      )
       for k, p in precision.items():
         row[f"ap_{k}"] = 100.0 * p
-    r2 = progression(tr_e, tr_l, va_e, va_l, fractions, config.num_classes,
-                     config.missing_phase)
+    r2 = progression(tr_e, tr_l, va_e, va_l, fractions, config.num_classes, config.missing_phase)
     for f in fractions:
       row[_percent_key("progress", f)] = 100.0 * r2[f]
     row["progress"] = 100.0 * r2[max(fractions)]
   # Label-free: every frame of an unlabelled video counts.
-  free_labels = [lab if is_labelled(lab) else np.zeros(np.shape(lab), np.int64)
-                 for lab in val_labels]
+  free_labels = [
+    lab if is_labelled(lab) else np.zeros(np.shape(lab), np.int64) for lab in val_labels
+  ]
   tau = kendalls_tau(val_embs, config.tau_stride, config.distance, labels=free_labels)
   if tau.num_nan:
-    logging.warning("Kendall's tau: %d of %d video pairs undefined and dropped", tau.num_nan,
-                    tau.num_pairs)
+    logging.warning(
+      "Kendall's tau: %d of %d video pairs undefined and dropped", tau.num_nan, tau.num_pairs
+    )
   row["tau"] = 100.0 * tau.value
   row["cycle_consistency"] = 100.0 * cycle_consistency(
-      val_embs, config.get("cycle_stride", config.tau_stride), config.distance,
-      labels=free_labels)
-  row.update(num_val=float(len(val_embs)), num_labelled_train=float(len(lab_train)),
-             num_labelled_val=float(len(lab_val)))
+    val_embs, config.get("cycle_stride", config.tau_stride), config.distance, labels=free_labels
+  )
+  row.update(
+    num_val=float(len(val_embs)),
+    num_labelled_train=float(len(lab_train)),
+    num_labelled_val=float(len(lab_val)),
+  )
   return row

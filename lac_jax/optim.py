@@ -21,13 +21,15 @@ def num_train_steps(config: ml_collections.ConfigDict, num_videos: int) -> int:
   or ``num_epochs * (N // B)`` with ``data.drop_last``."""
   if config.train.num_steps > 0:
     return int(config.train.num_steps)
-  per_epoch = pipeline.batches_per_epoch(num_videos, int(config.data.batch_size),
-                                         config.data.drop_last)
+  per_epoch = pipeline.batches_per_epoch(
+    num_videos, int(config.data.batch_size), config.data.drop_last
+  )
   return max(1, math.ceil(config.train.num_epochs * per_epoch))
 
 
-def learning_rate_schedule(config: ml_collections.ConfigDict, peak: float, num_videos: int,
-                           total_steps: int) -> optax.Schedule:
+def learning_rate_schedule(
+  config: ml_collections.ConfigDict, peak: float, num_videos: int, total_steps: int
+) -> optax.Schedule:
   """Step -> learning rate for a group whose peak rate is ``peak`` (see ``train.schedule``)."""
   tc = config.train
   warmup = int(tc.warmup_steps)
@@ -39,13 +41,14 @@ def learning_rate_schedule(config: ml_collections.ConfigDict, peak: float, num_v
   else:  # 'cosine_epochs': e = `pipeline.epoch_of_step`, T_max = epochs + 1.
     num_videos = max(num_videos, 1)
     per_epoch = pipeline.batches_per_epoch(num_videos, batch, config.data.drop_last)
-    epochs = (tc.num_epochs if tc.num_steps == 0 else
-              max(1, math.ceil(tc.num_steps / per_epoch)))
+    epochs = tc.num_epochs if tc.num_steps == 0 else max(1, math.ceil(tc.num_steps / per_epoch))
 
     def main(step):
-      epoch = pipeline.epoch_of_step(jnp.asarray(step, jnp.int32), num_videos, batch,
-                                     config.data.drop_last)
+      epoch = pipeline.epoch_of_step(
+        jnp.asarray(step, jnp.int32), num_videos, batch, config.data.drop_last
+      )
       return peak * 0.5 * (1.0 + jnp.cos(jnp.pi * epoch / (epochs + 1)))
+
   if warmup <= 0:
     return main
   return optax.join_schedules([optax.linear_schedule(0.0, peak, warmup), main], [warmup])
@@ -58,13 +61,19 @@ def _param_labels(params: Mapping[str, Any], freeze_trunk: bool = False) -> dict
   """Optimiser group of every parameter: its top-level key, or ``'frozen'`` for the trunk."""
   labels = {k: jax.tree.map(lambda _, k=k: k, v) for k, v in params.items()}
   if freeze_trunk and TRUNK in labels.get("encoder", {}):
-    labels["encoder"] = {**labels["encoder"],
-                         TRUNK: jax.tree.map(lambda _: "frozen", labels["encoder"][TRUNK])}
+    labels["encoder"] = {
+      **labels["encoder"],
+      TRUNK: jax.tree.map(lambda _: "frozen", labels["encoder"][TRUNK]),
+    }
   return labels
 
 
-def make_optimizer(config: ml_collections.ConfigDict, num_videos: int, total_steps: int,
-                   loss: Optional[losses.Loss] = None) -> optax.GradientTransformation:
+def make_optimizer(
+  config: ml_collections.ConfigDict,
+  num_videos: int,
+  total_steps: int,
+  loss: Optional[losses.Loss] = None,
+) -> optax.GradientTransformation:
   """Groups ``'encoder'`` (clip -> Adam(+L2) or AdamW) and, when the loss has parameters,
   ``loss.params_key`` (Adam + L2 with the loss's rate and decay, unclipped); with
   ``model.backbone_mode='frozen'`` the trunk is group ``'frozen'``: no update, no decay, no
@@ -79,16 +88,21 @@ def make_optimizer(config: ml_collections.ConfigDict, num_videos: int, total_ste
     encoder_tx.append(optax.clip_by_global_norm(tc.grad_clip_norm))
   if tc.optimizer == "adam_l2":
     # torch.optim.Adam(weight_decay=wd): grad += wd * param (after clipping), then Adam.
-    encoder_tx += [optax.add_decayed_weights(tc.weight_decay), optax.scale_by_adam(**adam),
-                   optax.scale_by_learning_rate(lr)]
+    encoder_tx += [
+      optax.add_decayed_weights(tc.weight_decay),
+      optax.scale_by_adam(**adam),
+      optax.scale_by_learning_rate(lr),
+    ]
   else:
     encoder_tx.append(optax.adamw(lr, weight_decay=tc.weight_decay, **adam))
   groups = {"encoder": optax.chain(*encoder_tx)}
   if loss.params_key:
     loss_lr = learning_rate_schedule(config, loss.learning_rate, num_videos, total_steps)
     groups[loss.params_key] = optax.chain(
-        optax.add_decayed_weights(loss.weight_decay), optax.scale_by_adam(**adam),
-        optax.scale_by_learning_rate(loss_lr))
+      optax.add_decayed_weights(loss.weight_decay),
+      optax.scale_by_adam(**adam),
+      optax.scale_by_learning_rate(loss_lr),
+    )
   freeze = config.model.backbone_mode == "frozen"
   if freeze:
     groups["frozen"] = optax.set_to_zero()

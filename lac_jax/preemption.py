@@ -53,8 +53,10 @@ class StopRequest:
       for s in self.signals:
         self._previous[s] = signal.signal(s, self._handle)
     else:
-      logging.warning("Training outside the main thread: SIGTERM/SIGINT keep their handlers "
-                      "(no checkpoint on preemption)")
+      logging.warning(
+        "Training outside the main thread: SIGTERM/SIGINT keep their handlers "
+        "(no checkpoint on preemption)"
+      )
     if jax.process_count() > 1:
       self._sum = jax.pmap(lambda x: jax.lax.psum(x, "processes"), axis_name="processes")
     _active = self
@@ -75,11 +77,14 @@ class StopRequest:
     self.count += 1
     if self.signum is None:
       self.signum = signum
-      text = (f"lac_jax: {name} received: finishing this step, then saving a checkpoint and "
-              "exiting\n")
+      text = (
+        f"lac_jax: {name} received: finishing this step, then saving a checkpoint and exiting\n"
+      )
     else:
-      text = (f"lac_jax: {name} received again: still finishing the step and saving the "
-              "checkpoint (SIGKILL stops at once)\n")
+      text = (
+        f"lac_jax: {name} received again: still finishing the step and saving the "
+        "checkpoint (SIGKILL stops at once)\n"
+      )
     try:  # os.write: no buffered stream is entered from a handler.
       os.write(2, text.encode())
     except OSError:

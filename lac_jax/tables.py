@@ -13,6 +13,7 @@ import numpy as np
 
 COUNT_KEYS = ("num_val", "num_labelled_train", "num_labelled_val")  # videos a row used
 
+
 def mean_over_actions(per_action: Mapping[str, Mapping[str, float]]) -> dict[str, float]:
   """Unweighted mean of per-action rows (PennAction's headline row: 13 actions, one vote each);
   the video counts (`COUNT_KEYS`) are summed.
@@ -25,11 +26,14 @@ def mean_over_actions(per_action: Mapping[str, Mapping[str, float]]) -> dict[str
   keys = list(per_action[actions[0]])
   for action in actions[1:]:
     if set(per_action[action]) != set(keys):
-      raise ValueError(f"per_action[{action!r}]: keys {sorted(per_action[action])} differ from "
-                       f"per_action[{actions[0]!r}] keys {sorted(keys)}")
-  return {k: float((np.sum if k in COUNT_KEYS else np.mean)([per_action[a][k] for a in actions]))
-          for k in keys}
-
+      raise ValueError(
+        f"per_action[{action!r}]: keys {sorted(per_action[action])} differ from "
+        f"per_action[{actions[0]!r}] keys {sorted(keys)}"
+      )
+  return {
+    k: float((np.sum if k in COUNT_KEYS else np.mean)([per_action[a][k] for a in actions]))
+    for k in keys
+  }
 
 
 def table_columns(keys: Iterable[str]) -> list[tuple[str, str]]:
@@ -40,10 +44,12 @@ def table_columns(keys: Iterable[str]) -> list[tuple[str, str]]:
   ap_ks = sorted(int(m.group(1)) for k in keys if (m := re.fullmatch(r"ap_(\d+)", k)))
   fixed = [("progress", "Progress"), ("tau", "Tau"), ("cycle_consistency", "Cycle")]
   counts = [("num_val", "Val videos"), ("num_labelled", "Labelled tr/val")]
-  return ([(f"class_{p}", f"Class {p}") for p in class_pcts] +
-          [(f"ap_{k}", f"AP@{k}") for k in ap_ks] +
-          [c for c in fixed if c[0] in keys] +
-          [c for c in counts if c[0] in keys or f"{c[0]}_val" in keys])
+  return (
+    [(f"class_{p}", f"Class {p}") for p in class_pcts]
+    + [(f"ap_{k}", f"AP@{k}") for k in ap_ks]
+    + [c for c in fixed if c[0] in keys]
+    + [c for c in counts if c[0] in keys or f"{c[0]}_val" in keys]
+  )
 
 
 def _cell(row: Mapping[str, float], key: str, digits: int) -> str:
@@ -68,6 +74,7 @@ def format_table(rows: Mapping[str, Mapping[str, float]], digits: int = 2) -> st
   header = "  ".join(["".ljust(name_width)] + [h.rjust(w) for (_, h), w in zip(columns, widths)])
   lines = [header.rstrip(), "-" * len(header)]
   for name, row_cells in zip(names, cells):
-    lines.append("  ".join([name.ljust(name_width)] +
-                           [c.rjust(w) for c, w in zip(row_cells, widths)]))
+    lines.append(
+      "  ".join([name.ljust(name_width)] + [c.rjust(w) for c, w in zip(row_cells, widths)])
+    )
   return "\n".join(lines)

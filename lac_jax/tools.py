@@ -30,15 +30,25 @@ INDEX_FILE = "index.json"  # lac_jax.embed's index of an output folder
 def define_flags() -> None:
   """The flags every tool takes; call once, in the tool's ``__main__`` block."""
   from ml_collections import config_flags  # pylint: disable=g-import-not-at-top
+
   flags.DEFINE_string("workdir", None, "Training workdir (its checkpoints/ and config.json).")
   flags.DEFINE_string("output", None, "Output directory (created if missing).")
   config_flags.DEFINE_config_file(
-      "config", None, "The run's config file (default: the config.json training saved in the "
-      "workdir; needed for runs trained before that).", lock_config=False)
+    "config",
+    None,
+    "The run's config file (default: the config.json training saved in the "
+    "workdir; needed for runs trained before that).",
+    lock_config=False,
+  )
   flags.DEFINE_integer("step", None, "Checkpoint step (default: the newest).", lower_bound=0)
-  flags.DEFINE_integer("frames_per_chunk", None, "Frames per trunk call (bounds memory for long "
-                       "videos; the result does not depend on it). Default: the config's "
-                       "eval.trunk_chunk, else 32.", lower_bound=1)
+  flags.DEFINE_integer(
+    "frames_per_chunk",
+    None,
+    "Frames per trunk call (bounds memory for long "
+    "videos; the result does not depend on it). Default: the config's "
+    "eval.trunk_chunk, else 32.",
+    lower_bound=1,
+  )
   flags.DEFINE_bool("progress", True, "Show progress bars (on stderr).")
   flags.mark_flags_as_required(["workdir", "output"])
 
@@ -46,17 +56,27 @@ def define_flags() -> None:
 def load_encoder() -> inference.TrainedEncoder:
   """The encoder of ``--workdir`` (``--config``, ``--step``), with a log line."""
   trained = inference.load_trained(FLAGS.workdir, FLAGS.config, FLAGS.step)
-  logging.info("Restored %s step %d: %s, %d px frames, %d-d embeddings", trained.workdir,
-               trained.step, trained.config.data.dataset, trained.image_size,
-               trained.output_dim)
+  logging.info(
+    "Restored %s step %d: %s, %d px frames, %d-d embeddings",
+    trained.workdir,
+    trained.step,
+    trained.config.data.dataset,
+    trained.image_size,
+    trained.output_dim,
+  )
   return trained
 
 
-def embed_input(trained: inference.TrainedEncoder, video: inputs.InputVideo,
-                frames_per_chunk: Optional[int], progress: bool) -> np.ndarray:
+def embed_input(
+  trained: inference.TrainedEncoder,
+  video: inputs.InputVideo,
+  frames_per_chunk: Optional[int],
+  progress: bool,
+) -> np.ndarray:
   """`TrainedEncoder.embed` with a progress bar over the video's frames."""
-  with logs.progress_bar(progress, total=video.num_frames, unit="frame", desc=video.name,
-                         leave=False) as bar:
+  with logs.progress_bar(
+    progress, total=video.num_frames, unit="frame", desc=video.name, leave=False
+  ) as bar:
     return trained.embed(video, frames_per_chunk, progress=bar.update)
 
 
@@ -78,6 +98,7 @@ def load_labels(path: str) -> tuple[dict[str, np.ndarray], Optional[list[str]]]:
   (`lac_jax.data.videos.parse_labels`).
   """
   from lac_jax.data import videos  # pylint: disable=g-import-not-at-top  (imports TFDS)
+
   what = f"--labels={path}"
   return videos.parse_labels(files.read_json_object(path, what), what)
 
@@ -113,8 +134,9 @@ def transfer_labels(pairs: np.ndarray, labels_a: np.ndarray, num_b: int) -> np.n
   if not len(pairs):
     return out
   if pairs[:, 0].max() >= len(labels_a):
-    raise ValueError(f"labels of A: {len(labels_a)} frames labelled, the alignment pairs "
-                     f"frame {pairs[:, 0].max()}")
+    raise ValueError(
+      f"labels of A: {len(labels_a)} frames labelled, the alignment pairs frame {pairs[:, 0].max()}"
+    )
   current = UNALIGNED
   partner = dict(zip(pairs[:, 1].tolist(), pairs[:, 0].tolist()))
   for j in range(int(pairs[0, 1]), int(pairs[-1, 1]) + 1):
@@ -128,19 +150,24 @@ def transfer_report(transferred: np.ndarray, labels_b: Optional[np.ndarray]) -> 
   """How much of B the transfer covers and, with B's own labels, how often it is right."""
   transferred = np.asarray(transferred)
   aligned = transferred != UNALIGNED
-  report: dict[str, Any] = {"aligned_frames": int(aligned.sum()),
-                            "coverage": float(aligned.mean()) if aligned.size else 0.0}
+  report: dict[str, Any] = {
+    "aligned_frames": int(aligned.sum()),
+    "coverage": float(aligned.mean()) if aligned.size else 0.0,
+  }
   if labels_b is not None:
     labels_b = np.asarray(labels_b)
     if labels_b.shape != transferred.shape:
-      raise ValueError(f"labels of B: {labels_b.size} frames labelled, B has "
-                       f"{transferred.size} frames")
+      raise ValueError(
+        f"labels of B: {labels_b.size} frames labelled, B has {transferred.size} frames"
+      )
     known = aligned & (labels_b >= 0)
-    report["accuracy_aligned"] = float((transferred[known] == labels_b[known]).mean()
-                                       ) if known.any() else None
+    report["accuracy_aligned"] = (
+      float((transferred[known] == labels_b[known]).mean()) if known.any() else None
+    )
     labelled = labels_b >= 0
-    report["accuracy_all"] = float((transferred[labelled] == labels_b[labelled]).mean()
-                                   ) if labelled.any() else None
+    report["accuracy_all"] = (
+      float((transferred[labelled] == labels_b[labelled]).mean()) if labelled.any() else None
+    )
   return report
 
 
@@ -166,6 +193,7 @@ class _Frames:
 
   def __init__(self, video: inputs.InputVideo, height: int, forward_only: bool):
     from lac_jax import visualize  # pylint: disable=g-import-not-at-top  (loads matplotlib)
+
     self._resize = lambda f: visualize.fit_height(f, height)
     self._stream: Iterator[np.ndarray] = video.frames(self._resize)
     self._frames = None if forward_only else list(self._stream)
@@ -182,15 +210,22 @@ class _Frames:
     return self._frame
 
 
-def write_aligned_video(path: str, video_a: inputs.InputVideo,
-                        video_b: inputs.InputVideo, pairs: np.ndarray, *, height: int = 240,
-                        fps: Optional[float] = None) -> int:
+def write_aligned_video(
+  path: str,
+  video_a: inputs.InputVideo,
+  video_b: inputs.InputVideo,
+  pairs: np.ndarray,
+  *,
+  height: int = 240,
+  fps: Optional[float] = None,
+) -> int:
   """Writes A's aligned span beside B's partner frames (`partner_frames`) as an mp4.
 
   Each frame is captioned ``A: frame i / T_a`` and ``B: frame j / T_b`` (``(A gap)`` when the
   alignment skips frame i of A), over the videos' names. Returns the number of frames written.
   """
   from lac_jax import visualize  # pylint: disable=g-import-not-at-top  (loads matplotlib)
+
   triples = partner_frames(pairs)
   if not triples:
     raise ValueError("the alignment is empty: no frame pairs to show")
@@ -202,8 +237,11 @@ def write_aligned_video(path: str, video_a: inputs.InputVideo,
   def frames() -> Iterator[np.ndarray]:
     for i, j, matched in triples:
       yield visualize.side_by_side(
-          frames_a[i], frames_b[j], (f"A: frame {i} / {t_a}", video_a.name),
-          (f"B: frame {j} / {t_b}" + ("" if matched else " (A gap)"), video_b.name),
-          height=height)
+        frames_a[i],
+        frames_b[j],
+        (f"A: frame {i} / {t_a}", video_a.name),
+        (f"B: frame {j} / {t_b}" + ("" if matched else " (A gap)"), video_b.name),
+        height=height,
+      )
 
   return encode.write_video(path, frames(), fps=fps or video_a.fps or 25.0)

@@ -10,7 +10,6 @@ step ``s`` depend only on ``(seed, s)``.
 from __future__ import annotations
 
 import os
-import time
 from typing import Any, Callable, Mapping, Optional
 
 from absl import logging
@@ -48,6 +47,7 @@ Metrics = dict[str, jax.Array]
 # State and optimiser.
 # ---------------------------------------------------------------------------------------------
 
+
 class TrainState(train_state.TrainState):
   """`flax` TrainState + BatchNorm statistics + a count of skipped (non-finite) steps.
 
@@ -58,17 +58,23 @@ class TrainState(train_state.TrainState):
   nonfinite_steps: Any = 0
 
 
-def build_models(config: ml_collections.ConfigDict
-                 ) -> tuple[encoder_lib.LACEncoder, encoder_lib.LACEncoder]:
+def build_models(
+  config: ml_collections.ConfigDict,
+) -> tuple[encoder_lib.LACEncoder, encoder_lib.LACEncoder]:
   """(training model with ``bn_axis_name='batch'``, evaluation model without)."""
   eval_model = encoder_lib.build_encoder(config.model)
   return eval_model.clone(bn_axis_name=AXIS), eval_model
 
 
-def create_train_state(config: ml_collections.ConfigDict, model: encoder_lib.LACEncoder,
-                       rng: jax.Array, num_videos: int, total_steps: int,
-                       load_weights: bool = True,
-                       loss: Optional[losses.Loss] = None) -> TrainState:
+def create_train_state(
+  config: ml_collections.ConfigDict,
+  model: encoder_lib.LACEncoder,
+  rng: jax.Array,
+  num_videos: int,
+  total_steps: int,
+  load_weights: bool = True,
+  loss: Optional[losses.Loss] = None,
+) -> TrainState:
   """Initial state: encoder variables (ImageNet trunk if ``model.backbone_weights``), the loss's
   parameters, optimiser state. ``load_weights=False`` skips the weight file (restore targets).
   ``loss``: default ``losses.build(config.loss)``."""
@@ -76,15 +82,22 @@ def create_train_state(config: ml_collections.ConfigDict, model: encoder_lib.LAC
   num_frames, size = config.data.sampling.num_frames, config.data.image_size
   init_model = model.clone(bn_axis_name=None)  # Init runs outside pmap.
   variables = encoder_lib.init_variables(
-      init_model, rng, (1, num_frames, size, size, 3),
-      config.model.backbone_weights if load_weights else None)
+    init_model,
+    rng,
+    (1, num_frames, size, size, 3),
+    config.model.backbone_weights if load_weights else None,
+  )
   params = {"encoder": variables["params"]}
   if loss.params_key:
     params[loss.params_key] = loss.init_params(num_frames // config.model.num_context)
   tx = make_optimizer(config, num_videos, total_steps, loss)
-  return TrainState.create(apply_fn=model.apply, params=params, tx=tx,
-                           batch_stats=variables.get("batch_stats", {}),
-                           nonfinite_steps=jnp.zeros((), jnp.int32))
+  return TrainState.create(
+    apply_fn=model.apply,
+    params=params,
+    tx=tx,
+    batch_stats=variables.get("batch_stats", {}),
+    nonfinite_steps=jnp.zeros((), jnp.int32),
+  )
 
 
 def eval_variables(state: TrainState) -> dict[str, Any]:
@@ -96,6 +109,7 @@ def eval_variables(state: TrainState) -> dict[str, Any]:
 # The step.
 # ---------------------------------------------------------------------------------------------
 
+
 def _identity(tree: Any) -> Any:
   return tree
 
@@ -105,13 +119,18 @@ def _all_finite(tree: Any) -> jax.Array:
   return jnp.all(jnp.stack(leaves)) if leaves else jnp.array(True)
 
 
-def train_step(state: TrainState, batch: Mapping[str, jax.Array], rng: jax.Array, *,
-               loss: losses.Loss, num_context: int = 1,
-               lr_fn: Optional[optax.Schedule] = None,
-               reduce: Callable[[Any], Any] = _identity,
-               fixed_trunk_stats: bool = False,
-               augment: Optional[Callable[[Mapping[str, jax.Array], jax.Array], jax.Array]]
-               = None) -> tuple[TrainState, Metrics]:
+def train_step(
+  state: TrainState,
+  batch: Mapping[str, jax.Array],
+  rng: jax.Array,
+  *,
+  loss: losses.Loss,
+  num_context: int = 1,
+  lr_fn: Optional[optax.Schedule] = None,
+  reduce: Callable[[Any], Any] = _identity,
+  fixed_trunk_stats: bool = False,
+  augment: Optional[Callable[[Mapping[str, jax.Array], jax.Array], jax.Array]] = None,
+) -> tuple[TrainState, Metrics]:
   """One optimisation step on one device's share of the batch.
 
   Args:
@@ -149,12 +168,17 @@ def train_step(state: TrainState, batch: Mapping[str, jax.Array], rng: jax.Array
 
   def loss_fn(params):
     z, updates = state.apply_fn(
-        {"params": params["encoder"], "batch_stats": state.batch_stats},
-        frames.reshape((b * 2, t) + frames.shape[3:]), mask.reshape(b * 2, t), train=True,
-        rngs={"dropout": rng}, mutable=["batch_stats"])
+      {"params": params["encoder"], "batch_stats": state.batch_stats},
+      frames.reshape((b * 2, t) + frames.shape[3:]),
+      mask.reshape(b * 2, t),
+      train=True,
+      rngs={"dropout": rng},
+      mutable=["batch_stats"],
+    )
     z = z.reshape((b, 2) + z.shape[1:])
-    value, parts = loss(params.get(loss.params_key), z, steps, step_mask,
-                        lengths=batch.get("lengths"))
+    value, parts = loss(
+      params.get(loss.params_key), z, steps, step_mask, lengths=batch.get("lengths")
+    )
     return value, (parts, updates.get("batch_stats", state.batch_stats))
 
   (_, (parts, batch_stats)), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.params)
@@ -164,10 +188,12 @@ def train_step(state: TrainState, batch: Mapping[str, jax.Array], rng: jax.Array
   finite = jnp.isfinite(parts["loss"]) & _all_finite(grads)
   new = state.apply_gradients(grads=grads, batch_stats=batch_stats)
   keep = lambda n, o: jax.tree.map(lambda x, y: jnp.where(finite, x, y), n, o)
-  new = new.replace(params=keep(new.params, state.params),
-                    opt_state=keep(new.opt_state, state.opt_state),
-                    batch_stats=keep(new.batch_stats, state.batch_stats),
-                    nonfinite_steps=state.nonfinite_steps + (~finite).astype(jnp.int32))
+  new = new.replace(
+    params=keep(new.params, state.params),
+    opt_state=keep(new.opt_state, state.opt_state),
+    batch_stats=keep(new.batch_stats, state.batch_stats),
+    nonfinite_steps=state.nonfinite_steps + (~finite).astype(jnp.int32),
+  )
   out = {f"train/{k}": v for k, v in parts.items()}
   out["train/grad_norm"] = optax.tree.norm(grads["encoder"])
   out["train/finite"] = finite.astype(jnp.float32)
@@ -178,11 +204,14 @@ def train_step(state: TrainState, batch: Mapping[str, jax.Array], rng: jax.Array
   return new, out
 
 
-def make_parallel_train_step(loss: losses.Loss, num_context: int = 1,
-                             lr_fn: Optional[optax.Schedule] = None,
-                             donate: Optional[bool] = None,
-                             fixed_trunk_stats: bool = False,
-                             augment: Optional[Callable] = None) -> Callable:
+def make_parallel_train_step(
+  loss: losses.Loss,
+  num_context: int = 1,
+  lr_fn: Optional[optax.Schedule] = None,
+  donate: Optional[bool] = None,
+  fixed_trunk_stats: bool = False,
+  augment: Optional[Callable] = None,
+) -> Callable:
   """``jax.pmap`` of `train_step` over the local devices (axis ``'batch'``): data parallel; the
   step is a plain function of one device's shard, averaged only through ``reduce``, so a move to
   jit + a mesh stays small. pmap rather than jit + NamedSharding because, in JAX 0.10.2 on a
@@ -199,23 +228,37 @@ def make_parallel_train_step(loss: losses.Loss, num_context: int = 1,
   ``donate``: donate the state's buffers (default: on GPU/TPU; CPU cannot use donations).
   ``augment``: see `train_step`.
   """
+
   def per_device(state, batch, rng):
     rng = jax.random.fold_in(rng, jax.lax.axis_index(AXIS))
-    return train_step(state, batch, rng, loss=loss, num_context=num_context,
-                      lr_fn=lr_fn, reduce=lambda tree: jax.lax.pmean(tree, AXIS),
-                      fixed_trunk_stats=fixed_trunk_stats, augment=augment)
+    return train_step(
+      state,
+      batch,
+      rng,
+      loss=loss,
+      num_context=num_context,
+      lr_fn=lr_fn,
+      reduce=lambda tree: jax.lax.pmean(tree, AXIS),
+      fixed_trunk_stats=fixed_trunk_stats,
+      augment=augment,
+    )
 
   if donate is None:
     donate = jax.default_backend() != "cpu"
-  return jax.pmap(per_device, axis_name=AXIS, in_axes=(0, 0, None),
-                  donate_argnums=(0,) if donate else ())
+  return jax.pmap(
+    per_device, axis_name=AXIS, in_axes=(0, 0, None), donate_argnums=(0,) if donate else ()
+  )
 
 
-def fit_train_step(config: ml_collections.ConfigDict, loss: losses.Loss,
-                   lr_fn: Optional[optax.Schedule], p_state: TrainState,
-                   batch: Mapping[str, np.ndarray], rng: jax.Array,
-                   augment: Optional[Callable] = None
-                   ) -> tuple[Callable, TrainState, memory_lib.Plan]:
+def fit_train_step(
+  config: ml_collections.ConfigDict,
+  loss: losses.Loss,
+  lr_fn: Optional[optax.Schedule],
+  p_state: TrainState,
+  batch: Mapping[str, np.ndarray],
+  rng: jax.Array,
+  augment: Optional[Callable] = None,
+) -> tuple[Callable, TrainState, memory_lib.Plan]:
   """The compiled parallel step for the trunk setting that fits the memory budget
   (`memory.fit_step`); ``augment``: `make_device_augment`'s function or None."""
   m = config.model
@@ -224,8 +267,8 @@ def fit_train_step(config: ml_collections.ConfigDict, loss: losses.Loss,
     cfg = config.copy_and_resolve_references()
     cfg.model.trunk_chunk, cfg.model.trunk_remat = chunk, remat
     return build_models(cfg)[0], make_parallel_train_step(
-        loss, m.num_context, lr_fn, fixed_trunk_stats=m.backbone_mode != "train",
-        augment=augment)
+      loss, m.num_context, lr_fn, fixed_trunk_stats=m.backbone_mode != "train", augment=augment
+    )
 
   return memory_lib.fit_step(m, make_step, p_state, batch, rng)
 
@@ -234,18 +277,23 @@ def fit_train_step(config: ml_collections.ConfigDict, loss: losses.Loss,
 # The loop.
 # ---------------------------------------------------------------------------------------------
 
-def _report_nonfinite(step: int, row: Mapping[str, float], skipped: int,
-                      config: ml_collections.ConfigDict) -> None:
+
+def _report_nonfinite(
+  step: int, row: Mapping[str, float], skipped: int, config: ml_collections.ConfigDict
+) -> None:
   parts = ", ".join(f"{k.split('/')[-1]}={v:.6g}" for k, v in sorted(row.items()))
-  message = (f"step {step}: non-finite loss or gradient ({parts}); the update was not applied "
-             f"({skipped} step(s) skipped so far)")
+  message = (
+    f"step {step}: non-finite loss or gradient ({parts}); the update was not applied "
+    f"({skipped} step(s) skipped so far)"
+  )
   if config.train.on_nonfinite == "stop":
     raise FloatingPointError(message + "; stopping (config.train.on_nonfinite='stop')")
   logging.warning("%s", message)
   if skipped > config.train.max_nonfinite_steps:
     raise FloatingPointError(
-        f"{skipped} steps skipped for non-finite values, more than "
-        f"config.train.max_nonfinite_steps={config.train.max_nonfinite_steps}; last: {message}")
+      f"{skipped} steps skipped for non-finite values, more than "
+      f"config.train.max_nonfinite_steps={config.train.max_nonfinite_steps}; last: {message}"
+    )
 
 
 def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> TrainState:
@@ -270,45 +318,63 @@ def _train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> Trai
   # config.json (for lac_jax.embed / align / retrieve), checked against a resumed run's.
   workdir_lib.record_config(workdir, config)
   tc = config.train
-  logging.info("Training in %s on %d device(s) (%d local, %s), %d process(es)", workdir,
-               n_global, n_local, jax.default_backend(), jax.process_count())
+  logging.info(
+    "Training in %s on %d device(s) (%d local, %s), %d process(es)",
+    workdir,
+    n_global,
+    n_local,
+    jax.default_backend(),
+    jax.process_count(),
+  )
 
-  with checkpoint.Checkpoints(os.path.join(workdir, checkpoint.CHECKPOINT_DIR),
-                              keep=tc.keep_checkpoints) as ckpts, \
-       logs.MetricWriter(workdir, tensorboard=tc.tensorboard) as writer:
+  with (
+    checkpoint.Checkpoints(
+      os.path.join(workdir, checkpoint.CHECKPOINT_DIR), keep=tc.keep_checkpoints
+    ) as ckpts,
+    logs.MetricWriter(workdir, tensorboard=tc.tensorboard) as writer,
+  ):
     # Data, model, loss and state (restored when the workdir has a checkpoint).
     latest = ckpts.latest_step()
     if latest is None:  # The weights are read only when a run starts.
       check_backbone_weights(config)
-    videos = data_lib.load_split(config.data, "train", config.data.action or None,
-                                 config.data.image_size)
+    videos = data_lib.load_split(
+      config.data, "train", config.data.action or None, config.data.image_size
+    )
     data_lib.write_skipped(config.data, workdir)
     total_steps = num_train_steps(config, len(videos))
     model, eval_model = build_models(config)
     init_rng, dropout_rng = jax.random.split(jax.random.PRNGKey(config.seed))
     loss = losses.build(config.loss)
-    state = create_train_state(config, model, init_rng, len(videos), total_steps,
-                               load_weights=latest is None, loss=loss)
+    state = create_train_state(
+      config, model, init_rng, len(videos), total_steps, load_weights=latest is None, loss=loss
+    )
     if latest is not None:
       state = ckpts.restore(state)
       logging.info("Resuming from step %d of %d", int(state.step), total_steps)
     writer.truncate(int(state.step))  # a killed run's redone steps are not logged twice
-    per_epoch = pipeline.batches_per_epoch(len(videos), config.data.batch_size,
-                                           config.data.drop_last)
-    logging.info("%d training videos, global batch %d, %d steps (%.1f epochs)", len(videos),
-                 config.data.batch_size, total_steps, total_steps / per_epoch)
+    per_epoch = pipeline.batches_per_epoch(
+      len(videos), config.data.batch_size, config.data.drop_last
+    )
+    logging.info(
+      "%d training videos, global batch %d, %d steps (%.1f epochs)",
+      len(videos),
+      config.data.batch_size,
+      total_steps,
+      total_steps / per_epoch,
+    )
 
     def evaluate(state: TrainState, step: int) -> None:
-      result = evaluate_lib.run_evaluation(config, eval_variables(state), workdir, step,
-                                           eval_model)
+      result = evaluate_lib.run_evaluation(config, eval_variables(state), workdir, step, eval_model)
       writer.write_scalars(step, {f"eval/{k}": v for k, v in result["summary"].items()})
 
-    if (tc.eval_at_start and int(state.step) == 0
-        and agree(evaluate_lib.eval_row(workdir, 0) is None)):
+    if (
+      tc.eval_at_start and int(state.step) == 0 and agree(evaluate_lib.eval_row(workdir, 0) is None)
+    ):
       evaluate(state, 0)
     # The steps.
-    state = _train_steps(config, loss, state, videos, total_steps, dropout_rng, ckpts, writer,
-                         evaluate)
+    state = _train_steps(
+      config, loss, state, videos, total_steps, dropout_rng, ckpts, writer, evaluate
+    )
     # The closing evaluation and table.
     final = int(state.step)
     if final >= total_steps and tc.eval_at_end:
@@ -317,18 +383,27 @@ def _train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> Trai
       table = evaluate_lib.summary_table(workdir, final) if jax.process_index() == 0 else None
       if table:
         title = f"{config_lib.method_title(config)} evaluation"
-        print(f"{title} ({config.data.dataset}, {workdir}):\n{table}",
-              flush=True)
+        print(f"{title} ({config.data.dataset}, {workdir}):\n{table}", flush=True)
     elif final < total_steps and 0 < tc.stop_at_step <= final:  # (else preempted: logged)
-      logging.info("Stopped at step %d of %d (config.train.stop_at_step); rerun the same "
-                   "command to resume.", final, total_steps)
+      logging.info(
+        "Stopped at step %d of %d (config.train.stop_at_step); rerun the same command to resume.",
+        final,
+        total_steps,
+      )
   return state
 
 
-def _train_steps(config: ml_collections.ConfigDict, loss: losses.Loss, state: TrainState,
-                 videos: list, total_steps: int, dropout_rng: jax.Array,
-                 ckpts: checkpoint.Checkpoints, writer: logs.MetricWriter,
-                 evaluate: Callable[[TrainState, int], None]) -> TrainState:
+def _train_steps(
+  config: ml_collections.ConfigDict,
+  loss: losses.Loss,
+  state: TrainState,
+  videos: list,
+  total_steps: int,
+  dropout_rng: jax.Array,
+  ckpts: checkpoint.Checkpoints,
+  writer: logs.MetricWriter,
+  evaluate: Callable[[TrainState, int], None],
+) -> TrainState:
   """Runs steps ``state.step`` .. the end (or ``train.stop_at_step``, or the step at which a
   SIGTERM / SIGINT stops every process: `lac_jax.preemption`): the input pipeline, the pmapped
   step, logs, checkpoints, periodic evaluations. Returns the unreplicated state."""
@@ -355,20 +430,31 @@ def _train_steps(config: ml_collections.ConfigDict, loss: losses.Loss, state: Tr
     interval.append(row)
 
   augment = make_device_augment(config)
-  logging.info("Augmentation: %s", "off" if not config.data.augment.enabled else
-               "on the device" if augment else "on the host (input pipeline)")
+  logging.info(
+    "Augmentation: %s",
+    "off"
+    if not config.data.augment.enabled
+    else "on the device"
+    if augment
+    else "on the host (input pipeline)",
+  )
   # SIGTERM / SIGINT: finish the step, checkpoint it and return (lac_jax.preemption).
-  with preemption.StopRequest() as stop_request, pipeline.train_iterator(
-      videos, config.data, seed=config.seed, start_step=start_step,
-      device_augment=augment is not None) as it:
+  with (
+    preemption.StopRequest() as stop_request,
+    pipeline.train_iterator(
+      videos,
+      config.data,
+      seed=config.seed,
+      start_step=start_step,
+      device_augment=augment is not None,
+    ) as it,
+  ):
     first = shard_batch(next(it), n_local) if start_step < end_step else None
     if first is not None:
-      p_step, p_state, _ = fit_train_step(config, loss, lr_fn, p_state, first, dropout_rng,
-                                          augment)
+      p_step, p_state, _ = fit_train_step(config, loss, lr_fn, p_state, first, dropout_rng, augment)
       progress.restart(compiled=jax.process_count() == 1)  # ahead-of-time: no compile left
     for step in range(start_step, end_step):
-      batch, first = (first, None) if first is not None else (shard_batch(next(it), n_local),
-                                                              None)
+      batch, first = (first, None) if first is not None else (shard_batch(next(it), n_local), None)
       p_state, metrics = p_step(p_state, batch, dropout_rng)
       # Fetch the previous step's metrics while this one runs (keeps the device busy).
       if pending is not None:
@@ -386,8 +472,15 @@ def _train_steps(config: ml_collections.ConfigDict, loss: losses.Loss, state: Tr
         mean["train/skipped_steps"] = float(skipped)
         writer.write_scalars(done, {**mean, "train/steps_per_sec": timing["steps_per_sec"]})
         if jax.process_index() == 0:
-          logging.info("%s", progress.line(done, mean, timing, tuple(
-              f"train/{name}" for name in loss.progress_parts + ("grad_norm", "lr"))))
+          logging.info(
+            "%s",
+            progress.line(
+              done,
+              mean,
+              timing,
+              tuple(f"train/{name}" for name in loss.progress_parts + ("grad_norm", "lr")),
+            ),
+          )
       if (tc.checkpoint_every_steps and done % tc.checkpoint_every_steps == 0) or last:
         if pending is not None:  # Never save a state whose step was not checked.
           collect(pending)
@@ -407,8 +500,9 @@ def _train_steps(config: ml_collections.ConfigDict, loss: losses.Loss, state: Tr
   return jax.device_get(unreplicate(p_state))
 
 
-def evaluate_checkpoint(config: ml_collections.ConfigDict, workdir: str,
-                        step: Optional[int] = None) -> dict[str, Any]:
+def evaluate_checkpoint(
+  config: ml_collections.ConfigDict, workdir: str, step: Optional[int] = None
+) -> dict[str, Any]:
   """``--mode=eval``: restores the newest (or ``step``) checkpoint of ``workdir`` and evaluates it.
 
   Writes ``workdir/eval/eval_step{step}.json`` (process 0) and returns ``evaluate_dataset``'s
@@ -420,20 +514,24 @@ def evaluate_checkpoint(config: ml_collections.ConfigDict, workdir: str,
     return _evaluate_checkpoint(config, workdir, step)
 
 
-def _evaluate_checkpoint(config: ml_collections.ConfigDict, workdir: str,
-                         step: Optional[int]) -> dict[str, Any]:
+def _evaluate_checkpoint(
+  config: ml_collections.ConfigDict, workdir: str, step: Optional[int]
+) -> dict[str, Any]:
   """`evaluate_checkpoint` under the workdir's lock (``config`` prepared)."""
   logs.quiet_library_logs()
   model, eval_model = build_models(config)
-  with checkpoint.Checkpoints(os.path.join(workdir, checkpoint.CHECKPOINT_DIR),
-                              keep=config.train.keep_checkpoints) as ckpts:
+  with checkpoint.Checkpoints(
+    os.path.join(workdir, checkpoint.CHECKPOINT_DIR), keep=config.train.keep_checkpoints
+  ) as ckpts:
     # The optimiser's schedule does not change the state's arrays: 1 video / 1 step will do.
-    template = create_train_state(config, model, jax.random.PRNGKey(0), 1, 1,
-                                  load_weights=False)
+    template = create_train_state(config, model, jax.random.PRNGKey(0), 1, 1, load_weights=False)
     state = ckpts.restore(template, step, move_damaged=False)  # (eval leaves the folder as is)
   step = int(state.step)
   result = evaluate_lib.run_evaluation(config, eval_variables(state), workdir, step, eval_model)
   if jax.process_index() == 0:
-    print(f"{config_lib.method_title(config)} evaluation of {workdir} step {step}:\n"
-          f"{tables.format_table(result['rows'])}", flush=True)
+    print(
+      f"{config_lib.method_title(config)} evaluation of {workdir} step {step}:\n"
+      f"{tables.format_table(result['rows'])}",
+      flush=True,
+    )
   return result

@@ -31,9 +31,18 @@ HISTORY_FILE = "config_history.json"
 
 # Fields a resumed run may change: the checkpoint's arrays and the data of each step (which
 # depend only on (seed, step)) stay valid. Dotted paths; one ending in '.' names a section.
-RESUMABLE = ("train.", "eval.", "data.data_dir", "data.cache_dir", "data.num_workers",
-             "data.prefetch", "model.trunk_chunk", "model.trunk_remat", "model.memory_budget_gb",
-             "model.conv_grad")
+RESUMABLE = (
+  "train.",
+  "eval.",
+  "data.data_dir",
+  "data.cache_dir",
+  "data.num_workers",
+  "data.prefetch",
+  "model.trunk_chunk",
+  "model.trunk_remat",
+  "model.memory_budget_gb",
+  "model.conv_grad",
+)
 # Read only when a run starts (the checkpoint holds the weights): a changed value is ignored, and
 # config.json keeps the one the model was built with.
 START_ONLY = ("model.backbone_weights", "model.require_backbone_weights")
@@ -47,8 +56,10 @@ _ABSENT = "<absent>"
 # The lock.
 # ---------------------------------------------------------------------------------------------
 
+
 def _process_index() -> int:
   import jax  # pylint: disable=g-import-not-at-top  (after jax.distributed.initialize)
+
   return jax.process_index()
 
 
@@ -65,8 +76,10 @@ def _read_holder(fd: int) -> dict[str, Any]:
 def _describe(holder: dict[str, Any]) -> str:
   if not holder:
     return "another process"
-  return (f"pid {holder.get('pid', '?')} on host {holder.get('host', '?')} "
-          f"(--mode={holder.get('mode', '?')}, started {holder.get('started', '?')})")
+  return (
+    f"pid {holder.get('pid', '?')} on host {holder.get('host', '?')} "
+    f"(--mode={holder.get('mode', '?')}, started {holder.get('started', '?')})"
+  )
 
 
 @contextlib.contextmanager
@@ -90,21 +103,28 @@ def locked(workdir: str, mode: str, create: bool = True) -> Iterator[None]:
       fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except BlockingIOError:
       raise ValueError(
-          f"--workdir {workdir} is in use by {_describe(_read_holder(fd))}: wait until it ends, "
-          f"or use another --workdir (the lock is {path})") from None
+        f"--workdir {workdir} is in use by {_describe(_read_holder(fd))}: wait until it ends, "
+        f"or use another --workdir (the lock is {path})"
+      ) from None
     except OSError as e:  # a file system without locks (some network mounts): run unguarded
       unsupported = e
     if unsupported is not None:
-      logging.warning("%s: cannot lock (%s); make sure no other run uses this workdir", path,
-                      unsupported)
+      logging.warning(
+        "%s: cannot lock (%s); make sure no other run uses this workdir", path, unsupported
+      )
       yield
       return
     stale = _read_holder(fd)
     if stale:  # a clean exit empties the file: its holder died (the OS released its lock)
-      logging.info("Taking over %s from %s, which ended without releasing it", path,
-                   _describe(stale))
-    holder = {"pid": os.getpid(), "host": socket.gethostname(), "mode": mode,
-              "started": time.strftime("%Y-%m-%d %H:%M:%S %z")}
+      logging.info(
+        "Taking over %s from %s, which ended without releasing it", path, _describe(stale)
+      )
+    holder = {
+      "pid": os.getpid(),
+      "host": socket.gethostname(),
+      "mode": mode,
+      "started": time.strftime("%Y-%m-%d %H:%M:%S %z"),
+    }
     os.ftruncate(fd, 0)
     os.pwrite(fd, (json.dumps(holder) + "\n").encode(), 0)
     try:
@@ -120,14 +140,18 @@ def locked(workdir: str, mode: str, create: bool = True) -> Iterator[None]:
 # The config of a resumed run.
 # ---------------------------------------------------------------------------------------------
 
+
 def last_checkpoint_step(workdir: str) -> Optional[int]:
   """The newest finished checkpoint step in ``workdir/checkpoints`` (orbax names a finished step's
   folder by its number; one being written has a suffix), or None; creates nothing."""
   directory = os.path.join(workdir, checkpoint.CHECKPOINT_DIR)
   if not os.path.isdir(directory):
     return None
-  steps = [int(n) for n in os.listdir(directory)
-           if n.isdigit() and os.path.isdir(os.path.join(directory, n))]
+  steps = [
+    int(n)
+    for n in os.listdir(directory)
+    if n.isdigit() and os.path.isdir(os.path.join(directory, n))
+  ]
   return max(steps) if steps else None
 
 
@@ -142,8 +166,7 @@ def _flat(config: ml_collections.ConfigDict) -> dict[str, Any]:
       else:
         out[prefix + key] = value
 
-  walk(json.loads(json.dumps(files.json_safe(config.copy_and_resolve_references().to_dict()))),
-       "")
+  walk(json.loads(json.dumps(files.json_safe(config.copy_and_resolve_references().to_dict()))), "")
   return out
 
 
@@ -153,8 +176,9 @@ def _refusal(field: str, old: Any, new: Any) -> bool:
   if field in OPTIMISER_LAYOUT:
     return True
   if field == "train.grad_clip_norm":  # clipping on <-> off changes the optimiser's layout
-    return isinstance(old, (int, float)) and isinstance(new, (int, float)) and (
-        (old > 0) != (new > 0))
+    return (
+      isinstance(old, (int, float)) and isinstance(new, (int, float)) and ((old > 0) != (new > 0))
+    )
   return not any(field == p or (p.endswith(".") and field.startswith(p)) for p in RESUMABLE)
 
 
@@ -186,35 +210,46 @@ def record_config(workdir: str, config: ml_collections.ConfigDict) -> None:
       checkpoint.write_config(workdir, config)
     return
   try:
-    saved = checkpoint.read_config(workdir, config_lib.saved_config_template,
-                                   renamed=config_lib.RENAMED)
+    saved = checkpoint.read_config(
+      workdir, config_lib.saved_config_template, renamed=config_lib.RENAMED
+    )
   except ValueError as e:
     raise ValueError(f"--workdir {workdir}: cannot check the resumed run's config: {e}") from None
   old, new = _flat(saved), _flat(config)
-  changes = {k: (old.get(k, _ABSENT), new.get(k, _ABSENT))
-             for k in sorted(old.keys() | new.keys()) if old.get(k, _ABSENT) != new.get(k, _ABSENT)}
+  changes = {
+    k: (old.get(k, _ABSENT), new.get(k, _ABSENT))
+    for k in sorted(old.keys() | new.keys())
+    if old.get(k, _ABSENT) != new.get(k, _ABSENT)
+  }
   refused = [k for k, (a, b) in changes.items() if _refusal(k, a, b)]
   if refused:
     diff = "; ".join(f"{k}: {_show(changes[k][0])} -> {_show(changes[k][1])}" for k in refused)
     raise ValueError(
-        f"--workdir {workdir} holds a checkpoint (step {step}) of another config: {diff}. A "
-        "resumed run may change train.*, eval.* and data paths only: pass the saved values "
-        f"({path}) or use another --workdir")
+      f"--workdir {workdir} holds a checkpoint (step {step}) of another config: {diff}. A "
+      "resumed run may change train.*, eval.* and data paths only: pass the saved values "
+      f"({path}) or use another --workdir"
+    )
   ignored = [k for k in changes if k in START_ONLY]
   for k in ignored:
-    logging.info("config.%s: %s ignored on resume (only read when a run starts); the run keeps "
-                 "%s", k, _show(changes[k][1]), _show(changes[k][0]))
+    logging.info(
+      "config.%s: %s ignored on resume (only read when a run starts); the run keeps %s",
+      k,
+      _show(changes[k][1]),
+      _show(changes[k][0]),
+    )
   accepted = {k: {"old": a, "new": b} for k, (a, b) in changes.items() if k not in ignored}
   if not accepted or not writer:
     return
-  logging.info("Config changes from step %d on (recorded in %s): %s", step, history_path,
-               "; ".join(f"{k}: {_show(v['old'])} -> {_show(v['new'])}"
-                         for k, v in accepted.items()))
+  logging.info(
+    "Config changes from step %d on (recorded in %s): %s",
+    step,
+    history_path,
+    "; ".join(f"{k}: {_show(v['old'])} -> {_show(v['new'])}" for k, v in accepted.items()),
+  )
   history = []
   if os.path.isfile(history_path):
     history = list(files.read_json_object(history_path, history_path).get("config_history", []))
-  history.append({"step": step, "time": time.strftime("%Y-%m-%d %H:%M:%S %z"),
-                  "changes": accepted})
+  history.append({"step": step, "time": time.strftime("%Y-%m-%d %H:%M:%S %z"), "changes": accepted})
   files.write_json(history_path, {"config_history": history})
   config = config.copy_and_resolve_references()
   with config.unlocked():
@@ -231,6 +266,7 @@ def check_free_space(directory: str, state: Any) -> None:
   if _process_index() != 0:
     return
   import jax  # pylint: disable=g-import-not-at-top
+
   needed = sum(getattr(x, "nbytes", 0) for x in jax.tree.leaves(state))
   probe = directory
   while not os.path.isdir(probe) and os.path.dirname(probe) != probe:

@@ -24,9 +24,11 @@ _MAX_BYTES = str(32 << 30)
 
 
 def pytest_configure(config):  # pylint: disable=unused-argument
-  os.environ.update(JAX_COMPILATION_CACHE_DIR=XLA_CACHE_DIR,
-                    JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS=_MIN_COMPILE_SECS,
-                    JAX_COMPILATION_CACHE_MAX_SIZE=_MAX_BYTES)
+  os.environ.update(
+    JAX_COMPILATION_CACHE_DIR=XLA_CACHE_DIR,
+    JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS=_MIN_COMPILE_SECS,
+    JAX_COMPILATION_CACHE_MAX_SIZE=_MAX_BYTES,
+  )
   jax.config.update("jax_compilation_cache_dir", XLA_CACHE_DIR)
   jax.config.update("jax_persistent_cache_min_compile_time_secs", float(_MIN_COMPILE_SECS))
   jax.config.update("jax_compilation_cache_max_size", int(_MAX_BYTES))
@@ -39,8 +41,16 @@ def pytest_unconfigure(config):  # pylint: disable=unused-argument
 
 # The modules with the longest runs (whole trainings in subprocesses), started first: with
 # pytest-xdist each then runs alongside the many short tests instead of ending the session alone.
-_LONG_FIRST = ("test_train.py", "test_baselines.py", "test_preemption.py", "test_notebook.py",
-               "test_install.py", "test_search.py", "test_tools.py", "test_accelerator.py")
+_LONG_FIRST = (
+  "test_train.py",
+  "test_baselines.py",
+  "test_preemption.py",
+  "test_notebook.py",
+  "test_install.py",
+  "test_search.py",
+  "test_tools.py",
+  "test_accelerator.py",
+)
 
 
 def pytest_collection_modifyitems(session, config, items):  # pylint: disable=unused-argument

@@ -43,9 +43,14 @@ def env(devices=None, optimize=False, **extra):
 def run(args, devices=None, timeout=400, cwd=REPO, optimize=False, **extra):
   """``python ARGS`` in ``cwd`` (the repository root); the finished process (output captured).
   ``optimize``: as for `env`."""
-  return subprocess.run([sys.executable, *map(str, args)], cwd=cwd,
-                        env=env(devices, optimize, **extra),
-                        capture_output=True, text=True, timeout=timeout)
+  return subprocess.run(
+    [sys.executable, *map(str, args)],
+    cwd=cwd,
+    env=env(devices, optimize, **extra),
+    capture_output=True,
+    text=True,
+    timeout=timeout,
+  )
 
 
 def _free_port():
@@ -54,8 +59,16 @@ def _free_port():
     return sock.getsockname()[1]
 
 
-def launch(args, log_prefix, processes=1, devices=None, per_process=None, distributed=None,
-           optimize=False, **extra):
+def launch(
+  args,
+  log_prefix,
+  processes=1,
+  devices=None,
+  per_process=None,
+  distributed=None,
+  optimize=False,
+  **extra,
+):
   """Starts ``python -m lac_jax.main ARGS`` as ``processes`` processes on localhost, each with
   ``devices`` forced CPU devices, its own extra arguments from ``per_process`` (a list, one
   tuple per process) and the ``extra`` variables; output goes to ``<log_prefix>.p<rank>.log``.
@@ -70,13 +83,25 @@ def launch(args, log_prefix, processes=1, devices=None, per_process=None, distri
   for rank, own in enumerate(per_process):
     variables = dict(extra)
     if distributed:
-      variables.update(JAX_COORDINATOR_ADDRESS=f"127.0.0.1:{port}", JAX_PROCESS_ID=rank,
-                       JAX_NUM_PROCESSES=len(per_process),
-                       JAX_CPU_COLLECTIVES_IMPLEMENTATION="gloo")  # (JAX's default) pinned
+      variables.update(
+        JAX_COORDINATOR_ADDRESS=f"127.0.0.1:{port}",
+        JAX_PROCESS_ID=rank,
+        JAX_NUM_PROCESSES=len(per_process),
+        JAX_CPU_COLLECTIVES_IMPLEMENTATION="gloo",
+      )  # (JAX's default) pinned
     log = open(f"{log_prefix}.p{rank}.log", "w")  # pylint: disable=consider-using-with
-    procs.append((subprocess.Popen(
-        [sys.executable, "-m", "lac_jax.main", *map(str, args), *map(str, own)], cwd=REPO,
-        env=env(devices, optimize, **variables), stdout=log, stderr=subprocess.STDOUT), log))
+    procs.append(
+      (
+        subprocess.Popen(
+          [sys.executable, "-m", "lac_jax.main", *map(str, args), *map(str, own)],
+          cwd=REPO,
+          env=env(devices, optimize, **variables),
+          stdout=log,
+          stderr=subprocess.STDOUT,
+        ),
+        log,
+      )
+    )
   return procs
 
 

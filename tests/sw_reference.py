@@ -30,8 +30,9 @@ def sw_reference(sim, go, ge, gamma, include_zero=True):
   for i in range(1, t1 + 1):
     for j in range(1, t2 + 1):
       o, e = go[i - 1, j - 1], ge[i - 1, j - 1]
-      d[i, j] = s[i - 1, j - 1] + smax([0.0, d[i - 1, j - 1], x[i - 1, j - 1], y[i - 1, j - 1]],
-                                       gamma)
+      d[i, j] = s[i - 1, j - 1] + smax(
+        [0.0, d[i - 1, j - 1], x[i - 1, j - 1], y[i - 1, j - 1]], gamma
+      )
       x[i, j] = smax([d[i, j - 1] - o, x[i, j - 1] - e], gamma)
       y[i, j] = smax([d[i - 1, j] - o, x[i - 1, j] - o, y[i - 1, j] - e], gamma)
   cells = list(d[1:, 1:].ravel())

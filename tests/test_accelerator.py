@@ -34,8 +34,17 @@ class _Compiled:
 
 
 def test_candidates_and_footprint():
-  assert memory.candidates(256) == [(0, False), (128, True), (64, True), (32, True), (16, True),
-                                    (8, True), (4, True), (2, True), (1, True)]
+  assert memory.candidates(256) == [
+    (0, False),
+    (128, True),
+    (64, True),
+    (32, True),
+    (16, True),
+    (8, True),
+    (4, True),
+    (2, True),
+    (1, True),
+  ]
   assert memory.candidates(1) == [(0, False)]
   assert memory.footprint(_Compiled(1000)) == 1000
 
@@ -72,12 +81,17 @@ def test_device_budget():
 
 def test_pipeline_leaves_the_augmentation_to_the_device():
   from lac_jax import data as data_lib  # pylint: disable=g-import-not-at-top
+
   config = tiny.get_config()
   videos = data_lib.load_videos("synthetic", None, "train", synthetic_config=config.data.synthetic)
-  host = next(pipeline.train_iterator(videos, config.data, seed=0, process_index=0,
-                                      process_count=1))
-  dev = next(pipeline.train_iterator(videos, config.data, seed=0, process_index=0,
-                                     process_count=1, device_augment=True))
+  host = next(
+    pipeline.train_iterator(videos, config.data, seed=0, process_index=0, process_count=1)
+  )
+  dev = next(
+    pipeline.train_iterator(
+      videos, config.data, seed=0, process_index=0, process_count=1, device_augment=True
+    )
+  )
   np.testing.assert_array_equal(host["steps"], dev["steps"])  # same sampling
   np.testing.assert_array_equal(dev["slot"], np.arange(4))
   assert "source_hw" not in host and dev["source_hw"].tolist() == [[16, 16]] * 4
@@ -123,15 +137,24 @@ def test_fit_train_step_picks_a_chunk_under_a_small_budget(monkeypatch):
   state = train.create_train_state(config, model, jax.random.PRNGKey(0), 8, 3)
   from lac_jax import data as data_lib  # pylint: disable=g-import-not-at-top
   from lac_jax import losses  # pylint: disable=g-import-not-at-top
+
   videos = data_lib.load_videos("synthetic", None, "train", synthetic_config=config.data.synthetic)
   batch = distributed.shard_batch(next(pipeline.train_iterator(videos, config.data, seed=0)), 1)
   config.model.memory_budget_gb = 6.5 / 1024  # the whole trunk takes ~9.7 MiB here
   lines = []
-  monkeypatch.setattr(memory.logging, "info",  # the log lines, the choice's among them
-                      lambda msg, *args: lines.append(msg % args if args else msg))
-  step, p_state, plan = train.fit_train_step(config, losses.build(config.loss), None,
-                                             distributed.replicate(state), batch,
-                                             jax.random.PRNGKey(1))
+  monkeypatch.setattr(
+    memory.logging,
+    "info",  # the log lines, the choice's among them
+    lambda msg, *args: lines.append(msg % args if args else msg),
+  )
+  step, p_state, plan = train.fit_train_step(
+    config,
+    losses.build(config.loss),
+    None,
+    distributed.replicate(state),
+    batch,
+    jax.random.PRNGKey(1),
+  )
   monkeypatch.undo()
   assert plan.chunk > 0 and plan.remat and plan.bytes <= 6.5 / 1024 * memory.GIB
   assert p_state.apply_fn.__self__.trunk_chunk == plan.chunk  # the model that was compiled

@@ -28,8 +28,9 @@ def _rand_case(rng, t1, t2, per_cell):
 
 def test_reference_equals_brute_force_path_enumeration():
   rng = np.random.default_rng(0)
-  for (t1, t2), per_cell, gamma in itertools.product([(1, 1), (2, 3), (3, 3), (4, 2), (3, 4)],
-                                                     [False, True], [1.0, 0.7, 0.3]):
+  for (t1, t2), per_cell, gamma in itertools.product(
+    [(1, 1), (2, 3), (3, 3), (4, 2), (3, 4)], [False, True], [1.0, 0.7, 0.3]
+  ):
     s, go, ge = _rand_case(rng, t1, t2, per_cell)
     paths = enumerate_path_scores(s, go, ge)
     ref, _ = sw_reference(s, go, ge, gamma, include_zero=True)
@@ -41,9 +42,11 @@ def test_reference_equals_brute_force_path_enumeration():
 @functools.lru_cache(maxsize=None)
 def _jitted(include_zero=True, backward="custom", num_segments=None):
   """One compiled kernel per static setting; gamma and penalties are traced arguments."""
-  return jax.jit(lambda s, go, ge, gamma: soft_smith_waterman(
-      s, go, ge, gamma, include_zero=include_zero, backward=backward,
-      num_segments=num_segments))
+  return jax.jit(
+    lambda s, go, ge, gamma: soft_smith_waterman(
+      s, go, ge, gamma, include_zero=include_zero, backward=backward, num_segments=num_segments
+    )
+  )
 
 
 @pytest.mark.parametrize("backward", BACKWARDS)
@@ -56,8 +59,9 @@ def test_values_and_table_match_reference_float64(backward):
       zero, per_cell = n % 2 == 0, (n // 2) % 2 == 0
       s, go, ge = _rand_case(rng, t1, t2, per_cell)
       for gamma in (1.0, 0.8, 0.3):
-        score, d = _jitted(zero, backward, nseg)(jnp.asarray(s), jnp.asarray(go),
-                                                 jnp.asarray(ge), gamma)
+        score, d = _jitted(zero, backward, nseg)(
+          jnp.asarray(s), jnp.asarray(go), jnp.asarray(ge), gamma
+        )
         ref, ref_d = sw_reference(s, go, ge, gamma, include_zero=zero)
         assert score.dtype == jnp.float64
         np.testing.assert_allclose(score, ref, rtol=1e-10, atol=1e-10)
@@ -68,9 +72,12 @@ def test_values_match_reference_float32():
   rng = np.random.default_rng(2)
   for (t1, t2), per_cell in itertools.product([(8, 8), (16, 11), (32, 32)], [False, True]):
     s, go, ge = _rand_case(rng, t1, t2, per_cell)
-    score, d = soft_smith_waterman(jnp.asarray(s, jnp.float32), jnp.float32(go),
-                                   jnp.float32(ge) if not per_cell else ge.astype(np.float32),
-                                   0.8)
+    score, d = soft_smith_waterman(
+      jnp.asarray(s, jnp.float32),
+      jnp.float32(go),
+      jnp.float32(ge) if not per_cell else ge.astype(np.float32),
+      0.8,
+    )
     assert score.dtype == jnp.float32 and d.dtype == jnp.float32
     ref, ref_d = sw_reference(s, go, ge, 0.8)
     np.testing.assert_allclose(score, ref, rtol=1e-5)
@@ -96,19 +103,24 @@ def test_gradients_match_finite_differences(backward, include_zero):
   s, go, ge = _rand_case(rng, t1, t2, per_cell=True)
   s = np.stack([s, rng.normal(size=(t1, t2))])  # two pairs sharing per-cell penalties
   with jax.enable_x64(True):
+
     def f(s_, go_, ge_, gamma):
-      score, d = soft_smith_waterman(s_, go_, ge_, gamma, include_zero=include_zero,
-                                     backward=backward, num_segments=3)
+      score, d = soft_smith_waterman(
+        s_, go_, ge_, gamma, include_zero=include_zero, backward=backward, num_segments=3
+      )
       # A weighted sum of score and D exercises both outputs' cotangents.
       return score.sum() + 0.1 * jnp.sum(jnp.sin(d))
+
     f_jit = jax.jit(f)
     grad = jax.jit(jax.grad(f, argnums=(0, 1, 2)))
     for gamma in (1.0, 0.8, 0.4):
       grads = grad(jnp.asarray(s), jnp.asarray(go), jnp.asarray(ge), gamma)
       fn = lambda a, b, c: float(f_jit(jnp.asarray(a), jnp.asarray(b), jnp.asarray(c), gamma))
-      fds = (_central_fd(lambda x: fn(x, go, ge), s),
-             _central_fd(lambda x: fn(s, x, ge), go),
-             _central_fd(lambda x: fn(s, go, x), ge))
+      fds = (
+        _central_fd(lambda x: fn(x, go, ge), s),
+        _central_fd(lambda x: fn(s, x, ge), go),
+        _central_fd(lambda x: fn(s, go, x), ge),
+      )
       for g, fd in zip(grads, fds):
         np.testing.assert_allclose(g, fd, atol=1e-7, rtol=1e-6)
 
@@ -118,16 +130,20 @@ def test_scalar_penalty_gradients_match_finite_differences():
   s = rng.normal(size=(3, 5, 4))
   with jax.enable_x64(True):
     for backward in BACKWARDS:
-      f = jax.jit(lambda go, ge: soft_smith_waterman(jnp.asarray(s), go, ge, 0.8,
-                                                     backward=backward)[0].sum())
+      f = jax.jit(
+        lambda go, ge: soft_smith_waterman(jnp.asarray(s), go, ge, 0.8, backward=backward)[0].sum()
+      )
       g_go, g_ge = jax.jit(jax.grad(f, argnums=(0, 1)))(0.7, 0.3)
       fd_go = (f(0.7 + 1e-6, 0.3) - f(0.7 - 1e-6, 0.3)) / 2e-6
       fd_ge = (f(0.7, 0.3 + 1e-6) - f(0.7, 0.3 - 1e-6)) / 2e-6
       np.testing.assert_allclose([g_go, g_ge], [fd_go, fd_ge], atol=1e-7, rtol=1e-6)
       # Per-pair penalties [B, 1, 1] get one gradient per pair.
       go_pp = jnp.full((3, 1, 1), 0.7)
-      g_pp = jax.jit(jax.grad(lambda go: soft_smith_waterman(
-          jnp.asarray(s), go, 0.3, 0.8, backward=backward)[0].sum()))(go_pp)
+      g_pp = jax.jit(
+        jax.grad(
+          lambda go: soft_smith_waterman(jnp.asarray(s), go, 0.3, 0.8, backward=backward)[0].sum()
+        )
+      )(go_pp)
       assert g_pp.shape == (3, 1, 1)
       np.testing.assert_allclose(g_pp.sum(), g_go, rtol=1e-10)
 
@@ -142,10 +158,13 @@ def test_gamma_gradient_matches_finite_differences(backward):
   lengths = np.array([[6, 5], [3, 4], [5, 2]])
   with jax.enable_x64(True):
     for pen, lens in ((0.6, None), (go, lengths)):
+
       def f(gamma, pen=pen, lens=lens):
-        score, d = soft_smith_waterman(jnp.asarray(s), pen, 0.25, gamma, lengths=lens,
-                                       backward=backward, num_segments=2)
+        score, d = soft_smith_waterman(
+          jnp.asarray(s), pen, 0.25, gamma, lengths=lens, backward=backward, num_segments=2
+        )
         return score.sum() + 0.1 * jnp.sum(jnp.sin(d))
+
       g = jax.jit(jax.grad(f))(0.7)
       fd = (f(0.7 + 1e-6) - f(0.7 - 1e-6)) / 2e-6
       np.testing.assert_allclose(g, fd, atol=1e-7, rtol=1e-6)
@@ -230,8 +249,11 @@ def _hard_path_cell_loop(s, go, ge):
     for j in range(1, t2 + 1):
       d[i, j] = s[i - 1, j - 1] + max(0.0, d[i - 1, j - 1], x[i - 1, j - 1], y[i - 1, j - 1])
       x[i, j] = max(d[i, j - 1] - go[i - 1, j - 1], x[i, j - 1] - ge[i - 1, j - 1])
-      y[i, j] = max(d[i - 1, j] - go[i - 1, j - 1], x[i - 1, j] - go[i - 1, j - 1],
-                    y[i - 1, j] - ge[i - 1, j - 1])
+      y[i, j] = max(
+        d[i - 1, j] - go[i - 1, j - 1],
+        x[i - 1, j] - go[i - 1, j - 1],
+        y[i - 1, j] - ge[i - 1, j - 1],
+      )
   best = np.max(d[1:, 1:])
   if best <= 0:
     return np.zeros((0, 2), np.int64), 0.0
@@ -245,12 +267,20 @@ def _hard_path_cell_loop(s, go, ge):
         break
       state, i, j = "DXY"[choice - 1], i - 1, j - 1
     elif state == "X":
-      state = "DX"[int(np.argmax((d[i, j - 1] - go[i - 1, j - 1],
-                                  x[i, j - 1] - ge[i - 1, j - 1])))]
+      state = "DX"[int(np.argmax((d[i, j - 1] - go[i - 1, j - 1], x[i, j - 1] - ge[i - 1, j - 1])))]
       j -= 1
     else:
-      state = "DXY"[int(np.argmax((d[i - 1, j] - go[i - 1, j - 1], x[i - 1, j] - go[i - 1, j - 1],
-                                   y[i - 1, j] - ge[i - 1, j - 1])))]
+      state = "DXY"[
+        int(
+          np.argmax(
+            (
+              d[i - 1, j] - go[i - 1, j - 1],
+              x[i - 1, j] - go[i - 1, j - 1],
+              y[i - 1, j] - ge[i - 1, j - 1],
+            )
+          )
+        )
+      ]
       i -= 1
   return np.asarray(path[::-1], np.int64), float(best)
 
@@ -259,8 +289,12 @@ def test_hard_path_equals_cell_by_cell_recursion():
   rng = np.random.default_rng(11)
   for t1, t2 in [(1, 1), (1, 5), (7, 3), (12, 17), (25, 25)]:
     s = rng.normal(size=(t1, t2)) + 0.2
-    cases = [(s, rng.uniform(0, 1, (t1, t2)), rng.uniform(0, 0.5, (t1, t2))),
-             (s, 0.5, 0.1), (np.round(s), 0.5, 0.5), (-np.abs(s), 1.0, 1.0)]  # ties, empty
+    cases = [
+      (s, rng.uniform(0, 1, (t1, t2)), rng.uniform(0, 0.5, (t1, t2))),
+      (s, 0.5, 0.1),
+      (np.round(s), 0.5, 0.5),
+      (-np.abs(s), 1.0, 1.0),
+    ]  # ties, empty
     for sim, go, ge in cases:
       path, score = smith_waterman_path(sim, go, ge)
       want_path, want_score = _hard_path_cell_loop(sim, go, ge)
@@ -296,18 +330,19 @@ def test_hard_path_score_recomputed_from_path():
 def test_stress_inputs_stay_finite():
   rng = np.random.default_rng(10)
   cases = [
-      rng.normal(size=(2, 16, 16)) * 1e4,
-      -np.abs(rng.normal(size=(2, 16, 16))) * 1e4,
-      np.ones((2, 16, 16)) * 1e4,  # identical rows
-      np.zeros((2, 16, 16)),
+    rng.normal(size=(2, 16, 16)) * 1e4,
+    -np.abs(rng.normal(size=(2, 16, 16))) * 1e4,
+    np.ones((2, 16, 16)) * 1e4,  # identical rows
+    np.zeros((2, 16, 16)),
   ]
   for s in cases:
     for gamma in (0.01, 0.8, 10.0):
       for backward in BACKWARDS:
         for dtype in (jnp.float32,):
           x = jnp.asarray(s, dtype)
-          f = lambda x, go: soft_smith_waterman(x, go, 0.5, gamma, backward=backward,
-                                                lengths=jnp.array([[16, 16], [9, 4]]))[0].sum()
+          f = lambda x, go: soft_smith_waterman(
+            x, go, 0.5, gamma, backward=backward, lengths=jnp.array([[16, 16], [9, 4]])
+          )[0].sum()
           val, (gs, gg) = jax.value_and_grad(f, argnums=(0, 1))(x, jnp.full((16, 16), 1.0, dtype))
           assert np.isfinite(val), (gamma, backward)
           assert np.all(np.isfinite(gs)) and np.all(np.isfinite(gg)), (gamma, backward)

@@ -22,9 +22,19 @@ def _video(t=3, h=20, w=24, seed=0):
 
 
 def _identity_params(h, w, **overrides):
-  p = augment.ViewParams(crop=(0, 0, h, w), flip=False, jitter=False, order=(0, 1, 2, 3),
-                         brightness=1.0, contrast=1.0, saturation=1.0, hue=0.0, blur=False,
-                         blur_sigma=1.0, grayscale=False)
+  p = augment.ViewParams(
+    crop=(0, 0, h, w),
+    flip=False,
+    jitter=False,
+    order=(0, 1, 2, 3),
+    brightness=1.0,
+    contrast=1.0,
+    saturation=1.0,
+    hue=0.0,
+    blur=False,
+    blur_sigma=1.0,
+    grayscale=False,
+  )
   return dataclasses.replace(p, **overrides)
 
 
@@ -39,8 +49,9 @@ def _ref_resize(img, top, left, h, w, size):
       y1, x1 = min(y0 + 1, h - 1), min(x0 + 1, w - 1)
       fy, fx = sy - y0, sx - x0
       px = lambda y, x: img[top + y, left + x]
-      out[oy, ox] = ((1 - fy) * ((1 - fx) * px(y0, x0) + fx * px(y0, x1)) +
-                     fy * ((1 - fx) * px(y1, x0) + fx * px(y1, x1)))
+      out[oy, ox] = (1 - fy) * ((1 - fx) * px(y0, x0) + fx * px(y0, x1)) + fy * (
+        (1 - fx) * px(y1, x0) + fx * px(y1, x1)
+      )
   return out
 
 
@@ -93,8 +104,9 @@ def test_same_crop_and_flip_for_every_frame():
   # G must be the same map in every frame, equal to the slow reference of the drawn crop.
   t, h, w, size = 4, 20, 24, 12
   yy, xx = np.meshgrid(np.arange(h), np.arange(w), indexing="ij")
-  frames = np.stack([np.stack([xx * 10, yy * 12, np.full_like(xx, 40 * i)], -1)
-                     for i in range(t)]).astype(np.uint8)
+  frames = np.stack(
+    [np.stack([xx * 10, yy * 12, np.full_like(xx, 40 * i)], -1) for i in range(t)]
+  ).astype(np.uint8)
   c = _config(jitter_prob=0.0, blur_prob=0.0, grayscale_prob=0.0)
   for seed in range(6):
     params = augment.draw_params(np.random.default_rng(seed), h, w, c)
@@ -122,9 +134,16 @@ def test_color_jitter_matches_the_slow_reference():
   frames = _video(2, 6, 6, seed=1)
   rng = np.random.default_rng(5)
   for _ in range(6):
-    p = _identity_params(6, 6, jitter=True, order=tuple(int(i) for i in rng.permutation(4)),
-                         brightness=rng.uniform(0.2, 1.8), contrast=rng.uniform(0.2, 1.8),
-                         saturation=rng.uniform(0.2, 1.8), hue=rng.uniform(-0.2, 0.2))
+    p = _identity_params(
+      6,
+      6,
+      jitter=True,
+      order=tuple(int(i) for i in rng.permutation(4)),
+      brightness=rng.uniform(0.2, 1.8),
+      contrast=rng.uniform(0.2, 1.8),
+      saturation=rng.uniform(0.2, 1.8),
+      hue=rng.uniform(-0.2, 0.2),
+    )
     out = augment.apply(frames, p, 6, _config())
     for i in range(2):
       ref = _ref_color(frames[i], p.order, p)
@@ -138,18 +157,26 @@ def test_grayscale_and_blur_match_references():
   for ch in range(3):
     assert np.abs(out[..., ch] - ref).max() <= 0.5 + 1e-3
   for sigma in (0.4, 1.7):
-    out = augment.apply(frames, _identity_params(16, 16, blur=True, blur_sigma=sigma), 16,
-                        _config())
+    out = augment.apply(
+      frames, _identity_params(16, 16, blur=True, blur_sigma=sigma), 16, _config()
+    )
     r = max(1, math.ceil(3 * sigma))
-    ref = ndimage.gaussian_filter(frames.astype(np.float64), sigma=(0, sigma, sigma, 0),
-                                  mode="nearest", truncate=r / sigma)
+    ref = ndimage.gaussian_filter(
+      frames.astype(np.float64), sigma=(0, sigma, sigma, 0), mode="nearest", truncate=r / sigma
+    )
     assert np.abs(out - ref).max() <= 0.5 + 1e-3
 
 
 def test_flip_mirrors_columns():
   frames = _video(3, 10, 10)
-  c = _config(flip_prob=1.0, crop_scale=(1.0, 1.0), crop_ratio=(1.0, 1.0), jitter_prob=0.0,
-              blur_prob=0.0, grayscale_prob=0.0)
+  c = _config(
+    flip_prob=1.0,
+    crop_scale=(1.0, 1.0),
+    crop_ratio=(1.0, 1.0),
+    jitter_prob=0.0,
+    blur_prob=0.0,
+    grayscale_prob=0.0,
+  )
   out = augment.augment_view(frames, np.random.default_rng(0), 10, c)
   np.testing.assert_array_equal(out, frames[:, :, ::-1])
 
@@ -204,7 +231,6 @@ def test_carl_blur_quirk_switch():
 
 def test_bad_input_raises():
   with pytest.raises(ValueError, match="uint8"):
-    augment.augment_view(np.zeros((2, 8, 8, 3), np.float32), np.random.default_rng(0), 8,
-                         _config())
+    augment.augment_view(np.zeros((2, 8, 8, 3), np.float32), np.random.default_rng(0), 8, _config())
   with pytest.raises(ValueError, match="crop_scale"):
     augment.augment_view(_video(), np.random.default_rng(0), 8, _config(crop_scale=(0.9, 0.1)))

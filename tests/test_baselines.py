@@ -34,8 +34,9 @@ def _value(loss_name, z, steps, mask, lengths, **overrides):
   cfg = losses.default_config(loss_name)
   cfg.update(overrides)
   with jax.enable_x64(True):
-    value, parts = losses.build(cfg)(None, jnp.asarray(z), jnp.asarray(steps), jnp.asarray(mask),
-                                     lengths=jnp.asarray(lengths))
+    value, parts = losses.build(cfg)(
+      None, jnp.asarray(z), jnp.asarray(steps), jnp.asarray(mask), lengths=jnp.asarray(lengths)
+    )
     return float(value), {k: float(v) for k, v in parts.items()}
 
 
@@ -46,7 +47,8 @@ def _value_and_grad(loss_name, z, steps, mask, **overrides):
   loss = losses.build(cfg)
   with jax.enable_x64(True):
     value, grad = jax.value_and_grad(
-        lambda x: loss(None, x, jnp.asarray(steps), jnp.asarray(mask))[0])(jnp.asarray(z))
+      lambda x: loss(None, x, jnp.asarray(steps), jnp.asarray(mask))[0]
+    )(jnp.asarray(z))
     return float(value), np.asarray(grad)
 
 
@@ -59,8 +61,13 @@ def _grad_checks(loss_name, **overrides):
   z, steps, mask, lengths = _batch(9, PADDED)
   same = np.concatenate([z[:, :1], z[:, :1]], 1)
   # Compiled once for the four cases (op by op, each case took seconds).
-  grad_fn = jax.jit(jax.grad(lambda x: loss(None, x, jnp.asarray(steps), jnp.asarray(mask),
-                                            lengths=jnp.asarray(lengths))[0]))
+  grad_fn = jax.jit(
+    jax.grad(
+      lambda x: loss(None, x, jnp.asarray(steps), jnp.asarray(mask), lengths=jnp.asarray(lengths))[
+        0
+      ]
+    )
+  )
   for case in (z, same, np.zeros_like(z), z * 1e3):
     grad = grad_fn(jnp.asarray(case, jnp.float32))
     assert bool(jnp.all(jnp.isfinite(grad))), loss_name
@@ -70,6 +77,7 @@ def _grad_checks(loss_name, **overrides):
 
 # ---------------------------------------------------------------------------------------------
 # SCL.
+
 
 def _unit(x):
   return x / np.linalg.norm(x, axis=-1, keepdims=True)
@@ -86,7 +94,7 @@ def scl_reference(z, steps, mask, tau=0.1, var=10.0):
     sa, sb = steps[b, 0][mask[b, 0]], steps[b, 1][mask[b, 1]]
     total = 0.0
     for q, k, sq, sk in ((za, zb, sa, sb), (zb, za, sb, sa)):
-      g = np.exp(-(sq[:, None] - sk[None, :]) ** 2 / (2 * var))
+      g = np.exp(-((sq[:, None] - sk[None, :]) ** 2) / (2 * var))
       y = g / g.sum(1, keepdims=True)
       p = softmax(_unit(q) @ _unit(k).T / tau, axis=1)
       total += np.sum(xlogy(y, y) - y * np.log(p + 1e-6))
@@ -159,23 +167,40 @@ def test_scl_official_code_is_carls_batch_loss():
   assert abs(want / scl_reference(z, steps, mask) - 1) > 1e-3
   z2 = z.copy()
   z2[~mask] = 50.0 * _unit(z[0, 0, :1])
-  np.testing.assert_allclose(_value("scl", z2, steps, mask, lengths, **official.to_dict())[0],
-                             carl_batch_reference(z2, steps, mask, lengths), rtol=1e-10)
+  np.testing.assert_allclose(
+    _value("scl", z2, steps, mask, lengths, **official.to_dict())[0],
+    carl_batch_reference(z2, steps, mask, lengths),
+    rtol=1e-10,
+  )
   exact = _value("scl", z, steps, mask, lengths, reduction="frames")[0]
   assert 0 < abs(exact - value) < 1e-3 * value
   # Without padding every video has the same number of frames: both reductions agree.
   full = np.ones_like(mask)
-  np.testing.assert_allclose(_value("scl", z, steps, full, lengths, **official.to_dict())[0],
-                             scl_reference(z, steps, full), rtol=1e-10)
+  np.testing.assert_allclose(
+    _value("scl", z, steps, full, lengths, **official.to_dict())[0],
+    scl_reference(z, steps, full),
+    rtol=1e-10,
+  )
   _grad_checks("scl", **official.to_dict())
 
 
 # ---------------------------------------------------------------------------------------------
 # TCC.
 
-def tcc_reference(z, steps, mask, lengths, pairs="videos", temperature=0.1, lam=0.001,
-                  loss_type="regression_mse_var", honour=True, similarity="l2",
-                  label_smoothing=0.1):
+
+def tcc_reference(
+  z,
+  steps,
+  mask,
+  lengths,
+  pairs="videos",
+  temperature=0.1,
+  lam=0.001,
+  loss_type="regression_mse_var",
+  honour=True,
+  similarity="l2",
+  label_smoothing=0.1,
+):
   """google-research tcc @0c1bbe5, tcc/tcc/deterministic_alignment.py (get_scaled_similarity,
   align_pair_of_sequences) and tcc/tcc/losses.py (classification_loss with Keras label
   smoothing, regression_loss), float64, per ordered pair, rows concatenated (padded frames
@@ -213,8 +238,9 @@ def tcc_reference(z, steps, mask, lengths, pairs="videos", temperature=0.1, lam=
 def test_tcc_matches_the_tcc_code(pairs, honour):
   z, steps, mask, lengths = _batch(1, PADDED)
   value, _ = _value("tcc", z, steps, mask, lengths, pairs=pairs, honour_masks=honour)
-  np.testing.assert_allclose(value, tcc_reference(z, steps, mask, lengths, pairs, honour=honour),
-                             rtol=1e-9)
+  np.testing.assert_allclose(
+    value, tcc_reference(z, steps, mask, lengths, pairs, honour=honour), rtol=1e-9
+  )
   official = losses.default_config("tcc", "official_code")
   assert (official.pairs, official.honour_masks) == ("sequences", False)
 
@@ -230,13 +256,20 @@ def test_tcc_cosine_and_classification_as_the_tcc_code():
   normalised = tcc_reference(_unit(z), steps, mask, lengths, similarity="cosine")
   assert abs(normalised / want - 1) > 1e-2  # the old, normalised 'cosine'
   for similarity in ("l2", "cosine"):
-    value, _ = _value("tcc", z, steps, mask, lengths, loss_type="classification",
-                      similarity=similarity)
-    want = tcc_reference(z, steps, mask, lengths, loss_type="classification",
-                         similarity=similarity)
+    value, _ = _value(
+      "tcc", z, steps, mask, lengths, loss_type="classification", similarity=similarity
+    )
+    want = tcc_reference(z, steps, mask, lengths, loss_type="classification", similarity=similarity)
     np.testing.assert_allclose(value, want, rtol=1e-9)
-    unsmoothed = tcc_reference(z, steps, mask, lengths, loss_type="classification",
-                               similarity=similarity, label_smoothing=0.0)
+    unsmoothed = tcc_reference(
+      z,
+      steps,
+      mask,
+      lengths,
+      loss_type="classification",
+      similarity=similarity,
+      label_smoothing=0.0,
+    )
     assert abs(unsmoothed / want - 1) > 1e-2
   _grad_checks("tcc", similarity="cosine")
   _grad_checks("tcc", loss_type="classification")
@@ -246,8 +279,13 @@ def test_tcc_needs_two_videos_and_lengths():
   z, steps, mask, lengths = _batch(2)
   loss = losses.build(losses.default_config("tcc"))
   with pytest.raises(ValueError, match="at least 2 videos"):
-    loss(None, jnp.asarray(z[:1]), jnp.asarray(steps[:1]), jnp.asarray(mask[:1]),
-         lengths=jnp.asarray(lengths[:1]))
+    loss(
+      None,
+      jnp.asarray(z[:1]),
+      jnp.asarray(steps[:1]),
+      jnp.asarray(mask[:1]),
+      lengths=jnp.asarray(lengths[:1]),
+    )
   with pytest.raises(ValueError, match="lengths"):
     loss(None, jnp.asarray(z), jnp.asarray(steps), jnp.asarray(mask))
   _grad_checks("tcc")
@@ -255,6 +293,7 @@ def test_tcc_needs_two_videos_and_lengths():
 
 # ---------------------------------------------------------------------------------------------
 # TCN.
+
 
 def tcn_npairs_reference(z, mask, lam=0.002, order="tcc"):
   """google-research tcc @0c1bbe5: tcc/datasets.py interleaves each sampled step after its
@@ -276,7 +315,7 @@ def tcn_npairs_reference(z, mask, lam=0.002, order="tcc"):
     n = len(a)
     sm = softmax(a @ p.T, axis=1)
     xent = -np.diag(np.log(sm))
-    out.append(xent.mean() + 0.25 * lam * ((a ** 2).sum(1).mean() + (p ** 2).sum(1).mean()))
+    out.append(xent.mean() + 0.25 * lam * ((a**2).sum(1).mean() + (p**2).sum(1).mean()))
     d_logits = (sm - np.eye(n)) / n
     da = d_logits @ p + 0.5 * lam * a / n
     dp = d_logits.T @ a + 0.5 * lam * p / n
@@ -329,6 +368,7 @@ def test_tcn_triplets():
 
 def test_tcn_positive_sampling():
   from lac_jax.data import sampling  # pylint: disable=g-import-not-at-top
+
   cfg = sampling.default_config()
   cfg.num_frames, cfg.views, cfg.positive_window = 16, "tcn_positives", 5
   steps, mask = sampling.sample_two_views(60, cfg, np.random.default_rng(0))
@@ -340,11 +380,24 @@ def test_tcn_positive_sampling():
 # ---------------------------------------------------------------------------------------------
 # LAV.
 
-def lav_reference(z, steps, mask, lengths, normalize=False, bug=False, honour=True, gamma=0.1,
-                  alpha=0.5, sigma=10.0, margin=2.0):
+
+def lav_reference(
+  z,
+  steps,
+  mask,
+  lengths,
+  normalize=False,
+  bug=False,
+  honour=True,
+  gamma=0.1,
+  alpha=0.5,
+  sigma=10.0,
+  margin=2.0,
+):
   """LAV-CVPR21 @3c4154c losses.py (soft-DTW + C-IDM) on the official LAC code's pairs
   (model/lav.py @52fb74b: sequence k against sequence k + B), float64."""
   from test_soft_dtw import reference as sdtw  # pylint: disable=g-import-not-at-top
+
   seqs = z.reshape(2 * B, T, E)
   s = steps.reshape(2 * B, T).astype(float)
   vlen = np.repeat(lengths, 2).astype(float)
@@ -378,8 +431,9 @@ def test_lav_matches_lav_cvpr21(preset):
   z, steps, mask, lengths = _batch(5, PADDED, scale=0.3)
   cfg = losses.default_config("lav", preset)
   value, parts = _value("lav", z, steps, mask, lengths, **cfg.to_dict())
-  want = lav_reference(z, steps, mask, lengths, normalize=cfg.normalize, bug=cfg.idm_index_bug,
-                       honour=cfg.honour_masks)
+  want = lav_reference(
+    z, steps, mask, lengths, normalize=cfg.normalize, bug=cfg.idm_index_bug, honour=cfg.honour_masks
+  )
   np.testing.assert_allclose(value, want, rtol=1e-9)
   np.testing.assert_allclose(parts["alignment"] + parts["idm"], value, rtol=1e-12)
   _grad_checks("lav", **cfg.to_dict())
@@ -391,18 +445,25 @@ def test_lav_pairs_different_videos_and_refuses_one_video(preset):
   video's two views when a device holds one video. Every B >= 2 pairs different videos (odd B
   included); B = 1 is refused."""
   from lac_jax.losses import lav  # pylint: disable=g-import-not-at-top
+
   for b in range(2, 9):
     first, second = lav.pair_indices(b)
     assert len(first) == b and np.all(first // 2 != second // 2), b
   z, steps, mask, lengths = _batch(5)
   loss = losses.build(losses.default_config("lav", preset))
   with pytest.raises(ValueError, match="at least 2 videos per device, got 1.*data.batch_size"):
-    loss(None, jnp.asarray(z[:1]), jnp.asarray(steps[:1]), jnp.asarray(mask[:1]),
-         lengths=jnp.asarray(lengths[:1]))
+    loss(
+      None,
+      jnp.asarray(z[:1]),
+      jnp.asarray(steps[:1]),
+      jnp.asarray(mask[:1]),
+      lengths=jnp.asarray(lengths[:1]),
+    )
 
 
 # ---------------------------------------------------------------------------------------------
 # GTA.
+
 
 def smooth_dtw_reference(x, y, gf=0.1, gs=0.1):
   """VideoAlignment @01b10ba d2tw/smoothDTW.py ``smoothDTW`` ('cosine', D2TW_NORM, 'dtw_prob'),
@@ -414,7 +475,7 @@ def smooth_dtw_reference(x, y, gf=0.1, gs=0.1):
   for a in range(1, n + 1):
     for b in range(1, m + 1):
       cands = []
-      for (ia, ib) in ((a, b - 1), (a - 1, b - 1), (a - 1, b)):
+      for ia, ib in ((a, b - 1), (a - 1, b - 1), (a - 1, b)):
         if (ia, ib) == (0, 0) or (ia >= 1 and ib >= 1):
           cands.append(r[ia, ib])
       cands = np.array(cands)
@@ -473,12 +534,14 @@ def test_gta_padded_batch_equals_its_valid_frames(pairs, transpose):
   np.testing.assert_allclose(value, cropped, rtol=1e-9)
   z2 = z.copy()
   z2[~mask] = np.random.default_rng(0).normal(size=z2[~mask].shape)
-  np.testing.assert_allclose(_value("gta", z2, steps, mask, lengths, pairs=pairs,
-                                    transpose=transpose)[0], cropped, rtol=1e-9)
+  np.testing.assert_allclose(
+    _value("gta", z2, steps, mask, lengths, pairs=pairs, transpose=transpose)[0], cropped, rtol=1e-9
+  )
   official = losses.default_config("gta", "official_code")
   assert official.honour_masks is False
-  unmasked, _ = _value("gta", z, steps, mask, lengths, pairs=pairs, transpose=transpose,
-                       honour_masks=False)
+  unmasked, _ = _value(
+    "gta", z, steps, mask, lengths, pairs=pairs, transpose=transpose, honour_masks=False
+  )
   np.testing.assert_allclose(unmasked, gta_reference(z, pairs, transpose), rtol=1e-9)
   assert abs(unmasked / cropped - 1) > 1e-3
 
@@ -487,7 +550,7 @@ def test_gta_padded_batch_equals_its_valid_frames(pairs, transpose):
 # End to end: every baseline trains through the trainer (--config.loss.name=...), is evaluated
 # by the same pass and resumes.
 
-TRAIN_SCRIPT = '''
+TRAIN_SCRIPT = """
 import importlib.util, json, sys
 import jax, numpy as np
 spec = importlib.util.spec_from_file_location("tiny", sys.argv[1])
@@ -512,12 +575,13 @@ same = all(np.array_equal(a, b) for a, b in zip(jax.tree.leaves(resumed.params),
                                                  jax.tree.leaves(whole.params)))
 json.dump({"steps": out, "resume_equal": same, "resumed_step": int(resumed.step)},
           open(f"{root}/results.json", "w"))
-'''
+"""
 
 
 def test_every_baseline_trains_evaluates_and_resumes(tmp_path):
   import json  # pylint: disable=g-import-not-at-top
   import launched  # pylint: disable=g-import-not-at-top
+
   (tmp_path / "run.py").write_text(TRAIN_SCRIPT)
   proc = launched.run([tmp_path / "run.py", launched.TINY, tmp_path], timeout=900)
   assert proc.returncode == 0, proc.stderr[-5000:]

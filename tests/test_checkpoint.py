@@ -20,11 +20,15 @@ def _state(step: int, rows: int = 64) -> dict:
   """A small training-state-like tree; random values, so that orbax's compression leaves the
   data files about as large as the arrays (a few flipped bytes then land inside an array)."""
   rng = np.random.default_rng(step)
-  return {"params": {"w": rng.standard_normal((rows, 128)).astype(np.float32),
-                     "b": rng.standard_normal((128,)).astype(np.float32)},
-          "opt_state": {"mu": {"w": rng.standard_normal((rows, 128)).astype(np.float32)},
-                        "empty": {}},
-          "nonfinite_steps": np.int32(step), "step": step}
+  return {
+    "params": {
+      "w": rng.standard_normal((rows, 128)).astype(np.float32),
+      "b": rng.standard_normal((128,)).astype(np.float32),
+    },
+    "opt_state": {"mu": {"w": rng.standard_normal((rows, 128)).astype(np.float32)}, "empty": {}},
+    "nonfinite_steps": np.int32(step),
+    "step": step,
+  }
 
 
 def _save(directory: str, steps=(1, 2, 3)) -> None:
@@ -46,9 +50,9 @@ def _damage(directory: str, step: int, how: str) -> None:
   data = bytearray(open(path, "rb").read())
   if how == "flip":  # 400 bytes in the middle of the array data
     middle = len(data) // 2
-    data[middle:middle + 400] = bytes(b ^ 0xFF for b in data[middle:middle + 400])
+    data[middle : middle + 400] = bytes(b ^ 0xFF for b in data[middle : middle + 400])
   else:
-    data = data[:len(data) // 2]
+    data = data[: len(data) // 2]
   with open(path, "wb") as f:
     f.write(bytes(data))
 
@@ -61,8 +65,10 @@ def _assert_equal(got: dict, want: dict) -> None:
     np.testing.assert_array_equal(np.asarray(flat_got[path]), value)
 
 
-@pytest.mark.parametrize("how,reason", [("flip", "array .* differs from its saved checksum"),
-                                        ("truncate", "cannot be read")])
+@pytest.mark.parametrize(
+  "how,reason",
+  [("flip", "array .* differs from its saved checksum"), ("truncate", "cannot be read")],
+)
 def test_damaged_newest_falls_back_to_the_newest_intact(tmp_path, caplog, how, reason):
   directory = str(tmp_path / "checkpoints")
   _save(directory)
@@ -71,8 +77,9 @@ def test_damaged_newest_falls_back_to_the_newest_intact(tmp_path, caplog, how, r
     restored = ckpts.restore(_state(0))
     _assert_equal(restored, _state(2))  # the older step's values, exactly
     assert f"Checkpoint {directory}/3 is damaged: " in caplog.text
-    assert any(r.levelno == logging.WARNING and
-               re.search(reason, r.getMessage()) for r in caplog.records)
+    assert any(
+      r.levelno == logging.WARNING and re.search(reason, r.getMessage()) for r in caplog.records
+    )
     # Moved aside: orbax no longer lists it, so that the run can save step 3 again.
     assert ckpts.all_steps() == [1, 2]
     assert os.listdir(os.path.join(directory, checkpoint.DAMAGED_DIR)) == ["3"]
@@ -123,10 +130,15 @@ def test_a_tree_of_another_config_is_not_called_damaged(tmp_path):
   _save(directory, steps=(1, 2))
   _damage(directory, 2, "truncate")  # not even read: the metadata already differs
   with checkpoint.Checkpoints(directory, keep=None) as ckpts:
-    for template, what in [(_state(0, rows=32), r"/w has shape \[64, 128\] in the "
-                                                r"checkpoint, \[32, 128\] in the config's"),
-                           ({**_state(0), "extra": np.zeros(3)}, "has extra .*, the checkpoint"),
-                           ({"params": _state(0)["params"]}, "the checkpoint has nonfinite")]:
+    for template, what in [
+      (
+        _state(0, rows=32),
+        r"/w has shape \[64, 128\] in the "
+        r"checkpoint, \[32, 128\] in the config's",
+      ),
+      ({**_state(0), "extra": np.zeros(3)}, "has extra .*, the checkpoint"),
+      ({"params": _state(0)["params"]}, "the checkpoint has nonfinite"),
+    ]:
       with pytest.raises(ValueError, match="another model/loss/data config.*" + what):
         ckpts.restore(template)
     assert ckpts.all_steps() == [1, 2]

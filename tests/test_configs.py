@@ -15,8 +15,9 @@ def test_parse_arg_by_position_and_key():
   assert common.parse_arg(None, preset="paper").to_dict() == {"preset": "paper"}
   args = common.parse_arg("tennis_serve,official_code", action="x", preset="paper")
   assert (args.action, args.preset) == ("tennis_serve", "official_code")
-  args = common.parse_arg("preset=official_code,steps=5,fast=true", preset="paper", steps=1,
-                          fast=False)
+  args = common.parse_arg(
+    "preset=official_code,steps=5,fast=true", preset="paper", steps=1, fast=False
+  )
   assert (args.preset, args.steps, args.fast) == ("official_code", 5, True)
   with pytest.raises(ValueError, match="unknown key 'seed'"):
     common.parse_arg("seed=3", preset="paper")
@@ -24,19 +25,30 @@ def test_parse_arg_by_position_and_key():
     common.parse_arg("steps=many", steps=1)
   with pytest.raises(ValueError, match="no key="):
     common.parse_arg("a,b", preset="paper")
-  args = common.parse_arg("official_code,tcc", {"method": common.METHODS,
-                                                "preset": common.PRESETS},
-                          method="lac", preset="paper")
+  args = common.parse_arg(
+    "official_code,tcc",
+    {"method": common.METHODS, "preset": common.PRESETS},
+    method="lac",
+    preset="paper",
+  )
   assert (args.method, args.preset) == ("tcc", "official_code")
   with pytest.raises(ValueError, match="method='sgd' is not one of"):
     common.parse_arg("method=sgd", {"method": common.METHODS}, method="lac")
 
 
-@pytest.mark.parametrize("get_config, arg", [
-    (pouring.get_config, None), (pouring.get_config, "official_code"),
-    (penn_action.get_config, "golf_swing"), (penn_action.get_config, "squat,official_code"),
-    (synthetic.get_config, None), (synthetic.get_config, "preset=official_code"),
-    (videos.get_config, None), (videos.get_config, "official_code")])
+@pytest.mark.parametrize(
+  "get_config, arg",
+  [
+    (pouring.get_config, None),
+    (pouring.get_config, "official_code"),
+    (penn_action.get_config, "golf_swing"),
+    (penn_action.get_config, "squat,official_code"),
+    (synthetic.get_config, None),
+    (synthetic.get_config, "preset=official_code"),
+    (videos.get_config, None),
+    (videos.get_config, "official_code"),
+  ],
+)
 def test_every_config_checks(get_config, arg):
   config = get_config(arg)
   config_lib.check_config(config)
@@ -47,8 +59,9 @@ def test_every_config_checks(get_config, arg):
 
 def test_paper_configs_differ_from_the_defaults_only_where_the_paper_does():
   base, paper = config_lib.base_config().to_dict(), common.paper().to_dict()
-  changed = {(s, k) for s in base if isinstance(base[s], dict)
-             for k in base[s] if base[s][k] != paper[s][k]}
+  changed = {
+    (s, k) for s in base if isinstance(base[s], dict) for k in base[s] if base[s][k] != paper[s][k]
+  }
   assert changed == {("model", "require_backbone_weights"), ("data", "image_size")}
   assert pouring.get_config().data.dataset == "pouring"
   own = videos.get_config()

@@ -12,18 +12,19 @@ from lac_jax.models import resnet
 
 def reference_conv(x, w, stride, padding):
   """Plain lax.conv; its autodiff is the reference backward."""
-  return jax.lax.conv_general_dilated(x, w, (stride, stride), padding,
-                                      dimension_numbers=("NHWC", "HWIO", "NHWC"))
+  return jax.lax.conv_general_dilated(
+    x, w, (stride, stride), padding, dimension_numbers=("NHWC", "HWIO", "NHWC")
+  )
 
 
 CASES = [  # (H, W, C, O, k, stride, padding)
-    (9, 8, 3, 5, 7, 2, ((3, 3), (3, 3))),  # ResNet conv1 shape class, odd and even sizes.
-    (7, 7, 4, 6, 3, 1, ((1, 1), (1, 1))),
-    (8, 9, 4, 6, 3, 2, ((1, 1), (1, 1))),
-    (7, 6, 4, 6, 3, 1, ((0, 0), (0, 0))),  # 'valid' (the context conv).
-    (6, 7, 4, 5, 3, 1, ((0, 2), (2, 1))),  # Asymmetric padding.
-    (7, 7, 5, 3, 1, 1, ((0, 0), (0, 0))),
-    (7, 8, 5, 3, 1, 2, ((0, 0), (0, 0))),  # 1x1 stride 2 (ResNet downsample).
+  (9, 8, 3, 5, 7, 2, ((3, 3), (3, 3))),  # ResNet conv1 shape class, odd and even sizes.
+  (7, 7, 4, 6, 3, 1, ((1, 1), (1, 1))),
+  (8, 9, 4, 6, 3, 2, ((1, 1), (1, 1))),
+  (7, 6, 4, 6, 3, 1, ((0, 0), (0, 0))),  # 'valid' (the context conv).
+  (6, 7, 4, 5, 3, 1, ((0, 2), (2, 1))),  # Asymmetric padding.
+  (7, 7, 5, 3, 1, 1, ((0, 0), (0, 0))),
+  (7, 8, 5, 3, 1, 2, ((0, 0), (0, 0))),  # 1x1 stride 2 (ResNet downsample).
 ]
 
 
@@ -52,11 +53,13 @@ def test_matmul_vjp_inside_scan_and_float32():
   def loss(w, x, fn):
     def body(carry, xc):
       return carry + jnp.sum(jnp.tanh(fn(xc, w)) ** 2), None
+
     return jax.lax.scan(body, 0.0, x)[0]
 
   ours = jax.jit(jax.grad(lambda w, x: loss(w, x, lambda a, b: conv.conv2d(a, b, 2, 1, "matmul"))))
-  ref = jax.jit(jax.grad(lambda w, x: loss(
-      w, x, lambda a, b: reference_conv(a, b, 2, ((1, 1), (1, 1))))))
+  ref = jax.jit(
+    jax.grad(lambda w, x: loss(w, x, lambda a, b: reference_conv(a, b, 2, ((1, 1), (1, 1)))))
+  )
   np.testing.assert_allclose(ours(w, x), ref(w, x), rtol=2e-5, atol=2e-5)
 
 
@@ -82,15 +85,20 @@ def test_resnet_gradients_match_between_backends():
   images = jnp.asarray(rng.integers(0, 256, (2, 40, 40, 3)), jnp.uint8)
   grads = {}
   # The variables do not depend on the backward (jit_init: one compiled init, not op by op).
-  variables = encoder.jit_init(resnet.ResNet(depth=50, cut="layer2"), jax.random.PRNGKey(0),
-                               images[:1])
+  variables = encoder.jit_init(
+    resnet.ResNet(depth=50, cut="layer2"), jax.random.PRNGKey(0), images[:1]
+  )
   for impl in ("matmul", "xla"):
     model = resnet.ResNet(depth=50, cut="layer2", conv_grad=impl)
 
     def loss(params):
-      y, _ = model.apply({"params": params, "batch_stats": variables["batch_stats"]}, images,
-                         True, mutable=["batch_stats"])
-      return jnp.mean(y ** 2)
+      y, _ = model.apply(
+        {"params": params, "batch_stats": variables["batch_stats"]},
+        images,
+        True,
+        mutable=["batch_stats"],
+      )
+      return jnp.mean(y**2)
 
     grads[impl] = jax.jit(jax.grad(loss))(variables["params"])
   flat_m = jax.tree_util.tree_leaves_with_path(grads["matmul"])
@@ -107,11 +115,14 @@ def test_bfloat16_gradients_close_to_xla():
   rng = np.random.default_rng(3)
   x = jnp.asarray(rng.normal(size=(2, 9, 9, 8)), jnp.bfloat16)
   w = jnp.asarray(rng.normal(size=(3, 3, 8, 4)) * 0.3, jnp.bfloat16)
-  grads = {impl: jax.grad(lambda x, w, impl=impl: jnp.sum(
-      conv.conv2d(x, w, 2, 1, impl).astype(jnp.float32) ** 2), argnums=(0, 1))(x, w)
-           for impl in ("matmul", "xla")}
+  grads = {
+    impl: jax.grad(
+      lambda x, w, impl=impl: jnp.sum(conv.conv2d(x, w, 2, 1, impl).astype(jnp.float32) ** 2),
+      argnums=(0, 1),
+    )(x, w)
+    for impl in ("matmul", "xla")
+  }
   for got, want in zip(grads["matmul"], grads["xla"]):
     assert got.dtype == want.dtype == jnp.bfloat16
     want = np.asarray(want, np.float32)
-    np.testing.assert_allclose(np.asarray(got, np.float32), want,
-                               atol=0.02 * np.abs(want).max())
+    np.testing.assert_allclose(np.asarray(got, np.float32), want, atol=0.02 * np.abs(want).max())

@@ -16,9 +16,11 @@ from lac_jax.models import resnet
 
 def import_torch():
   """torch (test extra, requirements-test.txt): the reference for the .pth reader."""
-  sys.modules.setdefault("torchvision._meta_registrations",
-                         types.ModuleType("torchvision._meta_registrations"))
+  sys.modules.setdefault(
+    "torchvision._meta_registrations", types.ModuleType("torchvision._meta_registrations")
+  )
   import torch  # pylint: disable=g-import-not-at-top
+
   return torch
 
 
@@ -27,7 +29,8 @@ def torchvision_like_state_dict(depth=18, seed=0):
   rng = np.random.default_rng(seed)
   out = {}
   for key, spec in convert.flatten_variables(
-      resnet.resnet_variable_shapes(depth, "logits")).items():
+    resnet.resnet_variable_shapes(depth, "logits")
+  ).items():
     shape = spec.shape
     if len(shape) == 4:
       shape = (shape[3], shape[2], shape[0], shape[1])  # (kh, kw, I, O) -> (O, I, kh, kw).
@@ -43,21 +46,21 @@ def test_pth_reader_equals_torch_load(tmp_path):
   torch.manual_seed(0)
   base = torch.arange(24, dtype=torch.float32)
   state = collections.OrderedDict(
-      f32=torch.randn(3, 4),
-      f16=torch.randn(5).half(),
-      bf16=torch.randn(2, 3).bfloat16(),
-      f64=torch.randn(2).double(),
-      i64=torch.arange(-3, 4, dtype=torch.int64),
-      i32=torch.tensor([1, -2], dtype=torch.int32),
-      u8=torch.tensor([0, 255], dtype=torch.uint8),
-      flags=torch.tensor([True, False]),
-      scalar=torch.tensor(2.5),
-      empty=torch.zeros(0, 3),
-      transposed=torch.randn(3, 5).t(),  # Non-contiguous.
-      strided=torch.randn(4, 6)[::2, 1::2],
-      view_a=base[3:9],  # Views sharing one storage.
-      view_b=base.view(4, 6)[:, 2],
-      param=torch.nn.Parameter(torch.randn(2, 2)),
+    f32=torch.randn(3, 4),
+    f16=torch.randn(5).half(),
+    bf16=torch.randn(2, 3).bfloat16(),
+    f64=torch.randn(2).double(),
+    i64=torch.arange(-3, 4, dtype=torch.int64),
+    i32=torch.tensor([1, -2], dtype=torch.int32),
+    u8=torch.tensor([0, 255], dtype=torch.uint8),
+    flags=torch.tensor([True, False]),
+    scalar=torch.tensor(2.5),
+    empty=torch.zeros(0, 3),
+    transposed=torch.randn(3, 5).t(),  # Non-contiguous.
+    strided=torch.randn(4, 6)[::2, 1::2],
+    view_a=base[3:9],  # Views sharing one storage.
+    view_b=base.view(4, 6)[:, 2],
+    param=torch.nn.Parameter(torch.randn(2, 2)),
   )
   path = str(tmp_path / "fixture.pth")
   torch.save(state, path)
@@ -93,8 +96,9 @@ def test_pth_wrappers_prefix_and_legacy_format(tmp_path):
 def test_pth_reader_refuses_other_classes(tmp_path):
   torch = import_torch()
   torch.save({"w": torch.ones(2), "fn": collections.Counter(a=1)}, tmp_path / "evil.pth")
-  with pytest.raises(convert.CheckpointError, match="evil.pth.*refusing to unpickle "
-                     "collections.Counter"):
+  with pytest.raises(
+    convert.CheckpointError, match="evil.pth.*refusing to unpickle collections.Counter"
+  ):
     convert.read_pth(str(tmp_path / "evil.pth"))
 
 
@@ -103,8 +107,11 @@ def write_safetensors(path, tensors, dtypes):
   header, chunks, offset = {"__metadata__": {"format": "pt"}}, [], 0
   for name, arr in tensors.items():
     raw = np.ascontiguousarray(arr).astype(arr.dtype.newbyteorder("<")).tobytes()
-    header[name] = {"dtype": dtypes[name], "shape": list(arr.shape),
-                    "data_offsets": [offset, offset + len(raw)]}
+    header[name] = {
+      "dtype": dtypes[name],
+      "shape": list(arr.shape),
+      "data_offsets": [offset, offset + len(raw)],
+    }
     chunks.append(raw)
     offset += len(raw)
   blob = json.dumps(header).encode()
@@ -115,11 +122,13 @@ def write_safetensors(path, tensors, dtypes):
 
 def test_safetensors_and_npz_readers(tmp_path):
   rng = np.random.default_rng(0)
-  tensors = {"a": rng.standard_normal((2, 3)).astype(np.float32),
-             "b": rng.standard_normal(4).astype(np.float16),
-             "c": np.arange(5, dtype=np.int64),
-             "d": rng.standard_normal(3).astype(ml_dtypes.bfloat16),
-             "e": np.zeros((0, 2), np.float32)}
+  tensors = {
+    "a": rng.standard_normal((2, 3)).astype(np.float32),
+    "b": rng.standard_normal(4).astype(np.float16),
+    "c": np.arange(5, dtype=np.int64),
+    "d": rng.standard_normal(3).astype(ml_dtypes.bfloat16),
+    "e": np.zeros((0, 2), np.float32),
+  }
   dtypes = {"a": "F32", "b": "F16", "c": "I64", "d": "BF16", "e": "F32"}
   path = str(tmp_path / "w.safetensors")
   write_safetensors(path, tensors, dtypes)
@@ -157,20 +166,28 @@ def test_mapping_errors_name_the_key(tmp_path):
   sd = torchvision_like_state_dict(18)
   flat = convert.torchvision_to_flax(sd, depth=18, path="r18.pth")
   assert int(flat[convert.META_DEPTH]) == 18
-  np.testing.assert_array_equal(flat["params/layer2_0/downsample_0/kernel"],
-                                sd["layer2.0.downsample.0.weight"].transpose(2, 3, 1, 0))
+  np.testing.assert_array_equal(
+    flat["params/layer2_0/downsample_0/kernel"],
+    sd["layer2.0.downsample.0.weight"].transpose(2, 3, 1, 0),
+  )
 
   missing = dict(sd)
   missing.pop("layer1.1.bn2.running_mean")
-  with pytest.raises(convert.CheckpointError, match=r"r18.pth: missing keys.*layer1\.1\.bn2\."
-                     "running_mean"):
+  with pytest.raises(
+    convert.CheckpointError,
+    match=r"r18.pth: missing keys.*layer1\.1\.bn2\."
+    "running_mean",
+  ):
     convert.torchvision_to_flax(missing, path="r18.pth")
   extra = dict(sd, **{"head.weight": np.zeros(3, np.float32)})
   with pytest.raises(convert.CheckpointError, match="unexpected keys.*head.weight"):
     convert.torchvision_to_flax(extra, path="r18.pth")
   bad = dict(sd, **{"conv1.weight": np.zeros((64, 3, 5, 5), np.float32)})
-  with pytest.raises(convert.CheckpointError, match=r"r18.pth: 'conv1.weight'.*\(5, 5, 3, 64\).*"
-                     r"\(7, 7, 3, 64\)"):
+  with pytest.raises(
+    convert.CheckpointError,
+    match=r"r18.pth: 'conv1.weight'.*\(5, 5, 3, 64\).*"
+    r"\(7, 7, 3, 64\)",
+  ):
     convert.torchvision_to_flax(bad, path="r18.pth")
   with pytest.raises(convert.CheckpointError, match="expected a ResNet-50.*holds a ResNet-18"):
     convert.torchvision_to_flax(sd, depth=50, path="r18.pth")
@@ -189,7 +206,8 @@ def test_cli_writes_npz_that_loads(tmp_path, capsys):
   for k in expected:
     np.testing.assert_array_equal(flat[k], expected[k])
   # The same function converts a raw checkpoint on the fly.
-  np.testing.assert_array_equal(convert.load_flax_resnet_weights(src)["params/fc/kernel"],
-                                expected["params/fc/kernel"])
+  np.testing.assert_array_equal(
+    convert.load_flax_resnet_weights(src)["params/fc/kernel"], expected["params/fc/kernel"]
+  )
   assert convert.main([f"--checkpoint={tmp_path / 'none.pth'}", f"--output={out}"]) == 1
   assert "none.pth" in capsys.readouterr().err

@@ -24,8 +24,10 @@ def test_merged_flags_add_the_option_to_empty_flags():
 def test_merged_flags_keep_other_flags_and_extra_options():
   flags = f"--xla_force_host_platform_device_count=4 {EXTRA}xla_cpu_disable_slp_vectorizer=1"
   merged = cpu_loops.merged_xla_flags(flags, 99)
-  assert merged.split() == ["--xla_force_host_platform_device_count=4",
-                            f"{EXTRA}xla_cpu_disable_slp_vectorizer=1,{OPT}=99"]
+  assert merged.split() == [
+    "--xla_force_host_platform_device_count=4",
+    f"{EXTRA}xla_cpu_disable_slp_vectorizer=1,{OPT}=99",
+  ]
 
 
 def test_merged_flags_keep_a_user_threshold():
@@ -47,8 +49,9 @@ def test_enable_after_backend_start_is_refused(monkeypatch, caplog):
 
 
 def _sw_value_and_grad(sim):
-  fn = jax.jit(jax.value_and_grad(
-      lambda s: alignment.soft_smith_waterman(s, 1.0, 0.5, 0.7)[0].sum()))
+  fn = jax.jit(
+    jax.value_and_grad(lambda s: alignment.soft_smith_waterman(s, 1.0, 0.5, 0.7)[0].sum())
+  )
   return fn, fn(sim)
 
 
@@ -74,13 +77,15 @@ def test_option_compiles_sw_loops_whole_with_identical_results(tmp_path):
   """)
   env = dict(os.environ)
   env.pop("XLA_FLAGS", None)
-  out = subprocess.run([sys.executable, "-c", child], check=True, capture_output=True,
-                       text=True, env=env, timeout=300).stdout.split()
+  out = subprocess.run(
+    [sys.executable, "-c", child], check=True, capture_output=True, text=True, env=env, timeout=300
+  ).stdout.split()
   hoisted, value = int(out[0]), float(out[1])
   fn, (ref_value, ref_grad) = _sw_value_and_grad(jnp.asarray(sim))
   assert hoisted > 0
   if OPT not in os.environ.get("XLA_FLAGS", ""):  # this process runs with XLA's defaults
     assert "xla_cpu_small_call" not in fn.lower(jnp.asarray(sim)).compile().as_text()
   np.testing.assert_allclose(value, float(ref_value), rtol=1e-6)
-  np.testing.assert_allclose(np.load(tmp_path / "grad.npy"), np.asarray(ref_grad),
-                             rtol=1e-5, atol=1e-7)
+  np.testing.assert_allclose(
+    np.load(tmp_path / "grad.npy"), np.asarray(ref_grad), rtol=1e-5, atol=1e-7
+  )

@@ -42,8 +42,9 @@ def _device_apply(frames, host_params, size, config, hw):
   """Device `apply` of each host draw to ``frames`` (one compile per config and shape)."""
   params = _stack([device_augment.params_from_host(p) for p in host_params])
   hw = jnp.asarray(hw, jnp.int32)
-  fn = jax.jit(jax.vmap(lambda p, h, w: device_augment.apply(jnp.asarray(frames), p, size,
-                                                             config, h, w)))
+  fn = jax.jit(
+    jax.vmap(lambda p, h, w: device_augment.apply(jnp.asarray(frames), p, size, config, h, w))
+  )
   return np.asarray(fn(params, hw[:, 0], hw[:, 1]))
 
 
@@ -55,22 +56,35 @@ def _assert_close(dev, host):
 
 def _single_op_params(h, w, rng):
   """One draw per op alone (and the crop/flip alone): identity otherwise."""
-  base = augment.ViewParams(crop=(1, 2, h - 3, w - 2), flip=False, jitter=False,
-                            order=(0, 1, 2, 3), brightness=1.0, contrast=1.0, saturation=1.0,
-                            hue=0.0, blur=False, blur_sigma=1.0, grayscale=False)
+  base = augment.ViewParams(
+    crop=(1, 2, h - 3, w - 2),
+    flip=False,
+    jitter=False,
+    order=(0, 1, 2, 3),
+    brightness=1.0,
+    contrast=1.0,
+    saturation=1.0,
+    hue=0.0,
+    blur=False,
+    blur_sigma=1.0,
+    grayscale=False,
+  )
 
   def u():
     return float(rng.uniform(0.2, 1.8))
 
   jit = dict(jitter=True)
-  return [base, dataclasses.replace(base, flip=True),
-          dataclasses.replace(base, brightness=u(), **jit),
-          dataclasses.replace(base, contrast=u(), **jit),
-          dataclasses.replace(base, saturation=u(), **jit),
-          dataclasses.replace(base, hue=float(rng.uniform(-0.5, 0.5)), **jit),
-          dataclasses.replace(base, blur=True, blur_sigma=0.3),
-          dataclasses.replace(base, blur=True, blur_sigma=1.9),
-          dataclasses.replace(base, grayscale=True)]
+  return [
+    base,
+    dataclasses.replace(base, flip=True),
+    dataclasses.replace(base, brightness=u(), **jit),
+    dataclasses.replace(base, contrast=u(), **jit),
+    dataclasses.replace(base, saturation=u(), **jit),
+    dataclasses.replace(base, hue=float(rng.uniform(-0.5, 0.5)), **jit),
+    dataclasses.replace(base, blur=True, blur_sigma=0.3),
+    dataclasses.replace(base, blur=True, blur_sigma=1.9),
+    dataclasses.replace(base, grayscale=True),
+  ]
 
 
 @pytest.mark.parametrize("quirk", [False, True])
@@ -81,8 +95,12 @@ def test_apply_matches_host_for_the_same_draws(quirk, s0, size):
   rng = np.random.default_rng(size)
   params = [augment.draw_params(rng, s0, s0, c) for _ in range(24)]
   # Every op firing (no grayscale: it would hide the colour), then each op alone.
-  params += [dataclasses.replace(augment.draw_params(rng, s0, s0, c), jitter=True, blur=True,
-                                 grayscale=False) for _ in range(12)]
+  params += [
+    dataclasses.replace(
+      augment.draw_params(rng, s0, s0, c), jitter=True, blur=True, grayscale=False
+    )
+    for _ in range(12)
+  ]
   params += _single_op_params(s0, s0, rng)
   assert {p.flip for p in params} == {p.blur for p in params} == {True, False}
   dev = _device_apply(frames, params, size, c, [(s0, s0)] * len(params))
@@ -99,11 +117,12 @@ def test_apply_matches_host_on_non_square_sources():
   rng = np.random.default_rng(1)
   base = _smooth_video(3, s0, 1, seed=3)
   hosts, devs = [], []
-  for hw, src in (((s0, long), np.repeat(base, long, axis=2)),  # wide: constant along x
-                  ((long, s0), np.repeat(base.transpose(0, 2, 1, 3), long, axis=1))):
+  for hw, src in (
+    ((s0, long), np.repeat(base, long, axis=2)),  # wide: constant along x
+    ((long, s0), np.repeat(base.transpose(0, 2, 1, 3), long, axis=1)),
+  ):
     params = [augment.draw_params(rng, *hw, c) for _ in range(16)]
-    params += [dataclasses.replace(p, jitter=True, blur=True, grayscale=False)
-               for p in params[:8]]
+    params += [dataclasses.replace(p, jitter=True, blur=True, grayscale=False) for p in params[:8]]
     assert any(p.crop[2:] != (hw[0], hw[1]) for p in params)
     hosts.append(np.stack([augment.apply(src, p, size, c) for p in params]))
     devs.append(_device_apply(augment.resize(src, s0), params, size, c, [hw] * len(params)))
@@ -142,8 +161,10 @@ def test_resampled_sources_approximate_the_hosts_crop():
 def _host_draws(n, h, w, config, seed):
   rng = np.random.default_rng(seed)
   draws = [augment.draw_params(rng, h, w, config) for _ in range(n)]
-  out = {f.name: np.array([getattr(d, f.name) for d in draws])
-         for f in dataclasses.fields(augment.ViewParams)}
+  out = {
+    f.name: np.array([getattr(d, f.name) for d in draws])
+    for f in dataclasses.fields(augment.ViewParams)
+  }
   return out
 
 
@@ -165,8 +186,12 @@ def test_draws_follow_the_host_distribution(case):
   def crop_stats(d):
     top, left, ch, cw = d["crop"].T
     assert np.all((top >= 0) & (left >= 0) & (top + ch <= h) & (left + cw <= w))
-    return {"area": ch * cw / (h * w), "aspect": cw / ch,
-            "top": (top + 0.5) / (h - ch + 1), "left": (left + 0.5) / (w - cw + 1)}
+    return {
+      "area": ch * cw / (h * w),
+      "aspect": cw / ch,
+      "top": (top + 0.5) / (h - ch + 1),
+      "left": (left + 0.5) / (w - cw + 1),
+    }
 
   hs, ds = crop_stats(host), crop_stats(dev)
   for name in hs:
@@ -174,8 +199,12 @@ def test_draws_follow_the_host_distribution(case):
   for name in ("brightness", "contrast", "saturation", "hue", "blur_sigma"):
     assert stats.ks_2samp(host[name], dev[name]).pvalue > P_MIN, name
   blur_p = c.blur_prob * (c.jitter_prob if c.blur_per_jitter_op else 1.0)
-  for name, p in (("flip", c.flip_prob), ("jitter", c.jitter_prob), ("blur", blur_p),
-                  ("grayscale", c.grayscale_prob)):
+  for name, p in (
+    ("flip", c.flip_prob),
+    ("jitter", c.jitter_prob),
+    ("blur", blur_p),
+    ("grayscale", c.grayscale_prob),
+  ):
     assert stats.binomtest(int(dev[name].sum()), n, p).pvalue > P_MIN, name
   if c.blur_per_jitter_op:
     assert np.all(dev["jitter"][dev["blur"]])
@@ -197,8 +226,12 @@ def test_draws_follow_the_host_distribution(case):
 def test_fallback_box_matches_the_host():
   # No try can fit (the frame's ratio is far outside the range): the centred crop, both ways.
   c = _config()
-  for (h, w), box in (((10, 100), (0, 43, 10, 13)), ((100, 10), (43, 0, 13, 10)),
-                     ((20, 200), (0, 86, 20, 27)), ((200, 20), (86, 0, 27, 20))):
+  for (h, w), box in (
+    ((10, 100), (0, 43, 10, 13)),
+    ((100, 10), (43, 0, 13, 10)),
+    ((20, 200), (0, 86, 20, 27)),
+    ((200, 20), (86, 0, 27, 20)),
+  ):
     assert augment.draw_params(np.random.default_rng(0), h, w, c).crop == box
     draw = jax.jit(lambda key: device_augment.draw_params(key, h, w, c)["crop"])
     for seed in range(3):
@@ -213,8 +246,9 @@ def test_output_statistics_match_the_host():
   host = np.stack([augment.augment_view(frames, rng, size, c) for _ in range(n)])
   keys = jax.random.split(jax.random.key(0), n)
   fn = jax.jit(functools.partial(device_augment.augment_views, size=size, config=c))
-  dev = np.asarray(fn(keys, jnp.broadcast_to(frames, (n,) + frames.shape),
-                      jnp.full((n, 2), size, jnp.int32)))
+  dev = np.asarray(
+    fn(keys, jnp.broadcast_to(frames, (n,) + frames.shape), jnp.full((n, 2), size, jnp.int32))
+  )
   for stat in (np.mean, np.std):
     a = stat(host.reshape(n, -1).astype(np.float64), axis=1)  # one value per view (i.i.d.)
     b = stat(dev.reshape(n, -1).astype(np.float64), axis=1)
@@ -255,8 +289,9 @@ def test_disabled_returns_the_frames():
   out = device_augment.augment_views(keys, frames, hw, 8, _config(enabled=False))
   assert out is frames
   with pytest.raises(ValueError, match="8x8"):
-    device_augment.augment_views(keys, jnp.zeros((1, 1, 6, 6, 3), jnp.uint8), hw, 8,
-                                 _config(enabled=False))
+    device_augment.augment_views(
+      keys, jnp.zeros((1, 1, 6, 6, 3), jnp.uint8), hw, 8, _config(enabled=False)
+    )
   with pytest.raises(ValueError, match="uint8"):
     device_augment.augment_views(keys, frames.astype(jnp.float32), hw, 8, _config())
 

@@ -57,8 +57,9 @@ def test_shapes_unit_norm_and_determinism(variables, frames):
   np.testing.assert_allclose(np.linalg.norm(y1, axis=-1), 1.0, rtol=1e-5)
   y_raw = apply_eval(tiny_config(l2_normalize=False), variables, frames, mask)
   assert not np.allclose(np.linalg.norm(y_raw, axis=-1), 1.0, atol=1e-3)
-  np.testing.assert_allclose(y_raw / np.linalg.norm(y_raw, axis=-1, keepdims=True), y1,
-                             rtol=1e-5, atol=1e-6)
+  np.testing.assert_allclose(
+    y_raw / np.linalg.norm(y_raw, axis=-1, keepdims=True), y1, rtol=1e-5, atol=1e-6
+  )
   # Float frames in [0, 1] are the same images as uint8 in [0, 255].
   y_float = apply_eval(tiny_config(), variables, frames.astype(np.float32) / 255.0, mask)
   np.testing.assert_allclose(y_float, y1, rtol=1e-5, atol=1e-5)
@@ -115,8 +116,9 @@ def reference_conv3d(x, kernel, bias, spatial_pad):
   for dt in range(3):
     for dh in range(3):
       for dw in range(3):
-        out += np.einsum("nthwc,co->nthwo", xp[:, dt:dt + t, dh:dh + ho, dw:dw + wo],
-                         kernel[dt, dh, dw])
+        out += np.einsum(
+          "nthwc,co->nthwo", xp[:, dt : dt + t, dh : dh + ho, dw : dw + wo], kernel[dt, dh, dw]
+        )
   return out
 
 
@@ -125,11 +127,17 @@ def test_context_conv3d_matches_reference(nc, padding):
   rng = np.random.default_rng(nc)
   x = rng.standard_normal((2, nc, 5, 6, 3)).astype(np.float32)
   conv = encoder.ContextConv3D(4, padding)
-  params = {"kernel": rng.standard_normal((3, 3, 3, 3, 4)).astype(np.float32),
-            "bias": rng.standard_normal(4).astype(np.float32)}
+  params = {
+    "kernel": rng.standard_normal((3, 3, 3, 3, 4)).astype(np.float32),
+    "bias": rng.standard_normal(4).astype(np.float32),
+  }
   y = conv.apply({"params": params}, x)
-  ref = reference_conv3d(x.astype(np.float64), params["kernel"].astype(np.float64),
-                         params["bias"], 1 if padding == "same" else 0)
+  ref = reference_conv3d(
+    x.astype(np.float64),
+    params["kernel"].astype(np.float64),
+    params["bias"],
+    1 if padding == "same" else 0,
+  )
   assert y.shape == ref.shape
   np.testing.assert_allclose(y, ref, rtol=1e-5, atol=1e-5)
 
@@ -141,19 +149,31 @@ def test_train_mode_dropout_gradients_and_backbone_modes(variables, frames):
   results = {}
   # Dropout only in one run: its threefry bits dominate CPU compile time.
   no_dropout = {"mlp_dropout": 0.0, "pe_dropout": 0.0, "transformer_dropout": 0.0}
-  runs = {mode: {"backbone_mode": mode, **(no_dropout if mode != "train" else {})}
-          for mode in encoder.BACKBONE_MODES}
+  runs = {
+    mode: {"backbone_mode": mode, **(no_dropout if mode != "train" else {})}
+    for mode in encoder.BACKBONE_MODES
+  }
   # Running BN statistics make chunking exact, so a chunked, rematerialised trunk must give
   # the same outputs and gradients (8 frames = chunks of 3 + 3 + 2 padded).
-  runs["chunked"] = {"backbone_mode": "bn_frozen", "trunk_chunk": 3, "trunk_remat": True,
-                     **no_dropout}
+  runs["chunked"] = {
+    "backbone_mode": "bn_frozen",
+    "trunk_chunk": 3,
+    "trunk_remat": True,
+    **no_dropout,
+  }
   for name, overrides in runs.items():
     # A smaller graph than the fixture's (extra variables are ignored): these compiles dominate.
     model = encoder.build_encoder(tiny_config(cut="conv2a", num_layers=1, **overrides))
 
     def loss(params, rng):
-      y, updates = model.apply({**variables, "params": params}, frames, mask, train=True,
-                               rngs={"dropout": rng}, mutable=["batch_stats"])
+      y, updates = model.apply(
+        {**variables, "params": params},
+        frames,
+        mask,
+        train=True,
+        rngs={"dropout": rng},
+        mutable=["batch_stats"],
+      )
       return jnp.sum(y[:, :, 0]), (y, updates)
 
     grad_fn = jax.jit(jax.grad(loss, has_aux=True))
@@ -176,8 +196,9 @@ def test_train_mode_dropout_gradients_and_backbone_modes(variables, frames):
     assert changed(updates, "context_bn_0"), mode  # Head BN always trains.
     assert (norm(grads["backbone"]) > 0) == (mode != "frozen"), mode
     assert changed(updates, "backbone") == (mode == "train"), mode
-  for a, b in zip(jax.tree_util.tree_leaves(results["chunked"]),
-                  jax.tree_util.tree_leaves(results["bn_frozen"])):
+  for a, b in zip(
+    jax.tree_util.tree_leaves(results["chunked"]), jax.tree_util.tree_leaves(results["bn_frozen"])
+  ):
     np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-5)
 
 
@@ -188,8 +209,9 @@ def test_num_context_groups_frames(variables, frames):
   # Same parameter shapes for any num_context.
   y = jax.jit(lambda v: model.apply(v, frames, mask))(variables)
   assert y.shape == (B, T // 2, 8)
-  np.testing.assert_array_equal(encoder.context_mask(jnp.asarray(mask), 2),
-                                [[True, False], [True, True]])
+  np.testing.assert_array_equal(
+    encoder.context_mask(jnp.asarray(mask), 2), [[True, False], [True, True]]
+  )
   with pytest.raises(ValueError, match="divide by num_context=3"):
     encoder.build_encoder(tiny_config(num_context=3)).apply(variables, frames[:, :4], mask)
 
@@ -208,15 +230,19 @@ def reference_positional_encoding(length, dim, positions, ref_length, official_c
   return out
 
 
-@pytest.mark.parametrize("positions,official_cos", [("linspace", False), ("linspace", True),
-                                                    ("arange", False)])
+@pytest.mark.parametrize(
+  "positions,official_cos", [("linspace", False), ("linspace", True), ("arange", False)]
+)
 def test_positional_encoding_matches_definition(positions, official_cos):
   pe = encoder.positional_encoding(7, 16, positions, 32, official_cos)
   ref = reference_positional_encoding(7, 16, positions, 32, official_cos)
   np.testing.assert_allclose(pe, ref, atol=1e-6)
   # With length == reference length, linspace positions are 0..31 as in the official code.
-  np.testing.assert_allclose(encoder.positional_encoding(32, 8, "linspace", 32),
-                             encoder.positional_encoding(32, 8, "arange", 32), atol=1e-6)
+  np.testing.assert_allclose(
+    encoder.positional_encoding(32, 8, "linspace", 32),
+    encoder.positional_encoding(32, 8, "arange", 32),
+    atol=1e-6,
+  )
 
 
 def test_no_positional_encoding(variables, frames):
@@ -234,8 +260,10 @@ def test_no_positional_encoding(variables, frames):
 def _write_converted(path, depth=18, drop=None, meta_depth=18, reshape=None):
   """A converted-weights file as convert.py writes it (random values), optionally broken."""
   rng = np.random.default_rng(depth)
-  flat = {k: rng.standard_normal(v.shape).astype(np.float32) for k, v in
-          convert.flatten_variables(resnet.resnet_variable_shapes(depth, "logits")).items()}
+  flat = {
+    k: rng.standard_normal(v.shape).astype(np.float32)
+    for k, v in convert.flatten_variables(resnet.resnet_variable_shapes(depth, "logits")).items()
+  }
   if drop:
     flat.pop(drop)
   if reshape:
@@ -253,12 +281,16 @@ def test_load_backbone_weights(variables, tmp_path, caplog, monkeypatch):
   with caplog.at_level(logging.INFO):
     loaded = encoder.init_variables(model, jax.random.PRNGKey(0), (B, T, H, H, 3), path)
   assert "Loaded" in caplog.text
-  np.testing.assert_array_equal(loaded["params"]["backbone"]["layer1_1"]["conv2"]["kernel"],
-                                flat["params/layer1_1/conv2/kernel"])
-  np.testing.assert_array_equal(loaded["batch_stats"]["backbone"]["bn1"]["var"],
-                                flat["batch_stats/bn1/var"])
-  np.testing.assert_array_equal(loaded["params"]["output"]["kernel"],
-                                variables["params"]["output"]["kernel"])  # Head untouched.
+  np.testing.assert_array_equal(
+    loaded["params"]["backbone"]["layer1_1"]["conv2"]["kernel"],
+    flat["params/layer1_1/conv2/kernel"],
+  )
+  np.testing.assert_array_equal(
+    loaded["batch_stats"]["backbone"]["bn1"]["var"], flat["batch_stats/bn1/var"]
+  )
+  np.testing.assert_array_equal(
+    loaded["params"]["output"]["kernel"], variables["params"]["output"]["kernel"]
+  )  # Head untouched.
   assert "layer2_0" not in loaded["params"]["backbone"]  # Nothing beyond the cut.
 
   wrong_depth = str(tmp_path / "r34.npz")
@@ -285,18 +317,26 @@ def test_random_init_is_announced(variables, caplog, monkeypatch):
   assert "random initialisation" in caplog.text
   caplog.clear()
   with caplog.at_level(logging.INFO):  # 'random': on purpose, no warning.
-    assert encoder.init_variables(model, jax.random.PRNGKey(0), (B, T, H, H, 3),
-                                  "random") is variables
+    assert (
+      encoder.init_variables(model, jax.random.PRNGKey(0), (B, T, H, H, 3), "random") is variables
+    )
   assert "random weights" in caplog.text and not [
-      r for r in caplog.records if r.levelno >= logging.WARNING]
+    r for r in caplog.records if r.levelno >= logging.WARNING
+  ]
 
 
 def test_jit_init_matches_plain_init():
   # One of each initialiser the encoder uses: truncated normal (Dense, attention), normal
   # (ResNet convs), uniform (head), constants (BN).
-  model = nn.Sequential([nn.Dense(3), nn.BatchNorm(use_running_average=True),
-                         nn.Conv(3, (1, 1), kernel_init=resnet.conv_init),
-                         nn.Dropout(0.1, deterministic=True), encoder.ContextConv3D(2)])
+  model = nn.Sequential(
+    [
+      nn.Dense(3),
+      nn.BatchNorm(use_running_average=True),
+      nn.Conv(3, (1, 1), kernel_init=resnet.conv_init),
+      nn.Dropout(0.1, deterministic=True),
+      encoder.ContextConv3D(2),
+    ]
+  )
   x = jnp.ones((1, 1, 3, 3, 2))
   fast = encoder.jit_init(model, jax.random.PRNGKey(3), x)
   plain = jax.jit(model.init)(jax.random.PRNGKey(3), x)
@@ -329,8 +369,9 @@ def test_config_errors():
 def test_default_config_has_the_official_parameter_counts():
   """Counts of the official ResNet50_Transformer2 (docs/official_code.md §1.1, §1.4)."""
   model = encoder.build_encoder(encoder.default_config())
-  shapes = jax.eval_shape(lambda: model.init(
-      jax.random.PRNGKey(0), jnp.zeros((1, 2, 224, 224, 3), jnp.uint8)))
+  shapes = jax.eval_shape(
+    lambda: model.init(jax.random.PRNGKey(0), jnp.zeros((1, 2, 224, 224, 3), jnp.uint8))
+  )
   params = shapes["params"]
   count = resnet.count_params
   assert count(params["backbone"]) == 5_191_744
@@ -338,8 +379,7 @@ def test_default_config_has_the_official_parameter_counts():
   assert count([params["mlp_0"], params["mlp_1"]]) == 525_312
   assert count(params["embedding"]) == 131_328 and count(params["output"]) == 32_896
   assert count(params) == 28_697_536  # Parameters the official model uses.
-  out = jax.eval_shape(lambda v: model.apply(v, jnp.zeros((1, 2, 224, 224, 3), jnp.uint8)),
-                       shapes)
+  out = jax.eval_shape(lambda v: model.apply(v, jnp.zeros((1, 2, 224, 224, 3), jnp.uint8)), shapes)
   assert out.shape == (1, 2, 128)
 
 
@@ -361,8 +401,9 @@ def test_official_attention_over_the_batch_axis(variables, frames):
   single = apply_eval(cfg, variables, frames[:1], mask[:1])
   changed = frames[:1].copy()
   changed[0, 0] = 255 - changed[0, 0]
-  np.testing.assert_allclose(apply_eval(cfg, variables, changed, mask[:1])[0, 1:], single[0, 1:],
-                             rtol=1e-5, atol=1e-6)
+  np.testing.assert_allclose(
+    apply_eval(cfg, variables, changed, mask[:1])[0, 1:], single[0, 1:], rtol=1e-5, atol=1e-6
+  )
   # The same layers, with the sequence and batch axes swapped (no positional encoding).
   time_model = encoder.build_encoder(tiny_config(pe_positions="none"))
   batch_model = encoder.build_encoder(tiny_config(pe_positions="none", attention_axis="batch"))
@@ -378,13 +419,15 @@ def test_official_evaluation_input_is_not_mean_std_normalised(variables, frames)
   # = the normalising model fed images whose ImageNet normalisation is x / 255.
   mean, std = np.asarray(resnet.IMAGENET_MEAN), np.asarray(resnet.IMAGENET_STD)
   pre = (frames / 255.0 * std + mean).astype(np.float32)
-  np.testing.assert_allclose(official, apply_eval(tiny_config(), variables, pre, mask),
-                             rtol=1e-4, atol=1e-5)
+  np.testing.assert_allclose(
+    official, apply_eval(tiny_config(), variables, pre, mask), rtol=1e-4, atol=1e-5
+  )
   assert np.abs(official - apply_eval(tiny_config(), variables, frames, mask)).max() > 1e-3
   # Training input is normalised either way.
   rng = {"dropout": jax.random.PRNGKey(0)}
   train = lambda cfg: encoder.build_encoder(cfg).apply(
-      variables, frames, mask, train=True, rngs=rng, mutable=["batch_stats"])[0]
+    variables, frames, mask, train=True, rngs=rng, mutable=["batch_stats"]
+  )[0]
   np.testing.assert_array_equal(train(tiny_config(eval_normalize=False)), train(tiny_config()))
 
 
@@ -392,6 +435,7 @@ def test_module_fields_are_the_config_fields():
   """The encoder's fields are declared once: `default_config` holds their defaults and docs,
   the module lists the same names (minus the weight-file fields) and takes them all."""
   import dataclasses  # pylint: disable=g-import-not-at-top
+
   fields = {f.name for f in dataclasses.fields(encoder.LACEncoder)} - {"parent", "name"}
   config = set(encoder.default_config().keys()) - set(encoder._WEIGHT_FIELDS)  # pylint: disable=protected-access
   assert fields == config

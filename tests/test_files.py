@@ -12,12 +12,25 @@ from lac_jax import files
 
 def test_json_is_strict_and_keeps_long_lists_on_one_line(tmp_path):
   path = tmp_path / "x" / "r.json"
-  files.write_json(str(path), {"a": float("nan"), "b": np.float32(1.5),
-                               "c": (1, np.int64(2)), "pairs": np.array([[0, 1], [2, 3]]),
-                               "d": {"e": [np.bool_(True)]}}, one_line=("pairs",))
+  files.write_json(
+    str(path),
+    {
+      "a": float("nan"),
+      "b": np.float32(1.5),
+      "c": (1, np.int64(2)),
+      "pairs": np.array([[0, 1], [2, 3]]),
+      "d": {"e": [np.bool_(True)]},
+    },
+    one_line=("pairs",),
+  )
   text = path.read_text()
-  assert json.loads(text) == {"a": None, "b": 1.5, "c": [1, 2], "pairs": [[0, 1], [2, 3]],
-                              "d": {"e": [True]}}
+  assert json.loads(text) == {
+    "a": None,
+    "b": 1.5,
+    "c": [1, 2],
+    "pairs": [[0, 1], [2, 3]],
+    "d": {"e": [True]},
+  }
   assert '  "pairs": [[0, 1], [2, 3]],\n' in text
 
 

@@ -38,8 +38,9 @@ def random_frames(num_frames, height=40, width=48, seed=0):
   rng = np.random.default_rng(seed)
   base = rng.integers(0, 256, (1, height, width, 3))
   drift = rng.integers(-40, 40, (num_frames, 1, 1, 3)).cumsum(0)
-  return np.clip(base + drift + rng.integers(-10, 10, (num_frames, height, width, 3)), 0,
-                 255).astype(np.uint8)
+  return np.clip(
+    base + drift + rng.integers(-10, 10, (num_frames, height, width, 3)), 0, 255
+  ).astype(np.uint8)
 
 
 @pytest.mark.parametrize("num_context", [1, 2])
@@ -78,6 +79,7 @@ def test_resize_follows_the_dataset_of_the_run():
   synthetic = make_trained("synthetic").resize(frames[0])
   real = make_trained("pouring").resize(frames[0])
   from lac_jax.data import augment  # pylint: disable=g-import-not-at-top
+
   np.testing.assert_array_equal(synthetic, augment.resize(frames[:1], SIZE)[0])
   np.testing.assert_array_equal(real, decode.resize_frame(frames[0], SIZE))
 
@@ -92,7 +94,11 @@ def test_frame_folder_gives_the_embeddings_of_the_mp4(tmp_path):
   folder = inference.open_input(str(tmp_path / "take1_frames"))
   assert (mp4.kind, mp4.name, mp4.num_frames, mp4.fps) == ("video", "take 1", 21, 30.0)
   assert (folder.kind, folder.name, folder.num_frames, folder.fps) == (
-      "frames", "take1_frames", 21, None)
+    "frames",
+    "take1_frames",
+    21,
+    None,
+  )
   np.testing.assert_allclose(trained.embed(folder), trained.embed(mp4), atol=1e-6, rtol=0)
 
 
@@ -101,6 +107,7 @@ def test_frame_folder_order_and_bad_inputs(tmp_path):
   folder = tmp_path / "frames"
   folder.mkdir()
   from PIL import Image  # pylint: disable=g-import-not-at-top
+
   for name, frame in zip(("f10.png", "f2.jpg", "f1.png"), frames):
     Image.fromarray(frame).save(folder / name, quality=100)
   (folder / "notes.txt").write_text("not a frame")
@@ -110,9 +117,11 @@ def test_frame_folder_order_and_bad_inputs(tmp_path):
 
   (tmp_path / "empty").mkdir()
   (tmp_path / "junk.mp4").write_bytes(b"\x00not a video" * 10)
-  for path, message in ((tmp_path / "missing.mp4", "no such file"),
-                        (tmp_path / "empty", "holds no .jpg/.jpeg/.png"),
-                        (tmp_path / "junk.mp4", "corrupt or unreadable video")):
+  for path, message in (
+    (tmp_path / "missing.mp4", "no such file"),
+    (tmp_path / "empty", "holds no .jpg/.jpeg/.png"),
+    (tmp_path / "junk.mp4", "corrupt or unreadable video"),
+  ):
     with pytest.raises(inference.InputError, match=message) as info:
       inference.open_input(str(path))
     assert str(info.value).count(str(path)) == 1  # named once, first
@@ -152,8 +161,9 @@ def test_runs_saved_before_fields_moved_still_load(tmp_path):
   (tmp_path / "config.json").write_text(json.dumps(values))
   with pytest.raises(ValueError, match="is not in this version.s config"):
     checkpoint.read_config(str(tmp_path), config_lib.saved_config_template)
-  back = checkpoint.read_config(str(tmp_path), config_lib.saved_config_template,
-                                renamed=config_lib.RENAMED)
+  back = checkpoint.read_config(
+    str(tmp_path), config_lib.saved_config_template, renamed=config_lib.RENAMED
+  )
   assert back.model.trunk_options.to_dict() == {"depth": 18, "cut": "conv2a"}
   assert back.data.videos.to_dict() == {"val_fraction": 0.3, "fps": 7.5, "max_frames": 64}
   config_lib.prepare_config(back)
@@ -161,8 +171,7 @@ def test_runs_saved_before_fields_moved_still_load(tmp_path):
 
 def _save_run(workdir, config):
   model, _ = train.build_models(config)
-  state = train.create_train_state(config, model, jax.random.PRNGKey(0), 4, 1,
-                                   load_weights=False)
+  state = train.create_train_state(config, model, jax.random.PRNGKey(0), 4, 1, load_weights=False)
   ckpts = checkpoint.Checkpoints(os.path.join(workdir, checkpoint.CHECKPOINT_DIR))
   ckpts.save(5, state)
   ckpts.close()
@@ -180,8 +189,9 @@ def test_load_trained_restores_the_checkpoint_and_checks_the_model(tmp_path):
   checkpoint.write_config(str(tmp_path), config)
   trained = inference.load_trained(str(tmp_path))
   assert trained.step == 5 and trained.output_dim == 8 and trained.image_size == SIZE
-  for got, want in zip(jax.tree.leaves(trained.variables["params"]),
-                       jax.tree.leaves(state.params["encoder"])):
+  for got, want in zip(
+    jax.tree.leaves(trained.variables["params"]), jax.tree.leaves(state.params["encoder"])
+  ):
     np.testing.assert_array_equal(np.asarray(got), np.asarray(want))
   gaps = trained.gap_penalties()
   np.testing.assert_allclose(gaps["gap_open"], np.ones((4, 4)), rtol=1e-6)
@@ -201,6 +211,7 @@ def test_load_trained_restores_the_checkpoint_and_checks_the_model(tmp_path):
 
 def _write_with_pyav(path, frames, codec, pix_fmt):
   import av  # pylint: disable=g-import-not-at-top
+
   with av.open(str(path), "w") as container:
     stream = container.add_stream(codec, rate=24)
     stream.height, stream.width, stream.pix_fmt = frames.shape[1], frames.shape[2], pix_fmt
@@ -212,8 +223,11 @@ def _write_with_pyav(path, frames, codec, pix_fmt):
 def test_other_containers(tmp_path):
   trained = make_trained()
   frames = random_frames(9, 32, 32)
-  for suffix, codec, pix_fmt in ((".webm", "libvpx-vp9", "yuv420p"),
-                                 (".avi", "mjpeg", "yuvj420p"), (".mov", "libx264", "yuv420p")):
+  for suffix, codec, pix_fmt in (
+    (".webm", "libvpx-vp9", "yuv420p"),
+    (".avi", "mjpeg", "yuvj420p"),
+    (".mov", "libx264", "yuv420p"),
+  ):
     path = tmp_path / f"clip{suffix}"
     _write_with_pyav(path, frames, codec, pix_fmt)
     video = inference.open_input(str(path))

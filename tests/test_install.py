@@ -14,8 +14,9 @@ REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 def _run(args, cwd, env=None, timeout=300):
-  return subprocess.run(args, cwd=cwd, env=env, capture_output=True, text=True,
-                        timeout=timeout, check=False)
+  return subprocess.run(
+    args, cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout, check=False
+  )
 
 
 def _venv_with_these_packages(venv) -> str:
@@ -28,8 +29,9 @@ def _venv_with_these_packages(venv) -> str:
   made = _run([sys.executable, "-m", "venv", str(venv)], venv.parent)
   assert made.returncode == 0, made.stderr
   python = str(venv / "bin" / "python")
-  found = _run([python, "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
-               venv.parent)
+  found = _run(
+    [python, "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"], venv.parent
+  )
   ours = [p for p in sys.path if os.path.basename(p) in ("site-packages", "dist-packages")]
   assert ours, sys.path
   with open(os.path.join(found.stdout.strip(), "_outer_packages.pth"), "w") as f:
@@ -51,8 +53,9 @@ def test_editable_install_runs_the_tools_from_anywhere(tmp_path):
   here = _run([sys.executable, "-c", "import lac_jax"], elsewhere, env).returncode == 0
   before = _run([python, "-c", "import lac_jax"], elsewhere, env)
   assert (before.returncode == 0) == here
-  installed = _run([python, "-m", "pip", "install", "-q", "--no-deps", "-e", REPO], elsewhere,
-                   env, timeout=600)
+  installed = _run(
+    [python, "-m", "pip", "install", "-q", "--no-deps", "-e", REPO], elsewhere, env, timeout=600
+  )
   assert installed.returncode == 0, installed.stdout + installed.stderr
   where = _run([python, "-c", "import lac_jax; print(lac_jax.__file__)"], elsewhere, env)
   assert where.stdout.strip().startswith(REPO), where.stdout + where.stderr
@@ -62,19 +65,42 @@ def test_editable_install_runs_the_tools_from_anywhere(tmp_path):
   frames = [np.full((24, 24, 3), 10 * i, np.uint8) for i in range(12)]
   encode.write_video(elsewhere / "clip.mp4", frames, fps=10)
 
-  embed = _run([str(bin_dir / "lac-embed"), f"--workdir={tmp_path / 'run'}", "--output=out",
-                "--noprogress", "clip.mp4"], elsewhere, env)
+  embed = _run(
+    [
+      str(bin_dir / "lac-embed"),
+      f"--workdir={tmp_path / 'run'}",
+      "--output=out",
+      "--noprogress",
+      "clip.mp4",
+    ],
+    elsewhere,
+    env,
+  )
   assert embed.returncode == 0, embed.stderr
   assert np.load(elsewhere / "out" / "clip.npy").shape == (12, config.model.output_dim)
-  for tool, own_flag in (("lac-align", "--gap_open"), ("lac-retrieve", "--query"),
-                         ("lac-train", "--mode")):
+  for tool, own_flag in (
+    ("lac-align", "--gap_open"),
+    ("lac-retrieve", "--query"),
+    ("lac-train", "--mode"),
+  ):
     helped = _run([str(bin_dir / tool), "--helpfull"], elsewhere, env)  # absl exits 1 after it
     assert "Traceback" not in helped.stderr and own_flag in helped.stdout, tool
   # python -m lac_jax.main with a config file given by path, from another directory: the file
   # finds configs/common.py; the bad data folder is reported before anything is trained.
-  main = _run([python, "-m", "lac_jax.main", f"--config={REPO}/configs/synthetic.py",
-               "--workdir=run2", "--config.data.dataset=videos",
-               "--config.data.data_dir=no_such_folder"], elsewhere, env)
+  main = _run(
+    [
+      python,
+      "-m",
+      "lac_jax.main",
+      f"--config={REPO}/configs/synthetic.py",
+      "--workdir=run2",
+      "--config.data.dataset=videos",
+      "--config.data.data_dir=no_such_folder",
+    ],
+    elsewhere,
+    env,
+  )
   assert main.returncode == 1
   assert "lac_jax.main: error: config.data.data_dir='no_such_folder': no such folder" in (
-      main.stderr)
+    main.stderr
+  )

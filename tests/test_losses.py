@@ -13,11 +13,27 @@ from lac_jax.losses import lac
 from sw_reference import sw_reference
 
 # Every non-default switch of the paper preset at once (masks stay honoured).
-VARIANT = dict(lc_similarity="dot", lc_directions=2, lc_normalization="T2", lc_divergence="kl",
-               lc_log_eps=1e-3, ll_product="matmul", ll_tau=0.5,
-               sw_similarity="inverse_squared_distance", sw_eps=1e-3, include_zero=False,
-               sw_sign=-1, tau=0.3, gamma=0.6, alpha=0.3, beta=2.0, var=4.0,
-               gap_per_cell=False, gap_positive=True, ll_stop_gradient=False)
+VARIANT = dict(
+  lc_similarity="dot",
+  lc_directions=2,
+  lc_normalization="T2",
+  lc_divergence="kl",
+  lc_log_eps=1e-3,
+  ll_product="matmul",
+  ll_tau=0.5,
+  sw_similarity="inverse_squared_distance",
+  sw_eps=1e-3,
+  include_zero=False,
+  sw_sign=-1,
+  tau=0.3,
+  gamma=0.6,
+  alpha=0.3,
+  beta=2.0,
+  var=4.0,
+  gap_per_cell=False,
+  gap_positive=True,
+  ll_stop_gradient=False,
+)
 
 
 def _cfg(preset="paper", **overrides):
@@ -30,6 +46,7 @@ def _cfg(preset="paper", **overrides):
 # Slow references.
 # ---------------------------------------------------------------------------------------------
 
+
 def ref_paper(z1, z2, s1, s2, go, ge, cfg, n1=None, n2=None):
   """All terms from the paper's equations in float64, on the valid blocks (masks = slicing)."""
   n1 = len(z1) if n1 is None else n1
@@ -39,7 +56,7 @@ def ref_paper(z1, z2, s1, s2, go, ge, cfg, n1=None, n2=None):
   go, ge = np.asarray(go, np.float64), np.asarray(ge, np.float64)
   cut = lambda p, a, b: p if p.ndim == 0 else p[:a, :b]
 
-  g = np.exp(-(s1[:, None] - s2[None, :]) ** 2 / (2 * cfg.var))
+  g = np.exp(-((s1[:, None] - s2[None, :]) ** 2) / (2 * cfg.var))
   y12 = g / g.sum(1, keepdims=True)
   y21 = g.T / g.T.sum(1, keepdims=True)
   if cfg.lc_similarity == "cosine":
@@ -94,12 +111,12 @@ def ref_official(emb, steps, go, ge):
   for b in range(b_size):
     z1, z2 = emb[b, 0].astype(np.float64), emb[b, 1].astype(np.float64)
     s1, s2 = steps[b, 0].astype(np.float64), steps[b, 1].astype(np.float64)
-    g = np.exp(-(s1[:, None] - s2[None, :]) ** 2 / (2 * 10.0))
+    g = np.exp(-((s1[:, None] - s2[None, :]) ** 2) / (2 * 10.0))
     den = g.sum(1, keepdims=True)
     y = np.where(den > 0, g / np.where(den > 0, den, 1.0), 0.0)  # safe_div
     e = np.exp(z1 @ z2.T / 0.8)
     p = e / e.sum(1, keepdims=True)
-    l_c = (xlogy(y, y) - y * np.log(p + 1e-6)).sum() / t ** 2  # F.kl_div summed / T^2
+    l_c = (xlogy(y, y) - y * np.log(p + 1e-6)).sum() / t**2  # F.kl_div summed / T^2
     v12, d12 = sw_reference(1.0 / ((z1[:, None] - z2[None]) ** 2).sum(-1), go, ge, 0.8, False)
     v21, d21 = sw_reference(1.0 / ((z2[:, None] - z1[None]) ** 2).sum(-1), go, ge, 0.8, False)
     a = softmax(d12, axis=1) @ softmax(d21, axis=1).T
@@ -159,8 +176,12 @@ def _run(preset, overrides, *args):
 
 def _ref_batch(z, steps, mask, go, ge, cfg):
   """Mean over videos of `ref_paper` (masks as slicing)."""
-  refs = [ref_paper(z[b, 0], z[b, 1], steps[b, 0], steps[b, 1], go, ge, cfg, mask[b, 0].sum(),
-                    mask[b, 1].sum()) for b in range(len(z))]
+  refs = [
+    ref_paper(
+      z[b, 0], z[b, 1], steps[b, 0], steps[b, 1], go, ge, cfg, mask[b, 0].sum(), mask[b, 1].sum()
+    )
+    for b in range(len(z))
+  ]
   return {k: np.mean([r[k] for r in refs]) for k in refs[0]}
 
 
@@ -183,6 +204,7 @@ def _effective(cfg, go, ge):
 # ---------------------------------------------------------------------------------------------
 # Values.
 # ---------------------------------------------------------------------------------------------
+
 
 @pytest.mark.parametrize("overrides", [{}, VARIANT], ids=["paper", "variant"])
 def test_terms_match_paper_reference_float64(overrides):
@@ -208,8 +230,11 @@ def test_unequal_lengths_scalar_penalties_tied_tau_float64():
   s1, s2 = np.sort(rng.integers(0, 12, 5)), np.sort(rng.integers(0, 12, 7))
   m1, m2 = np.ones(5, bool), np.arange(7) < 6
   with jax.enable_x64(True):
-    fn = jax.jit(lambda *a: lac.lac_loss(*a[:4], gap_open=0.7, gap_extend=0.2, mask1=a[4],
-                                         mask2=a[5], **lac.loss_kwargs(cfg))[1])
+    fn = jax.jit(
+      lambda *a: lac.lac_loss(
+        *a[:4], gap_open=0.7, gap_extend=0.2, mask1=a[4], mask2=a[5], **lac.loss_kwargs(cfg)
+      )[1]
+    )
     parts = fn(z1, z2, s1, s2, m1, m2)
   ref = ref_paper(z1, z2, s1, s2, 0.7, 0.2, cfg, 5, 6)
   for k in ref:
@@ -222,8 +247,11 @@ def test_official_preset_matches_official_forward():
   with jax.enable_x64(True):
     _, _, parts64 = _run("official_code", {}, z, steps, mask, go, ge)
   np.testing.assert_allclose(parts64["loss"], ref, rtol=1e-9)
-  _, _, parts32 = _run("official_code", {}, *(np.float32(a) if a.dtype == np.float64 else a
-                                              for a in (z, steps, mask, go, ge)))
+  _, _, parts32 = _run(
+    "official_code",
+    {},
+    *(np.float32(a) if a.dtype == np.float64 else a for a in (z, steps, mask, go, ge)),
+  )
   assert parts32["loss"].dtype == np.float32
   np.testing.assert_allclose(parts32["loss"], ref, rtol=2e-5)
   # L_l of a matmul of two softmaxes is close to log T (docs/official_code.md §3.1).
@@ -242,19 +270,24 @@ def test_paper_float32_matches_float64_reference():
 def test_batch_equals_mean_of_per_video_calls():
   _, (z, steps, mask, go, ge) = _case(4, np.float32)
   cfg, _, parts = _run("paper", {}, z, steps, mask, go, ge)
-  single = jax.jit(lambda *a: lac.lac_loss(*a[:4], gap_open=a[6], gap_extend=a[7], mask1=a[4],
-                                           mask2=a[5], **lac.loss_kwargs(cfg))[1])
-  singles = [single(z[b, 0], z[b, 1], steps[b, 0], steps[b, 1], mask[b, 0], mask[b, 1], go, ge)
-             for b in range(B)]
+  single = jax.jit(
+    lambda *a: lac.lac_loss(
+      *a[:4], gap_open=a[6], gap_extend=a[7], mask1=a[4], mask2=a[5], **lac.loss_kwargs(cfg)
+    )[1]
+  )
+  singles = [
+    single(z[b, 0], z[b, 1], steps[b, 0], steps[b, 1], mask[b, 0], mask[b, 1], go, ge)
+    for b in range(B)
+  ]
   assert set(parts) == set(singles[0]) == {"loss", "l_c", "l_c12", "l_l", "l_sw12", "l_sw21"}
   for k in parts:
-    np.testing.assert_allclose(parts[k], np.mean([s[k] for s in singles]), rtol=1e-5,
-                               err_msg=k)
+    np.testing.assert_allclose(parts[k], np.mean([s[k] for s in singles]), rtol=1e-5, err_msg=k)
 
 
 # ---------------------------------------------------------------------------------------------
 # Gradients.
 # ---------------------------------------------------------------------------------------------
+
 
 def _check_directional(f, grads, args, rng, n_dirs=3, h=1e-5, rtol=1e-6):
   """Gradients against central differences of f along random directions, per argument."""
@@ -299,6 +332,7 @@ def test_gradients_official_preset_stop_l_l():
 # Masks, degenerate inputs.
 # ---------------------------------------------------------------------------------------------
 
+
 @pytest.mark.parametrize("overrides", [{}, VARIANT], ids=["paper", "variant"])
 def test_padded_frames_change_nothing(overrides):
   rng, (z, steps, mask, go, ge) = _case(8, per_cell=not overrides)
@@ -324,9 +358,11 @@ def test_identical_and_zero_embeddings_are_finite(preset):
   _, (_, steps, mask, go, ge) = _case(9, np.float32)
   rng = np.random.default_rng(9)
   same = rng.normal(size=(B, 1, T, E))
-  cases = {"zeros": np.zeros((B, 2, T, E)),  # every distance 0, zero vectors for cosine
-           "same_views": np.concatenate([same, same], 1),  # d(z1_i, z2_i) = 0
-           "constant": np.ones((B, 2, T, E))}  # all frames identical
+  cases = {
+    "zeros": np.zeros((B, 2, T, E)),  # every distance 0, zero vectors for cosine
+    "same_views": np.concatenate([same, same], 1),  # d(z1_i, z2_i) = 0
+    "constant": np.ones((B, 2, T, E)),
+  }  # all frames identical
   for name, z in cases.items():
     _, jac, parts = _run(preset, {}, np.float32(z), steps, mask, go, ge)
     for k, v in parts.items():
@@ -339,6 +375,7 @@ def test_identical_and_zero_embeddings_are_finite(preset):
 # Config, gap parameters, bad input.
 # ---------------------------------------------------------------------------------------------
 
+
 def test_loss_config_presets_and_validation():
   paper, official = lac.default_config(), lac.default_config("official_code")
   assert paper.keys() == official.keys()
@@ -349,9 +386,17 @@ def test_loss_config_presets_and_validation():
   assert (paper.gap_lr, paper.gap_weight_decay) == (0.1, 1e-5)
   with pytest.raises(ValueError, match="preset"):
     lac.default_config("nope")
-  bad = [("lc_similarity", "l1"), ("tau", 0.0), ("lc_directions", 3), ("sw_sign", 0),
-         ("sw_eps", -1.0), ("ll_tau", -2.0), ("ll_product", "outer"), ("gap_lr", -1.0),
-         ("gap_open_init", float("nan"))]
+  bad = [
+    ("lc_similarity", "l1"),
+    ("tau", 0.0),
+    ("lc_directions", 3),
+    ("sw_sign", 0),
+    ("sw_eps", -1.0),
+    ("ll_tau", -2.0),
+    ("ll_product", "outer"),
+    ("gap_lr", -1.0),
+    ("gap_open_init", float("nan")),
+  ]
   for field, value in bad:
     cfg = lac.default_config()
     cfg[field] = value
@@ -365,7 +410,9 @@ def test_loss_config_presets_and_validation():
   for preset in ("paper", "official_code"):
     cfg = lac.default_config(preset)
     cfg.sw_sign = -1
-    with pytest.raises(ValueError, match=r"^config.loss.gap_positive: must be True with loss.sw_sign=-1"):
+    with pytest.raises(
+      ValueError, match=r"^config.loss.gap_positive: must be True with loss.sw_sign=-1"
+    ):
       losses.check_config(cfg)
     cfg.gap_positive = True
     losses.check_config(cfg)
@@ -386,10 +433,13 @@ def test_gap_penalty_init_and_values():
   p = loss.init_params(7)
   assert p["gap_open"].shape == (7, 7) and p["gap_extend"].shape == (7, 7)
   np.testing.assert_array_equal(loss.penalties(p)["gap_open"], np.ones((7, 7)))
-  assert {k: float(v) for k, v in loss.log_scalars(p).items()} == {"gap_open": 1.0,
-                                                                    "gap_extend": 1.0}
-  loss = losses.build(_cfg(gap_per_cell=False, gap_positive=True, gap_open_init=1e-3,
-                           gap_extend_init=30.0))
+  assert {k: float(v) for k, v in loss.log_scalars(p).items()} == {
+    "gap_open": 1.0,
+    "gap_extend": 1.0,
+  }
+  loss = losses.build(
+    _cfg(gap_per_cell=False, gap_positive=True, gap_open_init=1e-3, gap_extend_init=30.0)
+  )
   p = loss.init_params(7)
   assert p["gap_open"].shape == ()
   v = loss.penalties(p)
@@ -415,8 +465,15 @@ def test_bad_inputs_raise():
   with pytest.raises(ValueError, match="gap_open"):
     lac.lac_loss(z1, z2, s, s, gap_open=np.ones((4, 4)), gap_extend=1.0, **settings)
   with pytest.raises(ValueError, match="gap_extend"):
-    lac.lac_loss(z1, rng.normal(size=(6, 4)), s, np.arange(6), gap_open=1.0,
-                 gap_extend=np.ones((5, 6)), **settings)
+    lac.lac_loss(
+      z1,
+      rng.normal(size=(6, 4)),
+      s,
+      np.arange(6),
+      gap_open=1.0,
+      gap_extend=np.ones((5, 6)),
+      **settings,
+    )
   with pytest.raises(ValueError, match="steps2"):
     lac.lac_loss(z1, z2, s, np.arange(4), **kw)
   with pytest.raises(ValueError, match=r"\[\.\.\., T1, E\]"):
@@ -424,5 +481,12 @@ def test_bad_inputs_raise():
   with pytest.raises(ValueError, match=r"\[B, 2, T, E\]"):
     losses.build(cfg)({"gap_open": 1.0, "gap_extend": 1.0}, z1[None], s[None])
   with pytest.raises(ValueError, match="matmul"):
-    lac.lac_loss(z1, rng.normal(size=(6, 4)), s, np.arange(6), gap_open=1.0, gap_extend=1.0,
-                 **lac.loss_kwargs(_cfg(ll_product="matmul")))
+    lac.lac_loss(
+      z1,
+      rng.normal(size=(6, 4)),
+      s,
+      np.arange(6),
+      gap_open=1.0,
+      gap_extend=1.0,
+      **lac.loss_kwargs(_cfg(ll_product="matmul")),
+    )

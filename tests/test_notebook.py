@@ -28,8 +28,12 @@ def test_explore_notebook_runs_top_to_bottom(tmp_path, monkeypatch):
   for cell in notebook.cells:  # this run starts from a clean notebook
     if cell.cell_type == "code":
       cell.outputs, cell.execution_count = [], None
-  NotebookClient(notebook, timeout=600, kernel_name="python3",
-                 resources={"metadata": {"path": os.path.join(REPO, "notebooks")}}).execute()
+  NotebookClient(
+    notebook,
+    timeout=600,
+    kernel_name="python3",
+    resources={"metadata": {"path": os.path.join(REPO, "notebooks")}},
+  ).execute()
   outputs = [o for cell in notebook.cells if cell.cell_type == "code" for o in cell.outputs]
   assert not [o for o in outputs if o.output_type == "error"]
   images = [o for o in outputs if "image/png" in o.get("data", {})]
@@ -49,6 +53,10 @@ def test_explore_notebook_runs_top_to_bottom(tmp_path, monkeypatch):
 
 if __name__ == "__main__":  # Re-execute the committed notebook with its full settings.
   notebook = nbformat.read(NOTEBOOK, as_version=4)
-  NotebookClient(notebook, timeout=1800, kernel_name="python3",
-                 resources={"metadata": {"path": os.path.join(REPO, "notebooks")}}).execute()
+  NotebookClient(
+    notebook,
+    timeout=1800,
+    kernel_name="python3",
+    resources={"metadata": {"path": os.path.join(REPO, "notebooks")}},
+  ).execute()
   nbformat.write(notebook, NOTEBOOK)

@@ -46,8 +46,9 @@ def test_batch_shapes_and_dtypes(videos):
   assert batch["frames"].shape == (4, 2, 20, 16, 16, 3) and batch["frames"].dtype == np.uint8
   assert batch["steps"].shape == (4, 2, 20) and batch["steps"].dtype == np.int32
   assert batch["mask"].shape == (4, 2, 20) and batch["mask"].dtype == bool
-  np.testing.assert_array_equal(batch["lengths"],
-                                [videos[i].num_frames for i in batch["video_index"]])
+  np.testing.assert_array_equal(
+    batch["lengths"], [videos[i].num_frames for i in batch["video_index"]]
+  )
   assert batch["video_index"].shape == (4,) and batch["video_index"].dtype == np.int32
   lengths = np.array([videos[i].num_frames for i in batch["video_index"]])
   assert np.all(batch["steps"] < lengths[:, None, None])
@@ -92,7 +93,8 @@ def test_processes_split_the_global_batch(videos):
     for key in whole[s]:
       assert parts[0][s][key].shape[0] == 2
       np.testing.assert_array_equal(
-          np.concatenate([parts[0][s][key], parts[1][s][key]]), whole[s][key])
+        np.concatenate([parts[0][s][key], parts[1][s][key]]), whole[s][key]
+      )
 
 
 def test_each_epoch_visits_every_video_once(videos):
@@ -100,7 +102,7 @@ def test_each_epoch_visits_every_video_once(videos):
   batches = _take(videos, c, 6, seed=0)  # 6 videos, batch 3: epochs = steps (0,1), (2,3), (4,5)
   order = np.concatenate([b["video_index"] for b in batches])
   for e in range(3):
-    assert sorted(order[6 * e:6 * e + 6].tolist()) == list(range(6))
+    assert sorted(order[6 * e : 6 * e + 6].tolist()) == list(range(6))
   assert not np.array_equal(order[:6], order[6:12])  # reshuffled per epoch
 
 
@@ -138,16 +140,18 @@ def test_clear_errors(videos):
 
 
 def test_worker_errors_reach_the_consumer_and_close_joins_threads(videos):
-  bad = Video(name="broken", action="x", labels=np.zeros(5, np.int32),
-              source=lambda: np.zeros((4, 8, 8, 3), np.uint8))  # 4 frames, 5 labels
-  it = pipeline.train_iterator([bad], _config(batch_size=1), 0, process_index=0,
-                               process_count=1)
+  bad = Video(
+    name="broken",
+    action="x",
+    labels=np.zeros(5, np.int32),
+    source=lambda: np.zeros((4, 8, 8, 3), np.uint8),
+  )  # 4 frames, 5 labels
+  it = pipeline.train_iterator([bad], _config(batch_size=1), 0, process_index=0, process_count=1)
   with pytest.raises(ValueError, match="broken"):
     next(it)
   it.close()
   before = threading.active_count()
-  it = pipeline.train_iterator(videos, _config(num_workers=2), 0, process_index=0,
-                               process_count=1)
+  it = pipeline.train_iterator(videos, _config(num_workers=2), 0, process_index=0, process_count=1)
   next(it)
   it.close()
   assert not any(t.name.startswith("lac_data") and t.is_alive() for t in threading.enumerate())
@@ -173,4 +177,5 @@ def test_eval_iterator_is_ordered_and_complete(num_workers):
     c2 = c.copy_and_resolve_references()
     c2.augment.enabled = False
     np.testing.assert_array_equal(
-        x["frames"], pipeline.augment.augment_view(v.frames, None, 12, c2.augment))
+      x["frames"], pipeline.augment.augment_view(v.frames, None, 12, c2.augment)
+    )

@@ -24,13 +24,17 @@ import tiny
 NUM_STEPS = 10
 # Fully optimised: the uninterrupted run is test_train.py's run A's program (the session's
 # compilation cache then serves it).
-ARGS = [f"--config={launched.TINY}", f"--config.train.num_steps={NUM_STEPS}",
-        "--config.train.checkpoint_every_steps=0"]
+ARGS = [
+  f"--config={launched.TINY}",
+  f"--config.train.num_steps={NUM_STEPS}",
+  "--config.train.checkpoint_every_steps=0",
+]
 
 
 def _run(workdir, **extra):
-  codes, outputs = launched.wait_all(launched.launch(ARGS + [f"--workdir={workdir}"], workdir,
-                                                     optimize=True, **extra))
+  codes, outputs = launched.wait_all(
+    launched.launch(ARGS + [f"--workdir={workdir}"], workdir, optimize=True, **extra)
+  )
   assert codes == [0] * len(codes), "\n\n".join(o[-4000:] for o in outputs)
   return outputs
 
@@ -51,9 +55,14 @@ def test_sigterm_mid_run_checkpoints_and_resumes(tmp_path):
   markers = tmp_path / "markers"
   markers.mkdir()
   signals = (signal.SIGTERM, signal.SIGINT)
-  procs = launched.launch(ARGS + [f"--workdir={tmp_path / 'P'}"], tmp_path / "P", optimize=True,
-                          LAC_TEST_PAUSE_AT=3, LAC_TEST_MARKERS=markers,
-                          LAC_TEST_SIGNALS=len(signals))
+  procs = launched.launch(
+    ARGS + [f"--workdir={tmp_path / 'P'}"],
+    tmp_path / "P",
+    optimize=True,
+    LAC_TEST_PAUSE_AT=3,
+    LAC_TEST_MARKERS=markers,
+    LAC_TEST_SIGNALS=len(signals),
+  )
   launched.wait_for_file(markers / "paused.p0", procs)
   for sig in signals:
     procs[0][0].send_signal(sig)
@@ -69,8 +78,7 @@ def test_sigterm_mid_run_checkpoints_and_resumes(tmp_path):
 
   outputs = _run(tmp_path / "P")
   assert f"Resuming from step 4 of {NUM_STEPS}" in outputs[0]
-  assert [r["step"] for r in logs.read_metrics(tmp_path / "P")] == list(
-      range(1, NUM_STEPS + 1))
+  assert [r["step"] for r in logs.read_metrics(tmp_path / "P")] == list(range(1, NUM_STEPS + 1))
   _assert_same_state(tmp_path / "U", tmp_path / "P")
 
 

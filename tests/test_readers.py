@@ -26,7 +26,6 @@ from lac_jax.data import decode
 from lac_jax.data import encode
 from lac_jax.data import labels as labels_lib
 from lac_jax.data import penn_action
-from lac_jax.data import pouring
 from lac_jax.data import tfrecord
 
 FIXTURES = os.path.join(os.path.dirname(__file__), "fixtures")
@@ -68,6 +67,7 @@ def write_tfrecord(path, records: list[bytes]) -> None:
 def jpeg_bytes(frame: np.ndarray) -> bytes:
   import io  # pylint: disable=g-import-not-at-top
   from PIL import Image  # pylint: disable=g-import-not-at-top
+
   buf = io.BytesIO()
   Image.fromarray(frame).save(buf, format="JPEG", quality=95)
   return buf.getvalue()
@@ -75,6 +75,7 @@ def jpeg_bytes(frame: np.ndarray) -> bytes:
 
 def sequence_example(name: str, jpegs: list[bytes], labels: list[int], length=None) -> bytes:
   from tensorflow_datasets.proto import tf_example_generated_pb2 as pb
+
   ex = pb.SequenceExample()
   ex.context.feature["name"].bytes_list.value.append(name.encode())
   ex.context.feature["len"].int64_list.value.append(len(jpegs) if length is None else length)
@@ -127,8 +128,10 @@ def test_crc32c_matches_bitwise_reference():
 def _pouring_tfrecords(root, with_val=True):
   """Two train shards (2 + 1 videos) and a val shard; returns {name: (frames, labels)}."""
   videos = {}
-  shards = {"pouring_train-0-of-2.tfrecord": ["p_a", "p_c"],
-            "pouring_train-1-of-2.tfrecord": ["p_b"]}
+  shards = {
+    "pouring_train-0-of-2.tfrecord": ["p_a", "p_c"],
+    "pouring_train-1-of-2.tfrecord": ["p_b"],
+  }
   if with_val:
     shards["pouring_val-0-of-1.tfrecord"] = ["p_v"]
   for k, (fname, names) in enumerate(sorted(shards.items())):
@@ -167,11 +170,15 @@ def test_pouring_tfrecords_order_labels_frames_and_laziness(tmp_path, monkeypatc
 
 def test_resize_is_whole_frame_bilinear():
   from PIL import Image  # pylint: disable=g-import-not-at-top
+
   frame = color_frames(1, 24)[0]
   frame[:, :8] = 0  # left band: a resize that crops or keeps aspect would move it
   got = decode.decode_jpeg(jpeg_bytes(frame), 12)
-  ref = np.asarray(Image.open(__import__("io").BytesIO(jpeg_bytes(frame))).convert("RGB")
-                   .resize((12, 12), Image.Resampling.BILINEAR))
+  ref = np.asarray(
+    Image.open(__import__("io").BytesIO(jpeg_bytes(frame)))
+    .convert("RGB")
+    .resize((12, 12), Image.Resampling.BILINEAR)
+  )
   np.testing.assert_array_equal(got, ref)
 
 
@@ -184,8 +191,11 @@ def test_tfrecord_corruption_errors_name_file_and_record(tmp_path):
   bad = bytearray(raw)
   bad[second + 12 + 40] ^= 0xFF  # a byte inside record 1's data
   path.write_bytes(bytes(bad))
-  with pytest.raises(tfrecord.TFRecordError, match=r"pouring_train-0-of-2.tfrecord: record 1: "
-                     r"data CRC mismatch"):
+  with pytest.raises(
+    tfrecord.TFRecordError,
+    match=r"pouring_train-0-of-2.tfrecord: record 1: "
+    r"data CRC mismatch",
+  ):
     lac_data.load_videos("pouring", tmp_path, "train")
   bad = bytearray(raw)
   bad[second + 2] ^= 0x01  # record 1's length field
@@ -206,16 +216,21 @@ def test_tfrecord_corrupt_jpeg_and_len_mismatch(tmp_path):
   frames = color_frames(4, 16)
   jpegs = [jpeg_bytes(f) for f in frames]
   jpegs[2] = jpegs[2][: len(jpegs[2]) // 2]  # truncated JPEG
-  write_tfrecord(tmp_path / "pouring_train-0-of-1.tfrecord",
-                 [sequence_example("x", jpegs, [0, 0, 1, 1])])
+  write_tfrecord(
+    tmp_path / "pouring_train-0-of-1.tfrecord", [sequence_example("x", jpegs, [0, 0, 1, 1])]
+  )
   (video,) = lac_data.load_videos("pouring", tmp_path, "train")  # lazy: still loads
-  with pytest.raises(ValueError, match=r"pouring_train-0-of-1.tfrecord: record 0 frame 2: "
-                     r"corrupt or unreadable JPEG"):
+  with pytest.raises(
+    ValueError,
+    match=r"pouring_train-0-of-1.tfrecord: record 0 frame 2: "
+    r"corrupt or unreadable JPEG",
+  ):
     _ = video.frames
   with pytest.raises(ValueError, match="corrupt or unreadable JPEG"):
     decode.decode_jpeg(b"not a jpeg at all")
-  write_tfrecord(tmp_path / "pouring_train-0-of-1.tfrecord",
-                 [sequence_example("x", jpegs[:2], [0, 1], length=5)])
+  write_tfrecord(
+    tmp_path / "pouring_train-0-of-1.tfrecord", [sequence_example("x", jpegs[:2], [0, 1], length=5)]
+  )
   with pytest.raises(ValueError, match=r"record 0 \('x'\): context 'len' is 5 but 'video' holds 2"):
     lac_data.load_videos("pouring", tmp_path, "train")
 
@@ -223,16 +238,19 @@ def test_tfrecord_corrupt_jpeg_and_len_mismatch(tmp_path):
 def test_tfrecord_label_mismatch_error_and_resample(tmp_path):
   frames = color_frames(7, 16)
   labels = [0, 1, 2, 3, 4]
-  write_tfrecord(tmp_path / "pouring_val-0-of-1.tfrecord",
-                 [sequence_example("m", [jpeg_bytes(f) for f in frames], labels)])
+  write_tfrecord(
+    tmp_path / "pouring_val-0-of-1.tfrecord",
+    [sequence_example("m", [jpeg_bytes(f) for f in frames], labels)],
+  )
   with pytest.raises(ValueError, match=r"5 frame labels but 7 frames.*label_mismatch='resample'"):
     lac_data.load_videos("pouring", tmp_path, "val")
   (video,) = lac_data.load_videos("pouring", tmp_path, "val", label_mismatch="resample")
   np.testing.assert_array_equal(video.labels, nearest_reference(labels, 7))
   assert video.frames.shape[0] == 7
   np.testing.assert_array_equal(
-      labels_lib.match_labels([0, 1, 2, 3, 4, 5, 6, 7], 3, "resample", "v"),
-      nearest_reference(list(range(8)), 3))
+    labels_lib.match_labels([0, 1, 2, 3, 4, 5, 6, 7], 3, "resample", "v"),
+    nearest_reference(list(range(8)), 3),
+  )
 
 
 # ------------------------------------------------------------------------------------------------
@@ -247,8 +265,15 @@ def _pouring_carl(root, label_lens=None):
     write_mp4(os.path.join(root, "videos", f"{name}.mp4"), frames)
     n_lab = t if label_lens is None else label_lens[i]
     labels = np.minimum(np.arange(n_lab) * 3 // n_lab, 2)
-    entries.append({"id": i, "video_file": f"videos/{name}.mp4", "frame_label":
-                    label_tensor(labels), "seq_len": t, "name": name})
+    entries.append(
+      {
+        "id": i,
+        "video_file": f"videos/{name}.mp4",
+        "frame_label": label_tensor(labels),
+        "seq_len": t,
+        "name": name,
+      }
+    )
     frames_of[name] = (frames, labels)
   with open(os.path.join(root, "train.pkl"), "wb") as f:
     pickle.dump(entries, f)
@@ -300,8 +325,10 @@ def _penn_dir(root):
   shutil.copy(PENN_FIXTURE, os.path.join(root, "train.pkl"))
   dataset, _ = carl_pickle.load_pickle(PENN_FIXTURE)
   for i, entry in enumerate(dataset):
-    write_mp4(os.path.join(root, "videos", f"{entry['name']}.mp4"),
-              color_frames(len(entry["frame_label"]), 16, seed=i))
+    write_mp4(
+      os.path.join(root, "videos", f"{entry['name']}.mp4"),
+      color_frames(len(entry["frame_label"]), 16, seed=i),
+    )
   return dataset
 
 
@@ -320,8 +347,11 @@ def test_penn_action_all_actions_vs_one(tmp_path):
   bowl = penn_action.load(tmp_path, "train", "bowl", image_size=8)
   assert [v.name for v in bowl] == ["0002_bowl"] and bowl[0].frames.shape[1:] == (8, 8, 3)
   assert lac_data.load_videos("penn_action", tmp_path, "train", "squat") == []
-  with pytest.raises(ValueError, match=r"Unknown PennAction action 'jump_rope'.*baseball_pitch.*"
-                     r"tennis_serve"):
+  with pytest.raises(
+    ValueError,
+    match=r"Unknown PennAction action 'jump_rope'.*baseball_pitch.*"
+    r"tennis_serve",
+  ):
     lac_data.load_videos("penn_action", tmp_path, "train", "jump_rope")
 
 
@@ -333,8 +363,16 @@ def test_penn_action_made_with_current_torch(tmp_path):
     t = 3 + i
     write_mp4(os.path.join(tmp_path, "videos", f"{name}.mp4"), color_frames(t, 16, seed=i))
     k = penn_action.ACTIONS.index(name[5:])
-    dataset.append({"id": i, "video_file": f"videos/{name}.mp4", "seq_len": t, "name": name,
-                    "frame_label": label_tensor(np.arange(t) % 2), "action_label": k})
+    dataset.append(
+      {
+        "id": i,
+        "video_file": f"videos/{name}.mp4",
+        "seq_len": t,
+        "name": name,
+        "frame_label": label_tensor(np.arange(t) % 2),
+        "action_label": k,
+      }
+    )
     a2i[k].append(i)
   with open(tmp_path / "val.pkl", "wb") as f:
     pickle.dump((dataset, a2i), f)
@@ -345,13 +383,19 @@ def test_penn_action_made_with_current_torch(tmp_path):
 
 
 def test_missing_data_messages_point_to_downloads(tmp_path):
-  with pytest.raises(FileNotFoundError, match=r"storage.googleapis.com/tcc-pouring/"
-                     r"pouring_train-0-of-2.tfrecord.*drive.google.com"):
+  with pytest.raises(
+    FileNotFoundError,
+    match=r"storage.googleapis.com/tcc-pouring/"
+    r"pouring_train-0-of-2.tfrecord.*drive.google.com",
+  ):
     lac_data.load_videos("pouring", tmp_path / "nope", "train")
   with pytest.raises(FileNotFoundError, match=r"No Pouring 'val' data in .*pouring_val-\*-of-\*"):
     lac_data.load_videos("pouring", tmp_path, "val")
-  with pytest.raises(FileNotFoundError, match=r"PennAction.*train.pkl.*drive.google.com.*"
-                     r"pan.baidu.com"):
+  with pytest.raises(
+    FileNotFoundError,
+    match=r"PennAction.*train.pkl.*drive.google.com.*"
+    r"pan.baidu.com",
+  ):
     lac_data.load_videos("penn_action", tmp_path, "train")
   (tmp_path / "train.pkl").write_bytes(pickle.dumps(([], [[] for _ in range(13)])))
   with pytest.raises(FileNotFoundError, match=r"videos directory of .*train.pkl not found"):
@@ -359,8 +403,11 @@ def test_missing_data_messages_point_to_downloads(tmp_path):
 
 
 def test_bad_arguments():
-  with pytest.raises(ValueError, match=r"Unknown dataset 'kinetics'.*synthetic.*pouring.*"
-                     r"penn_action"):
+  with pytest.raises(
+    ValueError,
+    match=r"Unknown dataset 'kinetics'.*synthetic.*pouring.*"
+    r"penn_action",
+  ):
     lac_data.load_videos("kinetics", "/x", "train")
   with pytest.raises(ValueError, match=r"Unknown split 'test'.*'train', 'val'"):
     lac_data.load_videos("pouring", "/x", "test")
@@ -372,6 +419,7 @@ def test_bad_arguments():
 
 def test_synthetic_is_delegated():
   from lac_jax.data import synthetic  # pylint: disable=g-import-not-at-top
+
   config = synthetic.default_config()
   config.num_val, config.lazy = 2, True
   videos = lac_data.load_videos("synthetic", None, "val", synthetic_config=config)
@@ -389,22 +437,24 @@ def _tensor_fixture_objects(torch_module):
   t = torch_module
   base = t.arange(10, dtype=t.int64)
   specs = {
-      "int64": (t.tensor([0, 0, 1, 2, 2]), "int64"),
-      "int32_strided_view": (t.arange(12, dtype=t.int32).reshape(3, 4).t()[1:], "int32"),
-      "int64_offset_view": (base[3:8:2], "int64"),
-      "float32_2d": (t.tensor([[0.5, -1.25], [3.0, 4.5]]), "float32"),
-      "float64": (t.tensor([1e-3, -2.5], dtype=t.float64), "float64"),
-      "float16": (t.tensor([0.5, 2.0], dtype=t.float16), "float16"),
-      "bfloat16": (t.tensor([1.5, -2.0, 0.25], dtype=t.bfloat16), "float32"),
-      "bool": (t.tensor([True, False, True]), "bool"),
-      "uint8": (t.tensor([0, 255, 7], dtype=t.uint8), "uint8"),
-      "int16": (t.tensor([-3, 300], dtype=t.int16), "int16"),
-      "int8": (t.tensor([-128, 127], dtype=t.int8), "int8"),
-      "scalar": (t.tensor(7), "int64"),
-      "empty": (t.zeros(0, dtype=t.int64), "int64"),
+    "int64": (t.tensor([0, 0, 1, 2, 2]), "int64"),
+    "int32_strided_view": (t.arange(12, dtype=t.int32).reshape(3, 4).t()[1:], "int32"),
+    "int64_offset_view": (base[3:8:2], "int64"),
+    "float32_2d": (t.tensor([[0.5, -1.25], [3.0, 4.5]]), "float32"),
+    "float64": (t.tensor([1e-3, -2.5], dtype=t.float64), "float64"),
+    "float16": (t.tensor([0.5, 2.0], dtype=t.float16), "float16"),
+    "bfloat16": (t.tensor([1.5, -2.0, 0.25], dtype=t.bfloat16), "float32"),
+    "bool": (t.tensor([True, False, True]), "bool"),
+    "uint8": (t.tensor([0, 255, 7], dtype=t.uint8), "uint8"),
+    "int16": (t.tensor([-3, 300], dtype=t.int16), "int16"),
+    "int8": (t.tensor([-128, 127], dtype=t.int8), "int8"),
+    "scalar": (t.tensor(7), "int64"),
+    "empty": (t.zeros(0, dtype=t.int64), "int64"),
   }
-  return {k: (v, v.float().tolist() if v.dtype == t.bfloat16 else v.tolist(), d)
-          for k, (v, d) in specs.items()}
+  return {
+    k: (v, v.float().tolist() if v.dtype == t.bfloat16 else v.tolist(), d)
+    for k, (v, d) in specs.items()
+  }
 
 
 def _check_tensor_fixture(loaded):
@@ -420,14 +470,22 @@ def test_torch_free_unpickling_of_committed_fixture():
   assert os.path.getsize(TENSOR_FIXTURE) < 10_000 and os.path.getsize(PENN_FIXTURE) < 10_000
   _check_tensor_fixture(carl_pickle.load_pickle(TENSOR_FIXTURE))
   # And in a process where importing torch is impossible.
-  code = ("import sys; sys.modules['torch'] = None\n"
-          "from lac_jax.data import carl_pickle\n"
-          f"d, a2i = carl_pickle.load_pickle({PENN_FIXTURE!r})\n"
-          "print(d[0]['frame_label'].tolist(), a2i[0], 'torch' in sys.modules and "
-          "sys.modules['torch'] is not None)")
+  code = (
+    "import sys; sys.modules['torch'] = None\n"
+    "from lac_jax.data import carl_pickle\n"
+    f"d, a2i = carl_pickle.load_pickle({PENN_FIXTURE!r})\n"
+    "print(d[0]['frame_label'].tolist(), a2i[0], 'torch' in sys.modules and "
+    "sys.modules['torch'] is not None)"
+  )
   root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-  out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
-                       cwd=root, env={**os.environ, "PYTHONPATH": root})
+  out = subprocess.run(
+    [sys.executable, "-c", code],
+    capture_output=True,
+    text=True,
+    check=True,
+    cwd=root,
+    env={**os.environ, "PYTHONPATH": root},
+  )
   assert out.stdout.split() == ["[0,", "0,", "1,", "1,", "2,", "3]", "[2,", "0]", "False"]
 
 
@@ -440,8 +498,11 @@ def test_unpickling_numpy_lists_and_refusal(tmp_path):
     np.testing.assert_array_equal(got["a"], obj["a"])
     assert got["a"].dtype == np.int16 and got["b"] == [1, 2, 3] and got["c"] == 4
   path.write_bytes(pickle.dumps(os.system))  # pickles as a reference to a global function
-  with pytest.raises(pickle.UnpicklingError, match=r"refusing to unpickle global (posix|os)"
-                     r"\.system"):
+  with pytest.raises(
+    pickle.UnpicklingError,
+    match=r"refusing to unpickle global (posix|os)"
+    r"\.system",
+  ):
     carl_pickle.load_pickle(path)
   path.write_bytes(pickle.dumps([1, 2, 3])[:-3])
   with pytest.raises(pickle.UnpicklingError, match=r"x.pkl: corrupt pickle"):
@@ -465,16 +526,38 @@ def _legacy_storage_pickle(values: list[int], evil: str | None, marker: str) -> 
   ``marker`` when run."""
   payload = _call("builtins", "exec", f"open({marker!r}, 'w').close()") + b"."
   item = lambda name, obj: payload if name == evil else b"\x80\x03" + _opcodes(obj) + b"."
-  pid = (b"(" + _opcodes("storage") + b"ctorch\nLongStorage\n" + _opcodes("0") +
-         _opcodes("cpu") + _opcodes(len(values)) + _opcodes(None) + b"t")
-  blob = (item("magic", 0x1950a86a20f9469cfc6c) + item("protocol", 1001) +
-          item("sys_info", {"little_endian": True}) + b"\x80\x03" + pid + b"Q." +
-          item("keys", ["0"]) + struct.pack("<q", len(values)) +
-          struct.pack(f"<{len(values)}q", *values))
+  pid = (
+    b"("
+    + _opcodes("storage")
+    + b"ctorch\nLongStorage\n"
+    + _opcodes("0")
+    + _opcodes("cpu")
+    + _opcodes(len(values))
+    + _opcodes(None)
+    + b"t"
+  )
+  blob = (
+    item("magic", 0x1950A86A20F9469CFC6C)
+    + item("protocol", 1001)
+    + item("sys_info", {"little_endian": True})
+    + b"\x80\x03"
+    + pid
+    + b"Q."
+    + item("keys", ["0"])
+    + struct.pack("<q", len(values))
+    + struct.pack(f"<{len(values)}q", *values)
+  )
   storage = _call("torch.storage", "_load_from_bytes", blob)
-  tensor = (b"ctorch._utils\n_rebuild_tensor_v2\n(" + storage + _opcodes(0) +
-            _opcodes((len(values),)) + _opcodes((1,)) + _opcodes(False) +
-            _call("collections", "OrderedDict") + b"tR")
+  tensor = (
+    b"ctorch._utils\n_rebuild_tensor_v2\n("
+    + storage
+    + _opcodes(0)
+    + _opcodes((len(values),))
+    + _opcodes((1,))
+    + _opcodes(False)
+    + _call("collections", "OrderedDict")
+    + b"tR"
+  )
   return b"\x80\x03}" + _opcodes("frame_label") + tensor + b"s."  # {'frame_label': tensor}
 
 
@@ -500,10 +583,11 @@ def test_code_in_a_nested_storage_pickle_is_refused_not_run(tmp_path, evil):
 
 def test_code_in_a_top_level_pickle_is_refused_not_run(tmp_path):
   path, marker = tmp_path / "val.pkl", tmp_path / "pwned"
-  path.write_bytes(b"\x80\x03" + _call("builtins", "eval", f"open({str(marker)!r}, 'w')") +
-                   b".")
-  with pytest.raises(pickle.UnpicklingError,
-                     match=rf"^{re.escape(str(path))}: refusing to unpickle global builtins\.eval"):
+  path.write_bytes(b"\x80\x03" + _call("builtins", "eval", f"open({str(marker)!r}, 'w')") + b".")
+  with pytest.raises(
+    pickle.UnpicklingError,
+    match=rf"^{re.escape(str(path))}: refusing to unpickle global builtins\.eval",
+  ):
     carl_pickle.load_pickle(path)
   assert not marker.exists()
 
@@ -520,18 +604,29 @@ def test_torch_roundtrip_with_installed_torch(tmp_path):
 def _write_fixtures() -> None:
   """Regenerates the committed fixtures (run ``python tests/test_readers.py`` with torch)."""
   import torch as torch_module  # pylint: disable=g-import-not-at-top,redefined-outer-name
+
   os.makedirs(FIXTURES, exist_ok=True)
   with open(TENSOR_FIXTURE, "wb") as f:
     pickle.dump(_tensor_fixture_objects(torch_module), f)
-  names_labels = [("0001_baseball_pitch", [0, 0, 1, 1, 2, 3]), ("0002_bowl", [0, 1, 1, 2, 2]),
-                  ("0003_baseball_pitch", [0, 1, 2, 3])]
+  names_labels = [
+    ("0001_baseball_pitch", [0, 0, 1, 1, 2, 3]),
+    ("0002_bowl", [0, 1, 1, 2, 2]),
+    ("0003_baseball_pitch", [0, 1, 2, 3]),
+  ]
   dataset = []
   a2i = [[] for _ in penn_action.ACTIONS]
   for i, (name, labels) in enumerate(names_labels):
     k = penn_action.ACTIONS.index(name[5:])
-    dataset.append({"id": i, "video_file": os.path.join("videos", name + ".mp4"),
-                    "frame_label": torch_module.tensor(labels), "seq_len": len(labels),
-                    "name": name, "action_label": k})
+    dataset.append(
+      {
+        "id": i,
+        "video_file": os.path.join("videos", name + ".mp4"),
+        "frame_label": torch_module.tensor(labels),
+        "seq_len": len(labels),
+        "name": name,
+        "action_label": k,
+      }
+    )
   a2i[0], a2i[3] = [2, 0], [1]  # baseball_pitch listed out of id order on purpose
   with open(PENN_FIXTURE, "wb") as f:
     pickle.dump((dataset, a2i), f)

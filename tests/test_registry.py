@@ -23,7 +23,7 @@ def _table_names(heading: str) -> set[str]:
   """The first-column names of the table after the line ``heading`` in docs/extending.md."""
   with open(os.path.join(REPO, "docs", "extending.md"), encoding="utf-8") as f:
     text = f.read()
-  after = text[text.index(heading):]
+  after = text[text.index(heading) :]
   rows = re.findall(r"^\| `(\w+)` \|", after.split("\n\n", 2)[1], re.M)
   return set(rows)
 

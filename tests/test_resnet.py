@@ -15,24 +15,28 @@ from lac_jax.models import resnet
 pytestmark = pytest.mark.xdist_group("resnet")
 
 
-
 def import_torch():
   """torch + torchvision, the independent reference (test extra: requirements-test.txt).
 
   Not skipped when missing: the reference comparison is a core test. torchvision installed with
   --no-deps next to a CPU torch needs the stub module before its import.
   """
-  sys.modules.setdefault("torchvision._meta_registrations",
-                         types.ModuleType("torchvision._meta_registrations"))
+  sys.modules.setdefault(
+    "torchvision._meta_registrations", types.ModuleType("torchvision._meta_registrations")
+  )
   import torch  # pylint: disable=g-import-not-at-top
   import torchvision  # pylint: disable=g-import-not-at-top
+
   return torch, torchvision
 
 
 def torchvision_names_and_shapes(depth: int, num_classes: int = 1000) -> dict:
   """torchvision ResNet state_dict names -> shapes, written out from torchvision's recipe."""
-  kind, blocks = {18: ("basic", (2, 2, 2, 2)), 34: ("basic", (3, 4, 6, 3)),
-                  50: ("bottleneck", (3, 4, 6, 3))}[depth]
+  kind, blocks = {
+    18: ("basic", (2, 2, 2, 2)),
+    34: ("basic", (3, 4, 6, 3)),
+    50: ("bottleneck", (3, 4, 6, 3)),
+  }[depth]
   out = {"conv1.weight": (64, 3, 7, 7)}
 
   def bn(prefix, c):
@@ -66,8 +70,10 @@ def torchvision_names_and_shapes(depth: int, num_classes: int = 1000) -> dict:
 @pytest.mark.parametrize("depth", [18, 34, 50])
 def test_torchvision_names_map_exactly_onto_flax_tree(depth):
   rng = np.random.default_rng(depth)
-  state = {k: (rng.standard_normal(s).astype(np.float32) if s else np.array(5, np.int64))
-           for k, s in torchvision_names_and_shapes(depth).items()}
+  state = {
+    k: (rng.standard_normal(s).astype(np.float32) if s else np.array(5, np.int64))
+    for k, s in torchvision_names_and_shapes(depth).items()
+  }
   flat = convert.torchvision_to_flax(state)
   flat.pop(convert.META_DEPTH)
   flat.pop(convert.META_NUM_CLASSES)
@@ -78,8 +84,9 @@ def test_torchvision_names_map_exactly_onto_flax_tree(depth):
   # Every torch tensor (bar the BN counters) lands in exactly one Flax array, values intact.
   n_torch = sum(v.size for k, v in state.items() if not k.endswith("num_batches_tracked"))
   assert sum(v.size for v in flat.values()) == n_torch
-  np.testing.assert_array_equal(flat["params/conv1/kernel"],
-                                state["conv1.weight"].transpose(2, 3, 1, 0))
+  np.testing.assert_array_equal(
+    flat["params/conv1/kernel"], state["conv1.weight"].transpose(2, 3, 1, 0)
+  )
   np.testing.assert_array_equal(flat["params/fc/kernel"], state["fc.weight"].T)
   np.testing.assert_array_equal(flat["batch_stats/bn1/var"], state["bn1.running_var"])
 
@@ -126,7 +133,8 @@ def test_converted_resnet50_matches_torchvision(torch_resnet50):
   model = torch_resnet50
   sd = {k: v.numpy() for k, v in model.state_dict().items()}
   variables = convert.unflatten_variables(
-      {k: v for k, v in convert.torchvision_to_flax(sd).items() if not k.startswith("meta/")})
+    {k: v for k, v in convert.torchvision_to_flax(sd).items() if not k.startswith("meta/")}
+  )
 
   rng = np.random.default_rng(0)
   images = rng.integers(0, 256, size=(2, 64, 64, 3), dtype=np.uint8)
@@ -142,9 +150,11 @@ def test_converted_resnet50_matches_torchvision(torch_resnet50):
 
   # uint8 in [0, 255] and float in [0, 1] are the same images to the model.
   conv4c = jax.jit(lambda v, x: resnet.ResNet(depth=50, cut="conv4c").apply(v, x))(
-      variables, images)
+    variables, images
+  )
   logits = jax.jit(lambda v, x: resnet.ResNet(depth=50, cut="logits").apply(v, x))(
-      variables, jnp.asarray(images, jnp.float32) / 255.0)
+    variables, jnp.asarray(images, jnp.float32) / 255.0
+  )
   assert conv4c.shape == (2, 4, 4, 1024) and logits.shape == (2, 1000)
   assert _rel_err(conv4c, conv4c_t) < 1e-5
   assert _rel_err(logits, logits_t) < 1e-5
@@ -168,8 +178,9 @@ def test_bn_train_mode_uses_masked_batch_statistics():
   model = resnet.ResNet(depth=18, cut="conv2a")
   x = jax.random.uniform(jax.random.PRNGKey(0), (4, 16, 16, 3))
   variables = jax.jit(model.init)(jax.random.PRNGKey(1), x)
-  apply_train = jax.jit(lambda v, x, m: model.apply(v, x, train=True, mask=m,
-                                                    mutable=["batch_stats"])[0])
+  apply_train = jax.jit(
+    lambda v, x, m: model.apply(v, x, train=True, mask=m, mutable=["batch_stats"])[0]
+  )
   y = apply_train(variables, x, jnp.array([True, True, False, False]))
   y_valid = apply_train(variables, x.at[2:].set(x[:2]), jnp.ones(4, bool))
   # Masked-out images do not enter the statistics: the valid outputs equal those of a batch

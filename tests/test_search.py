@@ -28,12 +28,14 @@ REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 def _blocks(mats):
   """``score_block`` over explicit float64 matrices ``[m, n_b]``."""
+
   def block(indices, start, stop):
     out = np.full((len(indices), mats[0].shape[0], stop - start), alignment.NEG, np.float32)
     for k, b in enumerate(indices):
       piece = mats[b][:, start:stop]
-      out[k, :, :piece.shape[1]] = piece
+      out[k, :, : piece.shape[1]] = piece
     return out
+
   return block
 
 
@@ -42,8 +44,9 @@ def test_sweep_equals_the_full_matrix_in_any_blocks(block):
   rng = np.random.default_rng(block)
   m, lengths = 9, [23, 40, 5, 17]
   mats = [rng.normal(size=(m, n)) - 0.4 for n in lengths]
-  best = local_search.sweep(lambda a, b: _blocks(mats)(range(len(mats)), a, b), lengths, m,
-                            1.2, 0.4, block=block)
+  best = local_search.sweep(
+    lambda a, b: _blocks(mats)(range(len(mats)), a, b), lengths, m, 1.2, 0.4, block=block
+  )
   for b, mat in enumerate(mats):
     pairs, score = smith_waterman_path(mat, 1.2, 0.4)
     assert best.score[b] == pytest.approx(score, abs=1e-4)
@@ -51,8 +54,9 @@ def test_sweep_equals_the_full_matrix_in_any_blocks(block):
     assert best.start_j[b] == pairs[0, 1]  # where the path starts: the window to rerun
     # The path from the window alone is the full matrix's path.
     window = lambda j0, j1, mat=mat: mat[:, j0:j1]
-    got, exact = local_search.hit_path(window, best.end_i[b], best.end_j[b], best.start_j[b],
-                                       1.2, 0.4)
+    got, exact = local_search.hit_path(
+      window, best.end_i[b], best.end_j[b], best.start_j[b], 1.2, 0.4
+    )
     np.testing.assert_array_equal(got, pairs)
     assert exact == pytest.approx(score, abs=1e-12)
 
@@ -79,7 +83,7 @@ def _slow_repeats(mat, go, ge, max_hits, min_score):
     if best is None or best[1] < min_score:
       break
     hits.append(best)
-    masked[best[0][0, 1]:best[0][-1, 1] + 1] = True
+    masked[best[0][0, 1] : best[0][-1, 1] + 1] = True
   return hits
 
 
@@ -93,8 +97,16 @@ def test_waterman_eggert_equals_a_slow_loop_and_never_overlaps():
       mat[np.arange(m), at + np.arange(m)] += 2.5
     mats.append(mat)
   found = local_search.waterman_eggert(
-      _blocks(mats), lambda b, j0, j1: mats[b][:, j0:j1], lengths, m, 1.0, 0.5, max_hits=4,
-      accept=lambda score, n: score >= 3.0, block=8)
+    _blocks(mats),
+    lambda b, j0, j1: mats[b][:, j0:j1],
+    lengths,
+    m,
+    1.0,
+    0.5,
+    max_hits=4,
+    accept=lambda score, n: score >= 3.0,
+    block=8,
+  )
   for b, mat in enumerate(mats):
     want = _slow_repeats(mat, 1.0, 0.5, 4, 3.0)
     assert len(found[b]) == len(want) >= 2
@@ -113,10 +125,10 @@ def test_significance_is_calibrated_on_null_data():
   for seed in (0, 1):
     rng = np.random.default_rng(seed)
     query = rng.normal(size=(20, 8))
-    library = [search.LibraryVideo(f"v{i}", f"v{i}", rng.normal(size=(300, 8)))
-               for i in range(200)]
-    hits, details = search.search(None, query, library, max_hits_per_video=1, max_evalue=1e9,
-                                  seed=seed)
+    library = [search.LibraryVideo(f"v{i}", f"v{i}", rng.normal(size=(300, 8))) for i in range(200)]
+    hits, details = search.search(
+      None, query, library, max_hits_per_video=1, max_evalue=1e9, seed=seed
+    )
     assert details["null"]["samples"] == 500
     evalues = np.array([h.evalue for h in hits] + [np.inf] * (200 - len(hits)))
     for e in fractions:
@@ -148,7 +160,7 @@ def test_planted_occurrences_are_found_in_long_videos():
     emb = rng.normal(size=(5000, 8))
     for start, _ in spans:  # the action at another speed: 27 of its 30 frames, noisy
       keep = np.sort(rng.choice(30, 27, replace=False))
-      emb[start:start + 27] = pattern[keep] + 0.3 * rng.normal(size=(27, 8))
+      emb[start : start + 27] = pattern[keep] + 0.3 * rng.normal(size=(27, 8))
     library.append(search.LibraryVideo(f"v{v}", f"v{v}", emb, fps=25.0))
   hits, _ = search.search(None, pattern, library, block=700)  # spans cross block boundaries
   found = sorted((int(h.video[1:]), h.start, h.end) for h in hits)
@@ -202,10 +214,19 @@ def test_search_and_label_transfer_on_video_files(workdir, tmp_path):
   # frames planted twice in the first, once in the second, never in the third.
   still = lambda clip: np.repeat(clip.frames[:1], 40, 0)
   plant = source.frames[10:40]
-  parts = {"long_a": [clips[1].frames, still(clips[2]), plant, still(clips[1]), clips[2].frames,
-                      plant, still(clips[3])],
-           "long_b": [still(clips[3]), clips[3].frames, plant, still(clips[2])],
-           "long_c": [clips[1].frames, still(clips[2]), clips[3].frames, still(clips[1])]}
+  parts = {
+    "long_a": [
+      clips[1].frames,
+      still(clips[2]),
+      plant,
+      still(clips[1]),
+      clips[2].frames,
+      plant,
+      still(clips[3]),
+    ],
+    "long_b": [still(clips[3]), clips[3].frames, plant, still(clips[2])],
+    "long_c": [clips[1].frames, still(clips[2]), clips[3].frames, still(clips[1])],
+  }
   truth = {}
   for name, pieces in parts.items():
     starts = np.cumsum([0] + [len(p) for p in pieces])
@@ -214,13 +235,25 @@ def test_search_and_label_transfer_on_video_files(workdir, tmp_path):
   encode.write_video(tmp_path / "query.mp4", source.frames, fps=10, crf=0)
   run = str(workdir / "run")
   # The library as files for two videos, and as a lac_jax.embed folder for the third.
-  embedded = _run("embed", f"--workdir={run}", f"--output={tmp_path / 'emb'}", "--noprogress",
-                  str(tmp_path / "long_c.mp4"))
+  embedded = _run(
+    "embed",
+    f"--workdir={run}",
+    f"--output={tmp_path / 'emb'}",
+    "--noprogress",
+    str(tmp_path / "long_c.mp4"),
+  )
   assert embedded.returncode == 0, embedded.stderr
-  result = _run("search", f"--workdir={run}", f"--query={tmp_path / 'query.mp4'}:10:40",
-                f"--output={tmp_path / 'out'}", "--clips", "--noprogress",
-                str(tmp_path / "long_a.mp4"), str(tmp_path / "long_b.mp4"),
-                str(tmp_path / "emb"))
+  result = _run(
+    "search",
+    f"--workdir={run}",
+    f"--query={tmp_path / 'query.mp4'}:10:40",
+    f"--output={tmp_path / 'out'}",
+    "--clips",
+    "--noprogress",
+    str(tmp_path / "long_a.mp4"),
+    str(tmp_path / "long_b.mp4"),
+    str(tmp_path / "emb"),
+  )
   assert result.returncode == 0, result.stderr
   with open(tmp_path / "out" / search.JSON_FILE, encoding="utf-8") as f:
     payload = json.load(f)
@@ -230,7 +263,8 @@ def test_search_and_label_transfer_on_video_files(workdir, tmp_path):
   for (v, s, e), (wv, ws, we) in zip(found, want):
     assert v == wv and abs(s - ws) <= 3 and abs(e - we) <= 3
   assert [h["score"] for h in payload["hits"]] == sorted(
-      (h["score"] for h in payload["hits"]), reverse=True)
+    (h["score"] for h in payload["hits"]), reverse=True
+  )
   assert all(h["evalue"] <= 0.01 for h in payload["hits"])
   assert (tmp_path / "out" / search.PNG_FILE).stat().st_size > 0
   assert all((tmp_path / "out" / h["clip"]).exists() for h in payload["hits"])
@@ -238,12 +272,19 @@ def test_search_and_label_transfer_on_video_files(workdir, tmp_path):
   # Label transfer: the query's phases onto one long recording.
   labels_b = np.full(len(np.concatenate(parts["long_b"])), -1)
   at = truth["long_b"][0]
-  labels_b[at:at + 30] = source.labels[10:40]  # B is labelled where the action is
+  labels_b[at : at + 30] = source.labels[10:40]  # B is labelled where the action is
   labels = {"query": source.labels.tolist(), "long_b": labels_b.tolist()}
   (tmp_path / "labels.json").write_text(json.dumps({"labels": labels}))
-  aligned = _run("align", f"--workdir={run}", f"--output={tmp_path / 'al'}", "--novideo",
-                 "--noprogress", f"--labels={tmp_path / 'labels.json'}",
-                 str(tmp_path / "query.mp4"), str(tmp_path / "long_b.mp4"))
+  aligned = _run(
+    "align",
+    f"--workdir={run}",
+    f"--output={tmp_path / 'al'}",
+    "--novideo",
+    "--noprogress",
+    f"--labels={tmp_path / 'labels.json'}",
+    str(tmp_path / "query.mp4"),
+    str(tmp_path / "long_b.mp4"),
+  )
   assert aligned.returncode == 0, aligned.stderr
   with open(tmp_path / "al" / align.JSON_FILE, encoding="utf-8") as f:
     alignment = json.load(f)
@@ -256,24 +297,37 @@ def test_search_errors_are_one_line(workdir, tmp_path):
   encode.write_video(tmp_path / "q.mp4", frames, fps=10)
   run = str(workdir / "run")
   cases = [
-      ([f"--query={tmp_path / 'q.mp4'}:5:50", str(tmp_path / "q.mp4")],
-       "the span 5:50 is not inside the video's 10 frames"),
-      ([f"--query={tmp_path / 'q.mp4'}"], "give at least one LIBRARY input"),
-      ([f"--query={tmp_path / 'q.mp4'}", str(tmp_path / "missing.mp4")],
-       "missing.mp4: no such file"),
+    (
+      [f"--query={tmp_path / 'q.mp4'}:5:50", str(tmp_path / "q.mp4")],
+      "the span 5:50 is not inside the video's 10 frames",
+    ),
+    ([f"--query={tmp_path / 'q.mp4'}"], "give at least one LIBRARY input"),
+    ([f"--query={tmp_path / 'q.mp4'}", str(tmp_path / "missing.mp4")], "missing.mp4: no such file"),
   ]
   for args, message in cases:
-    result = _run("search", f"--workdir={run}", f"--output={tmp_path / 'o'}", "--noprogress",
-                  *args)
+    result = _run("search", f"--workdir={run}", f"--output={tmp_path / 'o'}", "--noprogress", *args)
     assert result.returncode != 0 and message in result.stderr, (args, result.stderr[-500:])
   # Embeddings written by another model are refused, naming the folder.
   emb_dir = tmp_path / "emb"
   emb_dir.mkdir()
   np.save(emb_dir / "x.npy", np.zeros((10, 8), np.float32))
-  (emb_dir / tools.INDEX_FILE).write_text(json.dumps({
-      "workdir": "elsewhere", "checkpoint_step": 9, "fingerprint": "0" * 20,
-      "inputs": [{"input": "x.mp4", "name": "x", "file": "x.npy"}]}))
-  result = _run("search", f"--workdir={run}", f"--output={tmp_path / 'o'}", "--noprogress",
-                f"--query={tmp_path / 'q.mp4'}", str(emb_dir))
+  (emb_dir / tools.INDEX_FILE).write_text(
+    json.dumps(
+      {
+        "workdir": "elsewhere",
+        "checkpoint_step": 9,
+        "fingerprint": "0" * 20,
+        "inputs": [{"input": "x.mp4", "name": "x", "file": "x.npy"}],
+      }
+    )
+  )
+  result = _run(
+    "search",
+    f"--workdir={run}",
+    f"--output={tmp_path / 'o'}",
+    "--noprogress",
+    f"--query={tmp_path / 'q.mp4'}",
+    str(emb_dir),
+  )
   errors = [l for l in result.stderr.splitlines() if "error:" in l]
   assert len(errors) == 1 and "embedded by elsewhere step 9" in errors[0]

@@ -62,8 +62,10 @@ def test_custom_backward_equals_autodiff_with_lengths():
   rng = np.random.default_rng(1)
   cost = jnp.asarray(rng.uniform(0, 2, size=(5, 9, 12)), jnp.float32)
   lengths = jnp.array([[9, 12], [3, 4], [1, 1], [9, 2], [7, 11]])
-  grads = [jax.grad(lambda c, b=b: soft_dtw(c, 0.7, lengths=lengths, backward=b).sum())(cost)
-           for b in ("custom", "autodiff")]
+  grads = [
+    jax.grad(lambda c, b=b: soft_dtw(c, 0.7, lengths=lengths, backward=b).sum())(cost)
+    for b in ("custom", "autodiff")
+  ]
   np.testing.assert_allclose(grads[0], grads[1], rtol=1e-5, atol=1e-6)
   with jax.enable_x64(True):
     cost64 = np.asarray(cost, np.float64)

@@ -20,8 +20,14 @@ def tiny_videos() -> list[Video]:
   out = []
   for i, t in enumerate((3, 5, 4)):
     frames = rng.integers(0, 256, size=(t, 12 + 2 * i, 16, 3), dtype=np.uint8)
-    out.append(Video(name=f"vid_{i}", action=("pour", "bowl", "pour")[i],
-                     labels=rng.integers(-1, 3, size=t), source=frames))
+    out.append(
+      Video(
+        name=f"vid_{i}",
+        action=("pour", "bowl", "pour")[i],
+        labels=rng.integers(-1, 3, size=t),
+        source=frames,
+      )
+    )
   return out
 
 
@@ -46,8 +52,9 @@ def _assert_same(got: list[Video], want: list[Video], exact: bool) -> None:
 @pytest.mark.parametrize("encoding", ["png", "raw"])
 def test_lossless_roundtrip_keeps_order_and_splits(tmp_path, encoding):
   videos = tiny_videos()
-  path = store.prepare_store({"train": videos[:2], "val": videos[2:]}, tmp_path, "toy",
-                             frame_encoding=encoding)
+  path = store.prepare_store(
+    {"train": videos[:2], "val": videos[2:]}, tmp_path, "toy", frame_encoding=encoding
+  )
   assert path == store.store_path(tmp_path, "toy")
   _assert_same(store.open_store(tmp_path, "toy", "train"), videos[:2], exact=True)
   _assert_same(store.open_store(tmp_path, "toy", "val"), videos[2:], exact=True)
@@ -55,12 +62,12 @@ def test_lossless_roundtrip_keeps_order_and_splits(tmp_path, encoding):
 
 def test_jpeg_store_is_lazy_picklable_and_grain_readable(tmp_path, monkeypatch):
   import grain  # pylint: disable=g-import-not-at-top
+
   videos = tiny_videos()
   store.prepare_store(videos, tmp_path, "toy_jpeg")  # a plain list -> split 'train'
   reads = []
   real = store.read_store_frames
-  monkeypatch.setattr(store, "read_store_frames",
-                      lambda *a: reads.append(a[2]) or real(*a))
+  monkeypatch.setattr(store, "read_store_frames", lambda *a: reads.append(a[2]) or real(*a))
   opened = store.open_store(tmp_path, "toy_jpeg", "train")
   assert not reads, "open_store must not read records"
   _assert_same(opened, videos, exact=False)
@@ -107,9 +114,14 @@ def test_verify_store_reads_every_record_back(tmp_path):
     content = bytearray(f.read())
   flipped = bytearray(content)
   flipped[content.index(bytes(64)) // 2] ^= 0xFF  # inside the records, not the zero padding
-  for damaged, what in ((flipped, r"unreadable \(RuntimeError: .*hash mismatch"),
-                        (content[:len(content) // 2], r"unreadable \(ValueError: "
-                         r"toy-train.array_record-00000-of-00001 is truncated or damaged\)$")):
+  for damaged, what in (
+    (flipped, r"unreadable \(RuntimeError: .*hash mismatch"),
+    (
+      content[: len(content) // 2],
+      r"unreadable \(ValueError: "
+      r"toy-train.array_record-00000-of-00001 is truncated or damaged\)$",
+    ),
+  ):
     with open(record, "wb") as f:
       f.write(bytes(damaged))
     with pytest.raises(ValueError, match=rf"^store {re.escape(path)}.* {what}") as raised:

@@ -152,6 +152,7 @@ def test_bad_arguments_raise_clear_errors():
 def test_write_videos_as_mp4_and_frame_folders(tmp_path):
   import json  # pylint: disable=g-import-not-at-top
   from lac_jax.data import decode  # pylint: disable=g-import-not-at-top
+
   cfg = synthetic.default_config()
   cfg.height = cfg.width = 32
   cfg.min_frames, cfg.max_frames = 20, 30
@@ -227,6 +228,7 @@ def test_the_default_return_retraces_the_reach():
   runs backwards after the pour, so an embedding of everything that moves but the fill levels
   aligns videos no better than chance (tau ~ 0); 'away' and 'lifted' break the symmetry."""
   from lac_jax import metrics  # pylint: disable=g-import-not-at-top
+
   tau = lambda c, fill: metrics.kendalls_tau(_pose_embeddings(c, fill), stride=1).value
   assert abs(tau(_config(), False)) < 0.2
   assert tau(_config(), True) > 0.9

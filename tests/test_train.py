@@ -41,7 +41,7 @@ TINY = launched.TINY
 pytestmark = pytest.mark.xdist_group("train")
 
 # Runs A, B, C and the non-finite step on one CPU device; writes results.json.
-ONE_DEVICE_SCRIPT = '''
+ONE_DEVICE_SCRIPT = """
 import importlib.util, json, sys
 import jax, numpy as np
 spec = importlib.util.spec_from_file_location("tiny", sys.argv[1])
@@ -95,7 +95,7 @@ json.dump({"stopped_step": int(stopped.step), "nonfinite_unchanged": all(jax.tre
            "nonfinite_steps": int(new.nonfinite_steps), "step": int(new.step),
            "finite": float(metrics["train/finite"][0]), "loss": float(metrics["train/loss"][0])},
           open(root + "/results.json", "w"))
-'''
+"""
 
 
 @pytest.fixture(scope="module")
@@ -116,8 +116,17 @@ def one_device(root):
 @pytest.fixture(scope="module")
 def four_devices(root):
   """Run D through main.py: 4 forced CPU devices, num_steps overridden 3 -> 4."""
-  proc = launched.run(["-m", "lac_jax.main", f"--config={TINY}", f"--workdir={root / 'D'}",
-                       "--config.train.num_steps=4"], devices=4, optimize=True)
+  proc = launched.run(
+    [
+      "-m",
+      "lac_jax.main",
+      f"--config={TINY}",
+      f"--workdir={root / 'D'}",
+      "--config.train.num_steps=4",
+    ],
+    devices=4,
+    optimize=True,
+  )
   assert proc.returncode == 0, proc.stderr[-6000:]
   return proc.stderr
 
@@ -137,8 +146,10 @@ def test_four_devices_equal_one_device(root, one_device, four_devices):
   assert worst < 2e-5, worst
   # The runs really trained: parameters moved from their step-2 values.
   two, _ = tiny.read_checkpoint(root / "A", 2)
-  moved = max(np.max(np.abs(x - y)) for x, y in zip(tiny.flat(one["params"]).values(),
-                                                      tiny.flat(two["params"]).values()))
+  moved = max(
+    np.max(np.abs(x - y))
+    for x, y in zip(tiny.flat(one["params"]).values(), tiny.flat(two["params"]).values())
+  )
   assert moved > 1e-4
 
 
@@ -151,16 +162,26 @@ def two_processes(root):
   args = [f"--config={TINY}", f"--workdir={root / 'E'}", "--config.train.num_steps=4"]
   markers = root / "E_markers"
   markers.mkdir()
-  procs = launched.launch(args, root / "E1", processes=2, devices=2, optimize=True,
-                          LAC_TEST_PAUSE_AT=1, LAC_TEST_MARKERS=markers, LAC_TEST_SIGNALS=1)
+  procs = launched.launch(
+    args,
+    root / "E1",
+    processes=2,
+    devices=2,
+    optimize=True,
+    LAC_TEST_PAUSE_AT=1,
+    LAC_TEST_MARKERS=markers,
+    LAC_TEST_SIGNALS=1,
+  )
   launched.wait_for_file(markers / "paused.p1", procs)
   procs[1][0].send_signal(signal.SIGTERM)
   first = launched.wait_all(procs)
   steps_after_first = tiny.read_checkpoint(root / "E")[1]
   metrics_after_first = [r["step"] for r in logs.read_metrics(root / "E")]
-  second = launched.wait_all(launched.launch(
-      args + ["--config.train.eval_at_end=True"], root / "E2", processes=2, devices=2,
-      optimize=True))
+  second = launched.wait_all(
+    launched.launch(
+      args + ["--config.train.eval_at_end=True"], root / "E2", processes=2, devices=2, optimize=True
+    )
+  )
   return first, second, steps_after_first, metrics_after_first
 
 
@@ -170,10 +191,20 @@ def four_devices_gloo(root):
   ``jax.distributed``, here with one process), so that its cross-device means go through gloo as
   E's do. The programs are D's (the collectives are the runtime's): when D ran first, D' loads
   them from the compilation cache. A checkpoint every step, for E's preempted step."""
-  codes, outputs = launched.wait_all(launched.launch(
-      [f"--config={TINY}", f"--workdir={root / 'D_gloo'}", "--config.train.num_steps=4",
-       "--config.train.checkpoint_every_steps=1"], root / "D_gloo", devices=4,
-      distributed=True, optimize=True))
+  codes, outputs = launched.wait_all(
+    launched.launch(
+      [
+        f"--config={TINY}",
+        f"--workdir={root / 'D_gloo'}",
+        "--config.train.num_steps=4",
+        "--config.train.checkpoint_every_steps=1",
+      ],
+      root / "D_gloo",
+      devices=4,
+      distributed=True,
+      optimize=True,
+    )
+  )
   assert codes == [0], outputs[0][-3000:]
   assert "4 device(s) (4 local, cpu), 1 process(es)" in outputs[0]
   return outputs[0]
@@ -236,8 +267,10 @@ def test_two_processes_equal_one_process_and_resume(root, four_devices_gloo, two
     b = tiny.flat(tiny.read_checkpoint(root / "D_gloo", step)[0])
     assert a.keys() == b.keys() and {"/step", "/nonfinite_steps"} <= a.keys()
     differ = [k for k in a if not np.array_equal(a[k], b[k])]
-    relative = np.sqrt(sum(np.sum((a[k].astype(np.float64) - b[k]) ** 2) for k in a) /
-                       sum(np.sum(b[k].astype(np.float64) ** 2) for k in a))
+    relative = np.sqrt(
+      sum(np.sum((a[k].astype(np.float64) - b[k]) ** 2) for k in a)
+      / sum(np.sum(b[k].astype(np.float64) ** 2) for k in a)
+    )
     assert not differ, (step, relative, differ[:5])
 
 
@@ -246,20 +279,29 @@ def test_a_failing_process_ends_the_others(root, tmp_path):
   for it, stops within seconds with process 1's message instead of waiting minutes."""
   args = [f"--config={TINY}", f"--workdir={tmp_path / 'w'}", "--config.train.num_steps=50"]
   start = time.monotonic()
-  codes, outputs = launched.wait_all(launched.launch(
-      args, tmp_path / "fail", devices=2,
-      per_process=[(), ("--config.model.backbone_weights=/no/such/weights.npz",)]), timeout=200)
+  codes, outputs = launched.wait_all(
+    launched.launch(
+      args,
+      tmp_path / "fail",
+      devices=2,
+      per_process=[(), ("--config.model.backbone_weights=/no/such/weights.npz",)],
+    ),
+    timeout=200,
+  )
   assert codes[1] == 1 and "lac_jax.main: error: config.model.backbone_weights" in outputs[1]
   assert codes[0] != 0, outputs[0][-3000:]
-  assert "lac_jax: error: process 1: FileNotFoundError: config.model.backbone_weights" \
-      in outputs[0]
+  assert "lac_jax: error: process 1: FileNotFoundError: config.model.backbone_weights" in outputs[0]
   assert time.monotonic() - start < 120
 
 
 def test_a_killed_process_ends_the_others(root, tmp_path):
   """Process 1 is killed mid-run: process 0 stops after the heartbeat timeout (5 s here)."""
-  args = [f"--config={TINY}", f"--workdir={tmp_path / 'w'}",
-          "--config.train.num_steps=100000", "--heartbeat_timeout_s=5"]
+  args = [
+    f"--config={TINY}",
+    f"--workdir={tmp_path / 'w'}",
+    "--config.train.num_steps=100000",
+    "--heartbeat_timeout_s=5",
+  ]
   procs = launched.launch(args, tmp_path / "kill", processes=2, devices=2, optimize=True)
   deadline = time.monotonic() + 200
   while "step 1/" not in open(f"{tmp_path / 'kill'}.p0.log").read():
@@ -270,8 +312,11 @@ def test_a_killed_process_ends_the_others(root, tmp_path):
   codes, outputs = launched.wait_all(procs, timeout=120)
   assert codes[0] != 0
   # Either a collective fails at once (gloo sees the closed connection) or the heartbeats stop.
-  assert ("another process stopped or was lost" in outputs[0] or
-          "detected fatal errors" in outputs[0] and "unhealthy" in outputs[0]), outputs[0][-3000:]
+  assert (
+    "another process stopped or was lost" in outputs[0]
+    or "detected fatal errors" in outputs[0]
+    and "unhealthy" in outputs[0]
+  ), outputs[0][-3000:]
   assert time.monotonic() - killed < 60
 
 
@@ -333,7 +378,9 @@ def test_nonfinite_report_stops_or_counts():
     train._report_nonfinite(8, row, 3, config)
 
 
-@pytest.mark.parametrize("section, field, value, message", [
+@pytest.mark.parametrize(
+  "section, field, value, message",
+  [
     ("train", "optimizer", "sgd", r"config\.train\.optimizer: expected one of"),
     ("train", "schedule", "linear", r"config\.train\.schedule"),
     ("train", "learning_rate", -1.0, r"config\.train\.learning_rate: need a finite value > 0"),
@@ -342,7 +389,8 @@ def test_nonfinite_report_stops_or_counts():
     ("loss", "gap_lr", float("nan"), r"loss\.gap_lr: need a finite value >= 0"),
     ("data", "image_size", 0, r"config\.data\.image_size: need an int >= 1, got 0"),
     ("data", "batch_size", 0, r"config\.data\.batch_size: need an int >= 1"),
-])
+  ],
+)
 def test_bad_config_values(section, field, value, message):
   config = config_lib.base_config()
   config[section][field] = value
@@ -389,18 +437,19 @@ def test_learning_rate_schedules():
   # Official: lr0 (1 + cos(pi e / (E + 1))) / 2 for epoch e = floor(step * B / N), 3 steps/epoch.
   for step in range(12):
     e = step * 2 // 6
-    np.testing.assert_allclose(float(lr(step)), 1e-4 * 0.5 * (1 + np.cos(np.pi * e / 5)),
-                               rtol=1e-6)
+    np.testing.assert_allclose(float(lr(step)), 1e-4 * 0.5 * (1 + np.cos(np.pi * e / 5)), rtol=1e-6)
   config.train.schedule = "cosine"
   config.train.warmup_steps = 2
   lr = optim.learning_rate_schedule(config, 1.0, 6, 12)
-  np.testing.assert_allclose([float(lr(s)) for s in (0, 1, 2, 7, 12)],
-                             [0.0, 0.5, 1.0, 0.5, 0.0], atol=1e-6)
+  np.testing.assert_allclose(
+    [float(lr(s)) for s in (0, 1, 2, 7, 12)], [0.0, 0.5, 1.0, 0.5, 0.0], atol=1e-6
+  )
 
 
 def test_optimizer_matches_torch_adam_l2_and_clipping():
   """One step of the encoder group equals NumPy Adam with clipped grad + L2 (torch's order)."""
   import jax.numpy as jnp  # pylint: disable=g-import-not-at-top
+
   config = config_lib.base_config()
   config.train.schedule = "constant"
   config.train.grad_clip_norm = 1.0
@@ -414,36 +463,69 @@ def test_optimizer_matches_torch_adam_l2_and_clipping():
   expected = -1e-4 * (m / 0.1) / (np.sqrt(v / 0.001) + 1e-8)
   np.testing.assert_allclose(np.asarray(updates["encoder"]["w"]), expected, rtol=1e-5)
   g_gap = 30.0 + 1e-5 * 0.5  # not clipped; the gap group's own L2
-  np.testing.assert_allclose(np.asarray(updates["gap"]["g"]),
-                             [-0.1 * g_gap / (abs(g_gap) + 1e-8)], rtol=1e-5)
+  np.testing.assert_allclose(
+    np.asarray(updates["gap"]["g"]), [-0.1 * g_gap / (abs(g_gap) + 1e-8)], rtol=1e-5
+  )
 
 
 def test_main_rejects_unknown_override_and_file_workdir(tmp_path):
-  proc = launched.run(["-m", "lac_jax.main", f"--config={TINY}", f"--workdir={tmp_path / 'w'}",
-                       "--config.train.no_such_field=1"], timeout=120)
+  proc = launched.run(
+    [
+      "-m",
+      "lac_jax.main",
+      f"--config={TINY}",
+      f"--workdir={tmp_path / 'w'}",
+      "--config.train.no_such_field=1",
+    ],
+    timeout=120,
+  )
   assert proc.returncode != 0
   assert "no_such_field" in proc.stderr
   assert not (tmp_path / "w").exists()
   afile = tmp_path / "file"
   afile.write_text("x")
-  proc = launched.run(["-m", "lac_jax.main", f"--config={TINY}", f"--workdir={afile}",
-                       "--config.loss.gamma=0.7"], timeout=120)
+  proc = launched.run(
+    ["-m", "lac_jax.main", f"--config={TINY}", f"--workdir={afile}", "--config.loss.gamma=0.7"],
+    timeout=120,
+  )
   assert proc.returncode == 1
   # One line naming the problem, no traceback (--debug shows it).
-  assert "lac_jax.main: error: --workdir" in proc.stderr and "is a file, expected a directory" \
-      in proc.stderr
+  assert (
+    "lac_jax.main: error: --workdir" in proc.stderr
+    and "is a file, expected a directory" in proc.stderr
+  )
   assert "Traceback" not in proc.stderr
-  proc = launched.run(["-m", "lac_jax.main", f"--config={TINY}", f"--workdir={afile}",
-                       "--config.train.learning_rate=-1", "--debug"], timeout=120)
+  proc = launched.run(
+    [
+      "-m",
+      "lac_jax.main",
+      f"--config={TINY}",
+      f"--workdir={afile}",
+      "--config.train.learning_rate=-1",
+      "--debug",
+    ],
+    timeout=120,
+  )
   assert proc.returncode != 0 and "Traceback" in proc.stderr
 
 
 def test_global_batch_must_divide_by_devices(tmp_path):
-  proc = launched.run(["-m", "lac_jax.main", f"--config={TINY}", f"--workdir={tmp_path / 'w'}",
-                       "--config.data.batch_size=6"], devices=4, timeout=120)
+  proc = launched.run(
+    [
+      "-m",
+      "lac_jax.main",
+      f"--config={TINY}",
+      f"--workdir={tmp_path / 'w'}",
+      "--config.data.batch_size=6",
+    ],
+    devices=4,
+    timeout=120,
+  )
   assert proc.returncode != 0
-  assert "config.data.batch_size=6" in proc.stderr and "multiple of the number of devices, 4" \
-      in proc.stderr
+  assert (
+    "config.data.batch_size=6" in proc.stderr
+    and "multiple of the number of devices, 4" in proc.stderr
+  )
 
 
 def test_progress_and_metric_writer(tmp_path):
@@ -463,6 +545,7 @@ def test_progress_and_metric_writer(tmp_path):
 
 def _config_file(name, *args):
   import importlib.util  # pylint: disable=g-import-not-at-top
+
   spec = importlib.util.spec_from_file_location(f"cfg_{name}", os.path.join(launched.REPO, name))
   module = importlib.util.module_from_spec(spec)
   spec.loader.exec_module(module)
@@ -474,24 +557,28 @@ def _train_in_process(config, steps):
   import jax  # pylint: disable=g-import-not-at-top
   from lac_jax import data as data_lib  # pylint: disable=g-import-not-at-top
   from lac_jax.data import pipeline  # pylint: disable=g-import-not-at-top
+
   videos = data_lib.load_videos("synthetic", None, "train", synthetic_config=config.data.synthetic)
   model, _ = train.build_models(config)
   state = train.create_train_state(config, model, jax.random.PRNGKey(0), len(videos), steps)
   from lac_jax import losses  # pylint: disable=g-import-not-at-top
+
   p_step = train.make_parallel_train_step(
-      losses.build(config.loss), fixed_trunk_stats=config.model.backbone_mode != "train")
+    losses.build(config.loss), fixed_trunk_stats=config.model.backbone_mode != "train"
+  )
   p_state = distributed.replicate(state)
-  with pipeline.train_iterator(videos, config.data, seed=0, process_index=0,
-                               process_count=1) as it:
+  with pipeline.train_iterator(videos, config.data, seed=0, process_index=0, process_count=1) as it:
     for _ in range(steps):
-      p_state, metrics = p_step(p_state, distributed.shard_batch(next(it), 1),
-                                jax.random.PRNGKey(1))
+      p_state, metrics = p_step(
+        p_state, distributed.shard_batch(next(it), 1), jax.random.PRNGKey(1)
+      )
       assert float(metrics["train/finite"][0]) == 1.0
   return jax.device_get(state), jax.device_get(distributed.unreplicate(p_state))
 
 
 def _size(tree):
   import jax  # pylint: disable=g-import-not-at-top
+
   return sum(np.size(x) for x in jax.tree.leaves(tree))
 
 
@@ -501,8 +588,9 @@ def test_frozen_trunk_is_never_touched(mode, fast_compile):
   config.model.backbone_mode = mode
   config.train.weight_decay = 1e-2  # Would move every trunk weight if the optimiser saw them.
   before, after = _train_in_process(config, 3)
-  same = lambda a, b: all(np.array_equal(x, y) for x, y in zip(tiny.flat(a).values(),
-                                                                tiny.flat(b).values()))
+  same = lambda a, b: all(
+    np.array_equal(x, y) for x, y in zip(tiny.flat(a).values(), tiny.flat(b).values())
+  )
   trunk = optim.TRUNK
   assert same(before.batch_stats[trunk], after.batch_stats[trunk])  # BN on running statistics
   assert not same(before.params["encoder"]["output"], after.params["encoder"]["output"])
@@ -523,16 +611,20 @@ def test_drop_last_step_count_and_schedule():
   assert optim.num_train_steps(config, 7) == 12  # 4 epochs x 3 whole batches
   lr = optim.learning_rate_schedule(config, 1.0, num_videos=7, total_steps=12)
   for step in range(12):
-    np.testing.assert_allclose(float(lr(step)), 0.5 * (1 + np.cos(np.pi * (step // 3) / 5)),
-                               rtol=1e-6)
+    np.testing.assert_allclose(
+      float(lr(step)), 0.5 * (1 + np.cos(np.pi * (step // 3) / 5)), rtol=1e-6
+    )
 
 
 @pytest.mark.parametrize("name", ["configs/pouring.py", "configs/penn_action.py"])
 def test_paper_configs_stop_without_imagenet_weights(name, tmp_path):
   config = _config_file(name)
   config.data.data_dir = str(tmp_path / "no_data_here")
-  with pytest.raises(ValueError, match=r"^config.model.backbone_weights is unset.*"
-                     r"lac_jax.models.convert.*backbone_weights=random"):
+  with pytest.raises(
+    ValueError,
+    match=r"^config.model.backbone_weights is unset.*"
+    r"lac_jax.models.convert.*backbone_weights=random",
+  ):
     train.train_and_evaluate(config, str(tmp_path / "run"))
   config.model.backbone_weights = str(tmp_path / "missing.npz")
   with pytest.raises(FileNotFoundError, match="missing.npz"):
@@ -547,15 +639,17 @@ def test_paper_configs_stop_without_imagenet_weights(name, tmp_path):
 def test_official_code_preset_turns_on_every_official_switch():
   paper = _config_file("configs/pouring.py")
   official = _config_file("configs/pouring.py", "official_code")
-  switches = {"model.attention_axis": ("time", "batch"),
-              "model.eval_normalize": (True, False),
-              "data.drop_last": (False, True),
-              "data.augment.blur_per_jitter_op": (False, True),
-              "model.l2_normalize": (True, False),
-              "model.bn_mask_padding": (True, False),
-              "model.pe_official_cos": (False, True),
-              "loss.sw_similarity": ("inverse_distance", "inverse_squared_distance"),
-              "loss.honour_masks": (True, False)}
+  switches = {
+    "model.attention_axis": ("time", "batch"),
+    "model.eval_normalize": (True, False),
+    "data.drop_last": (False, True),
+    "data.augment.blur_per_jitter_op": (False, True),
+    "model.l2_normalize": (True, False),
+    "model.bn_mask_padding": (True, False),
+    "model.pe_official_cos": (False, True),
+    "loss.sw_similarity": ("inverse_distance", "inverse_squared_distance"),
+    "loss.honour_masks": (True, False),
+  }
   get = lambda c, path: eval("c." + path)  # pylint: disable=eval-used
   for path, (want_paper, want_official) in switches.items():
     assert (get(paper, path), get(official, path)) == (want_paper, want_official), path

@@ -11,7 +11,6 @@ import subprocess
 import sys
 import time
 
-import ml_collections
 import numpy as np
 import pytest
 
@@ -53,6 +52,7 @@ def _gray_frames(values, size=(16, 24)):
 def _write_timed(path, values, times_ms, rotation=None, size=(16, 24)):
   """An mp4 whose frame i has gray level values[i] and is shown at times_ms[i] (any rate)."""
   import av  # pylint: disable=g-import-not-at-top
+
   with av.open(str(path), "w", format="mp4") as container:
     stream = container.add_stream("libx264", rate=1000)
     stream.height, stream.width, stream.pix_fmt = size[0], size[1], "yuv420p"
@@ -89,7 +89,7 @@ def test_select_frames_resamples_variable_rate_in_time():
   grid = [times[0] + k / fps for k in range(int((times[-1] - times[0]) * fps) + 1)]
   assert got.tolist() == [_on_screen(times, t) for t in grid]
   # Upsampling repeats frames; no fps keeps every frame.
-  assert len(videos.select_frames(5, [0, .1, .2, .3, .4], 20.0, 0)) == 9
+  assert len(videos.select_frames(5, [0, 0.1, 0.2, 0.3, 0.4], 20.0, 0)) == 9
   assert videos.select_frames(7, None, 0.0, 0).tolist() == list(range(7))
 
 
@@ -102,13 +102,32 @@ def test_select_frames_bounds_the_length_evenly():
 
 def test_decode_keeps_the_selected_frames_of_a_variable_rate_file(tmp_path):
   values = [10 * i for i in range(20)]
-  times = [0, 30, 45, 120, 130, 140, 300, 310, 400, 420, 500, 520, 540, 700, 720, 800, 810,
-           900, 950, 1000]
+  times = [
+    0,
+    30,
+    45,
+    120,
+    130,
+    140,
+    300,
+    310,
+    400,
+    420,
+    500,
+    520,
+    540,
+    700,
+    720,
+    800,
+    810,
+    900,
+    950,
+    1000,
+  ]
   _write_timed(tmp_path / "vfr.mp4", values, times)
   assert decode.frame_times(tmp_path / "vfr.mp4") == pytest.approx([t / 1000 for t in times])
   settings = videos.Settings(image_size=8, fps=10.0, max_frames=0, encoding="jpeg")
-  frames, count, selected = videos.decode_input(inputs.open_input(tmp_path / "vfr.mp4"),
-                                                settings)
+  frames, count, selected = videos.decode_input(inputs.open_input(tmp_path / "vfr.mp4"), settings)
   want = [_on_screen([t / 1000 for t in times], k / 10) for k in range(11)]
   assert count == 20 and selected.tolist() == want
   assert frames.shape == (11, 8, 8, 3)
@@ -119,6 +138,7 @@ def test_rotation_metadata_is_honoured(tmp_path):
   frame = np.zeros((16, 32, 3), np.uint8)
   frame[:, :8] = 255  # a white band on the left of the stored frame
   import av  # pylint: disable=g-import-not-at-top
+
   path = tmp_path / "rotated.mp4"
   with av.open(str(path), "w", format="mp4") as container:
     stream = container.add_stream("libx264", rate=10)
@@ -207,7 +227,7 @@ def _damage_missing_meta(entry):
 
 def _damage_truncated_meta(entry):
   text = (entry / "meta.json").read_text()
-  (entry / "meta.json").write_text(text[:len(text) // 2])
+  (entry / "meta.json").write_text(text[: len(text) // 2])
 
 
 def _damage_unfinished(entry):
@@ -223,9 +243,16 @@ def _record_file(entry):
   return record
 
 
-@pytest.mark.parametrize("damage", [_damage_truncated_store, _damage_flipped_store,
-                                    _damage_missing_meta, _damage_truncated_meta,
-                                    _damage_unfinished])
+@pytest.mark.parametrize(
+  "damage",
+  [
+    _damage_truncated_store,
+    _damage_flipped_store,
+    _damage_missing_meta,
+    _damage_truncated_meta,
+    _damage_unfinished,
+  ],
+)
 def test_a_damaged_cache_entry_is_decoded_again(tmp_path, caplog, damage):
   os.makedirs(tmp_path / "in")
   for i in range(3):
@@ -247,8 +274,11 @@ def test_a_damaged_cache_entry_is_decoded_again(tmp_path, caplog, damage):
   assert len(warnings) == 1 and source in warnings[0] and "\n" not in warnings[0], warnings
   for v in (v for vs in again.splits.values() for v in vs):
     np.testing.assert_array_equal(v.frames, want[v.name])
-  assert sorted(p.name.split("-")[0] for p in (tmp_path / "cache").iterdir()) == \
-      ["v0", "v1", "v2"]  # nothing left aside
+  assert sorted(p.name.split("-")[0] for p in (tmp_path / "cache").iterdir()) == [
+    "v0",
+    "v1",
+    "v2",
+  ]  # nothing left aside
   videos._PREPARED.clear()  # pylint: disable=protected-access
   caplog.clear()
   third = videos.prepare(data, 8)  # repaired for good
@@ -318,8 +348,9 @@ def test_label_mismatch_applies(tmp_path):
   with pytest.raises(ValueError, match=r"labels.json labels of .*v0.mp4: 3 frame labels but 6"):
     data_lib.load_split(_data(tmp_path / "in", tmp_path / "c"), "train", None, 8)
   data = _data(tmp_path / "in", tmp_path / "c", label_mismatch="resample")
-  v0 = [v for s in ("train", "val") for v in data_lib.load_split(data, s, None, 8)
-        if v.name == "v0"][0]
+  v0 = [
+    v for s in ("train", "val") for v in data_lib.load_split(data, s, None, 8) if v.name == "v0"
+  ][0]
   assert v0.labels.tolist() == [0, 0, 0, 0, 1, 1]
   (tmp_path / "in" / "labels.json").write_text(json.dumps({"v0": [0, "x"]}))
   with pytest.raises(ValueError, match=r"labels of 'v0' must be a non-empty list of integers"):
@@ -359,8 +390,8 @@ def _slow_cycle(embs, stride):
       ea_s, eb_s = ea[::stride], eb[::stride]
       hits = 0
       for i, frame in enumerate(ea_s):
-        j = np.argmin(((eb_s - frame)**2).sum(1))
-        k = np.argmin(((ea_s - eb_s[j])**2).sum(1))
+        j = np.argmin(((eb_s - frame) ** 2).sum(1))
+        k = np.argmin(((ea_s - eb_s[j]) ** 2).sum(1))
         hits += k == i
       accuracies.append(hits / len(ea_s))
   return np.mean(accuracies)
@@ -389,23 +420,40 @@ def test_evaluation_without_labels_and_with_some():
   config = config_lib.eval_config()
   config.tau_stride = config.retrieval_stride = config.cycle_stride = 2
   config.retrieval_ks = (5,)
-  unlabelled = metrics.evaluate_embeddings([e for e, _ in train_set],
-                                           [np.full(len(e), -1) for e, _ in train_set],
-                                           [e for e, _ in val_set],
-                                           [np.full(len(e), -1) for e, _ in val_set], config)
-  assert set(unlabelled) == {"tau", "cycle_consistency", "num_val", "num_labelled_train",
-                             "num_labelled_val"}
+  unlabelled = metrics.evaluate_embeddings(
+    [e for e, _ in train_set],
+    [np.full(len(e), -1) for e, _ in train_set],
+    [e for e, _ in val_set],
+    [np.full(len(e), -1) for e, _ in val_set],
+    config,
+  )
+  assert set(unlabelled) == {
+    "tau",
+    "cycle_consistency",
+    "num_val",
+    "num_labelled_train",
+    "num_labelled_val",
+  }
   assert unlabelled["num_val"] == 4 and unlabelled["num_labelled_train"] == 0
   assert unlabelled["cycle_consistency"] == pytest.approx(
-      100 * _slow_cycle([e for e, _ in val_set], 2))
-  some = metrics.evaluate_embeddings([e for e, _ in train_set], [l for _, l in train_set],
-                                     [e for e, _ in val_set], [l for _, l in val_set], config)
+    100 * _slow_cycle([e for e, _ in val_set], 2)
+  )
+  some = metrics.evaluate_embeddings(
+    [e for e, _ in train_set],
+    [l for _, l in train_set],
+    [e for e, _ in val_set],
+    [l for _, l in val_set],
+    config,
+  )
   labelled_train = [(e, l) for e, l in train_set if (l >= 0).any()]
   labelled_val = [(e, l) for e, l in val_set if (l >= 0).any()]
-  only = metrics.evaluate_embeddings([e for e, _ in labelled_train],
-                                     [l for _, l in labelled_train],
-                                     [e for e, _ in labelled_val], [l for _, l in labelled_val],
-                                     config)
+  only = metrics.evaluate_embeddings(
+    [e for e, _ in labelled_train],
+    [l for _, l in labelled_train],
+    [e for e, _ in labelled_val],
+    [l for _, l in labelled_val],
+    config,
+  )
   for key in ("class_100", "ap_5", "progress"):
     assert some[key] == pytest.approx(only[key]), key
   # The label-free measures use every val video, the unlabelled one too.
@@ -465,8 +513,13 @@ def test_flat_folder_without_labels_trains_and_evaluates(tmp_path):
   train.train_and_evaluate(config, work)
   rows = _summary(work)["rows"]
   row = next(iter(rows.values()))
-  assert set(row) == {"tau", "cycle_consistency", "num_val", "num_labelled_train",
-                      "num_labelled_val"}
+  assert set(row) == {
+    "tau",
+    "cycle_consistency",
+    "num_val",
+    "num_labelled_train",
+    "num_labelled_val",
+  }
   assert row["num_val"] == 1
   with open(os.path.join(work, "skipped.json"), encoding="utf-8") as f:
     skipped = json.load(f)["skipped"]
@@ -479,10 +532,21 @@ def test_corrupt_file_is_a_one_line_error_from_the_command_line(tmp_path):
     encode.write_video(tmp_path / "in" / f"v{i}.mp4", _gray_frames([50 * i] * 4), fps=10)
   (tmp_path / "in" / "bad.mp4").write_bytes(b"garbage" * 10)
   result = subprocess.run(
-      [sys.executable, "-m", "lac_jax.main", "--config=configs/synthetic.py",
-       f"--workdir={tmp_path / 'run'}", "--config.data.dataset=videos",
-       f"--config.data.data_dir={tmp_path / 'in'}"],
-      cwd=REPO, capture_output=True, text=True, timeout=300, check=False)
+    [
+      sys.executable,
+      "-m",
+      "lac_jax.main",
+      "--config=configs/synthetic.py",
+      f"--workdir={tmp_path / 'run'}",
+      "--config.data.dataset=videos",
+      f"--config.data.data_dir={tmp_path / 'in'}",
+    ],
+    cwd=REPO,
+    capture_output=True,
+    text=True,
+    timeout=300,
+    check=False,
+  )
   assert result.returncode == 1
   errors = [l for l in result.stderr.splitlines() if "error:" in l]
   assert len(errors) == 1 and errors[0].startswith("lac_jax.main: error: ")

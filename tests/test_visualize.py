@@ -43,8 +43,14 @@ def test_alignment_picture_draws_the_pairs_on_the_matrix():
 
 def test_retrieval_grid_frames_and_captions():
   frames = [np.full((20, 30, 3), v, np.uint8) for v in (0, 80, 160, 240)]
-  fig = visualize.plot_retrieval(frames[0], "query\nframe 3", frames[1:], ["a", "b", "c"],
-                                 matches=[True, False, None], title="top 3")
+  fig = visualize.plot_retrieval(
+    frames[0],
+    "query\nframe 3",
+    frames[1:],
+    ["a", "b", "c"],
+    matches=[True, False, None],
+    title="top 3",
+  )
   axes = fig.axes
   assert len(axes) == 4
   assert [ax.get_xlabel() for ax in axes] == ["query\nframe 3", "a", "b", "c"]
@@ -69,8 +75,7 @@ def test_pca_projection_and_trajectories():
   assert np.std(np.concatenate(xy)[:, 1]) < 0.05 * np.std(np.concatenate(xy)[:, 0])
   assert abs(np.corrcoef(xy[0][:, 0], t)[0, 1]) > 0.99
   labels = [(t * 3).astype(int).clip(0, 2)] * 2
-  fig = visualize.plot_trajectories(videos, labels, names=["v0", "v1"],
-                                    phase_names=["a", "b", "c"])
+  fig = visualize.plot_trajectories(videos, labels, names=["v0", "v1"], phase_names=["a", "b", "c"])
   points = fig.axes[0].collections[0]
   np.testing.assert_allclose(points.get_offsets(), xy[0])
   np.testing.assert_array_equal(points.get_array(), labels[0])
@@ -83,8 +88,9 @@ def test_pca_projection_and_trajectories():
 
 def test_progress_curves():
   pred = [np.linspace(0, 1, 10), np.linspace(0, 0.9, 7)]
-  fig = visualize.plot_progress(pred, true=[np.linspace(0, 1, 10), np.linspace(0, 1, 7)],
-                                names=["a", "b"])
+  fig = visualize.plot_progress(
+    pred, true=[np.linspace(0, 1, 10), np.linspace(0, 1, 7)], names=["a", "b"]
+  )
   lines = fig.axes[0].lines
   assert len(lines) == 4  # predicted and true per video
   np.testing.assert_allclose(lines[2].get_ydata(), pred[1])
@@ -95,8 +101,15 @@ def test_progress_curves():
 def test_side_by_side_layout():
   a = np.zeros((40, 60, 3), np.uint8)
   b = np.full((20, 20, 3), 200, np.uint8)
-  out = visualize.side_by_side(a, b, ("A: frame 1 / 9", "a very long name " * 5),
-                               ("B: frame 2 / 9",), height=80, gap=4, line_height=16)
+  out = visualize.side_by_side(
+    a,
+    b,
+    ("A: frame 1 / 9", "a very long name " * 5),
+    ("B: frame 2 / 9",),
+    height=80,
+    gap=4,
+    line_height=16,
+  )
   banner = 2 * 16 + 4
   assert out.dtype == np.uint8 and out.shape == (banner + 80, 120 + 4 + 80, 3)
   assert np.all(out[banner:, :120] == 0) and np.all(out[banner:, 124:] == 200)

@@ -34,13 +34,21 @@ with workdir.locked(sys.argv[1], "train"):
 
 def test_a_locked_workdir_refuses_a_second_run_until_its_holder_dies(tmp_path):
   run_dir = str(tmp_path / "run")
-  holder = subprocess.Popen([sys.executable, "-c", HOLD, run_dir], cwd=launched.REPO,
-                            env=launched.env(), stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                            text=True)
+  holder = subprocess.Popen(
+    [sys.executable, "-c", HOLD, run_dir],
+    cwd=launched.REPO,
+    env=launched.env(),
+    stdin=subprocess.PIPE,
+    stdout=subprocess.PIPE,
+    text=True,
+  )
   try:
     assert holder.stdout.readline() == "held\n"
-    with pytest.raises(ValueError, match=rf"^--workdir {run_dir} is in use by pid {holder.pid} "
-                       r"on host \S+ \(--mode=train, started \d{4}-.*\): wait until it ends"):
+    with pytest.raises(
+      ValueError,
+      match=rf"^--workdir {run_dir} is in use by pid {holder.pid} "
+      r"on host \S+ \(--mode=train, started \d{4}-.*\): wait until it ends",
+    ):
       train.train_and_evaluate(tiny.get_config(), run_dir)
     assert os.listdir(run_dir) == [workdir.LOCK_FILE]  # nothing written: no config.json
     with pytest.raises(ValueError, match="in use by pid"):
@@ -71,14 +79,17 @@ def _saved_run(path, step=2):
   return config
 
 
-@pytest.mark.parametrize("field, value, diff", [
+@pytest.mark.parametrize(
+  "field, value, diff",
+  [
     ("loss.gamma", 0.5, "loss.gamma: 0.8 -> 0.5"),
     ("model.output_dim", 16, "model.output_dim: 8 -> 16"),
     ("seed", 3, "seed: 0 -> 3"),
     ("data.batch_size", 8, "data.batch_size: 4 -> 8"),
     ("train.optimizer", "adamw", 'train.optimizer: "adam_l2" -> "adamw"'),
     ("train.grad_clip_norm", 0.0, "train.grad_clip_norm: 10.0 -> 0.0"),
-])
+  ],
+)
 def test_resuming_with_a_changed_model_loss_data_or_seed_is_refused(tmp_path, field, value, diff):
   _saved_run(tmp_path)
   before = (tmp_path / checkpoint.CONFIG_FILE).read_bytes()
@@ -86,8 +97,11 @@ def test_resuming_with_a_changed_model_loss_data_or_seed_is_refused(tmp_path, fi
   section, _, name = field.rpartition(".")
   (config[section] if section else config)[name] = value
   config.train.learning_rate = 5e-4  # an accepted change does not hide a refused one
-  with pytest.raises(ValueError, match=rf"holds a checkpoint \(step 2\) of another config: "
-                     rf"{re.escape(diff)}\. A resumed run may change train"):
+  with pytest.raises(
+    ValueError,
+    match=rf"holds a checkpoint \(step 2\) of another config: "
+    rf"{re.escape(diff)}\. A resumed run may change train",
+  ):
     train.train_and_evaluate(config, str(tmp_path))
   assert (tmp_path / checkpoint.CONFIG_FILE).read_bytes() == before
   assert not (tmp_path / workdir.HISTORY_FILE).exists()
@@ -105,9 +119,10 @@ def test_resuming_with_changed_training_settings_records_them(tmp_path):
     history = json.load(f)["config_history"]
   assert [h["step"] for h in history] == [2]
   assert history[0]["changes"] == {
-      "data.data_dir": {"old": "", "new": "/moved/data"},
-      "train.learning_rate": {"old": 1e-3, "new": 5e-4},
-      "train.num_steps": {"old": 3, "new": 6}}
+    "data.data_dir": {"old": "", "new": "/moved/data"},
+    "train.learning_rate": {"old": 1e-3, "new": 5e-4},
+    "train.num_steps": {"old": 3, "new": 6},
+  }
   now = checkpoint.read_config(str(tmp_path), config_lib.saved_config_template)
   assert now.train.learning_rate == 5e-4 and now.train.num_steps == 6
   assert now.model.backbone_weights is None and now.model.to_dict() == saved.model.to_dict()
@@ -131,8 +146,7 @@ def test_resumed_metrics_drop_the_redone_steps(tmp_path):
   assert not [n for n in os.listdir(tmp_path) if n.startswith(".tmp")]
 
 
-def test_a_full_disk_is_named_before_a_checkpoint_and_by_the_metric_writer(tmp_path,
-                                                                            monkeypatch):
+def test_a_full_disk_is_named_before_a_checkpoint_and_by_the_metric_writer(tmp_path, monkeypatch):
   monkeypatch.setattr(workdir.shutil, "disk_usage", lambda _: types.SimpleNamespace(free=10))
   with pytest.raises(OSError) as info:
     workdir.check_free_space(str(tmp_path / "checkpoints"), {"w": np.zeros(8)})

@@ -39,6 +39,7 @@ def tiny_train_config(dataset: str = "synthetic", data_dir: str = "", **train_ov
   tests check the trainer; the transformer in train mode and the CPU's matmul convolution
   gradients are checked against references in test_encoder.py and test_conv.py."""
   from lac_jax import config as config_lib  # pylint: disable=g-import-not-at-top
+
   c = config_lib.base_config()
   c.seed = 0
   m = c.model
@@ -74,8 +75,11 @@ def get_config():
   """``--config=tests/tiny.py``: `tiny_train_config` without the final evaluation. With
   ``LAC_TEST_PAUSE_AT`` set, every process pauses after logging that step (`pause_after`)."""
   if os.environ.get("LAC_TEST_PAUSE_AT"):
-    pause_after(int(os.environ["LAC_TEST_PAUSE_AT"]), os.environ["LAC_TEST_MARKERS"],
-                int(os.environ.get("LAC_TEST_SIGNALS", "1")))
+    pause_after(
+      int(os.environ["LAC_TEST_PAUSE_AT"]),
+      os.environ["LAC_TEST_MARKERS"],
+      int(os.environ.get("LAC_TEST_SIGNALS", "1")),
+    )
   return tiny_train_config(eval_at_end=False)
 
 
@@ -88,6 +92,7 @@ def pause_after(at: int, markers: str, signals: int) -> None:
   reads the processes' summed flags one step late)."""
   import time  # pylint: disable=g-import-not-at-top
   from lac_jax import logs, preemption  # pylint: disable=g-import-not-at-top
+
   if getattr(logs.MetricWriter, "_test_pause", False):
     return
   original = logs.MetricWriter.write_scalars
@@ -97,6 +102,7 @@ def pause_after(at: int, markers: str, signals: int) -> None:
     if step != at:
       return
     import jax  # pylint: disable=g-import-not-at-top
+
     open(os.path.join(markers, f"paused.p{jax.process_index()}"), "w").close()
     release = os.path.join(markers, "released")
     deadline = time.monotonic() + 300
@@ -119,10 +125,10 @@ def save_untrained_run(workdir: str, config=None, step: int = 1):
   import jax  # pylint: disable=g-import-not-at-top
   from lac_jax import checkpoint  # pylint: disable=g-import-not-at-top
   from lac_jax import train  # pylint: disable=g-import-not-at-top
+
   config = tiny_train_config() if config is None else config
   model, _ = train.build_models(config)
-  state = train.create_train_state(config, model, jax.random.PRNGKey(0), 4, 1,
-                                   load_weights=False)
+  state = train.create_train_state(config, model, jax.random.PRNGKey(0), 4, 1, load_weights=False)
   ckpts = checkpoint.Checkpoints(os.path.join(str(workdir), checkpoint.CHECKPOINT_DIR))
   ckpts.save(step, state)
   ckpts.close()
@@ -134,6 +140,7 @@ def read_checkpoint(workdir, step=None):
   """``(raw saved state, saved steps)`` of the training run in ``workdir`` (the latest step's
   state when ``step`` is None)."""
   from lac_jax import checkpoint  # pylint: disable=g-import-not-at-top
+
   ckpts = checkpoint.Checkpoints(os.path.join(str(workdir), checkpoint.CHECKPOINT_DIR))
   try:
     return ckpts.restore_raw(step), ckpts.all_steps()
@@ -144,6 +151,7 @@ def read_checkpoint(workdir, step=None):
 def flat(tree, prefix=""):
   """A nested dict of arrays as ``{'/a/b': np.ndarray}``."""
   import numpy as np  # pylint: disable=g-import-not-at-top
+
   if isinstance(tree, dict):
     out = {}
     for k, v in tree.items():

@@ -8,5 +8,11 @@ from lac_jax.alignment.layout import NEG, default_num_segments
 from lac_jax.alignment.smith_waterman import PAD_VALUE, smith_waterman_path, soft_smith_waterman
 from lac_jax.alignment.soft_dtw import soft_dtw
 
-__all__ = ["NEG", "PAD_VALUE", "default_num_segments", "smith_waterman_path",
-           "soft_dtw", "soft_smith_waterman"]
+__all__ = [
+  "NEG",
+  "PAD_VALUE",
+  "default_num_segments",
+  "smith_waterman_path",
+  "soft_dtw",
+  "soft_smith_waterman",
+]

@@ -27,6 +27,7 @@ NEG = -1e30
 # strided columns, so the scan reads and writes every diagonal in place (no skew / unskew).
 # ---------------------------------------------------------------------------------------------
 
+
 class _Layout(NamedTuple):
   """Geometry of a G table for ``[T1, T2]`` matrices.
 
@@ -37,6 +38,7 @@ class _Layout(NamedTuple):
   window slots outside the matrix (``-L < j < T2 + L``), so they never touch a real cell, and
   flat rows ``0 .. T2`` are never written (row 0 holds the 0 of ``s*`` when it is included).
   """
+
   t1: int
   t2: int
   t2p: int
@@ -69,8 +71,8 @@ def _to_g(lay: _Layout, x: jax.Array, fill: float) -> jax.Array:
 def _from_g_cells(lay: _Layout, g: jax.Array) -> jax.Array:
   """The cells of a G table: ``[Q, S, B] -> [T1, T2, B]``."""
   b = g.shape[-1]
-  y = g.reshape(lay.q * lay.s, b)[lay.t2p:lay.t2p * (lay.t1 + 1)]
-  return y.reshape(lay.t1, lay.t2p, b)[:, :lay.t2]
+  y = g.reshape(lay.q * lay.s, b)[lay.t2p : lay.t2p * (lay.t1 + 1)]
+  return y.reshape(lay.t1, lay.t2p, b)[:, : lay.t2]
 
 
 def _from_g(lay: _Layout, g: jax.Array) -> jax.Array:
@@ -107,6 +109,7 @@ def _write_diag(g: jax.Array, x: jax.Array, at) -> jax.Array:
 
 class _Segment(NamedTuple):
   """Anti-diagonals ``[k0, k1)`` computed on slots ``[lo, hi)``."""
+
   k0: int
   k1: int
   lo: int
@@ -125,7 +128,8 @@ def _segments(t1: int, t2: int, num_segments: int) -> tuple[_Segment, ...]:
   n = max(1, min(num_segments, k))
   bounds = sorted(set(int(round(x)) for x in np.linspace(0, k, n + 1)))
   return tuple(
-      _Segment(k0, k1, max(0, k0 - t2), min(t1, k1)) for k0, k1 in zip(bounds[:-1], bounds[1:]))
+    _Segment(k0, k1, max(0, k0 - t2), min(t1, k1)) for k0, k1 in zip(bounds[:-1], bounds[1:])
+  )
 
 
 def default_num_segments(t1: int, t2: int, batch: int = 64) -> int:
@@ -144,6 +148,7 @@ def default_num_segments(t1: int, t2: int, batch: int = 64) -> int:
 # Windows of anti-diagonals.
 # ---------------------------------------------------------------------------------------------
 
+
 def _down(x: jax.Array, fill: float) -> jax.Array:
   """``out[i] = x[i - 1]`` along the slot axis (axis 0), ``fill`` at slot 0."""
   return jnp.concatenate([jnp.full_like(x[:1], fill), x[:-1]], axis=0)
@@ -156,8 +161,7 @@ def _up(x: jax.Array) -> jax.Array:
 
 def _to_full(x: jax.Array, lo: int, t1: int, fill: float) -> jax.Array:
   """Places a window starting at slot ``lo`` into a full-width ``[T1, ...]`` array."""
-  return jnp.pad(x, ((lo, t1 - lo - x.shape[0]),) + ((0, 0),) * (x.ndim - 1),
-                 constant_values=fill)
+  return jnp.pad(x, ((lo, t1 - lo - x.shape[0]),) + ((0, 0),) * (x.ndim - 1), constant_values=fill)
 
 
 def _read_sim(lay: _Layout, sim_t: jax.Array, k, lo: int, width: int) -> jax.Array:
@@ -191,15 +195,18 @@ def _batch_lengths(lengths, batch_shape: tuple, t1: int, t2: int, what: str, min
     return None
   lengths = jnp.asarray(lengths)
   if lengths.shape != tuple(batch_shape) + (2,):
-    raise ValueError(f"{what}: lengths must have shape {tuple(batch_shape) + (2,)} (the batch "
-                     f"dims + 2), got {lengths.shape}")
+    raise ValueError(
+      f"{what}: lengths must have shape {tuple(batch_shape) + (2,)} (the batch "
+      f"dims + 2), got {lengths.shape}"
+    )
   if not jnp.issubdtype(lengths.dtype, jnp.integer):
     raise ValueError(f"{what}: lengths must be integers, got {lengths.dtype}")
   if not isinstance(lengths, jax.core.Tracer):
     values = np.asarray(lengths)
     bad = (values < minimum) | (values > np.array([t1, t2]))
     if bad.any():
-      raise ValueError(f"{what}: lengths must be in [{minimum}, ({t1}, {t2})], got "
-                       f"{values[bad.any(-1)][:3].tolist()}")
+      raise ValueError(
+        f"{what}: lengths must be in [{minimum}, ({t1}, {t2})], got "
+        f"{values[bad.any(-1)][:3].tolist()}"
+      )
   return lengths.reshape(-1, 2).astype(jnp.int32)
-

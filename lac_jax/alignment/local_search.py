@@ -41,8 +41,9 @@ def _column(carry, inputs, go: float, ge: float):
   neg = jnp.full((b, 1), NEG, s.dtype)
   # Diagonal predecessors (row i - 1 of the previous column).
   prev = [jnp.concatenate([neg, v[:, :-1]], 1) for v in (d, x, y)]
-  prev_start = [jnp.concatenate([jnp.full((b, 1), -1, sd.dtype), v[:, :-1]], 1)
-                for v in (sd, sx, sy)]
+  prev_start = [
+    jnp.concatenate([jnp.full((b, 1), -1, sd.dtype), v[:, :-1]], 1) for v in (sd, sx, sy)
+  ]
   options = jnp.stack([jnp.zeros_like(s)] + prev, 0)  # [4, B, m]: restart, D, X, Y
   choice = jnp.argmax(options, 0)
   new_d = s + jnp.max(options, 0)
@@ -71,9 +72,18 @@ def _column(carry, inputs, go: float, ge: float):
   col_best = jnp.take_along_axis(new_d, col_i[:, None], 1)[:, 0]
   col_start = jnp.take_along_axis(new_sd, col_i[:, None], 1)[:, 0]
   better = col_best > best
-  carry = (new_d, new_x, new_y, new_sd, new_sx, new_sy, jnp.where(better, col_best, best),
-           jnp.where(better, col_i, best_i), jnp.where(better, j, best_j),
-           jnp.where(better, col_start, best_s))
+  carry = (
+    new_d,
+    new_x,
+    new_y,
+    new_sd,
+    new_sx,
+    new_sy,
+    jnp.where(better, col_best, best),
+    jnp.where(better, col_i, best_i),
+    jnp.where(better, j, best_j),
+    jnp.where(better, col_start, best_s),
+  )
   return carry, None
 
 
@@ -81,17 +91,27 @@ def _column(carry, inputs, go: float, ge: float):
 def _sweep_block(carry, scores, valid, offset, *, go: float, ge: float):
   """Columns ``offset ...`` of a block: scores ``[B, m, C]``, valid ``[B, C]``."""
   cols = jnp.arange(scores.shape[2], dtype=jnp.int32) + offset
-  carry, _ = jax.lax.scan(functools.partial(_column, go=go, ge=ge), carry,
-                          (jnp.moveaxis(scores, 2, 0), valid.T, cols))
+  carry, _ = jax.lax.scan(
+    functools.partial(_column, go=go, ge=ge), carry, (jnp.moveaxis(scores, 2, 0), valid.T, cols)
+  )
   return carry
 
 
 def initial_state(batch: int, m: int, dtype=jnp.float32):
   neg = jnp.full((batch, m), NEG, dtype)
   start = jnp.full((batch, m), -1, jnp.int32)
-  return (neg, neg, neg, start, start, start, jnp.full((batch,), NEG, dtype),
-          jnp.zeros((batch,), jnp.int32), jnp.full((batch,), -1, jnp.int32),
-          jnp.full((batch,), -1, jnp.int32))
+  return (
+    neg,
+    neg,
+    neg,
+    start,
+    start,
+    start,
+    jnp.full((batch,), NEG, dtype),
+    jnp.zeros((batch,), jnp.int32),
+    jnp.full((batch,), -1, jnp.int32),
+    jnp.full((batch,), -1, jnp.int32),
+  )
 
 
 @dataclasses.dataclass(frozen=True)
@@ -106,10 +126,17 @@ class Best:
   start_j: np.ndarray
 
 
-def sweep(score_block: Callable[[int, int], np.ndarray], lengths: Sequence[int], m: int,
-          gap_open: float, gap_extend: float, *, block: int = 1024,
-          masks: Optional[Sequence[np.ndarray]] = None,
-          progress: Optional[Callable[[int], None]] = None) -> Best:
+def sweep(
+  score_block: Callable[[int, int], np.ndarray],
+  lengths: Sequence[int],
+  m: int,
+  gap_open: float,
+  gap_extend: float,
+  *,
+  block: int = 1024,
+  masks: Optional[Sequence[np.ndarray]] = None,
+  progress: Optional[Callable[[int], None]] = None,
+) -> Best:
   """Best hard local alignment of a query (``m`` frames) against each of ``B`` targets.
 
   Args:
@@ -133,20 +160,30 @@ def sweep(score_block: Callable[[int, int], np.ndarray], lengths: Sequence[int],
     stop = min(total, start + block)
     width = block  # one compiled shape: the last block is padded
     scores = np.full((len(lengths), m, width), NEG, np.float32)
-    scores[:, :, :stop - start] = score_block(start, stop)
+    scores[:, :, : stop - start] = score_block(start, stop)
     cols = np.arange(start, start + width)
     valid = cols[None, :] < lengths[:, None]
     if masks is not None:
       for b, mask in enumerate(masks):
         inside = cols < min(len(mask), start + width)
         valid[b, inside] &= ~np.asarray(mask)[cols[inside]]
-    carry = _sweep_block(carry, jnp.asarray(scores), jnp.asarray(valid), jnp.int32(start),
-                         go=float(gap_open), ge=float(gap_extend))
+    carry = _sweep_block(
+      carry,
+      jnp.asarray(scores),
+      jnp.asarray(valid),
+      jnp.int32(start),
+      go=float(gap_open),
+      ge=float(gap_extend),
+    )
     if progress is not None:
       progress(int(np.minimum(lengths, stop).sum() - np.minimum(lengths, start).sum()))
   best, best_i, best_j, best_s = (np.asarray(v) for v in carry[6:])
-  return Best(np.maximum(best.astype(np.float64), 0.0), best_i.astype(np.int64),
-              best_j.astype(np.int64), best_s.astype(np.int64))
+  return Best(
+    np.maximum(best.astype(np.float64), 0.0),
+    best_i.astype(np.int64),
+    best_j.astype(np.int64),
+    best_s.astype(np.int64),
+  )
 
 
 # ------------------------------------------------------------------------------------------
@@ -172,9 +209,16 @@ class Hit:
     return int(self.pairs[0, 0]), int(self.pairs[-1, 0])
 
 
-def hit_path(window_scores: Callable[[int, int], np.ndarray], end_i: int, end_j: int,
-             start_j: int, gap_open: float, gap_extend: float, first_allowed: int = 0,
-             margin: int = 8) -> tuple[np.ndarray, float]:
+def hit_path(
+  window_scores: Callable[[int, int], np.ndarray],
+  end_i: int,
+  end_j: int,
+  start_j: int,
+  gap_open: float,
+  gap_extend: float,
+  first_allowed: int = 0,
+  margin: int = 8,
+) -> tuple[np.ndarray, float]:
   """The path of the best alignment ending at ``(end_i, end_j)``, from the full DP (float64) on
   target columns ``[start_j - margin, end_j]`` only (``window_scores(j0, j1) -> [m, j1 - j0]``;
   ``first_allowed``: no column before it, e.g. after a masked one). Returns ``(pairs in target
@@ -185,11 +229,19 @@ def hit_path(window_scores: Callable[[int, int], np.ndarray], end_i: int, end_j:
   return pairs + np.array([0, j0]), float(score)
 
 
-def waterman_eggert(score_block: Callable[[Sequence[int], int, int], np.ndarray],
-                    window_scores: Callable[[int, int, int], np.ndarray],
-                    lengths: Sequence[int], m: int, gap_open: float, gap_extend: float, *,
-                    max_hits: int, accept: Callable[[float, int], bool], block: int = 1024,
-                    progress: Optional[Callable[[int], None]] = None) -> list[list[Hit]]:
+def waterman_eggert(
+  score_block: Callable[[Sequence[int], int, int], np.ndarray],
+  window_scores: Callable[[int, int, int], np.ndarray],
+  lengths: Sequence[int],
+  m: int,
+  gap_open: float,
+  gap_extend: float,
+  *,
+  max_hits: int,
+  accept: Callable[[float, int], bool],
+  block: int = 1024,
+  progress: Optional[Callable[[int], None]] = None,
+) -> list[list[Hit]]:
   """Up to ``max_hits`` non-overlapping local alignments per target, best first.
 
   Each round scores every target still searched (one batch), takes its best alignment, and
@@ -210,25 +262,38 @@ def waterman_eggert(score_block: Callable[[Sequence[int], int, int], np.ndarray]
   for _ in range(max_hits):
     if not active:
       break
-    best = sweep(functools.partial(score_block, list(active)), [lengths[b] for b in active], m,
-                 gap_open, gap_extend, block=block, masks=[masks[b] for b in active],
-                 progress=progress)
+    best = sweep(
+      functools.partial(score_block, list(active)),
+      [lengths[b] for b in active],
+      m,
+      gap_open,
+      gap_extend,
+      block=block,
+      masks=[masks[b] for b in active],
+      progress=progress,
+    )
     still = []
     for k, b in enumerate(active):
       score = float(best.score[k])
       if score <= 0 or not accept(score, lengths[b]):
         continue
-      masked_before = np.nonzero(masks[b][:best.end_j[k]])[0]
+      masked_before = np.nonzero(masks[b][: best.end_j[k]])[0]
       first = int(masked_before[-1]) + 1 if masked_before.size else 0
-      pairs, exact = hit_path(functools.partial(window_scores, b), int(best.end_i[k]),
-                              int(best.end_j[k]), int(best.start_j[k]), gap_open, gap_extend,
-                              first_allowed=first)
+      pairs, exact = hit_path(
+        functools.partial(window_scores, b),
+        int(best.end_i[k]),
+        int(best.end_j[k]),
+        int(best.start_j[k]),
+        gap_open,
+        gap_extend,
+        first_allowed=first,
+      )
       if not pairs.size:
         continue
       hit = Hit(b, exact, pairs)
       hits[b].append(hit)
       lo, hi = hit.target_span
-      masks[b][lo:hi + 1] = True
+      masks[b][lo : hi + 1] = True
       still.append(b)
     active = still
   return hits
@@ -281,6 +346,7 @@ def fit_gumbel(scores: Sequence[float], m: int, n: int) -> Null:
   if not scale > 0 or np.mean(scores <= 0) > 0.5:
     # Most null targets hold no positive cell at all: a point mass at 0, no Gumbel. The null's
     # empirical tail gives the E-values instead (conservative: at least 1 / (samples + 1)).
-    return Null(math.nan, math.nan, int(m), int(n), int(scores.size),
-                tuple(np.sort(scores).tolist()))
+    return Null(
+      math.nan, math.nan, int(m), int(n), int(scores.size), tuple(np.sort(scores).tolist())
+    )
   return Null(float(np.mean(scores)) - EULER * scale, scale, int(m), int(n), int(scores.size))

@@ -16,9 +16,25 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from lac_jax.alignment.layout import (NEG, _Layout, _batch_lengths, _cell_mask, _down, _from_g, _from_g_cells,
-                                      _layout, _read_diag, _read_sim, _segment_steps, _segments,
-                                      _to_full, _to_g, _up, _write_diag, default_num_segments)
+from lac_jax.alignment.layout import (
+  NEG,
+  _Layout,
+  _batch_lengths,
+  _cell_mask,
+  _down,
+  _from_g,
+  _from_g_cells,
+  _layout,
+  _read_diag,
+  _read_sim,
+  _segment_steps,
+  _segments,
+  _to_full,
+  _to_g,
+  _up,
+  _write_diag,
+  default_num_segments,
+)
 
 # Value of the returned D table outside the valid block given by `lengths`.
 PAD_VALUE = 0.0
@@ -29,7 +45,6 @@ PAD_VALUE = 0.0
 # ---------------------------------------------------------------------------------------------
 
 
-
 def _log1p_coefficients(degree: int = 9) -> tuple[float, ...]:
   """Power-series coefficients ``c`` with ``log(1 + e) ~= e * sum_k c_k e^k`` on ``[0, 1]``.
 
@@ -37,9 +52,11 @@ def _log1p_coefficients(degree: int = 9) -> tuple[float, ...]:
   float32 rounding (measured max error of the float32 Horner evaluation: 1.1e-7 absolute, vs
   5.5e-8 for ``jnp.log1p``).
   """
+
   def ratio(e):
     safe = np.where(e == 0.0, 1.0, e)
     return np.where(e == 0.0, 1.0, np.log1p(safe) / safe)
+
   cheb = np.polynomial.chebyshev.Chebyshev.interpolate(ratio, degree, domain=[0.0, 1.0])
   return tuple(float(c) for c in np.polynomial.Polynomial.cast(cheb).coef)
 
@@ -111,6 +128,7 @@ def _cell_update(carry, s, go, ge, mode: str):
 
 class _Spec(NamedTuple):
   """Static description of one kernel call."""
+
   lay: _Layout
   segments: tuple
   per_cell: bool  # penalties given per cell (G tables [Q, S, B']) or per pair ([1, B']).
@@ -142,7 +160,7 @@ def _forward(spec: _Spec, sim_t, inv_g, go, ge, lens, mode: str):
     d_g = d_g.at[0, 0].set(0.0)
   weights = []
   for seg in spec.segments:
-    carry = tuple(c[seg.lo:seg.hi] for c in carry)
+    carry = tuple(c[seg.lo : seg.hi] for c in carry)
     width = seg.hi - seg.lo
 
     def step(c, xs, lo=seg.lo, width=width):
@@ -185,7 +203,7 @@ def _backward(spec: _Spec, weights, g_d, inv_g, lens, go_shape, ge_shape):
     tabs = ()
   sums = []
   for seg, w in zip(reversed(spec.segments), reversed(weights)):
-    carry = tuple(c[seg.lo:seg.hi] for c in carry)
+    carry = tuple(c[seg.lo : seg.hi] for c in carry)
     width = seg.hi - seg.lo
 
     def step(c, xs, lo=seg.lo, width=width):
@@ -218,8 +236,9 @@ def _backward(spec: _Spec, weights, g_d, inv_g, lens, go_shape, ge_shape):
       # Per-pair penalties: only the sum over the diagonal is needed.
       return (new, ds_tab, tabs), (dgo.sum(0), dge.sum(0))
 
-    (carry, ds_g, tabs), per_step = jax.lax.scan(step, (carry, ds_g, tabs),
-                                                  (*_segment_steps(lay, seg), w), reverse=True)
+    (carry, ds_g, tabs), per_step = jax.lax.scan(
+      step, (carry, ds_g, tabs), (*_segment_steps(lay, seg), w), reverse=True
+    )
     carry = tuple(_to_full(c, seg.lo, t1, 0.0) for c in carry)
     sums.append(per_step)
   if spec.per_cell:
@@ -269,6 +288,7 @@ def _sw_autodiff(spec: _Spec, sim_t, inv_g, go, ge, lens):
 # Public API.
 # ---------------------------------------------------------------------------------------------
 
+
 def _prepare_penalty(name: str, value, sim_shape, dtype, bsz: int) -> jax.Array:
   """Penalty as ``[B', T1', T2']`` with ``B'`` in ``{1, B}`` and ``T1', T2'`` in ``{1, T}``."""
   value = jnp.asarray(value, dtype)
@@ -277,8 +297,10 @@ def _prepare_penalty(name: str, value, sim_shape, dtype, bsz: int) -> jax.Array:
   except ValueError:
     full_shape = None
   if full_shape != tuple(sim_shape):
-    raise ValueError(f"soft_smith_waterman: {name} of shape {value.shape} does not broadcast "
-                     f"to sim's shape {tuple(sim_shape)}")
+    raise ValueError(
+      f"soft_smith_waterman: {name} of shape {value.shape} does not broadcast "
+      f"to sim's shape {tuple(sim_shape)}"
+    )
   value = value.reshape((1,) * (len(sim_shape) - value.ndim) + value.shape)
   if any(v != 1 for v in value.shape[:-2]):
     value = jnp.broadcast_to(value, tuple(sim_shape[:-2]) + value.shape[-2:])
@@ -286,15 +308,17 @@ def _prepare_penalty(name: str, value, sim_shape, dtype, bsz: int) -> jax.Array:
   return value.reshape((1,) + value.shape[-2:])
 
 
-def soft_smith_waterman(sim: jax.Array,
-                        gap_open,
-                        gap_extend,
-                        gamma: float,
-                        *,
-                        include_zero: bool = True,
-                        lengths: Optional[jax.Array] = None,
-                        backward: str = "custom",
-                        num_segments: Optional[int] = None):
+def soft_smith_waterman(
+  sim: jax.Array,
+  gap_open,
+  gap_extend,
+  gamma: float,
+  *,
+  include_zero: bool = True,
+  lengths: Optional[jax.Array] = None,
+  backward: str = "custom",
+  num_segments: Optional[int] = None,
+):
   """Smoothed affine Smith-Waterman score and match table.
 
   Args:
@@ -323,8 +347,9 @@ def soft_smith_waterman(sim: jax.Array,
   if not jnp.issubdtype(sim.dtype, jnp.floating):
     raise ValueError(f"soft_smith_waterman: sim must be a float array, got {sim.dtype}")
   if backward not in ("custom", "autodiff"):
-    raise ValueError(f"soft_smith_waterman: backward must be 'custom' or 'autodiff', "
-                     f"got {backward!r}")
+    raise ValueError(
+      f"soft_smith_waterman: backward must be 'custom' or 'autodiff', got {backward!r}"
+    )
   if not isinstance(gamma, jax.core.Tracer):
     g = np.asarray(gamma)
     if g.shape != () or not np.isfinite(g) or g <= 0:
@@ -339,15 +364,24 @@ def soft_smith_waterman(sim: jax.Array,
   ge = _prepare_penalty("gap_extend", gap_extend, sim.shape, sim.dtype, bsz)
   segments = _segments(t1, t2, num_segments or default_num_segments(t1, t2, bsz))
   # One cached compilation per shape and setting, also when called eagerly (notebooks, tests).
-  score, d = _soft_sw_jit(sim.reshape(bsz, t1, t2), go, ge, jnp.asarray(gamma, sim.dtype),
-                          lengths,
-                          include_zero=include_zero, backward=backward, segments=segments)
+  score, d = _soft_sw_jit(
+    sim.reshape(bsz, t1, t2),
+    go,
+    ge,
+    jnp.asarray(gamma, sim.dtype),
+    lengths,
+    include_zero=include_zero,
+    backward=backward,
+    segments=segments,
+  )
   return score.reshape(batch_shape), d.reshape(batch_shape + (t1, t2))
 
 
 @functools.partial(jax.jit, static_argnames=("include_zero", "backward", "segments"))
 def _soft_sw_jit(sim, go, ge, gamma, lengths, *, include_zero, backward, segments):
-  """`soft_smith_waterman` on validated inputs: sim ``[B, T1, T2]``, penalties ``[B', T1', T2']``."""
+  """`soft_smith_waterman` on validated inputs.
+
+  sim ``[B, T1, T2]``, penalties ``[B', T1', T2']``."""
   bsz, t1, t2 = sim.shape
   go, ge = go / gamma, ge / gamma
   per_cell = go.shape[1:] != (1, 1) or ge.shape[1:] != (1, 1)
@@ -369,8 +403,9 @@ def _soft_sw_jit(sim, go, ge, gamma, lengths, *, include_zero, backward, segment
   score = gamma * jax.nn.logsumexp(d_g.reshape(-1, bsz), axis=0)
   d = gamma * _from_g(lay, d_g)
   if lengths is not None:
-    valid = ((jnp.arange(t1)[None, :, None] < lengths[:, 0, None, None])
-             & (jnp.arange(t2)[None, None, :] < lengths[:, 1, None, None]))
+    valid = (jnp.arange(t1)[None, :, None] < lengths[:, 0, None, None]) & (
+      jnp.arange(t2)[None, None, :] < lengths[:, 1, None, None]
+    )
     d = jnp.where(valid, d, PAD_VALUE)
   return score, d
 
@@ -396,8 +431,9 @@ def smith_waterman_path(sim, gap_open, gap_extend, end=None):
     go = np.broadcast_to(np.asarray(gap_open, np.float64), s.shape)
     ge = np.broadcast_to(np.asarray(gap_extend, np.float64), s.shape)
   except ValueError:
-    raise ValueError("smith_waterman_path: gap_open / gap_extend must be scalars or "
-                     f"[T1, T2] = {s.shape}") from None
+    raise ValueError(
+      f"smith_waterman_path: gap_open / gap_extend must be scalars or [T1, T2] = {s.shape}"
+    ) from None
   ninf = -np.inf
   # Padded tables: index 0 is the -inf boundary row / column.
   d = np.full((t1 + 1, t2 + 1), ninf)
@@ -409,11 +445,11 @@ def smith_waterman_path(sim, gap_open, gap_extend, end=None):
     i = np.arange(max(1, k - t2), min(t1, k - 1) + 1)
     j = k - i
     im, jm = i - 1, j - 1
-    d[i, j] = s[im, jm] + np.maximum(np.maximum(0.0, d[im, jm]),
-                                     np.maximum(x[im, jm], y[im, jm]))
+    d[i, j] = s[im, jm] + np.maximum(np.maximum(0.0, d[im, jm]), np.maximum(x[im, jm], y[im, jm]))
     x[i, j] = np.maximum(d[i, jm] - go[im, jm], x[i, jm] - ge[im, jm])
-    y[i, j] = np.maximum(np.maximum(d[im, j] - go[im, jm], x[im, j] - go[im, jm]),
-                         y[im, j] - ge[im, jm])
+    y[i, j] = np.maximum(
+      np.maximum(d[im, j] - go[im, jm], x[im, j] - go[im, jm]), y[im, j] - ge[im, jm]
+    )
   if end is None:
     i, j = np.unravel_index(np.argmax(d[1:, 1:]), (t1, t2))
   else:
@@ -437,8 +473,11 @@ def smith_waterman_path(sim, gap_open, gap_extend, end=None):
       state = "DX"[int(np.argmax(cands))]
       j -= 1
     else:
-      cands = (d[i - 1, j] - go[i - 1, j - 1], x[i - 1, j] - go[i - 1, j - 1],
-               y[i - 1, j] - ge[i - 1, j - 1])
+      cands = (
+        d[i - 1, j] - go[i - 1, j - 1],
+        x[i - 1, j] - go[i - 1, j - 1],
+        y[i - 1, j] - ge[i - 1, j - 1],
+      )
       state = "DXY"[int(np.argmax(cands))]
       i -= 1
   return np.asarray(path[::-1], np.int64), float(best)

@@ -15,9 +15,24 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from lac_jax.alignment.layout import (NEG, _Layout, _batch_lengths, _cell_mask, _down, _from_g, _from_g_cells,
-                                      _layout, _read_diag, _read_sim, _segment_steps, _segments, _to_full,
-                                      _up, _write_diag, default_num_segments)
+from lac_jax.alignment.layout import (
+  NEG,
+  _Layout,
+  _batch_lengths,
+  _cell_mask,
+  _down,
+  _from_g,
+  _from_g_cells,
+  _layout,
+  _read_diag,
+  _read_sim,
+  _segment_steps,
+  _segments,
+  _to_full,
+  _up,
+  _write_diag,
+  default_num_segments,
+)
 
 BACKWARDS = ("custom", "autodiff")
 
@@ -48,7 +63,7 @@ def _forward(spec: _Spec, cost_t, inv_g, lens, with_weights: bool):
   u_g = jnp.full((lay.q, lay.s, bsz), NEG, dtype)
   weights = []
   for seg in spec.segments:
-    carry = tuple(c[seg.lo:seg.hi] for c in carry)
+    carry = tuple(c[seg.lo : seg.hi] for c in carry)
     width = seg.hi - seg.lo
 
     def step(c, xs, lo=seg.lo, width=width):
@@ -77,7 +92,7 @@ def _backward(spec: _Spec, weights, seed_g, lens):
   carry = (zero,) * 3
   du_g = jnp.zeros(seed_g.shape, seed_g.dtype)
   for seg, w in zip(reversed(spec.segments), reversed(weights)):
-    carry = tuple(c[seg.lo:seg.hi] for c in carry)
+    carry = tuple(c[seg.lo : seg.hi] for c in carry)
     width = seg.hi - seg.lo
 
     def step(c, xs, lo=seg.lo, width=width):
@@ -88,8 +103,9 @@ def _backward(spec: _Spec, weights, seed_g, lens):
       new = (_up(du * w_up) + du * w_left, diag_next, _up(du * w_diag))
       return (new, _write_diag(du_tab, du, at)), None
 
-    (carry, du_g), _ = jax.lax.scan(step, (carry, du_g), (*_segment_steps(lay, seg), w),
-                                     reverse=True)
+    (carry, du_g), _ = jax.lax.scan(
+      step, (carry, du_g), (*_segment_steps(lay, seg), w), reverse=True
+    )
     carry = tuple(_to_full(c, seg.lo, t1, 0.0) for c in carry)
   return du_g
 
@@ -115,8 +131,14 @@ def _sdtw_custom_bwd(spec, res, g_u):
 _sdtw_custom.defvjp(_sdtw_custom_fwd, _sdtw_custom_bwd)
 
 
-def soft_dtw(cost: jax.Array, gamma: float, *, lengths: Optional[jax.Array] = None,
-             backward: str = "custom", num_segments: Optional[int] = None) -> jax.Array:
+def soft_dtw(
+  cost: jax.Array,
+  gamma: float,
+  *,
+  lengths: Optional[jax.Array] = None,
+  backward: str = "custom",
+  num_segments: Optional[int] = None,
+) -> jax.Array:
   """Soft-DTW value of cost matrices ``[..., T1, T2]`` -> ``[...]``.
 
   Args:
@@ -140,8 +162,13 @@ def soft_dtw(cost: jax.Array, gamma: float, *, lengths: Optional[jax.Array] = No
   bsz = int(np.prod(lead, dtype=np.int64))
   lengths = _batch_lengths(lengths, lead, t1, t2, "soft_dtw", minimum=1)
   segments = _segments(t1, t2, num_segments or default_num_segments(t1, t2, bsz))
-  value = _soft_dtw_jit(cost.astype(dtype).reshape((bsz, t1, t2)), float(gamma), lengths,
-                        backward=backward, segments=segments)
+  value = _soft_dtw_jit(
+    cost.astype(dtype).reshape((bsz, t1, t2)),
+    float(gamma),
+    lengths,
+    backward=backward,
+    segments=segments,
+  )
   return value.reshape(lead)
 
 

@@ -21,17 +21,27 @@ import ml_collections
 from lac_jax.data.record import FrameSource, Video
 
 DATASETS = {
-    "synthetic": "lac_jax.data.synthetic",  # generated, no download
-    "pouring": "lac_jax.data.pouring",  # TCC TFRecords or the CARL/LAC release
-    "penn_action": "lac_jax.data.penn_action",  # the CARL/LAC release
-    "videos": "lac_jax.data.videos",  # a folder of the user's own videos, labels optional
+  "synthetic": "lac_jax.data.synthetic",  # generated, no download
+  "pouring": "lac_jax.data.pouring",  # TCC TFRecords or the CARL/LAC release
+  "penn_action": "lac_jax.data.penn_action",  # the CARL/LAC release
+  "videos": "lac_jax.data.videos",  # a folder of the user's own videos, labels optional
 }
 SPLITS = ("train", "val")
 LABEL_MISMATCH_CHOICES = ("error", "resample")
 ALL_ACTIONS = ("", "all")  # config.data.action values (besides None) meaning every action
 
-__all__ = ["DATASETS", "SPLITS", "FrameSource", "Video", "dataset", "load_split", "load_videos",
-           "num_phases", "skipped", "eval_actions"]
+__all__ = [
+  "DATASETS",
+  "SPLITS",
+  "FrameSource",
+  "Video",
+  "dataset",
+  "load_split",
+  "load_videos",
+  "num_phases",
+  "skipped",
+  "eval_actions",
+]
 
 
 def dataset(name: str) -> ModuleType:
@@ -56,17 +66,20 @@ def _checked(data: ml_collections.ConfigDict, split: str) -> ModuleType:
   """The module of ``data.dataset``, after checking ``split`` and ``data.label_mismatch``."""
   module = dataset(data.dataset)
   if split not in SPLITS:
-    raise ValueError(f"Unknown split {split!r} for dataset {data.dataset!r}; expected one of "
-                     f"{list(SPLITS)}")
+    raise ValueError(
+      f"Unknown split {split!r} for dataset {data.dataset!r}; expected one of {list(SPLITS)}"
+    )
   mismatch = data.get("label_mismatch", "error")
   if mismatch not in LABEL_MISMATCH_CHOICES:
-    raise ValueError(f"label_mismatch must be one of {list(LABEL_MISMATCH_CHOICES)}, got "
-                     f"{mismatch!r}")
+    raise ValueError(
+      f"label_mismatch must be one of {list(LABEL_MISMATCH_CHOICES)}, got {mismatch!r}"
+    )
   return module
 
 
-def load_split(data: ml_collections.ConfigDict, split: str, action: Optional[str] = None,
-               image_size: Any = None) -> list[Video]:
+def load_split(
+  data: ml_collections.ConfigDict, split: str, action: Optional[str] = None, image_size: Any = None
+) -> list[Video]:
   """Videos of one split of the dataset ``data`` (``config.data``) names.
 
   ``image_size``: the size the pipeline works at; datasets that decode frames (``RESIZE_ON_LOAD``)
@@ -76,9 +89,16 @@ def load_split(data: ml_collections.ConfigDict, split: str, action: Optional[str
   return module.load_split(data, split, action, image_size if module.RESIZE_ON_LOAD else None)
 
 
-def load_videos(dataset_name: str, data_dir: Optional[Union[str, os.PathLike]], split: str,
-                action: Optional[str] = None, *, image_size=None, label_mismatch: str = "error",
-                synthetic_config=None) -> list[Video]:
+def load_videos(
+  dataset_name: str,
+  data_dir: Optional[Union[str, os.PathLike]],
+  split: str,
+  action: Optional[str] = None,
+  *,
+  image_size=None,
+  label_mismatch: str = "error",
+  synthetic_config=None,
+) -> list[Video]:
   """Loads one split of a dataset as a list of `Video` (a notebook-friendly `load_split`).
 
   Args:
@@ -98,14 +118,20 @@ def load_videos(dataset_name: str, data_dir: Optional[Union[str, os.PathLike]], 
   Returns:
     Videos in the dataset's loader order (CARL's order for the real datasets).
   """
-  data = ml_collections.ConfigDict({"dataset": dataset_name, "data_dir": data_dir,
-                                    "label_mismatch": label_mismatch,
-                                    "synthetic": synthetic_config})
+  data = ml_collections.ConfigDict(
+    {
+      "dataset": dataset_name,
+      "data_dir": data_dir,
+      "label_mismatch": label_mismatch,
+      "synthetic": synthetic_config,
+    }
+  )
   return _checked(data, split).load_split(data, split, action, image_size)
 
 
-def num_phases(dataset_name: str, action: Optional[str] = None,
-               data: Optional[ml_collections.ConfigDict] = None) -> Optional[int]:
+def num_phases(
+  dataset_name: str, action: Optional[str] = None, data: Optional[ml_collections.ConfigDict] = None
+) -> Optional[int]:
   """Phases of ``action`` (default: the dataset's only action), or None if unknown;
   ``data`` (``config.data``) for datasets whose data names its phases."""
   module = dataset(dataset_name)
@@ -140,6 +166,7 @@ def write_skipped(data: ml_collections.ConfigDict, workdir: str) -> None:
   import jax  # pylint: disable=g-import-not-at-top  (keep `import lac_jax.data` light)
   from absl import logging  # pylint: disable=g-import-not-at-top
   from lac_jax import files  # pylint: disable=g-import-not-at-top
+
   left_out = skipped(data, data.image_size)
   path = os.path.join(workdir, "skipped.json")
   if jax.process_index() != 0:

@@ -50,15 +50,17 @@ def check_config(config: ml_collections.ConfigDict) -> None:
   """Raises ValueError naming the bad field."""
   lo, hi = config.crop_scale
   if not 0 < lo <= hi <= 1:
-    raise ValueError(f"config.data.augment.crop_scale: need 0 < lo <= hi <= 1, got "
-                     f"{config.crop_scale}")
+    raise ValueError(
+      f"config.data.augment.crop_scale: need 0 < lo <= hi <= 1, got {config.crop_scale}"
+    )
   lo, hi = config.crop_ratio
   if not 0 < lo <= hi:
     raise ValueError(f"config.data.augment.crop_ratio: need 0 < lo <= hi, got {config.crop_ratio}")
   for name in ("flip_prob", "jitter_prob", "grayscale_prob", "blur_prob"):
     if not 0 <= config[name] <= 1:
-      raise ValueError(f"config.data.augment.{name}: need a probability in [0, 1], got "
-                       f"{config[name]}")
+      raise ValueError(
+        f"config.data.augment.{name}: need a probability in [0, 1], got {config[name]}"
+      )
   for name in ("brightness", "contrast", "saturation"):
     if not 0 <= config[name] <= 1:
       raise ValueError(f"config.data.augment.{name}: need in [0, 1], got {config[name]}")
@@ -103,8 +105,9 @@ class ViewParams:
   grayscale: bool
 
 
-def _crop_box(rng: np.random.Generator, height: int, width: int,
-              config: ml_collections.ConfigDict) -> tuple[int, int, int, int]:
+def _crop_box(
+  rng: np.random.Generator, height: int, width: int, config: ml_collections.ConfigDict
+) -> tuple[int, int, int, int]:
   """Inception-style random crop ``(top, left, h, w)`` (torchvision's rule, as CARL's)."""
   area = height * width
   log_lo, log_hi = math.log(config.crop_ratio[0]), math.log(config.crop_ratio[1])
@@ -125,8 +128,9 @@ def _crop_box(rng: np.random.Generator, height: int, width: int,
   return (height - h) // 2, (width - w) // 2, h, w
 
 
-def draw_params(rng: np.random.Generator, height: int, width: int,
-                config: ml_collections.ConfigDict) -> ViewParams:
+def draw_params(
+  rng: np.random.Generator, height: int, width: int, config: ml_collections.ConfigDict
+) -> ViewParams:
   """Draws a view's augmentation for input frames of ``height x width``."""
   crop = _crop_box(rng, height, width, config)
   flip = bool(rng.uniform() < config.flip_prob)
@@ -141,9 +145,19 @@ def draw_params(rng: np.random.Generator, height: int, width: int,
   grayscale = bool(rng.uniform() < config.grayscale_prob)
   if config.blur_per_jitter_op:
     blur = blur and jitter  # CARL draws the blur inside the jitter block
-  return ViewParams(crop=crop, flip=flip, jitter=jitter, order=order, brightness=brightness,
-                    contrast=contrast, saturation=saturation, hue=hue, blur=blur,
-                    blur_sigma=blur_sigma, grayscale=grayscale)
+  return ViewParams(
+    crop=crop,
+    flip=flip,
+    jitter=jitter,
+    order=order,
+    brightness=brightness,
+    contrast=contrast,
+    saturation=saturation,
+    hue=hue,
+    blur=blur,
+    blur_sigma=blur_sigma,
+    grayscale=grayscale,
+  )
 
 
 def _taps(n_in: int, n_out: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -155,12 +169,13 @@ def _taps(n_in: int, n_out: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
   return i0, i1, (src - i0).astype(np.float32)
 
 
-def _crop_resize_planar(frames: np.ndarray, crop: tuple[int, int, int, int], size: int,
-                        flip: bool = False) -> np.ndarray:
+def _crop_resize_planar(
+  frames: np.ndarray, crop: tuple[int, int, int, int], size: int, flip: bool = False
+) -> np.ndarray:
   """uint8 ``[T, H, W, 3]`` -> cropped, resized (and flipped) float32 ``[3, T, S, S]``."""
   top, left, h, w = crop
   # A C-contiguous planar copy (uint8, cheap): every op downstream streams over long rows.
-  planar = np.ascontiguousarray(np.moveaxis(frames[:, top:top + h, left:left + w], -1, 0))
+  planar = np.ascontiguousarray(np.moveaxis(frames[:, top : top + h, left : left + w], -1, 0))
   y0, y1, wy = _taps(h, size)
   x0, x1, wx = _taps(w, size)
   if flip:  # mirror the output columns: reverse the column taps
@@ -200,8 +215,11 @@ def _adjust_hue(x: np.ndarray, shift: float) -> np.ndarray:
   is_g = (maxc == g) & ~is_r
   h6 = np.where(is_r, g - b, np.where(is_g, b - r, r - g))  # 6 H = num / delta + offset
   h6 /= np.where(delta > 0, delta, np.float32(1))
-  h6 += np.where(is_r, np.float32(6.0 * shift), np.where(is_g, np.float32(2 + 6.0 * shift),
-                                                          np.float32(4 + 6.0 * shift)))
+  h6 += np.where(
+    is_r,
+    np.float32(6.0 * shift),
+    np.where(is_g, np.float32(2 + 6.0 * shift), np.float32(4 + 6.0 * shift)),
+  )
   out = np.empty_like(x)
   k = np.empty_like(h6)
   k4 = np.empty_like(h6)
@@ -230,7 +248,7 @@ def _blur(x: np.ndarray, sigma: float) -> np.ndarray:
     pad[axis] = (radius, radius)
     padded = np.pad(x, pad, mode="edge")
     n = x.shape[axis]
-    window = lambda i: padded[..., i:i + n] if axis == -1 else padded[..., i:i + n, :]
+    window = lambda i: padded[..., i : i + n] if axis == -1 else padded[..., i : i + n, :]
     out = window(radius) * taps[radius]
     for i in range(radius):  # symmetric taps: add the mirrored pair, then scale once
       np.add(window(i), window(2 * radius - i), out=tmp)
@@ -271,8 +289,9 @@ def _chunk_frames(size: int) -> int:
   return max(1, (1 << 20) // (3 * 4 * size * size))
 
 
-def apply(frames: np.ndarray, params: ViewParams, size: int,
-          config: ml_collections.ConfigDict) -> np.ndarray:
+def apply(
+  frames: np.ndarray, params: ViewParams, size: int, config: ml_collections.ConfigDict
+) -> np.ndarray:
   """Applies one draw to every frame: uint8 ``[T, H, W, 3]`` -> uint8 ``[T, S, S, 3]``.
 
   Works on chunks of a few frames: every op is per frame, and a cache-sized chunk runs the
@@ -282,7 +301,7 @@ def apply(frames: np.ndarray, params: ViewParams, size: int,
   out = np.empty((frames.shape[0], size, size, 3), np.uint8)
   step = _chunk_frames(size)
   for s in range(0, frames.shape[0], step):
-    x = _crop_resize_planar(frames[s:s + step], params.crop, size, params.flip)
+    x = _crop_resize_planar(frames[s : s + step], params.crop, size, params.flip)
     if params.jitter:
       for op in params.order:
         x = _color_op(x, op, params)
@@ -292,7 +311,7 @@ def apply(frames: np.ndarray, params: ViewParams, size: int,
       x = _blur(x, params.blur_sigma)
     if params.grayscale:
       x[:] = _gray(x)
-    out[s:s + step] = _to_uint8(x)
+    out[s : s + step] = _to_uint8(x)
   return out
 
 
@@ -309,18 +328,20 @@ def resize(frames: np.ndarray, size: int) -> np.ndarray:
   out = np.empty((t, size, size, 3), np.uint8)
   chunk = _chunk_frames(size)
   for s in range(0, t, chunk):
-    out[s:s + chunk] = _to_uint8(_crop_resize_planar(frames[s:s + chunk], (0, 0, h, w), size))
+    out[s : s + chunk] = _to_uint8(_crop_resize_planar(frames[s : s + chunk], (0, 0, h, w), size))
   return out
 
 
 def _check_frames(frames: np.ndarray) -> None:
   if frames.dtype != np.uint8 or frames.ndim != 4 or frames.shape[-1] != 3:
-    raise ValueError(f"augment: frames must be uint8 [T, H, W, 3], got {frames.dtype} "
-                     f"{frames.shape}")
+    raise ValueError(
+      f"augment: frames must be uint8 [T, H, W, 3], got {frames.dtype} {frames.shape}"
+    )
 
 
-def augment_view(frames: np.ndarray, rng: np.random.Generator, size: int,
-                 config: ml_collections.ConfigDict) -> np.ndarray:
+def augment_view(
+  frames: np.ndarray, rng: np.random.Generator, size: int, config: ml_collections.ConfigDict
+) -> np.ndarray:
   """Augments one view with one random draw: uint8 ``[T, H, W, 3]`` -> uint8 ``[T, S, S, 3]``.
 
   With ``config.enabled = False`` this is `resize` (no random numbers are drawn).

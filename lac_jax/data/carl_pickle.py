@@ -21,22 +21,22 @@ from typing import Any, Callable
 
 import numpy as np
 
-_MAGIC_NUMBER = 0x1950a86a20f9469cfc6c  # torch.serialization.MAGIC_NUMBER (legacy format)
+_MAGIC_NUMBER = 0x1950A86A20F9469CFC6C  # torch.serialization.MAGIC_NUMBER (legacy format)
 
 # torch storage class name -> NumPy dtype. bfloat16 is stored as raw uint16 and widened below.
 _STORAGE_DTYPES: dict[str, np.dtype] = {
-    "DoubleStorage": np.dtype("<f8"),
-    "FloatStorage": np.dtype("<f4"),
-    "HalfStorage": np.dtype("<f2"),
-    "BFloat16Storage": np.dtype("<u2"),
-    "LongStorage": np.dtype("<i8"),
-    "IntStorage": np.dtype("<i4"),
-    "ShortStorage": np.dtype("<i2"),
-    "CharStorage": np.dtype("i1"),
-    "ByteStorage": np.dtype("u1"),
-    "BoolStorage": np.dtype("?"),
-    "ComplexFloatStorage": np.dtype("<c8"),
-    "ComplexDoubleStorage": np.dtype("<c16"),
+  "DoubleStorage": np.dtype("<f8"),
+  "FloatStorage": np.dtype("<f4"),
+  "HalfStorage": np.dtype("<f2"),
+  "BFloat16Storage": np.dtype("<u2"),
+  "LongStorage": np.dtype("<i8"),
+  "IntStorage": np.dtype("<i4"),
+  "ShortStorage": np.dtype("<i2"),
+  "CharStorage": np.dtype("i1"),
+  "ByteStorage": np.dtype("u1"),
+  "BoolStorage": np.dtype("?"),
+  "ComplexFloatStorage": np.dtype("<c8"),
+  "ComplexDoubleStorage": np.dtype("<c16"),
 }
 
 
@@ -75,11 +75,12 @@ def _rebuild_tensor(storage: _Storage, storage_offset: int, size, stride, *unuse
     last = storage_offset + sum((n - 1) * st for n, st in zip(size, stride))
     if storage_offset < 0 or any(st < 0 for st in stride) or last >= data.shape[0]:
       raise pickle.UnpicklingError(
-          f"tensor view (offset {storage_offset}, size {size}, stride {stride}) lies outside "
-          f"its storage of {data.shape[0]} elements")
+        f"tensor view (offset {storage_offset}, size {size}, stride {stride}) lies outside "
+        f"its storage of {data.shape[0]} elements"
+      )
     out = np.lib.stride_tricks.as_strided(
-        data[storage_offset:], shape=size,
-        strides=tuple(st * data.itemsize for st in stride)).copy()
+      data[storage_offset:], shape=size, strides=tuple(st * data.itemsize for st in stride)
+    ).copy()
   return _bfloat16_to_float32(out) if storage.bfloat16 else out
 
 
@@ -106,8 +107,14 @@ def _numpy_global(module: str, name: str) -> Any:
   return None
 
 
-_SAFE_BUILTINS = {"set": set, "frozenset": frozenset, "complex": complex, "slice": slice,
-                  "range": range, "bytearray": bytearray}
+_SAFE_BUILTINS = {
+  "set": set,
+  "frozenset": frozenset,
+  "complex": complex,
+  "slice": slice,
+  "range": range,
+  "bytearray": bytearray,
+}
 
 
 class RefusedGlobal(pickle.UnpicklingError):
@@ -142,8 +149,9 @@ class _Unpickler(pickle.Unpickler):
       if found is not None:
         return found
     raise RefusedGlobal(
-        f"{self._what}: refusing to unpickle global {module}.{name} (only torch tensors, "
-        "NumPy arrays and plain Python containers are expected in a dataset pickle)")
+      f"{self._what}: refusing to unpickle global {module}.{name} (only torch tensors, "
+      "NumPy arrays and plain Python containers are expected in a dataset pickle)"
+    )
 
   def persistent_load(self, pid: Any) -> Any:
     if self._persistent is None:
@@ -153,8 +161,12 @@ class _Unpickler(pickle.Unpickler):
 
 def _parse_storage_pid(pid: Any, what: str) -> tuple[_StorageType, str, int, Any]:
   """``('storage', storage_type, key, location, numel[, view_metadata])``."""
-  if (not isinstance(pid, tuple) or len(pid) not in (5, 6) or pid[0] != "storage"
-      or not isinstance(pid[1], _StorageType)):
+  if (
+    not isinstance(pid, tuple)
+    or len(pid) not in (5, 6)
+    or pid[0] != "storage"
+    or not isinstance(pid[1], _StorageType)
+  ):
     raise pickle.UnpicklingError(f"{what}: unsupported torch persistent id {pid!r}")
   view = pid[5] if len(pid) == 6 else None
   return pid[1], str(pid[2]), int(pid[4]), view
@@ -215,11 +227,12 @@ def _load_legacy_storage(blob: bytes, what: str) -> _Storage:
     raw = f.read(nbytes)
     if len(raw) != nbytes:
       raise pickle.UnpicklingError(
-          f"{what}: torch storage {key!r} holds {len(raw)} bytes, expected {nbytes}")
+        f"{what}: torch storage {key!r} holds {len(raw)} bytes, expected {nbytes}"
+      )
     dtype = stype.dtype if little else stype.dtype.newbyteorder(">")
     data[str(key)] = np.frombuffer(raw, dtype).astype(stype.dtype)
   for view_key, key, offset, size in views:
-    data[view_key] = data[key][offset:offset + size]
+    data[view_key] = data[key][offset : offset + size]
   kind, key = main if isinstance(main, tuple) else (None, None)
   if key not in data:
     raise pickle.UnpicklingError(f"{what}: torch storage pickle holds no storage data")
@@ -232,8 +245,8 @@ def _load_zip_storage(blob: bytes, what: str) -> _Storage:
     zf = zipfile.ZipFile(io.BytesIO(blob))
     names = zf.namelist()
     pkl = next(n for n in names if n.endswith("data.pkl"))
-    prefix = pkl[:-len("data.pkl")]
-    big = (prefix + "byteorder" in names and zf.read(prefix + "byteorder").strip() == b"big")
+    prefix = pkl[: -len("data.pkl")]
+    big = prefix + "byteorder" in names and zf.read(prefix + "byteorder").strip() == b"big"
   except (zipfile.BadZipFile, StopIteration) as e:
     raise pickle.UnpicklingError(f"{what}: corrupt zip torch storage ({e})") from e
   types: dict[str, _StorageType] = {}

@@ -36,12 +36,14 @@ def resize_frame(frame: np.ndarray, image_size: ImageSize) -> np.ndarray:
   if hw is None or frame.shape[:2] == hw:
     return frame
   from PIL import Image  # pylint: disable=g-import-not-at-top
+
   img = Image.fromarray(frame).resize((hw[1], hw[0]), Image.Resampling.BILINEAR)
   return np.asarray(img, dtype=np.uint8)
 
 
-def decode_jpeg(data: bytes, image_size: ImageSize = None, what: str = "JPEG frame",
-                kind: str = "JPEG") -> np.ndarray:
+def decode_jpeg(
+  data: bytes, image_size: ImageSize = None, what: str = "JPEG frame", kind: str = "JPEG"
+) -> np.ndarray:
   """Decodes JPEG (or any Pillow-readable) bytes to uint8 RGB ``[H, W, 3]``, optionally resized.
 
   Args:
@@ -54,6 +56,7 @@ def decode_jpeg(data: bytes, image_size: ImageSize = None, what: str = "JPEG fra
     ValueError: the bytes are not a decodable image.
   """
   from PIL import Image, UnidentifiedImageError  # pylint: disable=g-import-not-at-top
+
   try:
     with Image.open(io.BytesIO(data)) as img:
       img.load()  # forces the full decode so truncation is detected here
@@ -68,6 +71,7 @@ def _video_stream(path: str) -> Iterator[tuple[Any, Any]]:
   """``(container, first video stream)`` of an open video file; FFmpeg errors inside the block
   become ValueErrors naming the file."""
   import av  # pylint: disable=g-import-not-at-top
+
   if not os.path.isfile(path):
     raise FileNotFoundError(f"video file not found: {path}")
   try:
@@ -80,8 +84,9 @@ def _video_stream(path: str) -> Iterator[tuple[Any, Any]]:
     raise ValueError(f"{path}: corrupt or unreadable video ({reason})") from None
 
 
-def iter_video_frames(path: Union[str, os.PathLike], image_size: ImageSize = None
-                      ) -> Iterator[np.ndarray]:
+def iter_video_frames(
+  path: Union[str, os.PathLike], image_size: ImageSize = None
+) -> Iterator[np.ndarray]:
   """Yields the frames of a video file one by one, uint8 RGB ``[H, W, 3]`` (optionally resized).
 
   Raises (when iterated):
@@ -99,9 +104,11 @@ def rotate_frame(frame: np.ndarray, rotation: float) -> np.ndarray:
   return np.ascontiguousarray(np.rot90(frame, k=quarter)) if quarter else frame
 
 
-def iter_timed_frames(path: Union[str, os.PathLike], image_size: ImageSize = None,
-                      keep: Optional[Callable[[int], int]] = None
-                      ) -> Iterator[tuple[Optional[float], np.ndarray]]:
+def iter_timed_frames(
+  path: Union[str, os.PathLike],
+  image_size: ImageSize = None,
+  keep: Optional[Callable[[int], int]] = None,
+) -> Iterator[tuple[Optional[float], np.ndarray]]:
   """Yields ``(seconds or None, uint8 [H, W, 3] frame)`` in presentation order: the video
   stream only (audio is never decoded), rotation metadata applied, then resized.
 
@@ -114,8 +121,9 @@ def iter_timed_frames(path: Union[str, os.PathLike], image_size: ImageSize = Non
       copies = 1 if keep is None else keep(index)
       if not copies:
         continue
-      array = resize_frame(rotate_frame(frame.to_ndarray(format="rgb24"), frame.rotation),
-                           image_size)
+      array = resize_frame(
+        rotate_frame(frame.to_ndarray(format="rgb24"), frame.rotation), image_size
+      )
       for _ in range(copies):
         yield frame.time, array
 
@@ -160,8 +168,10 @@ def video_info(path: Union[str, os.PathLike]) -> dict[str, Optional[float]]:
   """
   with _video_stream(os.fspath(path)) as (_, stream):
     rate = stream.average_rate or stream.guessed_rate
-    return {"frames": int(stream.frames) if stream.frames > 0 else None,
-            "fps": float(rate) if rate else None}
+    return {
+      "frames": int(stream.frames) if stream.frames > 0 else None,
+      "fps": float(rate) if rate else None,
+    }
 
 
 def count_video_frames(path: Union[str, os.PathLike]) -> int:

@@ -27,8 +27,9 @@ _BOOLS = ("flip", "jitter", "blur", "grayscale")
 _IDENTITY = 4  # op index of "no colour op" (the jitter did not fire)
 
 
-def _crop_box(u: jax.Array, height: jax.Array, width: jax.Array,
-              config: ml_collections.ConfigDict) -> jax.Array:
+def _crop_box(
+  u: jax.Array, height: jax.Array, width: jax.Array, config: ml_collections.ConfigDict
+) -> jax.Array:
   """`augment._crop_box` with its tries drawn at once: int32 ``[4]`` (top, left, h, w).
 
   ``u``: ``2 crop_tries + 2`` uniforms in [0, 1).
@@ -39,7 +40,7 @@ def _crop_box(u: jax.Array, height: jax.Array, width: jax.Array,
   hf, wf = height.astype(jnp.float32), width.astype(jnp.float32)
   target = (lo + (hi - lo) * u[:tries]) * (hf * wf)
   log_lo, log_hi = math.log(r_lo), math.log(r_hi)
-  aspect = jnp.exp(log_lo + (log_hi - log_lo) * u[tries:2 * tries])
+  aspect = jnp.exp(log_lo + (log_hi - log_lo) * u[tries : 2 * tries])
   w = jnp.round(jnp.sqrt(target * aspect)).astype(jnp.int32)  # half to even, as Python's round
   h = jnp.round(jnp.sqrt(target / aspect)).astype(jnp.int32)
   valid = (w > 0) & (w <= width) & (h > 0) & (h <= height)
@@ -62,8 +63,9 @@ def _uniform_int(u: jax.Array, n: jax.Array) -> jax.Array:
   return jnp.clip(jnp.floor(u * n.astype(jnp.float32)).astype(jnp.int32), 0, n - 1)
 
 
-def draw_params(key: jax.Array, height: Any, width: Any,
-                config: ml_collections.ConfigDict) -> dict[str, jax.Array]:
+def draw_params(
+  key: jax.Array, height: Any, width: Any, config: ml_collections.ConfigDict
+) -> dict[str, jax.Array]:
   """One view's draw, distributed as `augment.draw_params`'s.
 
   All its random numbers come from one ``jax.random.uniform`` call (each separate call of the
@@ -94,18 +96,18 @@ def draw_params(key: jax.Array, height: Any, width: Any,
   if config.blur_per_jitter_op:
     blur = blur & jitter  # CARL draws the blur inside the jitter block
   return {
-      "crop": _crop_box(crop, height, width, config),
-      "flip": u[0] < float(config.flip_prob),
-      "jitter": jitter,
-      "blur": blur,
-      "grayscale": u[3] < float(config.grayscale_prob),
-      # Ranks of 4 uniforms: a uniform permutation (ties have probability ~1e-6).
-      "order": jnp.argsort(u[4:8]).astype(jnp.int32),
-      "brightness": 1.0 + between(u[8], -config.brightness, config.brightness),
-      "contrast": 1.0 + between(u[9], -config.contrast, config.contrast),
-      "saturation": 1.0 + between(u[10], -config.saturation, config.saturation),
-      "hue": between(u[11], -config.hue, config.hue),
-      "blur_sigma": between(u[12], *config.blur_sigma),
+    "crop": _crop_box(crop, height, width, config),
+    "flip": u[0] < float(config.flip_prob),
+    "jitter": jitter,
+    "blur": blur,
+    "grayscale": u[3] < float(config.grayscale_prob),
+    # Ranks of 4 uniforms: a uniform permutation (ties have probability ~1e-6).
+    "order": jnp.argsort(u[4:8]).astype(jnp.int32),
+    "brightness": 1.0 + between(u[8], -config.brightness, config.brightness),
+    "contrast": 1.0 + between(u[9], -config.contrast, config.contrast),
+    "saturation": 1.0 + between(u[10], -config.saturation, config.saturation),
+    "hue": between(u[11], -config.hue, config.hue),
+    "blur_sigma": between(u[12], *config.blur_sigma),
   }
 
 
@@ -117,8 +119,9 @@ def params_from_host(p: augment.ViewParams) -> dict[str, jax.Array]:
   return out
 
 
-def _resize_matrix(start: jax.Array, length: jax.Array, extent: jax.Array, s0: int,
-                   size: int) -> jax.Array:
+def _resize_matrix(
+  start: jax.Array, length: jax.Array, extent: jax.Array, s0: int, size: int
+) -> jax.Array:
   """float32 ``[size, s0]``: bilinear crop + resize along one axis, as a matrix on the S0 grid.
 
   The crop ``[start, start + length)`` is in source pixels (``extent`` of them). Output k samples
@@ -142,7 +145,7 @@ def _resize_matrix(start: jax.Array, length: jax.Array, extent: jax.Array, s0: i
   w = jnp.where(same, frac, g - g0)
   j1 = jnp.minimum(j0 + 1, s0 - 1)  # w is 0 wherever this clamp matters
   cols = jnp.arange(s0, dtype=jnp.int32)
-  return ((1.0 - w)[:, None] * (cols == j0[:, None]) + w[:, None] * (cols == j1[:, None]))
+  return (1.0 - w)[:, None] * (cols == j0[:, None]) + w[:, None] * (cols == j1[:, None])
 
 
 def _gray(x: jax.Array) -> jax.Array:
@@ -173,6 +176,7 @@ def _adjust_hue(x: jax.Array, shift: jax.Array) -> jax.Array:
 
 def _color_op(op: jax.Array, x: jax.Array, p: dict[str, jax.Array]) -> jax.Array:
   """Colour op ``op`` (`augment.BRIGHTNESS`... or `_IDENTITY`) on ``[T, S, S, 3]``, clipped."""
+
   def brightness(x):
     return x * p["brightness"]
 
@@ -219,8 +223,14 @@ def _max_radius(config: ml_collections.ConfigDict) -> int:
   return max(1, int(math.ceil(3.0 * float(config.blur_sigma[1]))))
 
 
-def apply(frames: jax.Array, params: dict[str, jax.Array], size: int,
-          config: ml_collections.ConfigDict, height: Any, width: Any) -> jax.Array:
+def apply(
+  frames: jax.Array,
+  params: dict[str, jax.Array],
+  size: int,
+  config: ml_collections.ConfigDict,
+  height: Any,
+  width: Any,
+) -> jax.Array:
   """Applies one view's draw to every frame, as `augment.apply`.
 
   Args:
@@ -269,8 +279,13 @@ def apply(frames: jax.Array, params: dict[str, jax.Array], size: int,
   return jnp.clip(x + 0.5, 0.0, 255.0).astype(jnp.uint8)  # rounds: the values are >= 0
 
 
-def augment_views(keys: jax.Array, frames: jax.Array, source_hw: jax.Array, size: int,
-                  config: ml_collections.ConfigDict) -> jax.Array:
+def augment_views(
+  keys: jax.Array,
+  frames: jax.Array,
+  source_hw: jax.Array,
+  size: int,
+  config: ml_collections.ConfigDict,
+) -> jax.Array:
   """Augments a batch of views, each with its own draw.
 
   Args:
@@ -286,12 +301,14 @@ def augment_views(keys: jax.Array, frames: jax.Array, source_hw: jax.Array, size
     (they must then already be ``size x size``, as the host's `augment.resize` leaves them).
   """
   if frames.ndim != 5 or frames.dtype != jnp.uint8 or frames.shape[-1] != 3:
-    raise ValueError(f"device_augment: frames must be uint8 [N, T, S0, S0, 3], got "
-                     f"{frames.dtype} {frames.shape}")
+    raise ValueError(
+      f"device_augment: frames must be uint8 [N, T, S0, S0, 3], got {frames.dtype} {frames.shape}"
+    )
   if not config.enabled:
     if frames.shape[2:4] != (size, size):
-      raise ValueError(f"device_augment: augmentation disabled, frames must be {size}x{size}, "
-                       f"got {frames.shape}")
+      raise ValueError(
+        f"device_augment: augmentation disabled, frames must be {size}x{size}, got {frames.shape}"
+      )
     return frames
   augment.check_config(config)
 
@@ -301,8 +318,9 @@ def augment_views(keys: jax.Array, frames: jax.Array, source_hw: jax.Array, size
   return jax.vmap(one)(keys, frames, jnp.asarray(source_hw, jnp.int32))
 
 
-def make_device_augment(config: ml_collections.ConfigDict
-                        ) -> Optional[Callable[[Mapping[str, jax.Array], jax.Array], jax.Array]]:
+def make_device_augment(
+  config: ml_collections.ConfigDict,
+) -> Optional[Callable[[Mapping[str, jax.Array], jax.Array], jax.Array]]:
   """The train step's augmentation when ``data.augment.where`` resolves to 'device' (on GPU /
   TPU by default), else None (the input pipeline augments on the host).
 
@@ -321,11 +339,18 @@ def make_device_augment(config: ml_collections.ConfigDict
     frames = batch["frames"]
     b, _, t = frames.shape[:3]
     base = jax.random.fold_in(jax.random.fold_in(jax.random.PRNGKey(seed), 2), step)
-    keys = jax.vmap(lambda s: jax.vmap(lambda v: jax.random.fold_in(
-        jax.random.fold_in(base, s), v))(jnp.arange(2)))(batch["slot"])  # [B, 2, 2]
+    keys = jax.vmap(
+      lambda s: jax.vmap(lambda v: jax.random.fold_in(jax.random.fold_in(base, s), v))(
+        jnp.arange(2)
+      )
+    )(batch["slot"])  # [B, 2, 2]
     out = augment_views(
-        keys.reshape(b * 2, -1), frames.reshape((b * 2,) + frames.shape[2:]),
-        jnp.repeat(batch["source_hw"], 2, axis=0), size, aug_config)
+      keys.reshape(b * 2, -1),
+      frames.reshape((b * 2,) + frames.shape[2:]),
+      jnp.repeat(batch["source_hw"], 2, axis=0),
+      size,
+      aug_config,
+    )
     return out.reshape((b, 2, t) + out.shape[2:])
 
   return fn

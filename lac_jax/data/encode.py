@@ -14,13 +14,15 @@ PathLike = Union[str, os.PathLike]
 def _check_frame(frame: np.ndarray, index: int, what: str) -> np.ndarray:
   frame = np.asarray(frame)
   if frame.dtype != np.uint8 or frame.ndim != 3 or frame.shape[-1] != 3:
-    raise ValueError(f"{what}: frame {index} must be uint8 [H, W, 3], got {frame.dtype} "
-                     f"{frame.shape}")
+    raise ValueError(
+      f"{what}: frame {index} must be uint8 [H, W, 3], got {frame.dtype} {frame.shape}"
+    )
   return frame
 
 
-def write_video(path: PathLike, frames: Iterable[np.ndarray], fps: float = 25.0,
-                crf: int = 18) -> int:
+def write_video(
+  path: PathLike, frames: Iterable[np.ndarray], fps: float = 25.0, crf: int = 18
+) -> int:
   """Writes uint8 RGB frames ``[H, W, 3]`` to an H.264 mp4 (yuv420p) and returns their number.
 
   All frames must have the first frame's size; odd sizes are cropped by one pixel (yuv420p needs
@@ -29,6 +31,7 @@ def write_video(path: PathLike, frames: Iterable[np.ndarray], fps: float = 25.0,
   partial video under ``path``.
   """
   import av  # pylint: disable=g-import-not-at-top
+
   path = os.fspath(path)
   if not fps > 0:
     raise ValueError(f"write_video {path}: fps must be > 0, got {fps!r}")
@@ -42,15 +45,20 @@ def write_video(path: PathLike, frames: Iterable[np.ndarray], fps: float = 25.0,
         if stream is None:
           h, w = frame.shape[0] // 2 * 2, frame.shape[1] // 2 * 2
           if h == 0 or w == 0:
-            raise ValueError(f"write_video {path}: frames of {frame.shape[:2]} pixels are too "
-                             "small (need at least 2 x 2)")
+            raise ValueError(
+              f"write_video {path}: frames of {frame.shape[:2]} pixels are too "
+              "small (need at least 2 x 2)"
+            )
           stream = container.add_stream(
-              "libx264", rate=fractions.Fraction(float(fps)).limit_denominator(1001))
+            "libx264", rate=fractions.Fraction(float(fps)).limit_denominator(1001)
+          )
           stream.height, stream.width, stream.pix_fmt = h, w, "yuv420p"
           stream.options = {"crf": str(int(crf))}
         if frame.shape[0] // 2 * 2 != h or frame.shape[1] // 2 * 2 != w:
-          raise ValueError(f"write_video {path}: frame {count - 1} is {frame.shape[:2]}, the "
-                           f"first frame was {(h, w)}")
+          raise ValueError(
+            f"write_video {path}: frame {count - 1} is {frame.shape[:2]}, the "
+            f"first frame was {(h, w)}"
+          )
         image = av.VideoFrame.from_ndarray(np.ascontiguousarray(frame[:h, :w]), format="rgb24")
         container.mux(stream.encode(image))
       if stream is None:
@@ -69,6 +77,7 @@ def write_frames(directory: PathLike, frames: Iterable[np.ndarray], ext: str = "
   ``ext``: 'png' (lossless) or 'jpg'. The directory is created if missing.
   """
   from PIL import Image  # pylint: disable=g-import-not-at-top
+
   if ext not in ("png", "jpg", "jpeg"):
     raise ValueError(f"write_frames: ext must be 'png', 'jpg' or 'jpeg', got {ext!r}")
   directory = os.fspath(directory)

@@ -52,8 +52,9 @@ class InputVideo:
   fps: Optional[float]
   files: tuple[str, ...] = ()
 
-  def frames(self, resize: Optional[Callable[[np.ndarray], np.ndarray]] = None
-             ) -> Iterator[np.ndarray]:
+  def frames(
+    self, resize: Optional[Callable[[np.ndarray], np.ndarray]] = None
+  ) -> Iterator[np.ndarray]:
     """Yields uint8 RGB ``[H, W, 3]`` frames in order (through ``resize`` when given).
 
     Raises (when iterated): InputError naming the file that cannot be decoded.
@@ -95,15 +96,27 @@ def open_input(path: Union[str, os.PathLike]) -> InputVideo:
   if not os.path.exists(full):
     raise InputError(f"{path}: no such file or directory")
   if os.path.isdir(full):
-    files = sorted((f for f in os.listdir(full) if f.lower().endswith(IMAGE_EXTENSIONS)
-                    and os.path.isfile(os.path.join(full, f))), key=natural_key)
+    files = sorted(
+      (
+        f
+        for f in os.listdir(full)
+        if f.lower().endswith(IMAGE_EXTENSIONS) and os.path.isfile(os.path.join(full, f))
+      ),
+      key=natural_key,
+    )
     if not files:
       raise InputError(f"{path}: folder holds no {'/'.join(IMAGE_EXTENSIONS)} frames")
-    return InputVideo(path, input_name(path), "frames", len(files), None,
-                      tuple(os.path.join(full, f) for f in files))
+    return InputVideo(
+      path,
+      input_name(path),
+      "frames",
+      len(files),
+      None,
+      tuple(os.path.join(full, f) for f in files),
+    )
   try:
     info = decode.video_info(full)
-  except FileNotFoundError as e:
+  except FileNotFoundError:
     raise InputError(f"{path}: no such file") from None
   except (OSError, ValueError) as e:
     raise InputError(one_line(e, full, path)) from None

@@ -22,8 +22,9 @@ LABEL_MISMATCH_CHOICES = ("error", "resample")
 def data_dir_of(data: Any, name: str, download_help: str) -> str:
   """``data.data_dir`` (config.data), or a ValueError saying what it should hold."""
   if not data.get("data_dir"):
-    raise ValueError(f"dataset {name!r} needs config.data.data_dir (the directory of its "
-                     f"files). {download_help}")
+    raise ValueError(
+      f"dataset {name!r} needs config.data.data_dir (the directory of its files). {download_help}"
+    )
   return data.data_dir
 
 
@@ -46,18 +47,22 @@ def match_labels(labels: Any, num_frames: int, label_mismatch: str, what: str) -
     raise ValueError(f"{what}: the video holds no frames")
   arr = np.asarray(labels)
   if arr.ndim != 1 or arr.shape[0] == 0:
-    raise ValueError(f"{what}: frame labels must be a non-empty 1-D sequence, got shape "
-                     f"{arr.shape}")
-  if not (np.issubdtype(arr.dtype, np.integer) or
-          (np.issubdtype(arr.dtype, np.floating) and np.all(arr == np.round(arr)))):
+    raise ValueError(
+      f"{what}: frame labels must be a non-empty 1-D sequence, got shape {arr.shape}"
+    )
+  if not (
+    np.issubdtype(arr.dtype, np.integer)
+    or (np.issubdtype(arr.dtype, np.floating) and np.all(arr == np.round(arr)))
+  ):
     raise ValueError(f"{what}: frame labels must be integers, got dtype {arr.dtype}")
   arr = arr.astype(np.int32)
   if arr.shape[0] == num_frames:
     return arr
   if label_mismatch == "error":
     raise ValueError(
-        f"{what}: {arr.shape[0]} frame labels but {num_frames} frames; pass "
-        "label_mismatch='resample' to nearest-resample the labels to the frame count")
+      f"{what}: {arr.shape[0]} frame labels but {num_frames} frames; pass "
+      "label_mismatch='resample' to nearest-resample the labels to the frame count"
+    )
   idx = (np.arange(num_frames, dtype=np.int64) * arr.shape[0]) // num_frames
   return arr[idx]
 
@@ -66,8 +71,9 @@ def decode_mp4_checked(path: str, num_frames: int, image_size: decode.ImageSize)
   """Decodes an mp4 and checks its frame count against the header count used for the labels."""
   frames = decode.decode_video(path, image_size)
   if frames.shape[0] != num_frames:
-    raise ValueError(f"{path}: decoded {frames.shape[0]} frames but the container header "
-                     f"says {num_frames}")
+    raise ValueError(
+      f"{path}: decoded {frames.shape[0]} frames but the container header says {num_frames}"
+    )
   return frames
 
 
@@ -83,13 +89,21 @@ def read_carl_pickle(path: str) -> Any:
     raise ValueError(f"{path}: cannot read dataset pickle: {e}") from e
 
 
-def video_from_carl_entry(entry: Any, index: int, data_dir: str, pkl_path: str, action: str,
-                          image_size: decode.ImageSize, label_mismatch: str) -> Video:
+def video_from_carl_entry(
+  entry: Any,
+  index: int,
+  data_dir: str,
+  pkl_path: str,
+  action: str,
+  image_size: decode.ImageSize,
+  label_mismatch: str,
+) -> Video:
   """One lazy Video from one CARL pkl dict (``name``, ``frame_label``; mp4 in ``videos/``)."""
   what = f"{pkl_path} entry {index}"
   if not isinstance(entry, dict):
-    raise ValueError(f"{what}: expected a dict with keys name, frame_label; got "
-                     f"{type(entry).__name__}")
+    raise ValueError(
+      f"{what}: expected a dict with keys name, frame_label; got {type(entry).__name__}"
+    )
   for key in ("name", "frame_label"):
     if key not in entry:
       raise ValueError(f"{what}: missing key {key!r} (has {sorted(entry)})")
@@ -104,5 +118,9 @@ def video_from_carl_entry(entry: Any, index: int, data_dir: str, pkl_path: str, 
     raise FileNotFoundError(f"{what} ({name!r}): video file not found: {path}")
   num_frames = decode.count_video_frames(path)
   labels = match_labels(entry["frame_label"], num_frames, label_mismatch, f"{what} ({path})")
-  return Video(name=name, action=action, labels=labels,
-               source=functools.partial(decode_mp4_checked, path, num_frames, image_size))
+  return Video(
+    name=name,
+    action=action,
+    labels=labels,
+    source=functools.partial(decode_mp4_checked, path, num_frames, image_size),
+  )

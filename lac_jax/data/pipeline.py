@@ -56,8 +56,10 @@ def default_config() -> ml_collections.ConfigDict:
 
 def _check(videos: Sequence[Video], config: ml_collections.ConfigDict) -> None:
   if not videos:
-    raise ValueError(f"pipeline: the video list is empty (dataset {config.dataset!r}, "
-                     f"data_dir {config.data_dir!r}); nothing to iterate over")
+    raise ValueError(
+      f"pipeline: the video list is empty (dataset {config.dataset!r}, "
+      f"data_dir {config.data_dir!r}); nothing to iterate over"
+    )
   if config.image_size < 1:
     raise ValueError(f"config.data.image_size: need >= 1, got {config.image_size}")
   if config.num_workers < 0:
@@ -66,11 +68,13 @@ def _check(videos: Sequence[Video], config: ml_collections.ConfigDict) -> None:
     raise ValueError(f"config.data.prefetch: need >= 1, got {config.prefetch}")
 
 
-def _process_share(batch_size: int, process_index: int | None,
-                   process_count: int | None) -> tuple[int, int]:
+def _process_share(
+  batch_size: int, process_index: int | None, process_count: int | None
+) -> tuple[int, int]:
   """(first slot, number of slots) of this process in a global batch."""
   if process_index is None or process_count is None:
     import jax  # pylint: disable=g-import-not-at-top  (keep `import lac_jax.data` light)
+
     process_index = jax.process_index() if process_index is None else process_index
     process_count = jax.process_count() if process_count is None else process_count
   if batch_size < 1:
@@ -78,8 +82,10 @@ def _process_share(batch_size: int, process_index: int | None,
   if not 0 <= process_index < process_count:
     raise ValueError(f"pipeline: process_index {process_index} not in [0, {process_count})")
   if batch_size % process_count:
-    raise ValueError(f"config.data.batch_size (global, {batch_size}) must be divisible by "
-                     f"the process count {process_count}")
+    raise ValueError(
+      f"config.data.batch_size (global, {batch_size}) must be divisible by "
+      f"the process count {process_count}"
+    )
   share = batch_size // process_count
   return process_index * share, share
 
@@ -93,8 +99,9 @@ def batches_per_epoch(num_videos: int, batch_size: int, drop_last: bool = False)
   """Global batches per epoch: ``N / B`` (batches straddle epochs) or ``N // B`` (drop_last)."""
   if drop_last:
     if num_videos < batch_size:
-      raise ValueError(f"data.drop_last: {num_videos} videos make no whole batch of "
-                       f"data.batch_size={batch_size}")
+      raise ValueError(
+        f"data.drop_last: {num_videos} videos make no whole batch of data.batch_size={batch_size}"
+      )
     return float(num_videos // batch_size)
   return num_videos / batch_size
 
@@ -107,13 +114,14 @@ def epoch_of_step(step, num_videos: int, batch_size: int, drop_last: bool = Fals
   return (step * batch_size) // num_videos
 
 
-def batch_indices(num_videos: int, batch_size: int, seed: int, step: int,
-                  drop_last: bool = False) -> np.ndarray:
+def batch_indices(
+  num_videos: int, batch_size: int, seed: int, step: int, drop_last: bool = False
+) -> np.ndarray:
   """int ``[batch_size]``: video indices of global batch ``step`` (all processes)."""
   if drop_last:
     per_epoch = int(batches_per_epoch(num_videos, batch_size, True))
     epoch, k = divmod(int(step), per_epoch)
-    return epoch_permutation(num_videos, seed, epoch)[k * batch_size:(k + 1) * batch_size]
+    return epoch_permutation(num_videos, seed, epoch)[k * batch_size : (k + 1) * batch_size]
   pos = step * batch_size + np.arange(batch_size)
   epochs, offsets = np.divmod(pos, num_videos)
   perms = {e: epoch_permutation(num_videos, seed, e) for e in np.unique(epochs)}
@@ -125,9 +133,12 @@ def example_rng(seed: int, step: int, slot: int) -> np.random.Generator:
   return np.random.default_rng([int(seed), 1, int(step), int(slot)])
 
 
-def make_example(video: Video, config: ml_collections.ConfigDict,
-                 rng: np.random.Generator, device_augment: bool = False
-                 ) -> dict[str, np.ndarray]:
+def make_example(
+  video: Video,
+  config: ml_collections.ConfigDict,
+  rng: np.random.Generator,
+  device_augment: bool = False,
+) -> dict[str, np.ndarray]:
   """Two sampled and augmented views of ``video``.
 
   ``device_augment``: the views are only resized (the train step augments them on the device,
@@ -143,10 +154,15 @@ def make_example(video: Video, config: ml_collections.ConfigDict,
   steps, mask = sampling.sample_two_views(video.num_frames, config.sampling, rng)
   if device_augment:
     views = [augment.resize(frames[steps[v]], config.image_size) for v in range(2)]
-    return {"frames": np.stack(views), "steps": steps, "mask": mask,
-            "source_hw": np.array(frames.shape[1:3], np.int32)}
-  views = [augment.augment_view(frames[steps[v]], rng, config.image_size, config.augment)
-           for v in range(2)]
+    return {
+      "frames": np.stack(views),
+      "steps": steps,
+      "mask": mask,
+      "source_hw": np.array(frames.shape[1:3], np.int32),
+    }
+  views = [
+    augment.augment_view(frames[steps[v]], rng, config.image_size, config.augment) for v in range(2)
+  ]
   return {"frames": np.stack(views), "steps": steps, "mask": mask}
 
 
@@ -157,9 +173,16 @@ class TrainIterator:
   stop its worker threads. ``it.step`` is the global step of the next batch.
   """
 
-  def __init__(self, videos: Sequence[Video], config: ml_collections.ConfigDict, seed: int,
-               start_step: int = 0, process_index: int | None = None,
-               process_count: int | None = None, device_augment: bool = False):
+  def __init__(
+    self,
+    videos: Sequence[Video],
+    config: ml_collections.ConfigDict,
+    seed: int,
+    start_step: int = 0,
+    process_index: int | None = None,
+    process_count: int | None = None,
+    device_augment: bool = False,
+  ):
     _check(videos, config)
     sampling.check_config(config.sampling)
     if config.augment.enabled:
@@ -170,28 +193,31 @@ class TrainIterator:
     self._config = config.copy_and_resolve_references()
     self._seed = int(seed)
     self._device_augment = bool(device_augment and config.augment.enabled)
-    self._first, self._share = _process_share(int(config.batch_size), process_index,
-                                              process_count)
+    self._first, self._share = _process_share(int(config.batch_size), process_index, process_count)
     self.step = int(start_step)
     self._next_submit = self.step
     self._pending: collections.deque = collections.deque()  # (batch, [futures]) in order
-    self._pool = (concurrent.futures.ThreadPoolExecutor(
-        max_workers=config.num_workers, thread_name_prefix="lac_data")
-                  if config.num_workers > 0 else None)
+    self._pool = (
+      concurrent.futures.ThreadPoolExecutor(
+        max_workers=config.num_workers, thread_name_prefix="lac_data"
+      )
+      if config.num_workers > 0
+      else None
+    )
     self._closed = False
 
   def _new_batch(self, step: int) -> tuple[Batch, list[int]]:
     c = self._config
     b, t, s = self._share, c.sampling.num_frames, c.image_size
     idx = batch_indices(len(self._videos), c.batch_size, self._seed, step, c.drop_last)
-    idx = idx[self._first:self._first + b]
+    idx = idx[self._first : self._first + b]
     batch = {
-        "frames": np.empty((b, 2, t, s, s, 3), np.uint8),
-        "steps": np.empty((b, 2, t), np.int32),
-        "mask": np.empty((b, 2, t), bool),
-        "lengths": np.array([self._videos[i].num_frames for i in idx], np.int32),
-        "video_index": idx.astype(np.int32),
-        "slot": np.arange(self._first, self._first + b, dtype=np.int32),
+      "frames": np.empty((b, 2, t, s, s, 3), np.uint8),
+      "steps": np.empty((b, 2, t), np.int32),
+      "mask": np.empty((b, 2, t), bool),
+      "lengths": np.array([self._videos[i].num_frames for i in idx], np.int32),
+      "video_index": idx.astype(np.int32),
+      "slot": np.arange(self._first, self._first + b, dtype=np.int32),
     }
     if self._device_augment:
       batch["source_hw"] = np.empty((b, 2), np.int32)
@@ -261,10 +287,15 @@ class TrainIterator:
       pass
 
 
-def train_iterator(videos: Sequence[Video], config: ml_collections.ConfigDict, seed: int,
-                   start_step: int = 0, process_index: int | None = None,
-                   process_count: int | None = None,
-                   device_augment: bool = False) -> TrainIterator:
+def train_iterator(
+  videos: Sequence[Video],
+  config: ml_collections.ConfigDict,
+  seed: int,
+  start_step: int = 0,
+  process_index: int | None = None,
+  process_count: int | None = None,
+  device_augment: bool = False,
+) -> TrainIterator:
   """Infinite, resumable iterator of this process's training batches.
 
   Args:
@@ -281,8 +312,9 @@ def train_iterator(videos: Sequence[Video], config: ml_collections.ConfigDict, s
     ``mask bool [B, 2, T]``, ``lengths int32 [B]``, ``video_index int32 [B]``, ``slot int32
     [B]`` (each example's slot in the global batch) with B = batch_size // process_count.
   """
-  return TrainIterator(videos, config, seed, start_step, process_index, process_count,
-                       device_augment)
+  return TrainIterator(
+    videos, config, seed, start_step, process_index, process_count, device_augment
+  )
 
 
 def eval_example(video: Video, index: int, image_size: int) -> dict[str, Any]:
@@ -294,12 +326,19 @@ def eval_example(video: Video, index: int, image_size: int) -> dict[str, Any]:
   """
   frames = video.frames
   steps, mask = sampling.eval_steps(video.num_frames)
-  return {"frames": augment.resize(frames, image_size), "steps": steps, "mask": mask,
-          "labels": video.labels, "name": video.name, "video_index": index}
+  return {
+    "frames": augment.resize(frames, image_size),
+    "steps": steps,
+    "mask": mask,
+    "labels": video.labels,
+    "name": video.name,
+    "video_index": index,
+  }
 
 
-def eval_iterator(videos: Sequence[Video],
-                  config: ml_collections.ConfigDict) -> Iterator[dict[str, Any]]:
+def eval_iterator(
+  videos: Sequence[Video], config: ml_collections.ConfigDict
+) -> Iterator[dict[str, Any]]:
   """Every video once, in order, as `eval_example` dicts (decoded/resized ahead by workers)."""
   _check(videos, config)
   size = int(config.image_size)
@@ -309,7 +348,8 @@ def eval_iterator(videos: Sequence[Video],
     return
   ahead = max(1, int(config.prefetch))
   with concurrent.futures.ThreadPoolExecutor(
-      max_workers=config.num_workers, thread_name_prefix="lac_eval") as pool:
+    max_workers=config.num_workers, thread_name_prefix="lac_eval"
+  ) as pool:
     pending: collections.deque = collections.deque()
     try:
       for i, video in enumerate(videos):

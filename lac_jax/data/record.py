@@ -32,7 +32,8 @@ class Video:
     self.labels = np.asarray(self.labels, dtype=np.int32)
     if self.labels.ndim != 1:
       raise ValueError(
-          f"Video {self.name!r}: labels must be 1-D [T], got shape {self.labels.shape}")
+        f"Video {self.name!r}: labels must be 1-D [T], got shape {self.labels.shape}"
+      )
 
   @property
   def num_frames(self) -> int:
@@ -44,9 +45,11 @@ class Video:
     frames = self.source() if callable(self.source) else self.source
     frames = np.asarray(frames)
     if frames.dtype != np.uint8 or frames.ndim != 4 or frames.shape[-1] != 3:
-      raise ValueError(f"Video {self.name!r}: frames must be uint8 [T, H, W, 3], got "
-                       f"{frames.dtype} {frames.shape}")
+      raise ValueError(
+        f"Video {self.name!r}: frames must be uint8 [T, H, W, 3], got {frames.dtype} {frames.shape}"
+      )
     if frames.shape[0] != self.num_frames:
-      raise ValueError(f"Video {self.name!r}: {frames.shape[0]} frames but "
-                       f"{self.num_frames} labels")
+      raise ValueError(
+        f"Video {self.name!r}: {frames.shape[0]} frames but {self.num_frames} labels"
+      )
     return frames

@@ -38,24 +38,33 @@ def check_config(config: ml_collections.ConfigDict) -> None:
   if config.num_frames < 1:
     raise ValueError(f"config.data.sampling.num_frames: need >= 1, got {config.num_frames}")
   if config.sampling_region < 1:
-    raise ValueError(f"config.data.sampling.sampling_region: need >= 1, got "
-                     f"{config.sampling_region}")
+    raise ValueError(
+      f"config.data.sampling.sampling_region: need >= 1, got {config.sampling_region}"
+    )
   if not 0 < config.crop_min_fraction <= 1:
-    raise ValueError(f"config.data.sampling.crop_min_fraction: need in (0, 1], got "
-                     f"{config.crop_min_fraction}")
+    raise ValueError(
+      f"config.data.sampling.crop_min_fraction: need in (0, 1], got {config.crop_min_fraction}"
+    )
   if not 0 <= config.consistent_offset <= 1:
-    raise ValueError(f"config.data.sampling.consistent_offset: need in [0, 1], got "
-                     f"{config.consistent_offset}")
+    raise ValueError(
+      f"config.data.sampling.consistent_offset: need in [0, 1], got {config.consistent_offset}"
+    )
   if config.get("views", "independent") not in VIEWS:
     raise ValueError(f"config.data.sampling.views: expected one of {VIEWS}, got {config.views!r}")
   if config.get("positive_window", 1) < 1:
-    raise ValueError(f"config.data.sampling.positive_window: need >= 1, got "
-                     f"{config.positive_window}")
+    raise ValueError(
+      f"config.data.sampling.positive_window: need >= 1, got {config.positive_window}"
+    )
 
 
-def sample_view(length: int, num_frames: int, sampling_region: float,
-                rng: np.random.Generator, start: int = 0,
-                window: int | None = None) -> tuple[np.ndarray, np.ndarray]:
+def sample_view(
+  length: int,
+  num_frames: int,
+  sampling_region: float,
+  rng: np.random.Generator,
+  start: int = 0,
+  window: int | None = None,
+) -> tuple[np.ndarray, np.ndarray]:
   """One view with the official ``time_augment`` rule inside ``[start, start + window)``.
 
   Args:
@@ -73,8 +82,9 @@ def sample_view(length: int, num_frames: int, sampling_region: float,
     raise ValueError(f"sample_view: video length must be >= 1, got {length}")
   window = length if window is None else window
   if not (0 <= start and 1 <= window and start + window <= length):
-    raise ValueError(f"sample_view: window [{start}, {start + window}) not inside the "
-                     f"video's {length} frames")
+    raise ValueError(
+      f"sample_view: window [{start}, {start + window}) not inside the video's {length} frames"
+    )
   n = min(window, num_frames)
   region = math.ceil(rng.uniform(1.0, sampling_region) * window)
   local = np.sort(rng.choice(region, size=n, replace=False))
@@ -84,8 +94,9 @@ def sample_view(length: int, num_frames: int, sampling_region: float,
   return steps.astype(np.int32), mask
 
 
-def sample_two_views(length: int, config: ml_collections.ConfigDict,
-                     rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+def sample_two_views(
+  length: int, config: ml_collections.ConfigDict, rng: np.random.Generator
+) -> tuple[np.ndarray, np.ndarray]:
   """The two training views of a video of ``length`` frames.
 
   Returns:
@@ -104,8 +115,9 @@ def sample_two_views(length: int, config: ml_collections.ConfigDict,
   return np.stack([v[0] for v in views]), np.stack([v[1] for v in views])
 
 
-def crop_windows(length: int, config: ml_collections.ConfigDict,
-                 rng: np.random.Generator) -> tuple[list[int], list[int]]:
+def crop_windows(
+  length: int, config: ml_collections.ConfigDict, rng: np.random.Generator
+) -> tuple[list[int], list[int]]:
   """The two views' windows ``[start, start + width)``; the whole video without temporal_crop.
 
   Each view takes ``W = ceil(u * L)`` frames, ``u ~ U(crop_min_fraction, 1)``; view a starts at

@@ -31,7 +31,8 @@ def _frames_feature(frame_encoding: str):
   if frame_encoding == "raw":
     return tfds.features.Tensor(shape=(None, None, None, 3), dtype=np.uint8, encoding="zlib")
   return tfds.features.Sequence(
-      tfds.features.Image(shape=(None, None, 3), encoding_format=frame_encoding))
+    tfds.features.Image(shape=(None, None, 3), encoding_format=frame_encoding)
+  )
 
 
 def _encode_frames(frames: np.ndarray, frame_encoding: str, jpeg_quality: int):
@@ -39,6 +40,7 @@ def _encode_frames(frames: np.ndarray, frame_encoding: str, jpeg_quality: int):
   if frame_encoding == "raw":
     return frames
   from PIL import Image  # pylint: disable=g-import-not-at-top
+
   out = []
   for frame in frames:
     buf = io.BytesIO()
@@ -58,8 +60,15 @@ class _VideoStoreBuilder(tfds.core.GeneratorBasedBuilder, skip_registration=True
   # importlib_resources, which is not installed and not needed (nothing is downloaded).
   code_path = None
 
-  def __init__(self, *, name: str, splits: Mapping[str, Sequence[Video]], frame_encoding: str,
-               jpeg_quality: int, data_dir: str):
+  def __init__(
+    self,
+    *,
+    name: str,
+    splits: Mapping[str, Sequence[Video]],
+    frame_encoding: str,
+    jpeg_quality: int,
+    data_dir: str,
+  ):
     self.name = name
     self._videos = splits
     self._frame_encoding = frame_encoding
@@ -67,20 +76,27 @@ class _VideoStoreBuilder(tfds.core.GeneratorBasedBuilder, skip_registration=True
     super().__init__(data_dir=data_dir, file_format="array_record")
 
   def _info(self) -> tfds.core.DatasetInfo:
-    index = {split: {"names": [v.name for v in videos], "actions": [v.action for v in videos],
-                     "labels": [v.labels.tolist() for v in videos]}
-             for split, videos in self._videos.items()}
+    index = {
+      split: {
+        "names": [v.name for v in videos],
+        "actions": [v.action for v in videos],
+        "labels": [v.labels.tolist() for v in videos],
+      }
+      for split, videos in self._videos.items()
+    }
     return tfds.core.DatasetInfo(
-        builder=self,
-        description="lac_jax video store: frames + per-frame phase labels per video.",
-        features=tfds.features.FeaturesDict({
-            "name": tfds.features.Text(),
-            "action": tfds.features.Text(),
-            "labels": tfds.features.Tensor(shape=(None,), dtype=np.int32),
-            "frames": _frames_feature(self._frame_encoding),
-        }),
-        metadata=tfds.core.MetadataDict(frame_encoding=self._frame_encoding, index=index),
-        disable_shuffling=True,
+      builder=self,
+      description="lac_jax video store: frames + per-frame phase labels per video.",
+      features=tfds.features.FeaturesDict(
+        {
+          "name": tfds.features.Text(),
+          "action": tfds.features.Text(),
+          "labels": tfds.features.Tensor(shape=(None,), dtype=np.int32),
+          "frames": _frames_feature(self._frame_encoding),
+        }
+      ),
+      metadata=tfds.core.MetadataDict(frame_encoding=self._frame_encoding, index=index),
+      disable_shuffling=True,
     )
 
   def _log_download_bytes(self) -> None:  # TFDS prints "Downloading..." to stdout (nothing is
@@ -95,8 +111,15 @@ class _VideoStoreBuilder(tfds.core.GeneratorBasedBuilder, skip_registration=True
 
   def _generate_examples(self, videos: Sequence[Video]):
     for i, video in enumerate(videos):
-      yield i, {"name": video.name, "action": video.action, "labels": video.labels,
-                "frames": _encode_frames(video.frames, self._frame_encoding, self._jpeg_quality)}
+      yield (
+        i,
+        {
+          "name": video.name,
+          "action": video.action,
+          "labels": video.labels,
+          "frames": _encode_frames(video.frames, self._frame_encoding, self._jpeg_quality),
+        },
+      )
 
 
 def store_path(store_dir: Union[str, os.PathLike], name: str) -> str:
@@ -109,9 +132,15 @@ def _check_name(value: str, what: str) -> None:
     raise ValueError(f"{what} must match [a-z][a-z0-9_]* (TFDS naming), got {value!r}")
 
 
-def prepare_store(videos: Union[Sequence[Video], Mapping[str, Sequence[Video]]],
-                  store_dir: Union[str, os.PathLike], name: str, *, frame_encoding: str = "jpeg",
-                  jpeg_quality: int = 95, overwrite: bool = False) -> str:
+def prepare_store(
+  videos: Union[Sequence[Video], Mapping[str, Sequence[Video]]],
+  store_dir: Union[str, os.PathLike],
+  name: str,
+  *,
+  frame_encoding: str = "jpeg",
+  jpeg_quality: int = 95,
+  overwrite: bool = False,
+) -> str:
   """Writes Videos (decoding each once) to an ``array_record`` TFDS store.
 
   Args:
@@ -132,8 +161,9 @@ def prepare_store(videos: Union[Sequence[Video], Mapping[str, Sequence[Video]]],
   """
   _check_name(name, "store name")
   if frame_encoding not in FRAME_ENCODINGS:
-    raise ValueError(f"frame_encoding must be one of {list(FRAME_ENCODINGS)}, got "
-                     f"{frame_encoding!r}")
+    raise ValueError(
+      f"frame_encoding must be one of {list(FRAME_ENCODINGS)}, got {frame_encoding!r}"
+    )
   splits = dict(videos) if isinstance(videos, Mapping) else {"train": list(videos)}
   if not splits:
     raise ValueError("prepare_store: no splits given")
@@ -150,8 +180,13 @@ def prepare_store(videos: Union[Sequence[Video], Mapping[str, Sequence[Video]]],
       raise FileExistsError(f"store {name!r} already exists at {path} (pass overwrite=True)")
     shutil.rmtree(path)
   os.makedirs(os.fspath(store_dir), exist_ok=True)
-  builder = _VideoStoreBuilder(name=name, splits=splits, frame_encoding=frame_encoding,
-                               jpeg_quality=int(jpeg_quality), data_dir=os.fspath(store_dir))
+  builder = _VideoStoreBuilder(
+    name=name,
+    splits=splits,
+    frame_encoding=frame_encoding,
+    jpeg_quality=int(jpeg_quality),
+    data_dir=os.fspath(store_dir),
+  )
   with tempfile.TemporaryDirectory() as downloads:  # TFDS wants one; nothing is downloaded
     builder.download_and_prepare(download_dir=downloads)
   _builder.cache_clear()  # a replaced store must not be served from stale readers
@@ -162,8 +197,9 @@ def prepare_store(videos: Union[Sequence[Video], Mapping[str, Sequence[Video]]],
 @functools.lru_cache(maxsize=None)
 def _builder(path: str):
   if not os.path.isfile(os.path.join(path, "dataset_info.json")):
-    raise FileNotFoundError(f"no prepared store at {path} (build it with "
-                            "lac_jax.data.store.prepare_store)")
+    raise FileNotFoundError(
+      f"no prepared store at {path} (build it with lac_jax.data.store.prepare_store)"
+    )
   return tfds.builder_from_directory(path)
 
 
@@ -200,21 +236,28 @@ def _text(value: Any) -> str:
 
 def record_to_video(record: Mapping[str, Any]) -> Video:
   """An eager Video from a store record."""
-  return Video(name=_text(record["name"]), action=_text(record["action"]),
-               labels=record["labels"], source=record_frames(record))
+  return Video(
+    name=_text(record["name"]),
+    action=_text(record["action"]),
+    labels=record["labels"],
+    source=record_frames(record),
+  )
 
 
 def read_store_frames(path: str, split: str, index: int, name: str) -> np.ndarray:
   """Frames of record ``index`` of a store split, checking that it is video ``name``."""
   record = _cached_source(path, split)[index]
   if _text(record["name"]) != name:
-    raise ValueError(f"store {path} split {split!r} record {index} is video "
-                     f"{_text(record['name'])!r}, expected {name!r} (store modified?)")
+    raise ValueError(
+      f"store {path} split {split!r} record {index} is video "
+      f"{_text(record['name'])!r}, expected {name!r} (store modified?)"
+    )
   return record_frames(record)
 
 
-def verify_store(store_dir: Union[str, os.PathLike], name: str, split: str,
-                 num_records: int) -> None:
+def verify_store(
+  store_dir: Union[str, os.PathLike], name: str, split: str, num_records: int
+) -> None:
   """Checks that a store split opens and that its ``num_records`` records read back.
 
   Each record is read as raw bytes (Riegeli checks every chunk's hash), not decoded into frames,
@@ -225,6 +268,7 @@ def verify_store(store_dir: Union[str, os.PathLike], name: str, split: str,
     ValueError: one line naming the store and what is wrong with it.
   """
   from array_record.python import array_record_module  # pylint: disable=g-import-not-at-top
+
   path = store_path(store_dir, name)
   try:
     builder = _builder(path)
@@ -250,8 +294,10 @@ def verify_store(store_dir: Union[str, os.PathLike], name: str, split: str,
     detail = (str(e).strip().splitlines() or [""])[0]
     raise ValueError(f"store {path} is unreadable ({type(e).__name__}: {detail})") from None
   if count != num_records or info.num_examples != num_records:
-    raise ValueError(f"store {path} split {split!r} holds {count} readable record(s) "
-                     f"({info.num_examples} written), expected {num_records}")
+    raise ValueError(
+      f"store {path} split {split!r} holds {count} readable record(s) "
+      f"({info.num_examples} written), expected {num_records}"
+    )
 
 
 def open_store(store_dir: Union[str, os.PathLike], name: str, split: str) -> list[Video]:
@@ -269,7 +315,11 @@ def open_store(store_dir: Union[str, os.PathLike], name: str, split: str) -> lis
   _check_split(builder, path, split)
   index = builder.info.metadata["index"][split]
   return [
-      Video(name=n, action=a, labels=np.asarray(lab, np.int32),
-            source=functools.partial(read_store_frames, path, split, i, n))
-      for i, (n, a, lab) in enumerate(zip(index["names"], index["actions"], index["labels"]))
+    Video(
+      name=n,
+      action=a,
+      labels=np.asarray(lab, np.int32),
+      source=functools.partial(read_store_frames, path, split, i, n),
+    )
+    for i, (n, a, lab) in enumerate(zip(index["names"], index["actions"], index["labels"]))
   ]

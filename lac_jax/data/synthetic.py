@@ -86,36 +86,46 @@ class Timeline:
     """int32 ``[L]`` phase per frame; idle start -> 0, idle end -> K - 1."""
     t = np.arange(self.num_frames)
     # Number of phase starts at or before t, minus one; idle start frames clip to phase 0.
-    return np.clip(np.searchsorted(self.phase_starts, t, side="right") - 1, 0,
-                   len(self.phase_starts) - 1).astype(np.int32)
+    return np.clip(
+      np.searchsorted(self.phase_starts, t, side="right") - 1, 0, len(self.phase_starts) - 1
+    ).astype(np.int32)
 
 
 def _check_config(config: ml_collections.ConfigDict) -> None:
   k = len(PHASES)
   if config.num_phases != k:
-    raise ValueError(f"synthetic config.num_phases: the synthetic action has exactly {k} "
-                     f"phases {PHASES}, got {config.num_phases}")
+    raise ValueError(
+      f"synthetic config.num_phases: the synthetic action has exactly {k} "
+      f"phases {PHASES}, got {config.num_phases}"
+    )
   if not 2 * k <= config.min_frames <= config.max_frames:
-    raise ValueError(f"synthetic config.min_frames/max_frames: need {2 * k} <= min_frames <= "
-                     f"max_frames, got {config.min_frames}, {config.max_frames}")
+    raise ValueError(
+      f"synthetic config.min_frames/max_frames: need {2 * k} <= min_frames <= "
+      f"max_frames, got {config.min_frames}, {config.max_frames}"
+    )
   if config.height < 16 or config.width < 16:
-    raise ValueError(f"synthetic config.height/width: need >= 16 pixels, got "
-                     f"{config.height}x{config.width}")
+    raise ValueError(
+      f"synthetic config.height/width: need >= 16 pixels, got {config.height}x{config.width}"
+    )
   if config.duration_ratio < 1:
     raise ValueError(f"synthetic config.duration_ratio: need >= 1, got {config.duration_ratio}")
   if not 0 <= config.max_idle_fraction <= 0.3:
-    raise ValueError(f"synthetic config.max_idle_fraction: need in [0, 0.3], got "
-                     f"{config.max_idle_fraction}")
+    raise ValueError(
+      f"synthetic config.max_idle_fraction: need in [0, 0.3], got {config.max_idle_fraction}"
+    )
   if config.get("end_state", "start") not in END_STATES:
-    raise ValueError(f"synthetic config.end_state: expected one of {END_STATES}, got "
-                     f"{config.end_state!r}")
+    raise ValueError(
+      f"synthetic config.end_state: expected one of {END_STATES}, got {config.end_state!r}"
+    )
   if config.num_train < 0 or config.num_val < 0:
-    raise ValueError(f"synthetic config.num_train/num_val: need >= 0, got "
-                     f"{config.num_train}, {config.num_val}")
+    raise ValueError(
+      f"synthetic config.num_train/num_val: need >= 0, got {config.num_train}, {config.num_val}"
+    )
 
 
-def _rng(config: ml_collections.ConfigDict, split: str, index: int,
-         stream: int) -> np.random.Generator:
+def _rng(
+  config: ml_collections.ConfigDict, split: str, index: int, stream: int
+) -> np.random.Generator:
   """Independent generator per (seed, split, video, stream); stream 0 = timing, 1 = looks."""
   if split not in SPLITS:
     raise ValueError(f"synthetic split: expected one of {SPLITS}, got {split!r}")
@@ -142,8 +152,13 @@ def timeline(index: int, split: str, config: ml_collections.ConfigDict) -> Timel
   leftover = action - durations.sum()
   durations[np.argsort(-(share - np.floor(share)), kind="stable")[:leftover]] += 1
   ends = idle[0] + np.cumsum(durations)
-  return Timeline(num_frames=length, idle_start=int(idle[0]), idle_end=int(idle[1]),
-                  phase_starts=ends - durations, phase_ends=ends)
+  return Timeline(
+    num_frames=length,
+    idle_start=int(idle[0]),
+    idle_end=int(idle[1]),
+    phase_starts=ends - durations,
+    phase_ends=ends,
+  )
 
 
 def _smoothstep(x: np.ndarray) -> np.ndarray:
@@ -163,9 +178,13 @@ def _phase_progress(tl: Timeline) -> tuple[np.ndarray, np.ndarray]:
   return phase, np.clip(progress, 0.0, 1.0)
 
 
-def cup_path(tl: Timeline, start: tuple[float, float], pour: tuple[float, float],
-             max_angle: float, end: tuple[float, float] | None = None
-             ) -> tuple[np.ndarray, ...]:
+def cup_path(
+  tl: Timeline,
+  start: tuple[float, float],
+  pour: tuple[float, float],
+  max_angle: float,
+  end: tuple[float, float] | None = None,
+) -> tuple[np.ndarray, ...]:
   """The cup's motion over a timeline: per frame ``[L]`` each, the phase (-1 for the idle start,
   ``K`` for the idle end), the cup centre x and y, its tilt angle and the fraction of liquid
   poured (0 until the pour, 1 after it).
@@ -187,15 +206,22 @@ def cup_path(tl: Timeline, start: tuple[float, float], pour: tuple[float, float]
     leaving = phase >= len(PHASES) - 1  # the return phase and the idle end (progress 1)
     cx = np.where(leaving, pour_x + (end[0] - pour_x) * e, cx)
     cy = np.where(leaving, pour_y + (end[1] - pour_y) * e, cy)
-  angle = max_angle * np.select([phase <= 0, phase == 1, phase == 2, phase == 3],
-                                [0.0, e, 1.0, 1.0 - e], 0.0)
+  angle = max_angle * np.select(
+    [phase <= 0, phase == 1, phase == 2, phase == 3], [0.0, e, 1.0, 1.0 - e], 0.0
+  )
   poured = np.select([phase <= 1, phase == 2], [0.0, p], 1.0)  # fraction of liquid moved
   return phase, cx, cy, angle, poured
 
 
-def _box_alpha(px: np.ndarray, py: np.ndarray, cx: np.ndarray, cy: np.ndarray,
-               half_w: float | np.ndarray, half_h: float | np.ndarray,
-               angle: np.ndarray | None = None) -> np.ndarray:
+def _box_alpha(
+  px: np.ndarray,
+  py: np.ndarray,
+  cx: np.ndarray,
+  cy: np.ndarray,
+  half_w: float | np.ndarray,
+  half_h: float | np.ndarray,
+  angle: np.ndarray | None = None,
+) -> np.ndarray:
   """Anti-aliased coverage of a (rotated) box.
 
   Args:
@@ -230,8 +256,9 @@ def _blend(image: np.ndarray, alpha: np.ndarray, color: np.ndarray) -> None:
     image[c] += delta
 
 
-def _random_color(rng: np.random.Generator, avoid: list[np.ndarray],
-                  min_dist: float = 90.0) -> np.ndarray:
+def _random_color(
+  rng: np.random.Generator, avoid: list[np.ndarray], min_dist: float = 90.0
+) -> np.ndarray:
   """A random RGB colour at least ``min_dist`` (L2) from every colour in ``avoid``."""
   best, best_d = None, -1.0
   for _ in range(20):
@@ -266,9 +293,16 @@ def _background(rng: np.random.Generator, height: int, width: int) -> tuple[np.n
 def _layout_draws(rng: np.random.Generator) -> tuple:
   """The layout's random numbers, in the order `render` draws them from its stream: object
   scale, table height, bowl x, start x, gap, pour offset (fractions), tilt (degrees), mirror."""
-  return (rng.uniform(0.8, 1.2), rng.uniform(0.76, 0.88), rng.uniform(0.56, 0.72),
-          rng.uniform(0.12, 0.28), rng.uniform(0.05, 0.1), rng.uniform(0.1, 0.2),
-          rng.uniform(75, 105), rng.uniform() < 0.5)
+  return (
+    rng.uniform(0.8, 1.2),
+    rng.uniform(0.76, 0.88),
+    rng.uniform(0.56, 0.72),
+    rng.uniform(0.12, 0.28),
+    rng.uniform(0.05, 0.1),
+    rng.uniform(0.1, 0.2),
+    rng.uniform(75, 105),
+    rng.uniform() < 0.5,
+  )
 
 
 def is_mirrored(index: int, split: str, config: ml_collections.ConfigDict) -> bool:
@@ -306,8 +340,7 @@ def render(index: int, split: str, config: ml_collections.ConfigDict) -> np.ndar
     end = (width + cup_w + cup_h, pour_y)
   elif end_state == "lifted":
     end = (pour_x, -(cup_w + cup_h))
-  phase, cx, cy, angle, poured = cup_path(tl, (start_x, start_y), (pour_x, pour_y), max_angle,
-                                          end)
+  phase, cx, cy, angle, poured = cup_path(tl, (start_x, start_y), (pour_x, pour_y), max_angle, end)
 
   # Camera shake: a clipped random walk in integer pixels, shared by scene and background.
   j = int(config.jitter_pixels)
@@ -318,7 +351,7 @@ def render(index: int, split: str, config: ml_collections.ConfigDict) -> np.ndar
   bg, c1, c2 = _background(rng, height + 2 * j, width + 2 * j)
   frames = np.empty((3, length, height, width), np.float32)  # channel-first until the end
   for t, (dx, dy) in enumerate(shake + j):  # slicing per frame beats a fancy-index gather
-    frames[:, t] = bg[:, dy:dy + height, dx:dx + width]
+    frames[:, t] = bg[:, dy : dy + height, dx : dx + width]
 
   py = np.arange(height, dtype=np.float32)[None, :, None] + 0.5  # [1, H, 1]
   px = np.arange(width, dtype=np.float32)[None, None, :] + 0.5  # [1, 1, W]
@@ -415,8 +448,9 @@ def load(split: str, config: ml_collections.ConfigDict | None = None) -> list[Vi
   return [generate_video(i, split, config) for i in range(size)]
 
 
-def load_split(data: ml_collections.ConfigDict, split: str, action: str | None = None,
-               image_size=None) -> list[Video]:
+def load_split(
+  data: ml_collections.ConfigDict, split: str, action: str | None = None, image_size=None
+) -> list[Video]:
   """The registry entry (`lac_jax.data.load_split`): ``split`` of ``data.synthetic``.
 
   ``image_size`` must be None or the rendered ``(height, width)`` (set the size there)."""
@@ -426,22 +460,30 @@ def load_split(data: ml_collections.ConfigDict, split: str, action: str | None =
   if image_size is not None:
     hw = (image_size, image_size) if isinstance(image_size, int) else tuple(image_size)
     if hw != (config.height, config.width):
-      raise ValueError(f"image_size {image_size!r} differs from the synthetic frame size "
-                       f"({config.height}, {config.width}): set synthetic_config.height/width")
+      raise ValueError(
+        f"image_size {image_size!r} differs from the synthetic frame size "
+        f"({config.height}, {config.width}): set synthetic_config.height/width"
+      )
   return load(split, config)
 
 
 LABELS_FILE = "labels.json"
 
 
-def write_videos(directory: str, split: str = "val", count: int | None = None,
-                 config: ml_collections.ConfigDict | None = None, fps: float = 25.0,
-                 as_frames: bool = False) -> list[str]:
+def write_videos(
+  directory: str,
+  split: str = "val",
+  count: int | None = None,
+  config: ml_collections.ConfigDict | None = None,
+  fps: float = 25.0,
+  as_frames: bool = False,
+) -> list[str]:
   """Writes the first ``count`` videos of ``split`` as ``<video_name>.mp4`` files (H.264), or
   with ``as_frames`` as folders of PNG frames, and their per-frame phases as ``labels.json``
   (``{"phases": PHASES, "labels": {name: [...]}}``, the format of ``lac_jax.retrieve
   --labels``). Returns the paths written, in order."""
   from lac_jax.data import encode  # pylint: disable=g-import-not-at-top
+
   config = default_config() if config is None else config
   _check_config(config)
   if split not in SPLITS:
@@ -482,8 +524,9 @@ if __name__ == "__main__":
     cfg = default_config()
     cfg.height = cfg.width = flags.FLAGS.size
     cfg.end_state = flags.FLAGS.end_state
-    for path in write_videos(flags.FLAGS.output, flags.FLAGS.split, flags.FLAGS.count, cfg,
-                             as_frames=flags.FLAGS.frames):
+    for path in write_videos(
+      flags.FLAGS.output, flags.FLAGS.split, flags.FLAGS.count, cfg, as_frames=flags.FLAGS.frames
+    ):
       print(path)
 
   app.run(_main)

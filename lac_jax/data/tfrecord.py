@@ -56,7 +56,7 @@ def _zeros_operator(n: int) -> tuple[np.ndarray, ...]:
   tables = []
   for k in range(4):
     bits = (idx[:, None] >> np.arange(8, dtype=np.uint32)[None, :]) & 1  # [256, 8]
-    images = np.where(bits.astype(bool), basis[None, 8 * k:8 * k + 8], np.uint32(0))
+    images = np.where(bits.astype(bool), basis[None, 8 * k : 8 * k + 8], np.uint32(0))
     tables.append(np.bitwise_xor.reduce(images, axis=1).astype(np.uint32))
   return tuple(tables)
 
@@ -118,8 +118,9 @@ def _read_one(f, path: str, index: int, verify_crc: bool) -> Optional[bytes]:
   return data
 
 
-def iter_records_with_offsets(path: Union[str, os.PathLike],
-                              verify_crc: bool = True) -> Iterator[tuple[int, bytes]]:
+def iter_records_with_offsets(
+  path: Union[str, os.PathLike], verify_crc: bool = True
+) -> Iterator[tuple[int, bytes]]:
   """Yields ``(byte offset, data)`` of each record of a TFRecord file, in file order.
 
   Args:
@@ -148,8 +149,9 @@ def iter_records(path: Union[str, os.PathLike], verify_crc: bool = True) -> Iter
     yield data
 
 
-def read_record_at(path: Union[str, os.PathLike], offset: int, index: int = -1,
-                   verify_crc: bool = True) -> bytes:
+def read_record_at(
+  path: Union[str, os.PathLike], offset: int, index: int = -1, verify_crc: bool = True
+) -> bytes:
   """Reads the one record that starts at byte ``offset`` (from ``iter_records_with_offsets``).
 
   Raises:
@@ -174,8 +176,10 @@ def parse_sequence_example(data: bytes, what: str = "record"):
     TFRecordError: the bytes are not a valid SequenceExample.
   """
   from google.protobuf import message  # pylint: disable=g-import-not-at-top
+
   # pylint: disable-next=g-import-not-at-top
   from tensorflow_datasets.proto import tf_example_generated_pb2
+
   proto = tf_example_generated_pb2.SequenceExample()
   try:
     proto.ParseFromString(data)

@@ -42,8 +42,23 @@ RESIZE_ON_LOAD = True  # frames are decoded at the pipeline's image size
 DECODE_CACHE = True  # training puts data.cache_dir under the workdir when it is unset
 LABELS_FILE = "labels.json"
 SKIPPED_FILE = "skipped.json"  # written to the workdir by training when inputs were skipped
-VIDEO_EXTENSIONS = (".mp4", ".m4v", ".mov", ".avi", ".mkv", ".webm", ".mpg", ".mpeg", ".wmv",
-                    ".flv", ".3gp", ".ts", ".mts", ".m2ts", ".gif")
+VIDEO_EXTENSIONS = (
+  ".mp4",
+  ".m4v",
+  ".mov",
+  ".avi",
+  ".mkv",
+  ".webm",
+  ".mpg",
+  ".mpeg",
+  ".wmv",
+  ".flv",
+  ".3gp",
+  ".ts",
+  ".mts",
+  ".m2ts",
+  ".gif",
+)
 CACHE_VERSION = 1  # bump when the decoded frames of the same settings change
 DEFAULT_CACHE = os.path.join("~", ".cache", "lac_jax", "videos")
 _STORE_NAME = "frames"
@@ -80,15 +95,19 @@ class Settings:
     opts = options(data)
     fps, max_frames = float(opts.fps), int(opts.max_frames)
     if not (math.isfinite(fps) and fps >= 0):
-      raise ValueError(f"config.data.videos.fps: need a rate >= 0 (0 keeps every frame), got "
-                       f"{fps!r}")
+      raise ValueError(
+        f"config.data.videos.fps: need a rate >= 0 (0 keeps every frame), got {fps!r}"
+      )
     if max_frames < 0:
-      raise ValueError(f"config.data.videos.max_frames: need an int >= 0 (0: no bound), got "
-                       f"{max_frames!r}")
+      raise ValueError(
+        f"config.data.videos.max_frames: need an int >= 0 (0: no bound), got {max_frames!r}"
+      )
     encoding = data.get("cache_encoding", "jpeg")
     if encoding not in store.FRAME_ENCODINGS:
-      raise ValueError(f"config.data.cache_encoding: expected one of "
-                       f"{list(store.FRAME_ENCODINGS)}, got {encoding!r}")
+      raise ValueError(
+        f"config.data.cache_encoding: expected one of "
+        f"{list(store.FRAME_ENCODINGS)}, got {encoding!r}"
+      )
     return cls(None if image_size is None else int(image_size), fps, max_frames, encoding)
 
 
@@ -123,33 +142,41 @@ def split_names(names: Sequence[str], val_fraction: float) -> set[str]:
   """The names held out for validation: ``max(1, round(f * N))`` of them (at most ``N - 2``),
   those with the smallest SHA-256 of the name, so the split depends on the names alone."""
   if not 0.0 < val_fraction < 1.0:
-    raise ValueError("config.data.videos.val_fraction: need a fraction in (0, 1), got "
-                     f"{val_fraction!r}")
+    raise ValueError(
+      f"config.data.videos.val_fraction: need a fraction in (0, 1), got {val_fraction!r}"
+    )
   count = min(max(1, round(val_fraction * len(names))), max(0, len(names) - 2))
   return set(sorted(names, key=_name_hash)[:count])
 
 
 def data_dir_of(data: Any) -> str:
   """``data.data_dir``, checked: an existing folder."""
-  directory = labels_lib.data_dir_of(data, NAME, "Point it at a folder of video files and/or "
-                                     "folders of jpg/png frames (train/ and val/ optional).")
+  directory = labels_lib.data_dir_of(
+    data,
+    NAME,
+    "Point it at a folder of video files and/or "
+    "folders of jpg/png frames (train/ and val/ optional).",
+  )
   directory = os.path.expanduser(directory)
   if not os.path.isdir(directory):
-    raise NotADirectoryError(f"config.data.data_dir={data.data_dir!r}: no such folder (the "
-                             "'videos' dataset reads a folder of videos)")
+    raise NotADirectoryError(
+      f"config.data.data_dir={data.data_dir!r}: no such folder (the "
+      "'videos' dataset reads a folder of videos)"
+    )
   return directory
 
 
-def parse_labels(content: Mapping[str, Any], what: str
-                 ) -> tuple[dict[str, np.ndarray], Optional[list[str]]]:
+def parse_labels(
+  content: Mapping[str, Any], what: str
+) -> tuple[dict[str, np.ndarray], Optional[list[str]]]:
   """``{"phases": [...], "labels": {name: [ints]}}`` (or just ``{name: [ints]}``) ->
   ``({name: int64 [T]}, phase names or None)``; ``what`` names the file in errors."""
   phases = content.get("phases") if "labels" in content else None
   table = content["labels"] if "labels" in content else content
   if not isinstance(table, Mapping):
-    raise ValueError(f"{what}: \"labels\" must map video names to lists of phase ids")
+    raise ValueError(f'{what}: "labels" must map video names to lists of phase ids')
   if phases is not None and (not isinstance(phases, list) or not phases):
-    raise ValueError(f"{what}: \"phases\" must be a non-empty list of phase names")
+    raise ValueError(f'{what}: "phases" must be a non-empty list of phase names')
   labels = {}
   for name, values in table.items():
     try:
@@ -160,8 +187,9 @@ def parse_labels(content: Mapping[str, Any], what: str
       raise ValueError(f"{what}: labels of {name!r} must be a non-empty list of integers")
     array = array.astype(np.int64)
     if phases is not None and array.max() >= len(phases):
-      raise ValueError(f"{what}: labels of {name!r} reach phase {array.max()}, but \"phases\" "
-                       f"names {len(phases)}")
+      raise ValueError(
+        f'{what}: labels of {name!r} reach phase {array.max()}, but "phases" names {len(phases)}'
+      )
     labels[str(name)] = array
   return labels, (list(map(str, phases)) if phases else None)
 
@@ -170,6 +198,7 @@ def read_labels(directory: str) -> tuple[dict[str, np.ndarray], Optional[list[st
   """``labels.json`` of ``directory`` and of its ``train/`` and ``val/`` (merged; a video named
   twice or different phase lists are errors), parsed by `parse_labels`; empty without any."""
   from lac_jax import files  # pylint: disable=g-import-not-at-top
+
   labels: dict[str, np.ndarray] = {}
   phases, phases_from = None, None
   for sub in ("", "train", "val"):
@@ -179,7 +208,7 @@ def read_labels(directory: str) -> tuple[dict[str, np.ndarray], Optional[list[st
     table, names = parse_labels(files.read_json_object(path, path), path)
     if names is not None:
       if phases is not None and names != phases:
-        raise ValueError(f"{path}: \"phases\" {names} differ from {phases_from}'s {phases}")
+        raise ValueError(f'{path}: "phases" {names} differ from {phases_from}\'s {phases}')
       phases, phases_from = names, path
     twice = sorted(set(table) & set(labels))
     if twice:
@@ -187,12 +216,14 @@ def read_labels(directory: str) -> tuple[dict[str, np.ndarray], Optional[list[st
     labels.update(table)
   return labels, phases
 
+
 # ------------------------------------------------------------------------------------------
 # Which frames: time resampling and the length bound.
 
 
-def select_frames(count: int, times: Optional[Sequence[float]], fps: float,
-                  max_frames: int) -> np.ndarray:
+def select_frames(
+  count: int, times: Optional[Sequence[float]], fps: float, max_frames: int
+) -> np.ndarray:
   """int ``[T']``: the source frames (presentation order) a video keeps.
 
   ``fps > 0`` with known ``times`` (seconds, sorted): at ``t0 + k / fps`` for ``k = 0, 1, ...``
@@ -203,7 +234,7 @@ def select_frames(count: int, times: Optional[Sequence[float]], fps: float,
   index = np.arange(count)
   if fps > 0 and times is not None and count > 0:
     t = np.asarray(times, np.float64)[:count]
-    index = index[:t.size]
+    index = index[: t.size]
     grid = t[0] + np.arange(int(math.floor((t[-1] - t[0]) * fps + 1e-6)) + 1) / fps
     index = np.clip(np.searchsorted(t, grid + 1e-9, side="right") - 1, 0, t.size - 1)
   if max_frames and index.size > max_frames:
@@ -211,8 +242,9 @@ def select_frames(count: int, times: Optional[Sequence[float]], fps: float,
   return index.astype(np.int64)
 
 
-def decode_input(video: inputs.InputVideo, settings: Settings
-                 ) -> tuple[np.ndarray, int, np.ndarray]:
+def decode_input(
+  video: inputs.InputVideo, settings: Settings
+) -> tuple[np.ndarray, int, np.ndarray]:
   """``(uint8 [T', S, S, 3] frames, source frame count, int [T'] source indices)``.
 
   Memory is bounded by the frames kept, never by the video's length: the file is demuxed once
@@ -226,8 +258,10 @@ def decode_input(video: inputs.InputVideo, settings: Settings
   if video.kind == "frames":
     count = len(video.files)
     selected = select_frames(count, None, 0.0, settings.max_frames)
-    frames = [resize(decode.decode_jpeg(_read(f), what=f, kind="image")) for f in
-              (video.files[i] for i in selected)]
+    frames = [
+      resize(decode.decode_jpeg(_read(f), what=f, kind="image"))
+      for f in (video.files[i] for i in selected)
+    ]
   else:
     try:
       times = decode.frame_times(full)
@@ -240,7 +274,7 @@ def decode_input(video: inputs.InputVideo, settings: Settings
       raise inputs.InputError(inputs.one_line(e, full, video.path)) from None
   if not frames:
     raise inputs.InputError(f"{video.path}: holds no decodable frames")
-  return np.stack(frames), count, selected[:len(frames)]
+  return np.stack(frames), count, selected[: len(frames)]
 
 
 def _read(path: str) -> bytes:
@@ -261,8 +295,15 @@ def cache_key(video: inputs.InputVideo, settings: Settings) -> str:
   full = os.path.abspath(os.path.expanduser(video.path))
   members = video.files if video.kind == "frames" else (full,)
   stats = [(os.path.basename(p), os.stat(p).st_size, os.stat(p).st_mtime_ns) for p in members]
-  payload = json.dumps({"path": full, "stats": stats, "settings": dataclasses.asdict(settings),
-                        "version": CACHE_VERSION}, sort_keys=True)
+  payload = json.dumps(
+    {
+      "path": full,
+      "stats": stats,
+      "settings": dataclasses.asdict(settings),
+      "version": CACHE_VERSION,
+    },
+    sort_keys=True,
+  )
   return hashlib.sha256(payload.encode("utf-8")).hexdigest()[:24]
 
 
@@ -281,8 +322,14 @@ class DamagedEntry(Exception):
   """A cache entry that exists but cannot be used (the message says why)."""
 
 
-_META_FIELDS = {"name": str, "path": str, "source_frames": int, "selected": list,
-                "frame_size": list, "settings": dict}
+_META_FIELDS = {
+  "name": str,
+  "path": str,
+  "source_frames": int,
+  "selected": list,
+  "frame_size": list,
+  "settings": dict,
+}
 
 
 def _meta_problem(meta: Any, video: inputs.InputVideo, settings: Settings) -> Optional[str]:
@@ -295,14 +342,16 @@ def _meta_problem(meta: Any, video: inputs.InputVideo, settings: Settings) -> Op
   if meta["name"] != video.name or meta["settings"] != dataclasses.asdict(settings):
     return "belongs to another video or other decode settings"
   selected = meta["selected"]
-  if not selected or not all(isinstance(i, int) and 0 <= i < meta["source_frames"]
-                             for i in selected):
+  if not selected or not all(
+    isinstance(i, int) and 0 <= i < meta["source_frames"] for i in selected
+  ):
     return f"has bad 'selected' frames for {meta['source_frames']} source frames"
   return None
 
 
-def open_entry(entry: str, video: inputs.InputVideo,
-               settings: Settings) -> Optional[dict[str, Any]]:
+def open_entry(
+  entry: str, video: inputs.InputVideo, settings: Settings
+) -> Optional[dict[str, Any]]:
   """The meta.json of the cache entry ``entry`` of ``video``, checked; None when there is none.
 
   The check is cheap next to decoding: meta.json parses and has its fields, and the store opens
@@ -343,15 +392,17 @@ def _discard(path: str) -> None:
   if os.path.basename(path).startswith(_DAMAGED):
     _remove(path)
     return
-  aside = os.path.join(os.path.dirname(path),
-                       f"{_DAMAGED}{os.path.basename(path)}.{uuid.uuid4().hex[:8]}")
+  aside = os.path.join(
+    os.path.dirname(path), f"{_DAMAGED}{os.path.basename(path)}.{uuid.uuid4().hex[:8]}"
+  )
   try:
     os.rename(path, aside)
   except FileNotFoundError:  # another process moved it first
     return
   except OSError as e:
-    raise ValueError(f"{path}: cannot move this damaged cache entry aside ({e.strerror}); "
-                     "delete it") from None
+    raise ValueError(
+      f"{path}: cannot move this damaged cache entry aside ({e.strerror}); delete it"
+    ) from None
   _remove(aside)
 
 
@@ -396,7 +447,7 @@ def _newest_mtime(path: str) -> float:
 
 def _abandoned(path: str) -> bool:
   """Whether a ``.incomplete-*`` folder is left by a killed run (its writer is gone)."""
-  parts = os.path.basename(path)[len(_INCOMPLETE):].split(".", 1)
+  parts = os.path.basename(path)[len(_INCOMPLETE) :].split(".", 1)
   owner = parts[1].rsplit(".", 2) if len(parts) == 2 else []
   if len(owner) == 3 and owner[0] == _host() and owner[1].isdigit():
     if not _pid_alive(int(owner[1])):
@@ -421,7 +472,7 @@ def _leftovers(cache_dir: str) -> dict[str, list[str]]:
     if name.startswith(_DAMAGED):
       found.setdefault("", []).append(path)
     elif name.startswith(_INCOMPLETE) and _abandoned(path):
-      base = name[len(_INCOMPLETE):].split(".", 1)
+      base = name[len(_INCOMPLETE) :].split(".", 1)
       found.setdefault(base[0] if len(base) == 2 else "", []).append(path)
   return found
 
@@ -433,16 +484,24 @@ def _write_entry(entry: str, video: inputs.InputVideo, settings: Settings) -> di
   parent = os.path.dirname(entry)
   os.makedirs(parent, exist_ok=True)
   tmp = tempfile.mkdtemp(
-      prefix=f"{_INCOMPLETE}{os.path.basename(entry)}.{_host()}.{os.getpid()}.", dir=parent)
+    prefix=f"{_INCOMPLETE}{os.path.basename(entry)}.{_host()}.{os.getpid()}.", dir=parent
+  )
   try:
     import tensorflow_datasets as tfds  # pylint: disable=g-import-not-at-top
+
     tfds.disable_progress_bar()
-    record = Video(name=video.name, action=ACTION, labels=np.full(len(frames), -1, np.int32),
-                   source=frames)
+    record = Video(
+      name=video.name, action=ACTION, labels=np.full(len(frames), -1, np.int32), source=frames
+    )
     store.prepare_store([record], tmp, _STORE_NAME, frame_encoding=settings.encoding)
-    meta = {"name": video.name, "path": video.path, "source_frames": int(count),
-            "selected": selected.tolist(), "frame_size": list(frames.shape[1:3]),
-            "settings": dataclasses.asdict(settings)}
+    meta = {
+      "name": video.name,
+      "path": video.path,
+      "source_frames": int(count),
+      "selected": selected.tolist(),
+      "frame_size": list(frames.shape[1:3]),
+      "settings": dataclasses.asdict(settings),
+    }
     with open(os.path.join(tmp, _META), "w", encoding="utf-8") as f:
       json.dump(meta, f)
     try:
@@ -453,8 +512,9 @@ def _write_entry(entry: str, video: inputs.InputVideo, settings: Settings) -> di
       except DamagedEntry:
         theirs = None
       if theirs is None:
-        raise ValueError(f"{video.path}: cannot put its decoded frames at {entry} "
-                         f"({e.strerror or e})") from None
+        raise ValueError(
+          f"{video.path}: cannot put its decoded frames at {entry} ({e.strerror or e})"
+        ) from None
   finally:
     shutil.rmtree(tmp, ignore_errors=True)
   return meta
@@ -483,8 +543,9 @@ _PREPARED: dict[Any, Prepared] = {}
 
 
 def _progress(total: int) -> Any:
-  return logs.progress_bar(total > 0, total=total, unit="video", desc="decoding videos",
-                           leave=False)
+  return logs.progress_bar(
+    total > 0, total=total, unit="video", desc="decoding videos", leave=False
+  )
 
 
 def _split_inputs(directory: str, val_fraction: float) -> dict[str, list[str]]:
@@ -492,9 +553,11 @@ def _split_inputs(directory: str, val_fraction: float) -> dict[str, list[str]]:
   if any(os.path.isdir(d) for d in split_dirs.values()):
     missing = [s for s, d in split_dirs.items() if not os.path.isdir(d)]
     if missing:
-      raise NotADirectoryError(f"{directory}: has {'val' if missing[0] == 'train' else 'train'}/"
-                               f" but no {missing[0]}/ (give both, or neither and let "
-                               "data.videos.val_fraction split the folder)")
+      raise NotADirectoryError(
+        f"{directory}: has {'val' if missing[0] == 'train' else 'train'}/"
+        f" but no {missing[0]}/ (give both, or neither and let "
+        "data.videos.val_fraction split the folder)"
+      )
     out = {}
     for split, d in split_dirs.items():
       out[split], ignored = find_inputs(d)
@@ -503,18 +566,26 @@ def _split_inputs(directory: str, val_fraction: float) -> dict[str, list[str]]:
   found, ignored = find_inputs(directory)
   _log_ignored(directory, ignored)
   val = split_names([inputs.input_name(p) for p in found], val_fraction)
-  return {"train": [p for p in found if inputs.input_name(p) not in val],
-          "val": [p for p in found if inputs.input_name(p) in val]}
+  return {
+    "train": [p for p in found if inputs.input_name(p) not in val],
+    "val": [p for p in found if inputs.input_name(p) in val],
+  }
 
 
 def _log_ignored(directory: str, ignored: list[str]) -> None:
   if ignored:
-    logging.info("videos: %s: ignored %d file(s) that are not videos (%s%s)", directory,
-                 len(ignored), ", ".join(ignored[:5]), "..." if len(ignored) > 5 else "")
+    logging.info(
+      "videos: %s: ignored %d file(s) that are not videos (%s%s)",
+      directory,
+      len(ignored),
+      ", ".join(ignored[:5]),
+      "..." if len(ignored) > 5 else "",
+    )
 
 
-def _fingerprint(directory: str, paths: dict[str, list[str]], data: Any, settings: Settings
-                 ) -> tuple:
+def _fingerprint(
+  directory: str, paths: dict[str, list[str]], data: Any, settings: Settings
+) -> tuple:
   def stat(path: str) -> tuple:
     try:
       st = os.stat(path)
@@ -522,10 +593,17 @@ def _fingerprint(directory: str, paths: dict[str, list[str]], data: Any, setting
       return (path, st.st_size, st.st_mtime_ns, members)
     except OSError:
       return (path,)
+
   labels = os.path.join(directory, LABELS_FILE)
-  return (os.path.abspath(directory), settings, cache_dir_of(data),
-          data.get("label_mismatch", "error"), bool(data.get("skip_unreadable", False)),
-          stat(labels), tuple((s, tuple(stat(p) for p in ps)) for s, ps in paths.items()))
+  return (
+    os.path.abspath(directory),
+    settings,
+    cache_dir_of(data),
+    data.get("label_mismatch", "error"),
+    bool(data.get("skip_unreadable", False)),
+    stat(labels),
+    tuple((s, tuple(stat(p) for p in ps)) for s, ps in paths.items()),
+  )
 
 
 def prepare(data: Any, image_size: Any) -> Prepared:
@@ -541,9 +619,11 @@ def prepare(data: Any, image_size: Any) -> Prepared:
   key = _fingerprint(directory, paths, data, settings)
   if key in _PREPARED:  # Already checked in this process: nothing to decode or read.
     prepared = _PREPARED[key]
-    return dataclasses.replace(prepared, decoded=0, repaired=[],
-                               cached=sum(map(len, prepared.splits.values())))
+    return dataclasses.replace(
+      prepared, decoded=0, repaired=[], cached=sum(map(len, prepared.splits.values()))
+    )
   from lac_jax import logs  # pylint: disable=g-import-not-at-top
+
   logs.quiet_library_logs()  # TFDS's INFO lines and its OpenCV notice
   labels, phases = read_labels(directory)
   mismatch = data.get("label_mismatch", "error")
@@ -561,19 +641,25 @@ def prepare(data: Any, image_size: Any) -> Prepared:
       try:
         video = inputs.open_input(path)
         if video.name in names:
-          raise inputs.InputError(f"{path}: same name {video.name!r} as {names[video.name]} "
-                                  "(labels.json and outputs go by name: rename one)")
+          raise inputs.InputError(
+            f"{path}: same name {video.name!r} as {names[video.name]} "
+            "(labels.json and outputs go by name: rename one)"
+          )
         names[video.name] = path
         entry = _entry_path(cache_dir, video, cache_key(video, settings))
         for leftover in unfinished.pop(os.path.basename(entry), []):
-          logging.warning("videos: %s: removing %s, its unfinished cache entry from an "
-                          "interrupted run", path, leftover)
+          logging.warning(
+            "videos: %s: removing %s, its unfinished cache entry from an interrupted run",
+            path,
+            leftover,
+          )
           _discard(leftover)
         try:
           meta = open_entry(entry, video, settings)
         except DamagedEntry as e:  # treated as missing: moved aside, decoded again
-          logging.warning("videos: %s: its cache entry %s is damaged (%s); decoding it again",
-                          path, entry, e)
+          logging.warning(
+            "videos: %s: its cache entry %s is damaged (%s); decoding it again", path, entry, e
+          )
           _discard(entry)
           repaired.append(path)
           meta = None
@@ -596,36 +682,60 @@ def prepare(data: Any, image_size: Any) -> Prepared:
     _discard(leftover)
   unknown = sorted(set(labels) - set(names))
   if unknown:
-    logging.warning("videos: %s names %d video(s) not found in %s: %s", LABELS_FILE,
-                    len(unknown), directory, ", ".join(unknown[:5]))
+    logging.warning(
+      "videos: %s names %d video(s) not found in %s: %s",
+      LABELS_FILE,
+      len(unknown),
+      directory,
+      ", ".join(unknown[:5]),
+    )
   if len(splits["train"]) < 2 or not splits["val"]:
-    where = ("train/ and val/" if os.path.isdir(os.path.join(directory, "train")) else
-             f"the folder, split by data.videos.val_fraction={options(data).val_fraction}")
-    raise ValueError(f"config.data.data_dir={data.data_dir!r}: found {len(splits['train'])} "
-                     f"readable training and {len(splits['val'])} validation video(s) in "
-                     f"{where}; need at least 2 to train and 1 to validate")
+    where = (
+      "train/ and val/"
+      if os.path.isdir(os.path.join(directory, "train"))
+      else f"the folder, split by data.videos.val_fraction={options(data).val_fraction}"
+    )
+    raise ValueError(
+      f"config.data.data_dir={data.data_dir!r}: found {len(splits['train'])} "
+      f"readable training and {len(splits['val'])} validation video(s) in "
+      f"{where}; need at least 2 to train and 1 to validate"
+    )
   labelled = sum(int((v.labels >= 0).any()) for vs in splits.values() for v in vs)
-  logging.info("videos: %s: %d train, %d val videos (%d labelled), %d decoded now%s, %d from "
-               "the cache %s%s", directory, len(splits["train"]), len(splits["val"]), labelled,
-               decoded, f" ({len(repaired)} of them damaged in the cache)" if repaired else "",
-               cached, cache_dir, f", {len(skipped)} skipped" if skipped else "")
+  logging.info(
+    "videos: %s: %d train, %d val videos (%d labelled), %d decoded now%s, %d from the cache %s%s",
+    directory,
+    len(splits["train"]),
+    len(splits["val"]),
+    labelled,
+    decoded,
+    f" ({len(repaired)} of them damaged in the cache)" if repaired else "",
+    cached,
+    cache_dir,
+    f", {len(skipped)} skipped" if skipped else "",
+  )
   _PREPARED[key] = Prepared(splits, skipped, phases, decoded, cached, repaired)
   return _PREPARED[key]
 
 
-def _video(entry: str, meta: Mapping[str, Any], labels: Optional[np.ndarray],
-           mismatch: str) -> Video:
+def _video(
+  entry: str, meta: Mapping[str, Any], labels: Optional[np.ndarray], mismatch: str
+) -> Video:
   """A lazy Video of a cache entry, with its labels (source frames -> kept frames)."""
   selected = np.asarray(meta["selected"], np.int64)
   if labels is None:
     kept = np.full(selected.size, -1, np.int32)
   else:
-    per_source = labels_lib.match_labels(labels, int(meta["source_frames"]), mismatch,
-                                         f"{LABELS_FILE} labels of {meta['path']}")
+    per_source = labels_lib.match_labels(
+      labels, int(meta["source_frames"]), mismatch, f"{LABELS_FILE} labels of {meta['path']}"
+    )
     kept = per_source[selected]
   path = store.store_path(entry, _STORE_NAME)
-  return Video(name=meta["name"], action=ACTION, labels=kept, source=functools.partial(
-      store.read_store_frames, path, "train", 0, meta["name"]))
+  return Video(
+    name=meta["name"],
+    action=ACTION,
+    labels=kept,
+    source=functools.partial(store.read_store_frames, path, "train", 0, meta["name"]),
+  )
 
 
 def load_split(data: Any, split: str, action: Optional[str], image_size: Any) -> list[Video]:

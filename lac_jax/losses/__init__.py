@@ -20,12 +20,12 @@ import numpy as np
 
 PRESETS = ("paper", "official_code")  # every loss: its own paper / the official LAC code
 MODULES = {
-    "lac": "lac_jax.losses.lac",  # the paper's loss
-    "scl": "lac_jax.losses.scl",  # CARL's sequence contrastive loss
-    "tcc": "lac_jax.losses.tcc",  # temporal cycle-consistency
-    "tcn": "lac_jax.losses.tcn",  # time-contrastive networks (n-pairs)
-    "lav": "lac_jax.losses.lav",  # soft-DTW + contrastive IDM
-    "gta": "lac_jax.losses.gta",  # smoothed DTW + global cycle consistency
+  "lac": "lac_jax.losses.lac",  # the paper's loss
+  "scl": "lac_jax.losses.scl",  # CARL's sequence contrastive loss
+  "tcc": "lac_jax.losses.tcc",  # temporal cycle-consistency
+  "tcn": "lac_jax.losses.tcn",  # time-contrastive networks (n-pairs)
+  "lav": "lac_jax.losses.lav",  # soft-DTW + contrastive IDM
+  "gta": "lac_jax.losses.gta",  # smoothed DTW + global cycle consistency
 }
 Array = jax.Array
 
@@ -56,9 +56,14 @@ class Loss:
     del num_steps
     return {}
 
-  def __call__(self, params: Optional[Mapping[str, Array]], z: Array, steps: Array,
-               mask: Optional[Array] = None,
-               lengths: Optional[Array] = None) -> tuple[Array, dict[str, Array]]:
+  def __call__(
+    self,
+    params: Optional[Mapping[str, Array]],
+    z: Array,
+    steps: Array,
+    mask: Optional[Array] = None,
+    lengths: Optional[Array] = None,
+  ) -> tuple[Array, dict[str, Array]]:
     """``(loss [], parts)`` for a batch of two-view embeddings.
 
     Args:
@@ -84,8 +89,12 @@ def new_config(name: str, preset: str) -> ml_collections.ConfigDict:
   return ml_collections.ConfigDict({"name": name})
 
 
-def check_fields(config: ml_collections.ConfigDict, positive: tuple = (),
-                 nonnegative: tuple = (), choices: Optional[Mapping[str, tuple]] = None) -> None:
+def check_fields(
+  config: ml_collections.ConfigDict,
+  positive: tuple = (),
+  nonnegative: tuple = (),
+  choices: Optional[Mapping[str, tuple]] = None,
+) -> None:
   """Raises ValueError naming ``loss.<field>``: ``positive`` fields finite and > 0,
   ``nonnegative`` ones finite and >= 0, ``choices`` fields among their values."""
   for name in positive:
@@ -129,8 +138,10 @@ def check_config(config: ml_collections.ConfigDict) -> None:
   reference = default_config(name)
   unknown = sorted(set(config.keys()) - set(reference.keys()))
   if unknown:
-    raise ValueError(f"config.loss: unknown fields {unknown} for loss {name!r}; expected a "
-                     f"subset of {sorted(reference.keys())}")
+    raise ValueError(
+      f"config.loss: unknown fields {unknown} for loss {name!r}; expected a "
+      f"subset of {sorted(reference.keys())}"
+    )
   module(name).check_config(config)
 
 
@@ -144,8 +155,12 @@ def resolve(config: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
   fields = set(config.keys()) - {"name"}
   for other in MODULES:
     if other != name and fields == set(default_config(other).keys()) - {"name"}:
-      logging.info("config.loss.name=%r: the loss section held %r's fields; using %r's "
-                   "defaults", name, other, name)
+      logging.info(
+        "config.loss.name=%r: the loss section held %r's fields; using %r's defaults",
+        name,
+        other,
+        name,
+      )
       return default_config(name)
   return config
 

@@ -27,8 +27,9 @@ NAME = "gta"
 PAIRS = ("videos", "sequences")
 Array = jax.Array
 
-LAC_CODE_TRAINING = dict(batch={"pouring": 2, "penn_action": 4}, frames=32, epochs=200, l2=True,
-                         conv=True)
+LAC_CODE_TRAINING = dict(
+  batch={"pouring": 2, "penn_action": 4}, frames=32, epochs=200, l2=True, conv=True
+)
 
 
 def default_config(preset: str = "paper") -> ml_collections.ConfigDict:
@@ -49,16 +50,26 @@ def default_config(preset: str = "paper") -> ml_collections.ConfigDict:
 
 
 def check_config(cfg: ml_collections.ConfigDict) -> None:
-  losses.check_fields(cfg, positive=("gamma_similarity", "gamma_smoothing"),
-                      nonnegative=("cost_weight",), choices={"pairs": PAIRS})
+  losses.check_fields(
+    cfg,
+    positive=("gamma_similarity", "gamma_smoothing"),
+    nonnegative=("cost_weight",),
+    choices={"pairs": PAIRS},
+  )
   if not 0 <= cfg.label_smoothing < 1:
-    raise ValueError(f"config.loss.label_smoothing: need a value in [0, 1), got "
-                     f"{cfg.label_smoothing!r}")
+    raise ValueError(
+      f"config.loss.label_smoothing: need a value in [0, 1), got {cfg.label_smoothing!r}"
+    )
 
 
-def smooth_dtw(x: Array, y: Array, gamma_similarity: float, gamma_smoothing: float,
-               mask_x: Optional[Array] = None,
-               mask_y: Optional[Array] = None) -> tuple[Array, Array]:
+def smooth_dtw(
+  x: Array,
+  y: Array,
+  gamma_similarity: float,
+  gamma_smoothing: float,
+  mask_x: Optional[Array] = None,
+  mask_y: Optional[Array] = None,
+) -> tuple[Array, Array]:
   """GTA's smoothDTW of one pair ``[n, E], [m, E]``: ``(table r [n, m], cost c)``.
 
   With prefix masks ``mask_x [n], mask_y [m]`` the cost's softmax runs over the valid X frames
@@ -93,17 +104,24 @@ def smooth_dtw(x: Array, y: Array, gamma_similarity: float, gamma_smoothing: flo
     return ((r1, in1), (r, cells)), r
 
   start = (jnp.zeros((n,), cost.dtype), jnp.zeros((n,), bool))
-  _, out = jax.lax.scan(step, (start, start), (diags, jnp.asarray(inside),
-                                                jnp.arange(n + m - 1)))
+  _, out = jax.lax.scan(step, (start, start), (diags, jnp.asarray(inside), jnp.arange(n + m - 1)))
   table = out[np.arange(n)[:, None] + np.arange(m)[None, :], np.arange(n)[:, None]]
   last_x = n - 1 if mask_x is None else masks.valid_length(mask_x) - 1
   last_y = m - 1 if mask_y is None else masks.valid_length(mask_y) - 1
   return table, table[last_x, last_y]
 
 
-def gta_pair(x: Array, y: Array, *, gamma_similarity: float, gamma_smoothing: float,
-             label_smoothing: float, transpose: bool, mask_x: Optional[Array] = None,
-             mask_y: Optional[Array] = None) -> tuple[Array, Array, Array]:
+def gta_pair(
+  x: Array,
+  y: Array,
+  *,
+  gamma_similarity: float,
+  gamma_smoothing: float,
+  label_smoothing: float,
+  transpose: bool,
+  mask_x: Optional[Array] = None,
+  mask_y: Optional[Array] = None,
+) -> tuple[Array, Array, Array]:
   """``(cross entropy, c_xy, c_yx)`` of the global cycle through one pair ``[n, E], [m, E]``
   (with prefix masks: of the pair cropped to its valid frames)."""
   x, y = lac.l2_normalize(x, 1e-6), lac.l2_normalize(y, 1e-6)
@@ -129,8 +147,14 @@ def gta_pair(x: Array, y: Array, *, gamma_similarity: float, gamma_smoothing: fl
 class GTA(losses.Loss):
   progress_parts = ("loss", "consistency", "cost")
 
-  def __call__(self, params: Optional[Mapping[str, Any]], z: Array, steps: Array,
-               mask: Optional[Array] = None, lengths: Optional[Array] = None):
+  def __call__(
+    self,
+    params: Optional[Mapping[str, Any]],
+    z: Array,
+    steps: Array,
+    mask: Optional[Array] = None,
+    lengths: Optional[Array] = None,
+  ):
     del params, steps, lengths
     c = self.cfg
     z = jnp.asarray(z)
@@ -141,14 +165,20 @@ class GTA(losses.Loss):
       valid = jnp.asarray(mask, bool).reshape(2 * b, t)
     if c.pairs == "videos":
       if b < 2:
-        raise ValueError("config.loss.pairs='videos' aligns different videos: it needs at least 2 "
-                         f"videos per device, got {b} (raise data.batch_size, or use "
-                         "loss.pairs='sequences')")
+        raise ValueError(
+          "config.loss.pairs='videos' aligns different videos: it needs at least 2 "
+          f"videos per device, got {b} (raise data.batch_size, or use "
+          "loss.pairs='sequences')"
+        )
       partners = np.arange(1, b) * 2
     else:
       partners = np.arange(1, 2 * b)
-    kw = dict(gamma_similarity=c.gamma_similarity, gamma_smoothing=c.gamma_smoothing,
-              label_smoothing=c.label_smoothing, transpose=c.transpose)
+    kw = dict(
+      gamma_similarity=c.gamma_similarity,
+      gamma_smoothing=c.gamma_smoothing,
+      label_smoothing=c.label_smoothing,
+      transpose=c.transpose,
+    )
     if valid is None:
       ce, c_xy, c_yx = jax.vmap(lambda y: gta_pair(seqs[0], y, **kw))(seqs[partners])
     else:

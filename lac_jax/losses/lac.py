@@ -28,18 +28,19 @@ Parts = dict[str, Array]
 NAME = "lac"
 PRESETS = losses.PRESETS
 _CHOICES = {
-    "lc_similarity": ("cosine", "dot"),
-    "lc_normalization": ("T", "T2"),
-    "lc_divergence": ("cross_entropy", "kl"),
-    "ll_product": ("elementwise", "matmul"),
-    "sw_similarity": ("inverse_distance", "inverse_squared_distance"),
-    "sw_backward": ("custom", "autodiff"),
+  "lc_similarity": ("cosine", "dot"),
+  "lc_normalization": ("T", "T2"),
+  "lc_divergence": ("cross_entropy", "kl"),
+  "ll_product": ("elementwise", "matmul"),
+  "sw_similarity": ("inverse_distance", "inverse_squared_distance"),
+  "sw_backward": ("custom", "autodiff"),
 }
 
 
 # ---------------------------------------------------------------------------------------------
 # Config.
 # ---------------------------------------------------------------------------------------------
+
 
 def default_config(preset: str = "paper") -> ml_collections.ConfigDict:
   """Every switch of the LAC loss (``config.loss``).
@@ -137,14 +138,17 @@ def check_config(cfg: ml_collections.ConfigDict) -> None:
   if cfg.sw_sign not in (1, -1):
     raise ValueError(f"config.loss.sw_sign: expected +1 or -1, got {cfg.sw_sign!r}")
   if cfg.sw_sign == -1 and not cfg.gap_positive:
-    raise ValueError("config.loss.gap_positive: must be True with loss.sw_sign=-1 (maximising the "
-                     "alignment score with unconstrained gap penalties is unbounded: they run to "
-                     "-inf)")
+    raise ValueError(
+      "config.loss.gap_positive: must be True with loss.sw_sign=-1 (maximising the "
+      "alignment score with unconstrained gap penalties is unbounded: they run to "
+      "-inf)"
+    )
   for name in ("gap_open_init", "gap_extend_init"):
     v = cfg[name]
     if not np.isfinite(v) or (cfg.gap_positive and v <= 0):
-      raise ValueError(f"config.loss.{name}: need a finite value (> 0 with gap_positive), "
-                       f"got {v!r}")
+      raise ValueError(
+        f"config.loss.{name}: need a finite value (> 0 with gap_positive), got {v!r}"
+      )
   losses.check_fields(cfg, nonnegative=("gap_lr", "gap_weight_decay"))
 
 
@@ -152,13 +156,15 @@ def check_config(cfg: ml_collections.ConfigDict) -> None:
 # Gap penalties.
 # ---------------------------------------------------------------------------------------------
 
+
 def _inverse_softplus(x: float) -> float:
   """``y`` with ``softplus(y) = x`` for ``x > 0`` (stable for small and large x)."""
   return float(x + np.log(-np.expm1(-x)))
 
 
-def init_gap_penalties(num_frames: int, *, per_cell: bool, positive: bool, open_init: float,
-                       extend_init: float) -> dict[str, Array]:
+def init_gap_penalties(
+  num_frames: int, *, per_cell: bool, positive: bool, open_init: float, extend_init: float
+) -> dict[str, Array]:
   """Initial gap-penalty parameters (raw; map them with `gap_penalty_values`).
 
   Args:
@@ -194,6 +200,7 @@ def gap_penalty_values(params: Mapping[str, Array], positive: bool) -> dict[str,
 # These functions honour the masks they get; `lac_loss` passes None when the config ignores them.
 # ---------------------------------------------------------------------------------------------
 
+
 def prior_logits(steps1: Array, steps2: Array, var: float, dtype=None) -> Array:
   """``log G(s1_i - s2_j) = -(s1_i - s2_j)^2 / (2 var)``: ``[..., T1], [..., T2] -> [..., T1, T2]``.
 
@@ -206,8 +213,9 @@ def prior_logits(steps1: Array, steps2: Array, var: float, dtype=None) -> Array:
   return -jnp.square(diff) / (2.0 * var)
 
 
-def gaussian_prior(steps1: Array, steps2: Array, var: float, mask2: Optional[Array] = None,
-                   dtype=None) -> Array:
+def gaussian_prior(
+  steps1: Array, steps2: Array, var: float, mask2: Optional[Array] = None, dtype=None
+) -> Array:
   """Temporal prior ``Y [..., T1, T2]`` of Eq. 7: rows normalised over the valid ``j``.
 
   Computed as a softmax of `prior_logits`, so a row never becomes 0/0 (the official code's
@@ -224,8 +232,7 @@ def l2_normalize(z: Array, eps: float) -> Array:
   return z / jnp.sqrt(jnp.maximum(sq, eps * eps))
 
 
-def contrastive_similarity(z1: Array, z2: Array, kind: str = "cosine",
-                           eps: float = 1e-6) -> Array:
+def contrastive_similarity(z1: Array, z2: Array, kind: str = "cosine", eps: float = 1e-6) -> Array:
   """``sim(z1_i, z2_j)`` of Eq. 7: ``[..., T1, E], [..., T2, E] -> [..., T1, T2]``.
 
   ``'cosine'`` (the paper's "normalized similarity", zero vectors protected by ``eps``) or
@@ -238,8 +245,9 @@ def contrastive_similarity(z1: Array, z2: Array, kind: str = "cosine",
   return jnp.einsum("...ie,...je->...ij", z1, z2)
 
 
-def _lc_direction(logits: Array, y_logits: Array, row_mask, col_mask, divisor, divergence: str,
-                  log_eps: float) -> Array:
+def _lc_direction(
+  logits: Array, y_logits: Array, row_mask, col_mask, divisor, divergence: str, log_eps: float
+) -> Array:
   """One direction of Eq. 7: divergence of Y (rows) against softmax_j(logits)."""
   logp = masks.masked_log_softmax(logits, col_mask)
   y = jnp.exp(masks.masked_log_softmax(y_logits, col_mask))
@@ -251,12 +259,23 @@ def _lc_direction(logits: Array, y_logits: Array, row_mask, col_mask, divisor, d
   return masks.row_average(per_row, row_mask, divisor)
 
 
-def contrastive_loss(z1: Array, z2: Array, steps1: Array, steps2: Array, *, tau: float,
-                     var: float, similarity: str = "cosine", normalize_eps: float = 1e-6,
-                     normalization: str = "T", directions: int = 1,
-                     divergence: str = "cross_entropy", log_eps: float = 0.0,
-                     mask1: Optional[Array] = None,
-                     mask2: Optional[Array] = None) -> tuple[Array, Parts]:
+def contrastive_loss(
+  z1: Array,
+  z2: Array,
+  steps1: Array,
+  steps2: Array,
+  *,
+  tau: float,
+  var: float,
+  similarity: str = "cosine",
+  normalize_eps: float = 1e-6,
+  normalization: str = "T",
+  directions: int = 1,
+  divergence: str = "cross_entropy",
+  log_eps: float = 0.0,
+  mask1: Optional[Array] = None,
+  mask2: Optional[Array] = None,
+) -> tuple[Array, Parts]:
   """``L_c`` (Eq. 7) per video: ``z1 [..., T1, E], z2 [..., T2, E]`` -> ``[...]``.
 
   ``-1/T sum_ij Y_ij log softmax_j(sim(z1_i, z2_j) / tau)``; the other arguments are the
@@ -269,19 +288,28 @@ def contrastive_loss(z1: Array, z2: Array, steps1: Array, steps2: Array, *, tau:
   logits = contrastive_similarity(z1, z2, similarity, normalize_eps) / tau
   y_logits = prior_logits(steps1, steps2, var, dtype)
   both = n1 * n2 if normalization == "T2" else None
-  l12 = _lc_direction(logits, y_logits, mask1, mask2, n1 if both is None else both,
-                      divergence, log_eps)
+  l12 = _lc_direction(
+    logits, y_logits, mask1, mask2, n1 if both is None else both, divergence, log_eps
+  )
   parts = {"l_c12": l12}
   if directions == 1:
     return l12, parts
-  l21 = _lc_direction(jnp.swapaxes(logits, -1, -2), jnp.swapaxes(y_logits, -1, -2), mask2,
-                      mask1, n2 if both is None else both, divergence, log_eps)
+  l21 = _lc_direction(
+    jnp.swapaxes(logits, -1, -2),
+    jnp.swapaxes(y_logits, -1, -2),
+    mask2,
+    mask1,
+    n2 if both is None else both,
+    divergence,
+    log_eps,
+  )
   parts["l_c21"] = l21
   return 0.5 * (l12 + l21), parts
 
 
-def alignment_similarity(z1: Array, z2: Array, kind: str = "inverse_distance",
-                         eps: float = 1e-6) -> Array:
+def alignment_similarity(
+  z1: Array, z2: Array, kind: str = "inverse_distance", eps: float = 1e-6
+) -> Array:
   """SW similarity ``S [..., T1, T2]`` from ``z1 [..., T1, E], z2 [..., T2, E]``.
 
   ``'inverse_distance'``: ``1 / (|z1_i - z2_j| + eps)`` (paper); ``'inverse_squared_distance'``:
@@ -294,17 +322,25 @@ def alignment_similarity(z1: Array, z2: Array, kind: str = "inverse_distance",
   if kind == "inverse_squared_distance":
     return 1.0 / (sq + eps)
   if kind != "inverse_distance":
-    raise ValueError(f"config.loss.sw_similarity: expected one of {_CHOICES['sw_similarity']}, "
-                     f"got {kind!r}")
+    raise ValueError(
+      f"config.loss.sw_similarity: expected one of {_CHOICES['sw_similarity']}, got {kind!r}"
+    )
   pos = sq > 0
   d = jnp.where(pos, jnp.sqrt(jnp.where(pos, sq, 1.0)), 0.0)
   return 1.0 / (d + eps)
 
 
-def alignment_scores(sim12: Array, gap_open, gap_extend, *, gamma: float,
-                     include_zero: bool = True, backward: str = "custom",
-                     length1: Optional[Array] = None,
-                     length2: Optional[Array] = None) -> tuple[Array, Array, Array, Array]:
+def alignment_scores(
+  sim12: Array,
+  gap_open,
+  gap_extend,
+  *,
+  gamma: float,
+  include_zero: bool = True,
+  backward: str = "custom",
+  length1: Optional[Array] = None,
+  length2: Optional[Array] = None,
+) -> tuple[Array, Array, Array, Array]:
   """Soft SW in both directions: ``L_sw12 = SW(S)`` and ``L_sw21 = SW(S^T)`` (Eq. 2-5).
 
   The SW similarities here are symmetric, so ``sim(z2, z1) = sim(z1, z2)^T``.
@@ -330,20 +366,30 @@ def alignment_scores(sim12: Array, gap_open, gap_extend, *, gamma: float,
   kw = dict(include_zero=include_zero, backward=backward)
   if t1 == t2:  # One kernel call for both directions: [2, ..., T, T].
     lengths = None if lengths12 is None else jnp.stack([lengths12, lengths21])
-    score, d = alignment.soft_smith_waterman(jnp.stack([sim12, sim21]), gap_open, gap_extend,
-                                             gamma, lengths=lengths, **kw)
+    score, d = alignment.soft_smith_waterman(
+      jnp.stack([sim12, sim21]), gap_open, gap_extend, gamma, lengths=lengths, **kw
+    )
     return score[0], score[1], d[0], d[1]
-  sw12, d12 = alignment.soft_smith_waterman(sim12, gap_open, gap_extend, gamma,
-                                            lengths=lengths12, **kw)
-  sw21, d21 = alignment.soft_smith_waterman(sim21, gap_open, gap_extend, gamma,
-                                            lengths=lengths21, **kw)
+  sw12, d12 = alignment.soft_smith_waterman(
+    sim12, gap_open, gap_extend, gamma, lengths=lengths12, **kw
+  )
+  sw21, d21 = alignment.soft_smith_waterman(
+    sim21, gap_open, gap_extend, gamma, lengths=lengths21, **kw
+  )
   return sw12, sw21, d12, d21
 
 
-def local_alignment_loss(d12: Array, d21: Array, y: Array, *, tau: float,
-                         product: str = "elementwise", stop_gradient: bool = False,
-                         mask1: Optional[Array] = None,
-                         mask2: Optional[Array] = None) -> Array:
+def local_alignment_loss(
+  d12: Array,
+  d21: Array,
+  y: Array,
+  *,
+  tau: float,
+  product: str = "elementwise",
+  stop_gradient: bool = False,
+  mask1: Optional[Array] = None,
+  mask2: Optional[Array] = None,
+) -> Array:
   """``L_l`` (§3.4) per video.
 
   ``D~12 = softmax_row(D12 / tau_l)``, ``D~21 = softmax_row(D21 / tau_l)``,
@@ -376,21 +422,42 @@ def local_alignment_loss(d12: Array, d21: Array, y: Array, *, tau: float,
 # Eq. 8.
 # ---------------------------------------------------------------------------------------------
 
+
 def _check_penalty(name: str, value, t1: int, t2: int) -> Array:
   shape = jnp.shape(value)
   if shape == ():
     return jnp.asarray(value)
   if t1 != t2 or shape != (t1, t2):
-    raise ValueError(f"lac_loss: {name} must be a scalar or [T, T] with T = T1 = T2 (shared by "
-                     f"both directions); got shape {shape} for views of {t1} and {t2} frames")
+    raise ValueError(
+      f"lac_loss: {name} must be a scalar or [T, T] with T = T1 = T2 (shared by "
+      f"both directions); got shape {shape} for views of {t1} and {t2} frames"
+    )
   return jnp.asarray(value)
 
 
 # The `default_config` fields that are arguments of `lac_loss` (the config is read once, here).
-LOSS_FIELDS = ("alpha", "beta", "sw_sign", "var", "tau", "lc_similarity", "normalize_eps",
-               "lc_normalization", "lc_directions", "lc_divergence", "lc_log_eps", "ll_product",
-               "ll_tau", "ll_stop_gradient", "gamma", "include_zero", "sw_similarity", "sw_eps",
-               "sw_backward", "honour_masks")
+LOSS_FIELDS = (
+  "alpha",
+  "beta",
+  "sw_sign",
+  "var",
+  "tau",
+  "lc_similarity",
+  "normalize_eps",
+  "lc_normalization",
+  "lc_directions",
+  "lc_divergence",
+  "lc_log_eps",
+  "ll_product",
+  "ll_tau",
+  "ll_stop_gradient",
+  "gamma",
+  "include_zero",
+  "sw_similarity",
+  "sw_eps",
+  "sw_backward",
+  "honour_masks",
+)
 
 
 def loss_kwargs(cfg: ml_collections.ConfigDict) -> dict[str, Any]:
@@ -398,13 +465,37 @@ def loss_kwargs(cfg: ml_collections.ConfigDict) -> dict[str, Any]:
   return {k: cfg[k] for k in LOSS_FIELDS}
 
 
-def lac_loss(z1: Array, z2: Array, steps1: Array, steps2: Array, *, gap_open, gap_extend,
-             mask1: Optional[Array] = None, mask2: Optional[Array] = None, alpha: float,
-             beta: float, sw_sign: int, var: float, tau: float, lc_similarity: str,
-             normalize_eps: float, lc_normalization: str, lc_directions: int,
-             lc_divergence: str, lc_log_eps: float, ll_product: str, ll_tau: Optional[float],
-             ll_stop_gradient: bool, gamma: float, include_zero: bool, sw_similarity: str,
-             sw_eps: float, sw_backward: str, honour_masks: bool) -> tuple[Array, Parts]:
+def lac_loss(
+  z1: Array,
+  z2: Array,
+  steps1: Array,
+  steps2: Array,
+  *,
+  gap_open,
+  gap_extend,
+  mask1: Optional[Array] = None,
+  mask2: Optional[Array] = None,
+  alpha: float,
+  beta: float,
+  sw_sign: int,
+  var: float,
+  tau: float,
+  lc_similarity: str,
+  normalize_eps: float,
+  lc_normalization: str,
+  lc_directions: int,
+  lc_divergence: str,
+  lc_log_eps: float,
+  ll_product: str,
+  ll_tau: Optional[float],
+  ll_stop_gradient: bool,
+  gamma: float,
+  include_zero: bool,
+  sw_similarity: str,
+  sw_eps: float,
+  sw_backward: str,
+  honour_masks: bool,
+) -> tuple[Array, Parts]:
   """LAC (Eq. 8) per video, for any leading batch dimensions ``[...]``.
 
   Args:
@@ -420,10 +511,15 @@ def lac_loss(z1: Array, z2: Array, steps1: Array, steps2: Array, *, gap_open, ga
     ``sw_sign * (l_sw12 + l_sw21)``).
   """
   z1, z2 = jnp.asarray(z1), jnp.asarray(z2)
-  if (z1.ndim < 2 or z1.ndim != z2.ndim or z1.shape[:-2] != z2.shape[:-2]
-      or z1.shape[-1] != z2.shape[-1]):
-    raise ValueError(f"lac_loss: z1, z2 must be [..., T1, E] and [..., T2, E], got {z1.shape} "
-                     f"and {z2.shape}")
+  if (
+    z1.ndim < 2
+    or z1.ndim != z2.ndim
+    or z1.shape[:-2] != z2.shape[:-2]
+    or z1.shape[-1] != z2.shape[-1]
+  ):
+    raise ValueError(
+      f"lac_loss: z1, z2 must be [..., T1, E] and [..., T2, E], got {z1.shape} and {z2.shape}"
+    )
   dtype = jnp.result_type(z1.dtype, z2.dtype, jnp.float32)
   z1, z2 = z1.astype(dtype), z2.astype(dtype)
   lead, t1, t2 = z1.shape[:-2], z1.shape[-2], z2.shape[-2]
@@ -440,18 +536,45 @@ def lac_loss(z1: Array, z2: Array, steps1: Array, steps2: Array, *, gap_open, ga
     m2 = masks.check_mask(mask2, "mask2", lead + (t2,))
 
   l_c, parts = contrastive_loss(
-      z1, z2, steps1, steps2, tau=tau, var=var, similarity=lc_similarity,
-      normalize_eps=normalize_eps, normalization=lc_normalization, directions=lc_directions,
-      divergence=lc_divergence, log_eps=lc_log_eps, mask1=m1, mask2=m2)
+    z1,
+    z2,
+    steps1,
+    steps2,
+    tau=tau,
+    var=var,
+    similarity=lc_similarity,
+    normalize_eps=normalize_eps,
+    normalization=lc_normalization,
+    directions=lc_directions,
+    divergence=lc_divergence,
+    log_eps=lc_log_eps,
+    mask1=m1,
+    mask2=m2,
+  )
   sim = alignment_similarity(z1, z2, sw_similarity, sw_eps)
   len1 = None if m1 is None else masks.valid_length(m1)
   len2 = None if m2 is None else masks.valid_length(m2)
-  sw12, sw21, d12, d21 = alignment_scores(sim, go, ge, gamma=gamma, include_zero=include_zero,
-                                          backward=sw_backward, length1=len1, length2=len2)
+  sw12, sw21, d12, d21 = alignment_scores(
+    sim,
+    go,
+    ge,
+    gamma=gamma,
+    include_zero=include_zero,
+    backward=sw_backward,
+    length1=len1,
+    length2=len2,
+  )
   y = gaussian_prior(steps1, steps2, var, m2, dtype)
-  l_l = local_alignment_loss(d12, d21, y, tau=tau if ll_tau is None else ll_tau,
-                             product=ll_product, stop_gradient=ll_stop_gradient, mask1=m1,
-                             mask2=m2)
+  l_l = local_alignment_loss(
+    d12,
+    d21,
+    y,
+    tau=tau if ll_tau is None else ll_tau,
+    product=ll_product,
+    stop_gradient=ll_stop_gradient,
+    mask1=m1,
+    mask2=m2,
+  )
   loss = l_c + alpha * (l_l + beta * sw_sign * (sw12 + sw21))
   parts.update(loss=loss, l_c=l_c, l_l=l_l, l_sw12=sw12, l_sw21=sw21)
   return loss, parts
@@ -468,8 +591,12 @@ class LAC(losses.Loss):
     super().__init__(cfg)
     self.kwargs = loss_kwargs(cfg)
     self.positive = bool(cfg.gap_positive)
-    self._init = dict(per_cell=bool(cfg.gap_per_cell), positive=self.positive,
-                      open_init=float(cfg.gap_open_init), extend_init=float(cfg.gap_extend_init))
+    self._init = dict(
+      per_cell=bool(cfg.gap_per_cell),
+      positive=self.positive,
+      open_init=float(cfg.gap_open_init),
+      extend_init=float(cfg.gap_extend_init),
+    )
     self.learning_rate = float(cfg.gap_lr)
     self.weight_decay = float(cfg.gap_weight_decay)
 
@@ -480,8 +607,9 @@ class LAC(losses.Loss):
     """The effective gap penalties of the raw parameters."""
     return gap_penalty_values(params, self.positive)
 
-  def per_video(self, params: Mapping[str, Array], z: Array, steps: Array,
-                mask: Optional[Array] = None) -> tuple[Array, Parts]:
+  def per_video(
+    self, params: Mapping[str, Array], z: Array, steps: Array, mask: Optional[Array] = None
+  ) -> tuple[Array, Parts]:
     """`lac_loss` of each video of ``z [B, 2, T, E]`` (all 2B alignments in one kernel call)."""
     z, steps = jnp.asarray(z), jnp.asarray(steps)
     if z.ndim != 4 or z.shape[1] != 2:
@@ -490,8 +618,16 @@ class LAC(losses.Loss):
       if x is not None and jnp.shape(x) != z.shape[:3]:
         raise ValueError(f"LAC: {name} must have shape {z.shape[:3]}, got {jnp.shape(x)}")
     view = lambda x, v: None if x is None else x[:, v]
-    return lac_loss(z[:, 0], z[:, 1], steps[:, 0], steps[:, 1], **self.penalties(params),
-                    mask1=view(mask, 0), mask2=view(mask, 1), **self.kwargs)
+    return lac_loss(
+      z[:, 0],
+      z[:, 1],
+      steps[:, 0],
+      steps[:, 1],
+      **self.penalties(params),
+      mask1=view(mask, 0),
+      mask2=view(mask, 1),
+      **self.kwargs,
+    )
 
   def __call__(self, params, z, steps, mask=None, lengths=None):
     del lengths  # LAC's prior works in raw frame units.

@@ -24,8 +24,9 @@ from lac_jax.losses import masks
 NAME = "lav"
 Array = jax.Array
 
-LAC_CODE_TRAINING = dict(batch={"pouring": 2, "penn_action": 4}, frames=32, epochs=200, l2=True,
-                         conv=True)
+LAC_CODE_TRAINING = dict(
+  batch={"pouring": 2, "penn_action": 4}, frames=32, epochs=200, l2=True, conv=True
+)
 
 
 def default_config(preset: str = "paper") -> ml_collections.ConfigDict:
@@ -54,8 +55,15 @@ def sq_distances(x: Array, y: Array) -> Array:
   return jnp.sum(jnp.square(x[..., :, None, :] - y[..., None, :, :]), -1)
 
 
-def contrastive_idm(x: Array, steps: Array, length: Array, *, sigma: float, margin: float,
-                    mask: Optional[Array] = None) -> Array:
+def contrastive_idm(
+  x: Array,
+  steps: Array,
+  length: Array,
+  *,
+  sigma: float,
+  margin: float,
+  mask: Optional[Array] = None,
+) -> Array:
   """C-IDM of sequences ``[..., T, E]`` with raw frame indices ``[..., T]`` of videos of
   ``length [...]`` frames: ``[...]``."""
   d = sq_distances(x, x)
@@ -69,12 +77,20 @@ def contrastive_idm(x: Array, steps: Array, length: Array, *, sigma: float, marg
   return jnp.sum(terms, (-2, -1))
 
 
-def soft_dtw_cost(x: Array, y: Array, gamma: float, normalize: bool,
-                  len_x: Optional[Array] = None, len_y: Optional[Array] = None) -> Array:
+def soft_dtw_cost(
+  x: Array,
+  y: Array,
+  gamma: float,
+  normalize: bool,
+  len_x: Optional[Array] = None,
+  len_y: Optional[Array] = None,
+) -> Array:
   """Soft-DTW of squared distances (or the divergence): ``[..., T, E]`` pairs -> ``[...]``."""
+
   def sdtw(a, b, la, lb):
     lengths = None if la is None else jnp.stack([la, lb], -1)
     return alignment.soft_dtw(sq_distances(a, b), gamma, lengths=lengths)
+
   value = sdtw(x, y, len_x, len_y)
   if normalize:
     value = value - 0.5 * (sdtw(x, x, len_x, len_x) + sdtw(y, y, len_y, len_y))
@@ -85,18 +101,26 @@ def pair_indices(num_videos: int) -> tuple[np.ndarray, np.ndarray]:
   """``(first, second)`` indices into the sequences ``z.reshape(2B, T, E)`` (order video, view):
   sequence k against sequence k + B, two different videos for every k when B >= 2."""
   if num_videos < 2:
-    raise ValueError("loss 'lav' aligns different videos (sequence k of the 2B views against "
-                     "sequence k + B): it needs at least 2 videos per device, got "
-                     f"{num_videos}, whose only pair would be a video's two views (raise "
-                     "data.batch_size to >= 2 videos per device)")
+    raise ValueError(
+      "loss 'lav' aligns different videos (sequence k of the 2B views against "
+      "sequence k + B): it needs at least 2 videos per device, got "
+      f"{num_videos}, whose only pair would be a video's two views (raise "
+      "data.batch_size to >= 2 videos per device)"
+    )
   return np.arange(num_videos), np.arange(num_videos, 2 * num_videos)
 
 
 class LAV(losses.Loss):
   progress_parts = ("loss", "alignment", "idm")
 
-  def __call__(self, params: Optional[Mapping[str, Any]], z: Array, steps: Array,
-               mask: Optional[Array] = None, lengths: Optional[Array] = None):
+  def __call__(
+    self,
+    params: Optional[Mapping[str, Any]],
+    z: Array,
+    steps: Array,
+    mask: Optional[Array] = None,
+    lengths: Optional[Array] = None,
+  ):
     del params
     c = self.cfg
     if lengths is None:
@@ -113,17 +137,30 @@ class LAV(losses.Loss):
     # The official code's IDM reads view 1 / view 2 of videos 0..B-1 for both halves.
     idm_first, idm_second = (2 * first, 2 * first + 1) if c.idm_index_bug else (first, second)
     lens = None if valid is None else masks.valid_length(valid)
-    delta = soft_dtw_cost(seqs[first], seqs[second], c.gamma, c.normalize,
-                          None if lens is None else lens[first],
-                          None if lens is None else lens[second])
+    delta = soft_dtw_cost(
+      seqs[first],
+      seqs[second],
+      c.gamma,
+      c.normalize,
+      None if lens is None else lens[first],
+      None if lens is None else lens[second],
+    )
     idm = lambda seq, idx: contrastive_idm(
-        seqs[seq], s[idx], video_len[idx], sigma=c.sigma, margin=c.margin,
-        mask=None if valid is None else valid[seq])
+      seqs[seq],
+      s[idx],
+      video_len[idx],
+      sigma=c.sigma,
+      margin=c.margin,
+      mask=None if valid is None else valid[seq],
+    )
     idm_sum = idm(first, idm_first) + idm(second, idm_second)
     per_pair = (delta + c.alpha * idm_sum) / t
     loss = jnp.mean(per_pair)
-    return loss, {"loss": loss, "alignment": jnp.mean(delta) / t,
-                  "idm": c.alpha * jnp.mean(idm_sum) / t}
+    return loss, {
+      "loss": loss,
+      "alignment": jnp.mean(delta) / t,
+      "idm": c.alpha * jnp.mean(idm_sum) / t,
+    }
 
 
 def build(cfg: ml_collections.ConfigDict) -> LAV:

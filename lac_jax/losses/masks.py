@@ -50,8 +50,10 @@ def check_mask(mask, name: str, shape: tuple, what: str = "lac_loss") -> Optiona
     if m.dtype != np.bool_:
       raise ValueError(f"{what}: {name} must be bool (False = padded frame), got {m.dtype}")
     if np.any(m[..., 1:] & ~m[..., :-1]):
-      raise ValueError(f"{what}: {name} must be a prefix of valid frames followed by padding "
-                       "(the SW lengths assume it), got a padded frame before a valid one")
+      raise ValueError(
+        f"{what}: {name} must be a prefix of valid frames followed by padding "
+        "(the SW lengths assume it), got a padded frame before a valid one"
+      )
     if not np.all(m.any(-1)):
       raise ValueError(f"{what}: {name} has a view with no valid frame")
     return jnp.asarray(m)

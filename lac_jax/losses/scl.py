@@ -26,8 +26,9 @@ NAME = "scl"
 REDUCTIONS = ("videos", "frames")
 Array = jax.Array
 
-LAC_CODE_TRAINING = dict(batch={"pouring": 16, "penn_action": 16}, frames=32, epochs=300, l2=True,
-                         conv=False)
+LAC_CODE_TRAINING = dict(
+  batch={"pouring": 16, "penn_action": 16}, frames=32, epochs=300, l2=True, conv=False
+)
 
 
 def default_config(preset: str = "paper") -> ml_collections.ConfigDict:
@@ -47,14 +48,25 @@ def default_config(preset: str = "paper") -> ml_collections.ConfigDict:
 
 
 def check_config(cfg: ml_collections.ConfigDict) -> None:
-  losses.check_fields(cfg, positive=("tau", "var", "normalize_eps"),
-                      nonnegative=("log_eps", "padded_weight"),
-                      choices={"reduction": REDUCTIONS})
+  losses.check_fields(
+    cfg,
+    positive=("tau", "var", "normalize_eps"),
+    nonnegative=("log_eps", "padded_weight"),
+    choices={"reduction": REDUCTIONS},
+  )
 
 
-def scl_rows(z: Array, steps: Array, *, tau: float, var: float, log_eps: float,
-             normalize_eps: float, mask: Optional[Array] = None,
-             padded_weight: float = 0.0) -> Array:
+def scl_rows(
+  z: Array,
+  steps: Array,
+  *,
+  tau: float,
+  var: float,
+  log_eps: float,
+  normalize_eps: float,
+  mask: Optional[Array] = None,
+  padded_weight: float = 0.0,
+) -> Array:
   """Per-frame KL of SCL: ``z [B, 2, T, E], steps [B, 2, T], mask [B, 2, T] -> [B, 2, T]``.
 
   Row ``(b, v, i)`` is frame i of view v of video b as the query against view ``1 - v`` of the
@@ -87,13 +99,24 @@ class SCL(losses.Loss):
 
   def __init__(self, cfg: ml_collections.ConfigDict):
     super().__init__(cfg)
-    self.kwargs = dict(tau=cfg.tau, var=cfg.var, log_eps=cfg.log_eps,
-                       normalize_eps=cfg.normalize_eps, padded_weight=cfg.padded_weight)
+    self.kwargs = dict(
+      tau=cfg.tau,
+      var=cfg.var,
+      log_eps=cfg.log_eps,
+      normalize_eps=cfg.normalize_eps,
+      padded_weight=cfg.padded_weight,
+    )
     self.honour_masks = bool(cfg.honour_masks)
     self.reduction = cfg.reduction
 
-  def __call__(self, params: Optional[Mapping[str, Any]], z: Array, steps: Array,
-               mask: Optional[Array] = None, lengths: Optional[Array] = None):
+  def __call__(
+    self,
+    params: Optional[Mapping[str, Any]],
+    z: Array,
+    steps: Array,
+    mask: Optional[Array] = None,
+    lengths: Optional[Array] = None,
+  ):
     del params, lengths
     z = jnp.asarray(z).astype(jnp.result_type(z, jnp.float32))
     mask = jnp.asarray(mask, bool) if self.honour_masks and mask is not None else None

@@ -26,8 +26,9 @@ SIMILARITIES = ("l2", "cosine")
 PAIRS = ("videos", "sequences")
 Array = jax.Array
 
-LAC_CODE_TRAINING = dict(batch={"pouring": 4, "penn_action": 4}, frames=32, epochs=200, l2=False,
-                         conv=True)
+LAC_CODE_TRAINING = dict(
+  batch={"pouring": 4, "penn_action": 4}, frames=32, epochs=200, l2=False, conv=True
+)
 
 
 def default_config(preset: str = "paper") -> ml_collections.ConfigDict:
@@ -49,13 +50,16 @@ def default_config(preset: str = "paper") -> ml_collections.ConfigDict:
 
 
 def check_config(cfg: ml_collections.ConfigDict) -> None:
-  losses.check_fields(cfg, positive=("temperature",),
-                      nonnegative=("variance_lambda", "min_variance"),
-                      choices={"loss_type": LOSS_TYPES, "similarity": SIMILARITIES,
-                               "pairs": PAIRS})
+  losses.check_fields(
+    cfg,
+    positive=("temperature",),
+    nonnegative=("variance_lambda", "min_variance"),
+    choices={"loss_type": LOSS_TYPES, "similarity": SIMILARITIES, "pairs": PAIRS},
+  )
   if not 0 <= cfg.label_smoothing < 1:
-    raise ValueError(f"config.loss.label_smoothing: need a value in [0, 1), got "
-                     f"{cfg.label_smoothing!r}")
+    raise ValueError(
+      f"config.loss.label_smoothing: need a value in [0, 1), got {cfg.label_smoothing!r}"
+    )
 
 
 def _similarity(a: Array, b: Array, kind: str, temperature: float) -> Array:
@@ -69,10 +73,20 @@ def _similarity(a: Array, b: Array, kind: str, temperature: float) -> Array:
   return sim / a.shape[-1] / temperature
 
 
-def cycle_rows(u: Array, v: Array, su: Array, *, loss_type: str, similarity: str,
-               temperature: float, variance_lambda: float, min_variance: float,
-               label_smoothing: float, mask_u: Optional[Array] = None,
-               mask_v: Optional[Array] = None) -> Array:
+def cycle_rows(
+  u: Array,
+  v: Array,
+  su: Array,
+  *,
+  loss_type: str,
+  similarity: str,
+  temperature: float,
+  variance_lambda: float,
+  min_variance: float,
+  label_smoothing: float,
+  mask_u: Optional[Array] = None,
+  mask_v: Optional[Array] = None,
+) -> Array:
   """The per-frame TCC loss of cycling from U through V back to U: ``[..., T1]``.
 
   Args:
@@ -95,8 +109,7 @@ def cycle_rows(u: Array, v: Array, su: Array, *, loss_type: str, similarity: str
   error = jnp.square(su - mu)
   if loss_type == "regression_mse":
     return error
-  var = jnp.maximum(jnp.sum(beta * jnp.square(su[..., None, :] - mu[..., None]), -1),
-                    min_variance)
+  var = jnp.maximum(jnp.sum(beta * jnp.square(su[..., None, :] - mu[..., None]), -1), min_variance)
   log_var = jnp.log(var)
   return jnp.exp(-log_var) * error + variance_lambda * log_var
 
@@ -107,9 +120,11 @@ def pair_indices(num_videos: int, pairs: str) -> tuple[np.ndarray, np.ndarray]:
   if pairs == "videos":
     seqs = np.arange(num_videos) * 2
     if num_videos < 2:
-      raise ValueError("config.loss.pairs='videos' aligns different videos: it needs at least "
-                       f"2 videos per device, got {num_videos} (raise data.batch_size, or use "
-                       "loss.pairs='sequences')")
+      raise ValueError(
+        "config.loss.pairs='videos' aligns different videos: it needs at least "
+        f"2 videos per device, got {num_videos} (raise data.batch_size, or use "
+        "loss.pairs='sequences')"
+      )
   else:
     seqs = np.arange(2 * num_videos)
   i, j = np.meshgrid(seqs, seqs, indexing="ij")
@@ -122,15 +137,26 @@ class TCC(losses.Loss):
 
   def __init__(self, cfg: ml_collections.ConfigDict):
     super().__init__(cfg)
-    self.kwargs = dict(loss_type=cfg.loss_type, similarity=cfg.similarity,
-                       temperature=cfg.temperature, variance_lambda=cfg.variance_lambda,
-                       min_variance=cfg.min_variance, label_smoothing=cfg.label_smoothing)
+    self.kwargs = dict(
+      loss_type=cfg.loss_type,
+      similarity=cfg.similarity,
+      temperature=cfg.temperature,
+      variance_lambda=cfg.variance_lambda,
+      min_variance=cfg.min_variance,
+      label_smoothing=cfg.label_smoothing,
+    )
     self.pairs = cfg.pairs
     self.normalize = bool(cfg.normalize_indices)
     self.honour_masks = bool(cfg.honour_masks)
 
-  def __call__(self, params: Optional[Mapping[str, Any]], z: Array, steps: Array,
-               mask: Optional[Array] = None, lengths: Optional[Array] = None):
+  def __call__(
+    self,
+    params: Optional[Mapping[str, Any]],
+    z: Array,
+    steps: Array,
+    mask: Optional[Array] = None,
+    lengths: Optional[Array] = None,
+  ):
     del params
     z = jnp.asarray(z)
     b, _, t, e = z.shape
@@ -138,15 +164,22 @@ class TCC(losses.Loss):
     times = jax.lax.stop_gradient(jnp.asarray(steps).reshape(2 * b, t).astype(seqs.dtype))
     if self.normalize:
       if lengths is None:
-        raise ValueError("config.loss.normalize_indices: TCC needs the videos' lengths (the "
-                         "batch's 'lengths')")
+        raise ValueError(
+          "config.loss.normalize_indices: TCC needs the videos' lengths (the batch's 'lengths')"
+        )
       times = times / jnp.repeat(jnp.asarray(lengths, seqs.dtype), 2)[:, None]
     valid = None
     if self.honour_masks and mask is not None:
       valid = jnp.asarray(mask, bool).reshape(2 * b, t)
     i, j = pair_indices(b, self.pairs)
-    rows = cycle_rows(seqs[i], seqs[j], times[i], mask_u=None if valid is None else valid[i],
-                      mask_v=None if valid is None else valid[j], **self.kwargs)
+    rows = cycle_rows(
+      seqs[i],
+      seqs[j],
+      times[i],
+      mask_u=None if valid is None else valid[i],
+      mask_v=None if valid is None else valid[j],
+      **self.kwargs,
+    )
     if valid is None:
       loss = jnp.mean(rows)
     else:

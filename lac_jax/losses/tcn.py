@@ -24,8 +24,9 @@ VARIANTS = ("npairs", "triplet")
 ANCHORS = ("earlier", "later")
 Array = jax.Array
 
-LAC_CODE_TRAINING = dict(batch={"pouring": 16, "penn_action": 32}, frames=32, epochs=200, l2=False,
-                         conv=True)
+LAC_CODE_TRAINING = dict(
+  batch={"pouring": 16, "penn_action": 32}, frames=32, epochs=200, l2=False, conv=True
+)
 
 
 def default_config(preset: str = "paper") -> ml_collections.ConfigDict:
@@ -49,15 +50,19 @@ def data_requirements(cfg: ml_collections.ConfigDict) -> dict[str, object]:
 
 
 def check_config(cfg: ml_collections.ConfigDict) -> None:
-  losses.check_fields(cfg, nonnegative=("reg_lambda", "margin"),
-                      choices={"variant": VARIANTS, "anchors": ANCHORS})
+  losses.check_fields(
+    cfg, nonnegative=("reg_lambda", "margin"), choices={"variant": VARIANTS, "anchors": ANCHORS}
+  )
   if not 0 <= cfg.positive_range < cfg.negative_range:
-    raise ValueError(f"config.loss.positive_range, negative_range: need 0 <= positive_range < "
-                     f"negative_range, got {cfg.positive_range}, {cfg.negative_range}")
+    raise ValueError(
+      f"config.loss.positive_range, negative_range: need 0 <= positive_range < "
+      f"negative_range, got {cfg.positive_range}, {cfg.negative_range}"
+    )
 
 
-def npairs_loss(anchors: Array, positives: Array, reg_lambda: float,
-                mask: Optional[Array] = None) -> Array:
+def npairs_loss(
+  anchors: Array, positives: Array, reg_lambda: float, mask: Optional[Array] = None
+) -> Array:
   """n-pairs loss of ``[..., T, E]`` anchors (rows) and their positives (candidates; frame t
   with frame t): ``[...]``."""
   logits = jnp.einsum("...ie,...je->...ij", anchors, positives)
@@ -69,9 +74,18 @@ def npairs_loss(anchors: Array, positives: Array, reg_lambda: float,
   return masks.row_average(xent, mask, n) + 0.25 * reg_lambda * (sq(anchors) + sq(positives))
 
 
-def triplet_loss(anchors: Array, others: Array, steps_a: Array, steps_o: Array, *, margin: float,
-                 positive_range: int, negative_range: int, mask_a: Optional[Array] = None,
-                 mask_o: Optional[Array] = None) -> Array:
+def triplet_loss(
+  anchors: Array,
+  others: Array,
+  steps_a: Array,
+  steps_o: Array,
+  *,
+  margin: float,
+  positive_range: int,
+  negative_range: int,
+  mask_a: Optional[Array] = None,
+  mask_o: Optional[Array] = None,
+) -> Array:
   """Mean margin triplet loss over every (anchor, positive, negative) of ``[..., T, E]`` views;
   distances as torch's ``pairwise_distance`` (``|x - y + 1e-6|``)."""
   diff = anchors[..., :, None, :] - others[..., None, :, :] + 1e-6
@@ -92,8 +106,14 @@ def triplet_loss(anchors: Array, others: Array, steps_a: Array, steps_o: Array, 
 class TCN(losses.Loss):
   progress_parts = ("loss",)
 
-  def __call__(self, params: Optional[Mapping[str, Any]], z: Array, steps: Array,
-               mask: Optional[Array] = None, lengths: Optional[Array] = None):
+  def __call__(
+    self,
+    params: Optional[Mapping[str, Any]],
+    z: Array,
+    steps: Array,
+    mask: Optional[Array] = None,
+    lengths: Optional[Array] = None,
+  ):
     del params, lengths
     c = self.cfg
     z = jnp.asarray(z).astype(jnp.result_type(z, jnp.float32))
@@ -106,10 +126,17 @@ class TCN(losses.Loss):
       rows, cols = (z[:, 1], z[:, 0]) if c.anchors == "earlier" else (z[:, 0], z[:, 1])
       per_video = npairs_loss(rows, cols, c.reg_lambda, both)
     else:
-      per_video = triplet_loss(z[:, 0], z[:, 1], steps[:, 0], steps[:, 1], margin=c.margin,
-                               positive_range=c.positive_range,
-                               negative_range=c.negative_range, mask_a=view(mask, 0),
-                               mask_o=view(mask, 1))
+      per_video = triplet_loss(
+        z[:, 0],
+        z[:, 1],
+        steps[:, 0],
+        steps[:, 1],
+        margin=c.margin,
+        positive_range=c.positive_range,
+        negative_range=c.negative_range,
+        mask_a=view(mask, 0),
+        mask_o=view(mask, 1),
+      )
     loss = jnp.mean(per_video)
     return loss, {"loss": loss}
 

@@ -55,19 +55,26 @@ def _bwd(stride, padding, res, dy):
   for i in range(kh):
     taps = []
     for j in range(kw):
-      patch = jax.lax.slice(xp, (0, i, j, 0),
-                            (xp.shape[0], i + stride * (ho - 1) + 1, j + stride * (wo - 1) + 1,
-                             xp.shape[3]), (1, stride, stride, 1))
-      taps.append(jnp.einsum("nhwc,nhwo->co", patch, dy,
-                             preferred_element_type=acc).astype(w.dtype))
+      patch = jax.lax.slice(
+        xp,
+        (0, i, j, 0),
+        (xp.shape[0], i + stride * (ho - 1) + 1, j + stride * (wo - 1) + 1, xp.shape[3]),
+        (1, stride, stride, 1),
+      )
+      taps.append(
+        jnp.einsum("nhwc,nhwo->co", patch, dy, preferred_element_type=acc).astype(w.dtype)
+      )
     rows.append(jnp.stack(taps))
   dw = jnp.stack(rows)
   if kh == kw == 1 and pt == pb == pl == pr == 0:
     # 1x1: a matmul, spread back onto the strided grid with interior padding.
     d = jnp.einsum("nhwo,co->nhwc", dy, w[0, 0], preferred_element_type=acc).astype(x.dtype)
     h_pad, w_pad = (x.shape[1] - 1 - stride * (ho - 1), x.shape[2] - 1 - stride * (wo - 1))
-    dx = jax.lax.pad(d, jnp.zeros((), d.dtype),
-                     ((0, 0, 0), (0, h_pad, stride - 1), (0, w_pad, stride - 1), (0, 0, 0)))
+    dx = jax.lax.pad(
+      d,
+      jnp.zeros((), d.dtype),
+      ((0, 0, 0), (0, h_pad, stride - 1), (0, w_pad, stride - 1), (0, 0, 0)),
+    )
   elif stride == 1:
     # Input gradient as a forward conv of dy with the flipped, in/out-swapped kernel.
     w_t = jnp.flip(w, (0, 1)).transpose(0, 1, 3, 2)
@@ -80,8 +87,13 @@ def _bwd(stride, padding, res, dy):
 _conv_matmul_grad.defvjp(_fwd, _bwd)
 
 
-def conv2d(x: jax.Array, w: jax.Array, stride: int = 1,
-           padding: Union[int, Sequence[Tuple[int, int]]] = 0, grad: str = "auto") -> jax.Array:
+def conv2d(
+  x: jax.Array,
+  w: jax.Array,
+  stride: int = 1,
+  padding: Union[int, Sequence[Tuple[int, int]]] = 0,
+  grad: str = "auto",
+) -> jax.Array:
   """``[N, H, W, C]`` * kernel ``[kh, kw, C, O]`` -> ``[N, H', W', O]`` (no bias).
 
   Args:
@@ -93,8 +105,10 @@ def conv2d(x: jax.Array, w: jax.Array, stride: int = 1,
     grad: 'auto', 'matmul' or 'xla' (see the module docstring).
   """
   if x.ndim != 4 or w.ndim != 4 or w.shape[2] != x.shape[3]:
-    raise ValueError(f"conv2d expects x [N, H, W, C] and w [kh, kw, C, O] with matching C, got "
-                     f"{x.shape} and {w.shape}")
+    raise ValueError(
+      f"conv2d expects x [N, H, W, C] and w [kh, kw, C, O] with matching C, got "
+      f"{x.shape} and {w.shape}"
+    )
   if isinstance(padding, int):
     padding = ((padding, padding), (padding, padding))
   pads = tuple((int(lo), int(hi)) for lo, hi in padding)

@@ -35,10 +35,16 @@ META_NUM_CLASSES = "meta/num_classes"
 # Readers.
 
 _TORCH_STORAGE_DTYPES = {
-    "FloatStorage": np.float32, "DoubleStorage": np.float64, "HalfStorage": np.float16,
-    "BFloat16Storage": ml_dtypes.bfloat16, "LongStorage": np.int64, "IntStorage": np.int32,
-    "ShortStorage": np.int16, "CharStorage": np.int8, "ByteStorage": np.uint8,
-    "BoolStorage": np.bool_,
+  "FloatStorage": np.float32,
+  "DoubleStorage": np.float64,
+  "HalfStorage": np.float16,
+  "BFloat16Storage": ml_dtypes.bfloat16,
+  "LongStorage": np.int64,
+  "IntStorage": np.int32,
+  "ShortStorage": np.int16,
+  "CharStorage": np.int8,
+  "ByteStorage": np.uint8,
+  "BoolStorage": np.bool_,
 }
 
 
@@ -54,18 +60,22 @@ class _StorageType:
     self.dtype = np.dtype(_TORCH_STORAGE_DTYPES[name])
 
 
-def _rebuild_tensor(storage: np.ndarray, offset: int, size: Sequence[int],
-                    stride: Sequence[int], *unused: Any) -> np.ndarray:
+def _rebuild_tensor(
+  storage: np.ndarray, offset: int, size: Sequence[int], stride: Sequence[int], *unused: Any
+) -> np.ndarray:
   """Rebuilds ``torch._utils._rebuild_tensor_v2`` as a NumPy copy (handles views/strides)."""
   size, stride = tuple(int(s) for s in size), tuple(int(s) for s in stride)
   if any(s == 0 for s in size):
     return np.zeros(size, storage.dtype)
   last = offset + sum((n - 1) * st for n, st in zip(size, stride))
   if offset < 0 or last >= storage.size or any(st < 0 for st in stride):
-    raise CheckpointError(f"tensor view (offset {offset}, size {size}, stride {stride}) "
-                          f"exceeds its storage of {storage.size} elements")
+    raise CheckpointError(
+      f"tensor view (offset {offset}, size {size}, stride {stride}) "
+      f"exceeds its storage of {storage.size} elements"
+    )
   view = np.lib.stride_tricks.as_strided(
-      storage[offset:], shape=size, strides=tuple(st * storage.itemsize for st in stride))
+    storage[offset:], shape=size, strides=tuple(st * storage.itemsize for st in stride)
+  )
   return np.array(view)
 
 
@@ -91,12 +101,17 @@ class _RestrictedUnpickler(pickle.Unpickler):
     if module == "collections" and name == "OrderedDict":
       return collections.OrderedDict
     raise CheckpointError(
-        f"{self._path}: refusing to unpickle {module}.{name}; only tensors, storages and dicts "
-        "are allowed (save a plain state_dict: torch.save(model.state_dict(), path))")
+      f"{self._path}: refusing to unpickle {module}.{name}; only tensors, storages and dicts "
+      "are allowed (save a plain state_dict: torch.save(model.state_dict(), path))"
+    )
 
   def persistent_load(self, pid: Any) -> np.ndarray:
-    if not (isinstance(pid, tuple) and len(pid) >= 5 and pid[0] == "storage"
-            and isinstance(pid[1], _StorageType)):
+    if not (
+      isinstance(pid, tuple)
+      and len(pid) >= 5
+      and pid[0] == "storage"
+      and isinstance(pid[1], _StorageType)
+    ):
       raise CheckpointError(f"{self._path}: unsupported persistent id {pid!r}")
     storage_type, key, numel = pid[1], str(pid[2]), int(pid[4])
     if key not in self._storages:
@@ -104,11 +119,15 @@ class _RestrictedUnpickler(pickle.Unpickler):
       try:
         raw = self._zf.read(member)
       except KeyError:
-        raise CheckpointError(f"{self._path}: storage {member!r} is missing from the archive")
+        raise CheckpointError(
+          f"{self._path}: storage {member!r} is missing from the archive"
+        ) from None
       dtype = storage_type.dtype.newbyteorder(">" if self._big_endian else "<")
       if len(raw) < numel * dtype.itemsize:
-        raise CheckpointError(f"{self._path}: storage {member!r} has {len(raw)} bytes, "
-                              f"expected {numel * dtype.itemsize}")
+        raise CheckpointError(
+          f"{self._path}: storage {member!r} has {len(raw)} bytes, "
+          f"expected {numel * dtype.itemsize}"
+        )
       arr = np.frombuffer(raw, dtype=dtype, count=numel)
       self._storages[key] = arr.astype(storage_type.dtype)
     return self._storages[key]
@@ -133,17 +152,25 @@ def read_pth(path: str) -> Any:
       head = f.read(2)
     if head[:1] == b"\x80":
       raise CheckpointError(
-          f"{path}: legacy (pre-1.6, non-zip) torch serialization is not supported; re-save it "
-          "with torch >= 1.6: torch.save(torch.load(old_path), new_path)")
+        f"{path}: legacy (pre-1.6, non-zip) torch serialization is not supported; re-save it "
+        "with torch >= 1.6: torch.save(torch.load(old_path), new_path)"
+      )
     raise CheckpointError(f"{path}: not a torch zip checkpoint, .safetensors or .npz file")
   with zipfile.ZipFile(path) as zf:
     return _read_torch_zip(path, zf)
 
 
 _SAFETENSORS_DTYPES = {
-    "F64": np.float64, "F32": np.float32, "F16": np.float16, "BF16": ml_dtypes.bfloat16,
-    "I64": np.int64, "I32": np.int32, "I16": np.int16, "I8": np.int8, "U8": np.uint8,
-    "BOOL": np.bool_,
+  "F64": np.float64,
+  "F32": np.float32,
+  "F16": np.float16,
+  "BF16": ml_dtypes.bfloat16,
+  "I64": np.int64,
+  "I32": np.int32,
+  "I16": np.int16,
+  "I8": np.int8,
+  "U8": np.uint8,
+  "BOOL": np.bool_,
 }
 
 
@@ -157,10 +184,10 @@ def read_safetensors(path: str) -> Dict[str, np.ndarray]:
   if header_len > len(data) - 8:
     raise CheckpointError(f"{path}: safetensors header length {header_len} exceeds the file")
   try:
-    header = json.loads(data[8:8 + header_len].decode("utf-8"))
+    header = json.loads(data[8 : 8 + header_len].decode("utf-8"))
   except (UnicodeDecodeError, json.JSONDecodeError) as e:
-    raise CheckpointError(f"{path}: unreadable safetensors JSON header: {e}")
-  body = memoryview(data)[8 + header_len:]
+    raise CheckpointError(f"{path}: unreadable safetensors JSON header: {e}") from e
+  body = memoryview(data)[8 + header_len :]
   out = {}
   for name, info in header.items():
     if name == "__metadata__":
@@ -170,12 +197,15 @@ def read_safetensors(path: str) -> Dict[str, np.ndarray]:
       shape = tuple(int(s) for s in info["shape"])
       begin, end = (int(o) for o in info["data_offsets"])
     except KeyError as e:
-      raise CheckpointError(f"{path}: tensor {name!r}: bad or unsupported header entry {info!r} "
-                            f"({e})")
+      raise CheckpointError(
+        f"{path}: tensor {name!r}: bad or unsupported header entry {info!r} ({e})"
+      ) from e
     expected = int(np.prod(shape, dtype=np.int64)) * dtype.itemsize
     if end - begin != expected or end > len(body) or begin < 0:
-      raise CheckpointError(f"{path}: tensor {name!r}: data_offsets {[begin, end]} do not hold "
-                            f"{shape} {dtype} within {len(body)} data bytes")
+      raise CheckpointError(
+        f"{path}: tensor {name!r}: data_offsets {[begin, end]} do not hold "
+        f"{shape} {dtype} within {len(body)} data bytes"
+      )
     arr = np.frombuffer(body[begin:end], dtype=dtype.newbyteorder("<")).reshape(shape)
     out[name] = arr.astype(dtype)
   return out
@@ -187,7 +217,7 @@ def read_npz(path: str) -> Dict[str, np.ndarray]:
     with np.load(path, allow_pickle=False) as z:
       return {k: z[k] for k in z.files}
   except (ValueError, OSError, zipfile.BadZipFile) as e:
-    raise CheckpointError(f"{path}: unreadable .npz file: {e}")
+    raise CheckpointError(f"{path}: unreadable .npz file: {e}") from e
 
 
 def _is_npz(path: str) -> bool:
@@ -207,13 +237,14 @@ def _unwrap(obj: Any, path: str) -> Dict[str, np.ndarray]:
       else:
         break
   if not isinstance(obj, Mapping):
-    raise CheckpointError(f"{path}: expected a state_dict (a dict of tensors), got "
-                          f"{type(obj).__name__}")
+    raise CheckpointError(
+      f"{path}: expected a state_dict (a dict of tensors), got {type(obj).__name__}"
+    )
   tensors = {str(k): v for k, v in obj.items() if isinstance(v, np.ndarray)}
   if not tensors:
     raise CheckpointError(f"{path}: no tensors found (keys: {list(obj)[:10]})")
   if all(k.startswith("module.") for k in tensors):
-    tensors = {k[len("module."):]: v for k, v in tensors.items()}
+    tensors = {k[len("module.") :]: v for k, v in tensors.items()}
   return tensors
 
 
@@ -267,8 +298,10 @@ def infer_depth(state_dict: Mapping[str, np.ndarray], path: str = "<state_dict>"
   for depth, (kind, blocks) in resnet.RESNET_SPECS.items():
     if (kind == "bottleneck") == bottleneck and blocks[2] == n3:
       return depth
-  raise CheckpointError(f"{path}: not a torchvision ResNet-18/34/50 state_dict "
-                        f"({'bottleneck' if bottleneck else 'basic'} blocks, {n3} in layer3)")
+  raise CheckpointError(
+    f"{path}: not a torchvision ResNet-18/34/50 state_dict "
+    f"({'bottleneck' if bottleneck else 'basic'} blocks, {n3} in layer3)"
+  )
 
 
 def _flax_key(torch_key: str, expected: Mapping[str, Any]) -> Optional[tuple]:
@@ -282,17 +315,25 @@ def _flax_key(torch_key: str, expected: Mapping[str, Any]) -> Optional[tuple]:
       modules.append(p)
   mod, name = "/".join(modules), parts[-1]
   if f"params/{mod}/scale" in expected:  # BatchNorm
-    return {"weight": (f"params/{mod}/scale", None), "bias": (f"params/{mod}/bias", None),
-            "running_mean": (f"batch_stats/{mod}/mean", None),
-            "running_var": (f"batch_stats/{mod}/var", None)}.get(name)
+    return {
+      "weight": (f"params/{mod}/scale", None),
+      "bias": (f"params/{mod}/bias", None),
+      "running_mean": (f"batch_stats/{mod}/mean", None),
+      "running_var": (f"batch_stats/{mod}/var", None),
+    }.get(name)
   if f"params/{mod}/kernel" in expected:  # Conv or Dense
     op = "fc" if expected[f"params/{mod}/kernel"].ndim == 2 else "conv"
     return {"weight": (f"params/{mod}/kernel", op), "bias": (f"params/{mod}/bias", None)}.get(name)
   return None
 
 
-_TORCH_PARAM_NAMES = {"scale": "weight", "bias": "bias", "mean": "running_mean",
-                      "var": "running_var", "kernel": "weight"}
+_TORCH_PARAM_NAMES = {
+  "scale": "weight",
+  "bias": "bias",
+  "mean": "running_mean",
+  "var": "running_var",
+  "kernel": "weight",
+}
 
 
 def flax_to_torch_name(flax_key: str) -> str:
@@ -302,8 +343,9 @@ def flax_to_torch_name(flax_key: str) -> str:
   return ".".join(modules + [_TORCH_PARAM_NAMES.get(parts[-1], parts[-1])])
 
 
-def torchvision_to_flax(state_dict: Mapping[str, np.ndarray], depth: Optional[int] = None,
-                        path: str = "<state_dict>") -> Dict[str, np.ndarray]:
+def torchvision_to_flax(
+  state_dict: Mapping[str, np.ndarray], depth: Optional[int] = None, path: str = "<state_dict>"
+) -> Dict[str, np.ndarray]:
   """Maps a torchvision ResNet state_dict onto the flat Flax tree of ``ResNet(depth, 'logits')``.
 
   Returns float32 arrays under ``params/...`` and ``batch_stats/...`` keys plus ``meta/*``.
@@ -312,8 +354,10 @@ def torchvision_to_flax(state_dict: Mapping[str, np.ndarray], depth: Optional[in
   """
   inferred = infer_depth(state_dict, path)
   if depth is not None and depth != inferred:
-    raise CheckpointError(f"{path}: expected a ResNet-{depth} (--depth or config.model."
-                          f"trunk_options.depth) but the file holds a ResNet-{inferred}")
+    raise CheckpointError(
+      f"{path}: expected a ResNet-{depth} (--depth or config.model."
+      f"trunk_options.depth) but the file holds a ResNet-{inferred}"
+    )
   depth = inferred
   num_classes = int(state_dict["fc.weight"].shape[0]) if "fc.weight" in state_dict else 1000
   expected = flatten_variables(resnet.resnet_variable_shapes(depth, "logits", num_classes))
@@ -334,16 +378,22 @@ def torchvision_to_flax(state_dict: Mapping[str, np.ndarray], depth: Optional[in
       value = value.T
     want = tuple(expected[flax_key].shape)
     if value.shape != want:
-      raise CheckpointError(f"{path}: {key!r} -> {flax_key!r}: shape {tuple(value.shape)} after "
-                            f"conversion, expected {want} for ResNet-{depth}")
+      raise CheckpointError(
+        f"{path}: {key!r} -> {flax_key!r}: shape {tuple(value.shape)} after "
+        f"conversion, expected {want} for ResNet-{depth}"
+      )
     out[flax_key] = np.ascontiguousarray(value)
   if unexpected:
-    raise CheckpointError(f"{path}: unexpected keys for a torchvision ResNet-{depth}: "
-                          f"{sorted(unexpected)[:10]}{' ...' if len(unexpected) > 10 else ''}")
+    raise CheckpointError(
+      f"{path}: unexpected keys for a torchvision ResNet-{depth}: "
+      f"{sorted(unexpected)[:10]}{' ...' if len(unexpected) > 10 else ''}"
+    )
   missing = sorted(flax_to_torch_name(k) for k in set(expected) - set(out))
   if missing:
-    raise CheckpointError(f"{path}: missing keys for a torchvision ResNet-{depth}: "
-                          f"{missing[:10]}{' ...' if len(missing) > 10 else ''}")
+    raise CheckpointError(
+      f"{path}: missing keys for a torchvision ResNet-{depth}: "
+      f"{missing[:10]}{' ...' if len(missing) > 10 else ''}"
+    )
   out[META_DEPTH] = np.asarray(depth, np.int64)
   out[META_NUM_CLASSES] = np.asarray(num_classes, np.int64)
   return out
@@ -357,8 +407,9 @@ def load_flax_resnet_weights(path: str, depth: Optional[int] = None) -> Dict[str
     flat = read_npz(path)
     if any(k.startswith("params/") for k in flat):
       if META_DEPTH in flat and depth is not None and int(flat[META_DEPTH]) != depth:
-        raise CheckpointError(f"{path}: holds a converted ResNet-{int(flat[META_DEPTH])}, "
-                              f"expected ResNet-{depth}")
+        raise CheckpointError(
+          f"{path}: holds a converted ResNet-{int(flat[META_DEPTH])}, expected ResNet-{depth}"
+        )
       return flat
   return torchvision_to_flax(read_state_dict(path), depth, path)
 
@@ -377,14 +428,24 @@ def convert(checkpoint: str, output: str, depth: Optional[int] = None) -> Dict[s
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
   parser = argparse.ArgumentParser(
-      prog="python -m lac_jax.models.convert",
-      description="Convert a torchvision ResNet-18/34/50 checkpoint to lac_jax Flax weights.")
-  parser.add_argument("--checkpoint", required=True,
-                      help="torchvision state_dict: .pth (zip format), .safetensors or .npz")
-  parser.add_argument("--output", required=True,
-                      help="output .npz for config.model.backbone_weights")
-  parser.add_argument("--depth", type=int, choices=sorted(resnet.RESNET_SPECS), default=None,
-                      help="expected ResNet depth (default: inferred from the file)")
+    prog="python -m lac_jax.models.convert",
+    description="Convert a torchvision ResNet-18/34/50 checkpoint to lac_jax Flax weights.",
+  )
+  parser.add_argument(
+    "--checkpoint",
+    required=True,
+    help="torchvision state_dict: .pth (zip format), .safetensors or .npz",
+  )
+  parser.add_argument(
+    "--output", required=True, help="output .npz for config.model.backbone_weights"
+  )
+  parser.add_argument(
+    "--depth",
+    type=int,
+    choices=sorted(resnet.RESNET_SPECS),
+    default=None,
+    help="expected ResNet depth (default: inferred from the file)",
+  )
   args = parser.parse_args(argv)
   try:
     flat = convert(args.checkpoint, args.output, args.depth)
@@ -392,8 +453,10 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     print(f"error: {e}", file=sys.stderr)
     return 1
   n = sum(v.size for k, v in flat.items() if k.startswith("params/"))
-  print(f"wrote {args.output}: ResNet-{int(flat[META_DEPTH])}, {n:,} parameters, "
-        f"{sum(k.startswith('batch_stats/') for k in flat)} BN statistics arrays")
+  print(
+    f"wrote {args.output}: ResNet-{int(flat[META_DEPTH])}, {n:,} parameters, "
+    f"{sum(k.startswith('batch_stats/') for k in flat)} BN statistics arrays"
+  )
   return 0
 
 

@@ -101,8 +101,13 @@ def default_config() -> ml_collections.ConfigDict:
   return c
 
 
-def positional_encoding(length: int, dim: int, positions: str = "linspace",
-                        ref_length: int = 32, official_cos: bool = False) -> np.ndarray:
+def positional_encoding(
+  length: int,
+  dim: int,
+  positions: str = "linspace",
+  ref_length: int = 32,
+  official_cos: bool = False,
+) -> np.ndarray:
   """Sine-cosine positional encoding ``[length, dim]`` (float32, computed on the host).
 
   Dim ``2k`` holds ``sin(p / 10000^(2k/dim))``; dim ``2k+1`` holds ``cos(p / 10000^(2k/dim))``
@@ -122,13 +127,19 @@ def positional_encoding(length: int, dim: int, positions: str = "linspace",
   pe = np.zeros((length, dim), np.float64)
   pe[:, 0::2] = np.sin(pos[:, None] / 10000.0 ** (k2 / dim))
   cos_exp = (k2 + 1) / dim if official_cos else k2 / dim
-  pe[:, 1::2] = np.cos(pos[:, None] / 10000.0 ** cos_exp)[:, :dim // 2]
+  pe[:, 1::2] = np.cos(pos[:, None] / 10000.0**cos_exp)[:, : dim // 2]
   return pe.astype(np.float32)
 
 
 def _bn(dtype: Any, axis_name: Optional[str], name: str) -> nn.BatchNorm:
-  return nn.BatchNorm(momentum=resnet.BN_MOMENTUM, epsilon=resnet.BN_EPS, dtype=dtype,
-                      axis_name=axis_name, use_fast_variance=False, name=name)
+  return nn.BatchNorm(
+    momentum=resnet.BN_MOMENTUM,
+    epsilon=resnet.BN_EPS,
+    dtype=dtype,
+    axis_name=axis_name,
+    use_fast_variance=False,
+    name=name,
+  )
 
 
 def _dense(features: int, dtype: Any, name: str) -> nn.Dense:
@@ -167,8 +178,12 @@ class ContextConv3D(nn.Module):
       y = conv_lib.conv2d(x[:, 0], kernel[1], 1, sp, self.conv_grad)[:, None]
     else:
       y = jax.lax.conv_general_dilated(
-          x, kernel, (1, 1, 1), ((1, 1), (sp, sp), (sp, sp)),
-          dimension_numbers=("NDHWC", "DHWIO", "NDHWC"))
+        x,
+        kernel,
+        (1, 1, 1),
+        ((1, 1), (sp, sp), (sp, sp)),
+        dimension_numbers=("NDHWC", "DHWIO", "NDHWC"),
+      )
     return y + bias
 
 
@@ -193,10 +208,15 @@ class TransformerLayer(nn.Module):
 
     def attention(y):
       y = nn.MultiHeadDotProductAttention(
-          num_heads=self.num_heads, qkv_features=d, out_features=d, dropout_rate=self.dropout,
-          broadcast_dropout=False, dtype=self.dtype, force_fp32_for_softmax=True,
-          name="attention")(
-              y, y, mask=attn_mask, deterministic=not train)
+        num_heads=self.num_heads,
+        qkv_features=d,
+        out_features=d,
+        dropout_rate=self.dropout,
+        broadcast_dropout=False,
+        dtype=self.dtype,
+        force_fp32_for_softmax=True,
+        name="attention",
+      )(y, y, mask=attn_mask, deterministic=not train)
       return nn.Dropout(self.dropout)(y, deterministic=not train)
 
     def ffn(y):
@@ -252,8 +272,9 @@ class LACEncoder(nn.Module):
   l2_normalize: bool
   dtype: Any
 
-  def _trunk(self, frames: jax.Array, mask: jax.Array, bn_train: bool,
-             mean_std: bool = True) -> jax.Array:
+  def _trunk(
+    self, frames: jax.Array, mask: jax.Array, bn_train: bool, mean_std: bool = True
+  ) -> jax.Array:
     """``[N, H, W, 3]`` + ``[N]`` -> trunk features ``[N, h, w, C]``, optionally chunked.
 
     ``mean_std=False``: the input is only scaled to [0, 1] (no ImageNet mean/std)."""
@@ -286,9 +307,14 @@ class LACEncoder(nn.Module):
     return feats.reshape((n_chunks * chunk,) + feats.shape[2:])[:n]
 
   @nn.compact
-  def __call__(self, frames: jax.Array, mask: Optional[jax.Array] = None,
-               train: bool = False, pe: Optional[jax.Array] = None,
-               part: str = "all") -> jax.Array:
+  def __call__(
+    self,
+    frames: jax.Array,
+    mask: Optional[jax.Array] = None,
+    train: bool = False,
+    pe: Optional[jax.Array] = None,
+    part: str = "all",
+  ) -> jax.Array:
     """Embeds every frame.
 
     Args:
@@ -317,8 +343,9 @@ class LACEncoder(nn.Module):
       raise ValueError(f"part must be 'all', 'frames' or 'temporal', got {part!r}")
     if part == "temporal":
       if frames.ndim != 3 or frames.shape[-1] != self.embed_dim:
-        raise ValueError(f"part='temporal': expected features [B, S, {self.embed_dim}], got "
-                         f"shape {frames.shape}")
+        raise ValueError(
+          f"part='temporal': expected features [B, S, {self.embed_dim}], got shape {frames.shape}"
+        )
       b, s = frames.shape[:2]
       step_mask = jnp.ones((b, s), bool) if mask is None else mask.astype(bool)
       if step_mask.shape != (b, s):
@@ -348,8 +375,12 @@ class LACEncoder(nn.Module):
 
     # Trunk, one frame at a time (frames are independent images).
     bn_train = train and self.backbone_mode == "train"
-    feats = self._trunk(frames.reshape((b * t,) + frames.shape[2:]), bn_mask.reshape(-1),
-                        bn_train, mean_std=train or self.eval_normalize)
+    feats = self._trunk(
+      frames.reshape((b * t,) + frames.shape[2:]),
+      bn_mask.reshape(-1),
+      bn_train,
+      mean_std=train or self.eval_normalize,
+    )
     if self.backbone_mode == "frozen":
       feats = jax.lax.stop_gradient(feats)
 
@@ -359,16 +390,23 @@ class LACEncoder(nn.Module):
     step_bn_mask = _nonempty(context_mask(bn_mask, nc).reshape(-1, 1, 1, 1, 1))
     if self.context_padding == "valid" and min(x.shape[2:4]) < 2 * self.context_layers + 1:
       raise ValueError(
-          f"The trunk's map ({self.trunk} {dict(self.trunk_options)}) is {x.shape[2]}x"
-          f"{x.shape[3]} for {frames.shape[2]}x{frames.shape[3]} images; "
-          f"{self.context_layers} valid 3x3 convs need at least "
-          f"{2 * self.context_layers + 1}x{2 * self.context_layers + 1}: use larger images or "
-          "config.model.context_padding='same'")
+        f"The trunk's map ({self.trunk} {dict(self.trunk_options)}) is {x.shape[2]}x"
+        f"{x.shape[3]} for {frames.shape[2]}x{frames.shape[3]} images; "
+        f"{self.context_layers} valid 3x3 convs need at least "
+        f"{2 * self.context_layers + 1}x{2 * self.context_layers + 1}: use larger images or "
+        "config.model.context_padding='same'"
+      )
     for i in range(self.context_layers):
-      x = ContextConv3D(self.context_width, self.context_padding, self.dtype, self.conv_grad,
-                        name=f"context_conv_{i}")(x)
+      x = ContextConv3D(
+        self.context_width,
+        self.context_padding,
+        self.dtype,
+        self.conv_grad,
+        name=f"context_conv_{i}",
+      )(x)
       x = _bn(self.dtype, self.bn_axis_name, f"context_bn_{i}")(
-          x, use_running_average=not train, mask=step_bn_mask if train else None)
+        x, use_running_average=not train, mask=step_bn_mask if train else None
+      )
       x = nn.relu(x)
     x = jnp.max(x, axis=(1, 2, 3))  # Global max pool -> [B*S, width].
 
@@ -378,13 +416,15 @@ class LACEncoder(nn.Module):
     x = _dense(self.embed_dim, self.dtype, "embedding")(x)
     return x.reshape(b, s, self.embed_dim)
 
-  def _temporal(self, x: jax.Array, step_mask: jax.Array, train: bool,
-                pe: Optional[jax.Array]) -> jax.Array:
+  def _temporal(
+    self, x: jax.Array, step_mask: jax.Array, train: bool, pe: Optional[jax.Array]
+  ) -> jax.Array:
     """``[B, S, embed_dim]`` + step mask ``[B, S]`` -> ``[B, S, output_dim]``."""
     b, s = x.shape[:2]
     if pe is None:
-      pe = positional_encoding(s, self.embed_dim, self.pe_positions, self.pe_ref_length,
-                               self.pe_official_cos)[None]
+      pe = positional_encoding(
+        s, self.embed_dim, self.pe_positions, self.pe_ref_length, self.pe_official_cos
+      )[None]
     elif pe.ndim != 3 or pe.shape[1:] != (s, self.embed_dim) or pe.shape[0] not in (1, b):
       raise ValueError(f"pe must be [B or 1, {s}, {self.embed_dim}], got shape {pe.shape}")
     x = x + jnp.asarray(pe, x.dtype)
@@ -393,9 +433,14 @@ class LACEncoder(nn.Module):
     if self.attention_axis == "batch":  # Sequences = frame indices, tokens = batch entries.
       x, step_mask = jnp.swapaxes(x, 0, 1), jnp.ones((s, b), bool)
     for i in range(self.num_layers):
-      x = TransformerLayer(self.num_heads, self.ffn_dim, self.transformer_dropout,
-                           self.norm_first, self.dtype, name=f"transformer_{i}")(
-                               x, step_mask, train)
+      x = TransformerLayer(
+        self.num_heads,
+        self.ffn_dim,
+        self.transformer_dropout,
+        self.norm_first,
+        self.dtype,
+        name=f"transformer_{i}",
+      )(x, step_mask, train)
     if self.attention_axis == "batch":
       x = jnp.swapaxes(x, 0, 1)
 
@@ -421,25 +466,37 @@ def build_encoder(config: ml_collections.ConfigDict) -> LACEncoder:
   known = set(default_config().keys())
   unknown = sorted(set(config.keys()) - known)
   if unknown:
-    raise ValueError(f"config.model: unknown fields {unknown}; expected a subset of "
-                     f"{sorted(known)}")
+    raise ValueError(
+      f"config.model: unknown fields {unknown}; expected a subset of {sorted(known)}"
+    )
   c = ml_collections.ConfigDict({**default_config().to_dict(), **config.to_dict()})
   c.trunk_options = trunks.resolve_options(c.trunk, c.trunk_options)
-  choices = {"backbone_mode": BACKBONE_MODES, "attention_axis": ATTENTION_AXES,
-             "context_padding": ("valid", "same"), "conv_grad": conv_lib.GRAD_IMPLS,
-             "dtype": tuple(DTYPES), "pe_positions": PE_POSITIONS}
+  choices = {
+    "backbone_mode": BACKBONE_MODES,
+    "attention_axis": ATTENTION_AXES,
+    "context_padding": ("valid", "same"),
+    "conv_grad": conv_lib.GRAD_IMPLS,
+    "dtype": tuple(DTYPES),
+    "pe_positions": PE_POSITIONS,
+  }
   for name, allowed in choices.items():
     if c[name] not in allowed:
       raise ValueError(f"config.model.{name}: expected one of {tuple(allowed)}, got {c[name]!r}")
   if c.num_context < 1 or c.trunk_chunk < 0:
-    raise ValueError(f"config.model.num_context must be >= 1 and trunk_chunk >= 0, got "
-                     f"{c.num_context} and {c.trunk_chunk}")
+    raise ValueError(
+      f"config.model.num_context must be >= 1 and trunk_chunk >= 0, got "
+      f"{c.num_context} and {c.trunk_chunk}"
+    )
   if c.embed_dim % c.num_heads or c.embed_dim % 2:
-    raise ValueError(f"config.model.embed_dim={c.embed_dim} must be even and divide by "
-                     f"num_heads={c.num_heads}")
+    raise ValueError(
+      f"config.model.embed_dim={c.embed_dim} must be even and divide by num_heads={c.num_heads}"
+    )
   kwargs = {k: v for k, v in c.items() if k not in _WEIGHT_FIELDS}
-  kwargs.update(mlp_sizes=tuple(c.mlp_sizes), dtype=DTYPES[c.dtype],
-                trunk_options=flax.core.FrozenDict(c.trunk_options.to_dict()))
+  kwargs.update(
+    mlp_sizes=tuple(c.mlp_sizes),
+    dtype=DTYPES[c.dtype],
+    trunk_options=flax.core.FrozenDict(c.trunk_options.to_dict()),
+  )
   return LACEncoder(**kwargs)
 
 
@@ -455,8 +512,12 @@ def jit_init(module: nn.Module, rng: jax.Array, *args: Any, **kwargs: Any) -> Di
   return dict(flax.core.unfreeze(lowered.compile(compiler_options=options)(rng)))
 
 
-def init_variables(model: LACEncoder, rng: jax.Array, frames_shape: Sequence[int],
-                   backbone_weights: Optional[str] = None) -> Dict[str, Any]:
+def init_variables(
+  model: LACEncoder,
+  rng: jax.Array,
+  frames_shape: Sequence[int],
+  backbone_weights: Optional[str] = None,
+) -> Dict[str, Any]:
   """``{'params', 'batch_stats'}`` for ``model`` and frames of ``frames_shape`` [B, T, H, W, 3].
 
   With ``backbone_weights`` (a converted ``.npz`` or a torchvision checkpoint) the trunk gets
@@ -467,18 +528,23 @@ def init_variables(model: LACEncoder, rng: jax.Array, frames_shape: Sequence[int
   variables = jit_init(model, rng, frames, mask, train=False)
   what = trunks.module(model.trunk).describe(model)
   if backbone_weights == RANDOM_WEIGHTS:
-    logging.info("The %s trunk starts from random weights (backbone_weights=%r).", what,
-                 RANDOM_WEIGHTS)
+    logging.info(
+      "The %s trunk starts from random weights (backbone_weights=%r).", what, RANDOM_WEIGHTS
+    )
   elif backbone_weights:
     return load_backbone_weights(variables, backbone_weights, model)
   else:
-    logging.warning("config.model.backbone_weights is unset: the %s trunk starts from random "
-                    "initialisation (no ImageNet weights).", what)
+    logging.warning(
+      "config.model.backbone_weights is unset: the %s trunk starts from random "
+      "initialisation (no ImageNet weights).",
+      what,
+    )
   return variables
 
 
-def load_backbone_weights(variables: Mapping[str, Any], path: str,
-                          model: LACEncoder) -> Dict[str, Any]:
+def load_backbone_weights(
+  variables: Mapping[str, Any], path: str, model: LACEncoder
+) -> Dict[str, Any]:
   """``variables`` with the trunk's pretrained weights from ``path`` (the trunk module's
   ``load_weights``; for ResNets a converted ``.npz`` or a torchvision checkpoint)."""
   return trunks.module(model.trunk).load_weights(variables, path, model)

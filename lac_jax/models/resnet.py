@@ -24,9 +24,9 @@ IMAGENET_STD = (0.229, 0.224, 0.225)
 
 # depth -> (block kind, blocks per stage layer1..layer4).
 RESNET_SPECS: Dict[int, Tuple[str, Tuple[int, int, int, int]]] = {
-    18: ("basic", (2, 2, 2, 2)),
-    34: ("basic", (3, 4, 6, 3)),
-    50: ("bottleneck", (3, 4, 6, 3)),
+  18: ("basic", (2, 2, 2, 2)),
+  34: ("basic", (3, 4, 6, 3)),
+  50: ("bottleneck", (3, 4, 6, 3)),
 }
 STAGE_WIDTHS = (64, 128, 256, 512)
 NAMED_CUTS = ("layer1", "layer2", "layer3", "layer4", "pooled", "logits")
@@ -65,11 +65,13 @@ def parse_cut(depth: int, cut: str) -> Tuple[int, int]:
     count = ord(match.group(2)) - ord("a") + 1
     if count > blocks[stage - 1]:
       raise ValueError(
-          f"cut {cut!r}: ResNet-{depth} layer{stage} has only {blocks[stage - 1]} blocks "
-          f"(conv{stage + 1}a..conv{stage + 1}{chr(ord('a') + blocks[stage - 1] - 1)})")
+        f"cut {cut!r}: ResNet-{depth} layer{stage} has only {blocks[stage - 1]} blocks "
+        f"(conv{stage + 1}a..conv{stage + 1}{chr(ord('a') + blocks[stage - 1] - 1)})"
+      )
     return stage, count
-  raise ValueError(f"Unknown ResNet cut {cut!r}: expected one of {NAMED_CUTS} or "
-                   f"'conv<2-5><a-f>' such as 'conv4c'")
+  raise ValueError(
+    f"Unknown ResNet cut {cut!r}: expected one of {NAMED_CUTS} or 'conv<2-5><a-f>' such as 'conv4c'"
+  )
 
 
 def cut_channels(depth: int, cut: str, num_classes: int = 1000) -> int:
@@ -81,8 +83,9 @@ def cut_channels(depth: int, cut: str, num_classes: int = 1000) -> int:
   return STAGE_WIDTHS[min(stage, 4) - 1] * expansion
 
 
-def normalize_images(images: jax.Array, dtype: Any = jnp.float32,
-                     mean_std: bool = True) -> jax.Array:
+def normalize_images(
+  images: jax.Array, dtype: Any = jnp.float32, mean_std: bool = True
+) -> jax.Array:
   """ImageNet normalisation, ``[..., 3]`` -> ``[..., 3]`` in ``dtype``.
 
   uint8 input is read as [0, 255]; float input is assumed to be in [0, 1] (not checked, as
@@ -110,13 +113,26 @@ class _ConvBN(nn.Module):
   conv_grad: str = "auto"  # Conv backward: 'auto', 'matmul' or 'xla' (lac_jax.models.conv).
 
   def conv(self, features: int, kernel: int, stride: int, name: str) -> conv_lib.Conv:
-    return conv_lib.Conv(features, kernel, stride, dtype=self.dtype, kernel_init=conv_init,
-                         grad=self.conv_grad, name=name)
+    return conv_lib.Conv(
+      features,
+      kernel,
+      stride,
+      dtype=self.dtype,
+      kernel_init=conv_init,
+      grad=self.conv_grad,
+      name=name,
+    )
 
   def bn(self, name: str, use_running_average: bool) -> nn.BatchNorm:
-    return nn.BatchNorm(use_running_average=use_running_average, momentum=BN_MOMENTUM,
-                        epsilon=BN_EPS, dtype=self.dtype, axis_name=self.bn_axis_name,
-                        use_fast_variance=False, name=name)
+    return nn.BatchNorm(
+      use_running_average=use_running_average,
+      momentum=BN_MOMENTUM,
+      epsilon=BN_EPS,
+      dtype=self.dtype,
+      axis_name=self.bn_axis_name,
+      use_fast_variance=False,
+      name=name,
+    )
 
 
 class BasicBlock(_ConvBN):
@@ -186,8 +202,9 @@ class ResNet(_ConvBN):
   input_mean_std: bool = True
 
   @nn.compact
-  def __call__(self, images: jax.Array, train: bool = False,
-               mask: Optional[jax.Array] = None) -> jax.Array:
+  def __call__(
+    self, images: jax.Array, train: bool = False, mask: Optional[jax.Array] = None
+  ) -> jax.Array:
     """``[N, H, W, 3]`` images -> features at ``cut``.
 
     Args:
@@ -221,16 +238,26 @@ class ResNet(_ConvBN):
         break
       for i in range(n_blocks):
         stride = 2 if (stage > 1 and i == 0) else 1
-        x = block_cls(features=STAGE_WIDTHS[stage - 1], stride=stride, dtype=self.dtype,
-                      bn_axis_name=self.bn_axis_name, conv_grad=self.conv_grad,
-                      name=f"layer{stage}_{i}")(x, train, mask=bn_mask)
+        x = block_cls(
+          features=STAGE_WIDTHS[stage - 1],
+          stride=stride,
+          dtype=self.dtype,
+          bn_axis_name=self.bn_axis_name,
+          conv_grad=self.conv_grad,
+          name=f"layer{stage}_{i}",
+        )(x, train, mask=bn_mask)
     if stop_stage <= 4:
       return x
     x = jnp.mean(x, axis=(1, 2))
     if stop_stage == 5:
       return x
-    return nn.Dense(self.num_classes, dtype=self.dtype, kernel_init=dense_init,
-                    bias_init=nn.initializers.zeros, name="fc")(x)
+    return nn.Dense(
+      self.num_classes,
+      dtype=self.dtype,
+      kernel_init=dense_init,
+      bias_init=nn.initializers.zeros,
+      name="fc",
+    )(x)
 
 
 def count_params(tree: Any) -> int:
@@ -238,10 +265,10 @@ def count_params(tree: Any) -> int:
   return int(sum(math.prod(x.shape) for x in jax.tree_util.tree_leaves(tree)))
 
 
-def resnet_variable_shapes(depth: int = 50, cut: str = "logits", num_classes: int = 1000,
-                           image_size: int = 64) -> Dict[str, Any]:
+def resnet_variable_shapes(
+  depth: int = 50, cut: str = "logits", num_classes: int = 1000, image_size: int = 64
+) -> Dict[str, Any]:
   """Abstract ``{'params': ..., 'batch_stats': ...}`` tree of a ResNet (no FLOPs spent)."""
   model = ResNet(depth=depth, cut=cut, num_classes=num_classes)
   dummy = jax.ShapeDtypeStruct((1, image_size, image_size, 3), jnp.float32)
   return jax.eval_shape(lambda x: model.init(jax.random.PRNGKey(0), x), dummy)
-

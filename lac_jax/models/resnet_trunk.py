@@ -32,23 +32,33 @@ def default_config() -> ml_collections.ConfigDict:
 def check_config(options: ml_collections.ConfigDict) -> None:
   """Raises ValueError on a bad ``depth`` / ``cut`` pair or a cut without a feature map."""
   if options.depth not in resnet.RESNET_SPECS:
-    raise ValueError("config.model.trunk_options.depth: expected one of "
-                     f"{sorted(resnet.RESNET_SPECS)}, got {options.depth!r}")
+    raise ValueError(
+      "config.model.trunk_options.depth: expected one of "
+      f"{sorted(resnet.RESNET_SPECS)}, got {options.depth!r}"
+    )
   try:
     resnet.parse_cut(options.depth, options.cut)
   except ValueError as e:
     raise ValueError(f"config.model.trunk_options.cut: {e}") from None
   if options.cut in ("pooled", "logits"):
-    raise ValueError(f"config.model.trunk_options.cut: {options.cut!r} gives no spatial map for "
-                     "the Conv3D block; use conv4c, layer3 or layer4")
+    raise ValueError(
+      f"config.model.trunk_options.cut: {options.cut!r} gives no spatial map for "
+      "the Conv3D block; use conv4c, layer3 or layer4"
+    )
 
 
 def build(encoder: Any, mean_std: bool = True) -> nn.Module:
   """The ResNet of ``encoder.trunk_options`` (named ``'backbone'``)."""
   options = encoder.trunk_options
-  return resnet.ResNet(depth=options["depth"], cut=options["cut"], dtype=encoder.dtype,
-                       bn_axis_name=encoder.bn_axis_name, conv_grad=encoder.conv_grad,
-                       input_mean_std=mean_std, name="backbone")
+  return resnet.ResNet(
+    depth=options["depth"],
+    cut=options["cut"],
+    dtype=encoder.dtype,
+    bn_axis_name=encoder.bn_axis_name,
+    conv_grad=encoder.conv_grad,
+    input_mean_std=mean_std,
+    name="backbone",
+  )
 
 
 def describe(encoder: Any) -> str:
@@ -60,8 +70,9 @@ def load_weights(variables: Mapping[str, Any], path: str, encoder: Any) -> Dict[
   return load_resnet_weights(variables, path, depth=encoder.trunk_options["depth"])
 
 
-def load_resnet_weights(variables: Mapping[str, Any], path: str, depth: Optional[int] = None,
-                        prefix: str = "backbone") -> Dict[str, Any]:
+def load_resnet_weights(
+  variables: Mapping[str, Any], path: str, depth: Optional[int] = None, prefix: str = "backbone"
+) -> Dict[str, Any]:
   """Returns ``variables`` with the trunk (``params/backbone``, ``batch_stats/backbone``) from
   ``path``: a file written by ``python -m lac_jax.models.convert`` or a torchvision checkpoint.
 
@@ -82,17 +93,24 @@ def load_resnet_weights(variables: Mapping[str, Any], path: str, depth: Optional
     for key, old in sub.items():
       if key not in flat:
         raise convert.CheckpointError(
-            f"{path} ({what}) has no entry {key!r} needed by the model's trunk (wrong depth?)")
+          f"{path} ({what}) has no entry {key!r} needed by the model's trunk (wrong depth?)"
+        )
       value = np.asarray(flat[key])
       if value.shape != tuple(old.shape):
         raise convert.CheckpointError(
-            f"{path} ({what}): {key!r} has shape {value.shape}, the model expects "
-            f"{tuple(old.shape)} (wrong depth?)")
-      new[key[len(collection) + 1:]] = jnp.asarray(value, old.dtype)
+          f"{path} ({what}): {key!r} has shape {value.shape}, the model expects "
+          f"{tuple(old.shape)} (wrong depth?)"
+        )
+      new[key[len(collection) + 1 :]] = jnp.asarray(value, old.dtype)
       used += 1
     variables[collection] = dict(variables[collection])
     variables[collection][prefix] = convert.unflatten_variables(new)
   n_file = sum(1 for k in flat if not k.startswith("meta/"))
-  logging.info("Loaded %d backbone arrays from %s (%s); %d arrays beyond the cut unused.",
-               used, path, what, n_file - used)
+  logging.info(
+    "Loaded %d backbone arrays from %s (%s); %d arrays beyond the cut unused.",
+    used,
+    path,
+    what,
+    n_file - used,
+  )
   return variables

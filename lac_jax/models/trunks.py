@@ -47,11 +47,17 @@ def resolve_options(name: str, options: Mapping[str, Any]) -> ml_collections.Con
   if unknown:
     for other in TRUNKS:
       if other != name and given == set(default_options(other).keys()):
-        logging.info("config.model.trunk=%r: trunk_options held %r's fields; using %r's "
-                     "defaults", name, other, name)
+        logging.info(
+          "config.model.trunk=%r: trunk_options held %r's fields; using %r's defaults",
+          name,
+          other,
+          name,
+        )
         return defaults
-    raise ValueError(f"config.model.trunk_options: unknown fields {unknown} for trunk {name!r}; "
-                     f"expected a subset of {sorted(defaults.keys())}")
+    raise ValueError(
+      f"config.model.trunk_options: unknown fields {unknown} for trunk {name!r}; "
+      f"expected a subset of {sorted(defaults.keys())}"
+    )
   with defaults.unlocked():
     defaults.update(options.to_dict())
   module(name).check_config(defaults)
