@@ -25,8 +25,9 @@ def _venv_with_these_packages(venv) -> str:
   ``venv --system-site-packages`` would expose the *base* interpreter's site-packages, which are
   not this environment's when the tests run inside a virtual environment (a newcomer's set-up):
   a .pth file names this interpreter's own site-packages folders instead, so the test works
-  from a virtual environment and from a base interpreter alike."""
-  made = _run([sys.executable, "-m", "venv", str(venv)], venv.parent)
+  from a virtual environment and from a base interpreter alike. No pip of its own (3 s): this
+  interpreter's pip installs into it (``pip --python``)."""
+  made = _run([sys.executable, "-m", "venv", "--without-pip", str(venv)], venv.parent)
   assert made.returncode == 0, made.stderr
   python = str(venv / "bin" / "python")
   found = _run(
@@ -54,7 +55,10 @@ def test_editable_install_runs_the_tools_from_anywhere(tmp_path):
   before = _run([python, "-c", "import lac_jax"], elsewhere, env)
   assert (before.returncode == 0) == here
   installed = _run(
-    [python, "-m", "pip", "install", "-q", "--no-deps", "-e", REPO], elsewhere, env, timeout=600
+    [sys.executable, "-m", "pip", "--python", python, "install", "-q", "--no-deps", "-e", REPO],
+    elsewhere,
+    env,
+    timeout=600,
   )
   assert installed.returncode == 0, installed.stdout + installed.stderr
   where = _run([python, "-c", "import lac_jax; print(lac_jax.__file__)"], elsewhere, env)
