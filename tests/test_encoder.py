@@ -147,10 +147,11 @@ def test_train_mode_dropout_gradients_and_backbone_modes(variables, frames):
   same compile settings on both sides)."""
   mask = np.array([[True, True, True, False], [True, True, True, True]])
   results = {}
-  # Dropout only in one run: its threefry bits dominate CPU compile time.
+  # Dropout only in one run: its threefry bits dominate CPU compile time. XLA's own convolution
+  # gradients compile faster than the CPU default (test_conv.py checks both against each other).
   no_dropout = {"mlp_dropout": 0.0, "pe_dropout": 0.0, "transformer_dropout": 0.0}
   runs = {
-    mode: {"backbone_mode": mode, **(no_dropout if mode != "train" else {})}
+    mode: {"backbone_mode": mode, "conv_grad": "xla", **(no_dropout if mode != "train" else {})}
     for mode in encoder.BACKBONE_MODES
   }
   # Running BN statistics make chunking exact, so a chunked, rematerialised trunk must give
@@ -159,6 +160,7 @@ def test_train_mode_dropout_gradients_and_backbone_modes(variables, frames):
     "backbone_mode": "bn_frozen",
     "trunk_chunk": 3,
     "trunk_remat": True,
+    "conv_grad": "xla",
     **no_dropout,
   }
   for name, overrides in runs.items():
