@@ -400,8 +400,17 @@ class Rendered:
 def _mujoco() -> Any:
   """``mujoco``, imported with ``MUJOCO_GL=egl`` unless the user chose a backend."""
   os.environ.setdefault("MUJOCO_GL", "egl")
-  import mujoco  # pylint: disable=g-import-not-at-top
-
+  try:
+    import mujoco  # pylint: disable=g-import-not-at-top
+  except ModuleNotFoundError as e:
+    if e.name != "mujoco":
+      raise
+    raise ModuleNotFoundError(
+      "config.data.dataset='rendered' needs the mujoco package: pip install -r requirements.txt",
+      name="mujoco",
+    ) from None
+  except (ImportError, AttributeError, OSError):  # PyOpenGL without the backend's library
+    raise RuntimeError(_GL_HINT.format(gl=os.environ.get("MUJOCO_GL"))) from None
   return mujoco
 
 
@@ -449,8 +458,8 @@ def _render(mujoco, model, rec, draw, lookat, shake, cfg) -> np.ndarray:
   """Replays the recorded states (qpos, mocap, weld) and renders each from the moving camera."""
   try:
     renderer = mujoco.Renderer(model, int(cfg.height), int(cfg.width))
-  except Exception as e:  # the GL backend's own errors vary (ImportError, AttributeError, ...)
-    raise RuntimeError(_GL_HINT.format(gl=os.environ.get("MUJOCO_GL"))) from e
+  except Exception:  # the GL backend's own errors vary (ImportError, AttributeError, ...)
+    raise RuntimeError(_GL_HINT.format(gl=os.environ.get("MUJOCO_GL"))) from None
   data = mujoco.MjData(model)
   camera = mujoco.MjvCamera()
   camera.lookat[:] = lookat
