@@ -13,6 +13,16 @@ if sys.prefix == sys.base_prefix:
         file=sys.stderr)
 PY
 python -m pip install -r requirements.txt
+# The 'rendered' dataset renders offscreen with MuJoCo through EGL (Mesa); OSMesa also works.
+if ! ldconfig -p 2>/dev/null | grep -q -e 'libEGL_mesa.so' -e 'libOSMesa.so'; then
+  if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
+    { apt-get install -y libegl1 libegl-mesa0 libgl1-mesa-dri \
+      || { apt-get update && apt-get install -y libegl1 libegl-mesa0 libgl1-mesa-dri; }; }
+  else
+    echo "scripts/install.sh: note: the 'rendered' dataset needs an OpenGL library: install" \
+      "libegl1 libegl-mesa0 libgl1-mesa-dri (or libosmesa6 with MUJOCO_GL=osmesa)" >&2
+  fi
+fi
 if [ "${1:-}" = "--test" ]; then
   python -m pip install -r requirements-test.txt
   python -m pip install --no-deps torchvision==0.28.0

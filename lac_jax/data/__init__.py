@@ -25,6 +25,7 @@ DATASETS = {
   "pouring": "lac_jax.data.pouring",  # TCC TFRecords or the CARL/LAC release
   "penn_action": "lac_jax.data.penn_action",  # the CARL/LAC release
   "videos": "lac_jax.data.videos",  # a folder of the user's own videos, labels optional
+  "rendered": "lac_jax.data.rendered",  # 3D physics actions rendered with MuJoCo, no download
 }
 SPLITS = ("train", "val")
 LABEL_MISMATCH_CHOICES = ("error", "resample")
