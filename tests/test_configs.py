@@ -5,6 +5,7 @@ import pytest
 from configs import common
 from configs import penn_action
 from configs import pouring
+from configs import rendered
 from configs import synthetic
 from configs import videos
 from lac_jax import config as config_lib
@@ -45,6 +46,8 @@ def test_parse_arg_by_position_and_key():
     (penn_action.get_config, "squat,official_code"),
     (synthetic.get_config, None),
     (synthetic.get_config, "preset=official_code"),
+    (rendered.get_config, None),
+    (rendered.get_config, "drop,official_code"),
     (videos.get_config, None),
     (videos.get_config, "official_code"),
   ],
@@ -55,6 +58,16 @@ def test_every_config_checks(get_config, arg):
   official = arg is not None and "official_code" in arg
   assert (config.model.attention_axis == "batch") == official
   assert (config.loss.sw_similarity == "inverse_squared_distance") == official
+
+
+def test_rendered_config_is_the_synthetic_setting_on_one_rendered_action():
+  from lac_jax.data import rendered as rendered_data  # pylint: disable=g-import-not-at-top
+
+  assert rendered.ACTIONS == rendered_data.ACTIONS
+  config, base = rendered.get_config("drop,lav").to_dict(), synthetic.get_config("lav").to_dict()
+  assert (config["data"]["dataset"], config["data"]["action"]) == ("rendered", "drop")
+  assert config["model"] == base["model"] and config["train"] == base["train"]
+  assert config["loss"] == base["loss"] and config["data"]["image_size"] == 32
 
 
 def test_paper_configs_differ_from_the_defaults_only_where_the_paper_does():
