@@ -424,7 +424,7 @@ def test_synthetic_is_delegated():
   config.num_val, config.lazy = 2, True
   videos = lac_data.load_videos("synthetic", None, "val", synthetic_config=config)
   assert [v.name for v in videos] == [v.name for v in synthetic.load("val", config)]
-  with pytest.raises(ValueError, match=r"synthetic_config.height/width"):
+  with pytest.raises(ValueError, match=r"data.synthetic.height/width"):
     lac_data.load_videos("synthetic", None, "val", image_size=7, synthetic_config=config)
 
 

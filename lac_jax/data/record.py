@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
-from typing import Callable, Union
+from typing import Any, Callable, Union
 
 import numpy as np
 
@@ -53,3 +53,16 @@ class Video:
         f"Video {self.name!r}: {frames.shape[0]} frames but {self.num_frames} labels"
       )
     return frames
+
+
+def check_generated_size(image_size: Any, height: int, width: int, section: str) -> None:
+  """A generated dataset's frames have the size it renders them at: ``image_size`` (None, an
+  int or ``(h, w)``) must be None or ``(height, width)``; else a ValueError naming ``section``."""
+  if image_size is None:
+    return
+  hw = (image_size, image_size) if isinstance(image_size, int) else tuple(image_size)
+  if hw != (height, width):
+    raise ValueError(
+      f"image_size {image_size!r} differs from config.data.{section}'s frame size "
+      f"({height}, {width}): set data.{section}.height/width"
+    )

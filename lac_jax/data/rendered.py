@@ -25,6 +25,7 @@ from absl import logging
 import ml_collections
 import numpy as np
 
+from lac_jax.data import record
 from lac_jax.data.record import Video
 
 NAME = "rendered"
@@ -607,13 +608,7 @@ def prepare(data: Any, actions: Optional[list[str]] = None) -> Prepared:
 def load_split(data: Any, split: str, action: Optional[str], image_size: Any) -> list[Video]:
   """The Videos of ``split`` of ``action`` (None: every action), rendered on first use."""
   cfg = options(data)
-  if image_size is not None:
-    hw = (image_size, image_size) if isinstance(image_size, int) else tuple(image_size)
-    if hw != (cfg.height, cfg.width):
-      raise ValueError(
-        f"image_size {image_size!r} differs from config.data.rendered's frame size "
-        f"({cfg.height}, {cfg.width}): set data.rendered.height/width"
-      )
+  record.check_generated_size(image_size, cfg.height, cfg.width, "rendered")
   if action not in (None, "", "all") + ACTIONS:
     raise ValueError(f"config.data.action: rendered has actions {list(ACTIONS)}, got {action!r}")
   actions = list(ACTIONS) if action in (None, "", "all") else [action]

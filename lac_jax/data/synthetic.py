@@ -18,6 +18,7 @@ import os
 import ml_collections
 import numpy as np
 
+from lac_jax.data import record
 from lac_jax.data.record import Video
 
 PHASES: tuple[str, ...] = ("reach", "tilt", "pour", "untilt", "return")
@@ -457,13 +458,7 @@ def load_split(
   config = data.get("synthetic") or default_config()
   if action not in (None, ACTION):
     raise ValueError(f"dataset 'synthetic' has no action {action!r} (use None)")
-  if image_size is not None:
-    hw = (image_size, image_size) if isinstance(image_size, int) else tuple(image_size)
-    if hw != (config.height, config.width):
-      raise ValueError(
-        f"image_size {image_size!r} differs from the synthetic frame size "
-        f"({config.height}, {config.width}): set synthetic_config.height/width"
-      )
+  record.check_generated_size(image_size, config.height, config.width, "synthetic")
   return load(split, config)
 
 
