@@ -12,6 +12,7 @@ import pytest
 from lac_jax import config as config_lib
 from lac_jax import data as data_lib
 from lac_jax import train
+from lac_jax.data import entries
 from lac_jax.data import rendered
 import tiny
 
@@ -88,8 +89,19 @@ def test_load_split_renders_once_into_the_store(cache, monkeypatch):
     raise AssertionError(f"rendered {job[:3]} again")
 
   monkeypatch.setattr(rendered, "_render_job", no_rendering)
+  # What a run killed mid-write leaves beside the entries is removed by the next one.
+  dead = subprocess.Popen([sys.executable, "-c", ""])  # a pid no process holds any more
+  dead.wait()
+  leftovers = [
+    cache / f".incomplete-door_train_00009-abc.{entries.host()}.{dead.pid}.x1y2",
+    cache / ".damaged-door_train_00008-abc.z3",
+  ]
+  for folder in leftovers:
+    os.makedirs(folder)
+    (folder / "part").write_bytes(b"x")
   again = rendered.prepare(data, ["door"])
   assert (again.rendered, again.cached) == (0, 5)
+  assert not [p for p in leftovers if p.exists()]
   assert len(data_lib.load_split(data, "val", "door", 16)) == 1
   with pytest.raises(ValueError, match="data.rendered.height/width"):
     rendered.load_split(data, "val", "door", 32)

@@ -21,6 +21,7 @@ from lac_jax import tables
 from lac_jax import train
 from lac_jax.data import decode
 from lac_jax.data import encode
+from lac_jax.data import entries
 from lac_jax.data import inputs
 from lac_jax.data import pipeline
 from lac_jax.data import synthetic
@@ -234,7 +235,7 @@ def _damage_unfinished(entry):
   """What a decode killed before its rename leaves: an ``.incomplete-*`` folder, no entry."""
   dead = subprocess.Popen([sys.executable, "-c", ""])  # a pid no process holds any more
   dead.wait()
-  host = videos._host()  # pylint: disable=protected-access
+  host = entries.host()
   os.rename(entry, entry.parent / f".incomplete-{entry.name}.{host}.{dead.pid}.x1y2z3")
 
 
@@ -288,7 +289,7 @@ def test_a_damaged_cache_entry_is_decoded_again(tmp_path, caplog, damage):
 
 def test_only_abandoned_unfinished_entries_are_removed(tmp_path):
   cache = tmp_path / "cache"
-  host = videos._host()  # pylint: disable=protected-access
+  host = entries.host()
   live = cache / f".incomplete-v0-abc.{host}.{os.getpid()}.aaaa"  # this live process writes it
   other = cache / ".incomplete-v1-abc.other-host.7.bbbb"  # another machine, still writing
   stale = cache / ".incomplete-v2-abc.other-host.7.cccc"  # another machine, untouched for 2 h
@@ -299,11 +300,11 @@ def test_only_abandoned_unfinished_entries_are_removed(tmp_path):
   hours_ago = time.time() - 2 * 3600
   for path in (stale, stale / "frames", stale / "frames" / "part", old_style):
     os.utime(path, (hours_ago, hours_ago))
-  found = videos._leftovers(str(cache))  # pylint: disable=protected-access
+  found = entries.leftovers(str(cache))
   assert found == {"v2-abc": [str(stale)]}, found
   for path in (old_style / "frames", old_style / "frames" / "part"):
     os.utime(path, (hours_ago, hours_ago))
-  found = videos._leftovers(str(cache))  # pylint: disable=protected-access
+  found = entries.leftovers(str(cache))
   assert found == {"v2-abc": [str(stale)], "": [str(old_style)]}, found
 
 

@@ -18,13 +18,13 @@ import json
 import multiprocessing
 import os
 import shutil
-import tempfile
 from typing import Any, Optional
 
 from absl import logging
 import ml_collections
 import numpy as np
 
+from lac_jax.data import entries
 from lac_jax.data import record
 from lac_jax.data.record import Video
 
@@ -513,7 +513,7 @@ def _open(entry: str, name: str) -> Optional[Video]:
   except (OSError, ValueError):
     if os.path.lexists(entry):
       logging.warning("rendered: %s is damaged; rendering it again", entry)
-      shutil.rmtree(entry, ignore_errors=True)
+      entries.discard(entry)
     return None
   path = store.store_path(entry, _STORE_NAME)
   source = functools.partial(store.read_store_frames, path, "train", 0, name)
@@ -526,10 +526,7 @@ def _write(entry: str, video: Video, enc: str) -> None:
   import tensorflow_datasets as tfds  # pylint: disable=g-import-not-at-top
 
   tfds.disable_progress_bar()
-  os.makedirs(os.path.dirname(entry), exist_ok=True)
-  tmp = tempfile.mkdtemp(
-    prefix=f".incomplete-{os.path.basename(entry)}.", dir=os.path.dirname(entry)
-  )
+  tmp = entries.new_aside(entry)
   try:
     store.prepare_store([video], tmp, _STORE_NAME, frame_encoding=enc)
     with open(os.path.join(tmp, _META), "w", encoding="utf-8") as f:
@@ -572,11 +569,14 @@ def prepare(data: Any, actions: Optional[list[str]] = None) -> Prepared:
     for s in SPLITS
     for i in range(cfg.num_train if s == "train" else cfg.num_val)
   ]
+  for leftover in [p for ps in entries.leftovers(cache).values() for p in ps]:
+    logging.info("rendered: removing %s, left by an interrupted run", leftover)
+    entries.discard(leftover)
   out: dict[tuple[str, str], list[Optional[Video]]] = {}
-  entries, todo = {}, []
+  paths, todo = {}, []
   for a, s, i in jobs:
-    entries[a, s, i] = os.path.join(cache, f"{video_name(a, s, i)}-{_key(a, s, i, cfg, enc)}")
-    video = _open(entries[a, s, i], video_name(a, s, i))
+    paths[a, s, i] = os.path.join(cache, f"{video_name(a, s, i)}-{_key(a, s, i, cfg, enc)}")
+    video = _open(paths[a, s, i], video_name(a, s, i))
     out.setdefault((a, s), []).append(video)
     if video is None:
       todo.append((a, s, i))
@@ -592,8 +592,8 @@ def prepare(data: Any, actions: Optional[list[str]] = None) -> Prepared:
     try:
       for (a, s, i), (frames, labels) in zip(todo, results):
         video = Video(name=video_name(a, s, i), action=a, labels=labels, source=frames)
-        _write(entries[a, s, i], video, enc)
-        out[a, s][i] = _open(entries[a, s, i], video.name) or video
+        _write(paths[a, s, i], video, enc)
+        out[a, s][i] = _open(paths[a, s, i], video.name) or video
         bar.update(1)
     finally:
       if pool is not None:

@@ -18,11 +18,7 @@ import json
 import math
 import os
 import shutil
-import socket
-import tempfile
-import time
 from typing import Any, Mapping, Optional, Sequence
-import uuid
 
 from absl import logging
 import ml_collections
@@ -30,6 +26,7 @@ import numpy as np
 
 from lac_jax import logs
 from lac_jax.data import decode
+from lac_jax.data import entries
 from lac_jax.data import inputs
 from lac_jax.data import labels as labels_lib
 from lac_jax.data import store
@@ -380,112 +377,11 @@ def open_entry(
   return meta
 
 
-# Unfinished entries: ``.incomplete-<entry>.<host>.<pid>.<random>``, so the next run can tell
-# one left by a killed process from one another live process is writing into a shared cache.
-_INCOMPLETE, _DAMAGED = ".incomplete-", ".damaged-"
-_ABANDONED_AFTER_S = 3600.0  # untouched this long: abandoned, whoever wrote it
-
-
-def _discard(path: str) -> None:
-  """Removes a cache entry or leftover, first renamed aside: other processes then see it whole
-  or gone, and a run killed while deleting leaves a ``.damaged-*`` that the next run removes."""
-  if os.path.basename(path).startswith(_DAMAGED):
-    _remove(path)
-    return
-  aside = os.path.join(
-    os.path.dirname(path), f"{_DAMAGED}{os.path.basename(path)}.{uuid.uuid4().hex[:8]}"
-  )
-  try:
-    os.rename(path, aside)
-  except FileNotFoundError:  # another process moved it first
-    return
-  except OSError as e:
-    raise ValueError(
-      f"{path}: cannot move this damaged cache entry aside ({e.strerror}); delete it"
-    ) from None
-  _remove(aside)
-
-
-def _remove(path: str) -> None:
-  """Deletes a folder or file, whichever ``path`` is; gone already is fine."""
-  if os.path.isdir(path) and not os.path.islink(path):
-    shutil.rmtree(path, ignore_errors=True)
-  else:
-    try:
-      os.remove(path)
-    except FileNotFoundError:
-      pass
-
-
-def _host() -> str:
-  """This machine's name, as it goes into an unfinished entry's name (no dots)."""
-  return "".join(c if c.isalnum() or c == "-" else "_" for c in socket.gethostname()) or "host"
-
-
-def _pid_alive(pid: int) -> bool:
-  """Whether a process ``pid`` runs on this machine (signal 0 only asks)."""
-  try:
-    os.kill(pid, 0)
-  except ProcessLookupError:
-    return False
-  except (PermissionError, OverflowError, ValueError):  # another user's, or not a pid
-    return pid > 0
-  return True
-
-
-def _newest_mtime(path: str) -> float:
-  """The last time anything in the tree ``path`` changed (a live writer keeps it recent)."""
-  newest = os.lstat(path).st_mtime
-  for root, dirs, names in os.walk(path):
-    for name in dirs + names:
-      try:
-        newest = max(newest, os.lstat(os.path.join(root, name)).st_mtime)
-      except OSError:
-        pass
-  return newest
-
-
-def _abandoned(path: str) -> bool:
-  """Whether a ``.incomplete-*`` folder is left by a killed run (its writer is gone)."""
-  parts = os.path.basename(path)[len(_INCOMPLETE) :].split(".", 1)
-  owner = parts[1].rsplit(".", 2) if len(parts) == 2 else []
-  if len(owner) == 3 and owner[0] == _host() and owner[1].isdigit():
-    if not _pid_alive(int(owner[1])):
-      return True
-  try:
-    return time.time() - _newest_mtime(path) > _ABANDONED_AFTER_S
-  except OSError:  # removed meanwhile
-    return False
-
-
-def _leftovers(cache_dir: str) -> dict[str, list[str]]:
-  """``{entry name: [paths]}`` of the unfinished entries of ``cache_dir`` whose writer is gone
-  (``''``: unknown entry), and the ``.damaged-*`` folders a killed run did not finish removing
-  (under ``''``)."""
-  found: dict[str, list[str]] = {}
-  try:
-    names = os.listdir(cache_dir)
-  except OSError:
-    return found
-  for name in names:
-    path = os.path.join(cache_dir, name)
-    if name.startswith(_DAMAGED):
-      found.setdefault("", []).append(path)
-    elif name.startswith(_INCOMPLETE) and _abandoned(path):
-      base = name[len(_INCOMPLETE) :].split(".", 1)
-      found.setdefault(base[0] if len(base) == 2 else "", []).append(path)
-  return found
-
-
 def _write_entry(entry: str, video: inputs.InputVideo, settings: Settings) -> dict[str, Any]:
   """Decodes ``video`` into a new store at ``entry`` (written aside, then renamed into place,
   so an interrupted run never leaves a half-written entry)."""
   frames, count, selected = decode_input(video, settings)
-  parent = os.path.dirname(entry)
-  os.makedirs(parent, exist_ok=True)
-  tmp = tempfile.mkdtemp(
-    prefix=f"{_INCOMPLETE}{os.path.basename(entry)}.{_host()}.{os.getpid()}.", dir=parent
-  )
+  tmp = entries.new_aside(entry)
   try:
     import tensorflow_datasets as tfds  # pylint: disable=g-import-not-at-top
 
@@ -635,7 +531,7 @@ def prepare(data: Any, image_size: Any) -> Prepared:
   skipped: list[dict[str, str]] = []
   repaired: list[str] = []
   decoded = cached = 0
-  unfinished = _leftovers(cache_dir)
+  unfinished = entries.leftovers(cache_dir)
   with _progress(len(todo)) as bar:
     for split, path in todo:
       try:
@@ -653,14 +549,14 @@ def prepare(data: Any, image_size: Any) -> Prepared:
             path,
             leftover,
           )
-          _discard(leftover)
+          entries.discard(leftover)
         try:
           meta = open_entry(entry, video, settings)
         except DamagedEntry as e:  # treated as missing: moved aside, decoded again
           logging.warning(
             "videos: %s: its cache entry %s is damaged (%s); decoding it again", path, entry, e
           )
-          _discard(entry)
+          entries.discard(entry)
           repaired.append(path)
           meta = None
         if meta is None:
@@ -679,7 +575,7 @@ def prepare(data: Any, image_size: Any) -> Prepared:
       splits[split].append(_video(entry, meta, labels.get(video.name), mismatch))
   for leftover in [p for ps in unfinished.values() for p in ps]:  # of other inputs/settings
     logging.info("videos: removing %s, left by an interrupted run", leftover)
-    _discard(leftover)
+    entries.discard(leftover)
   unknown = sorted(set(labels) - set(names))
   if unknown:
     logging.warning(
