@@ -37,10 +37,6 @@ COLUMNS = ("class_100", "ap_5", "progress", "tau", "cycle_consistency")
 EVAL_SIZE = 32  # what configs/rendered.py evaluates at
 
 
-def _standardise(x: np.ndarray) -> np.ndarray:
-  return (x - x.mean(0)) / (x.std(0) + 1e-6)
-
-
 def embeddings(action: str, split: str, cfg, data) -> tuple[dict[str, list], list[np.ndarray]]:
   """``({name: [T_i, D] per video}, [labels_i])`` for ``split`` of ``action``."""
   videos = rendered.load_split(data, split, action, None)
