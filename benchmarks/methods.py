@@ -21,6 +21,7 @@ import os
 import sys
 
 import seeds
+from lac_jax.data import rendered  # pylint: disable=g-import-not-at-top  (after seeds: sys.path)
 
 # Every rendered run reads its videos from one store (rendered once; keyed by action and settings).
 RENDER_CACHE = os.path.join(seeds.ROOT, "runs", "rendered_cache")
@@ -57,7 +58,7 @@ def settings(dataset: str, action: str) -> dict[str, tuple[str, dict, str]]:
 if __name__ == "__main__":
   parser = argparse.ArgumentParser(add_help=False)
   parser.add_argument("--dataset", choices=("synthetic", "rendered"), default="synthetic")
-  parser.add_argument("--action", choices=("door", "drop"), default="door")
+  parser.add_argument("--action", choices=rendered.ACTIONS, default="door")
   known, rest = parser.parse_known_args()
   sys.argv = [sys.argv[0], *rest]
   name = "methods" if known.dataset == "synthetic" else "methods_rendered"

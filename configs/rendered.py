@@ -17,15 +17,14 @@ _ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 if _ROOT not in sys.path:
   sys.path.insert(0, _ROOT)
 from configs import common  # pylint: disable=g-import-not-at-top,wrong-import-position
-
-ACTIONS = ("door", "drop")  # lac_jax.data.rendered.ACTIONS (tests/test_configs.py checks)
+from lac_jax.data import rendered  # pylint: disable=g-import-not-at-top,wrong-import-position
 
 
 def get_config(arg=None):
   """``arg``: ``'[action][,method][,preset]'`` or ``'action=...,method=...,preset=...'``."""
   args = common.parse_arg(
     arg,
-    {"action": ACTIONS, "method": common.METHODS, "preset": common.PRESETS},
+    {"action": rendered.ACTIONS, "method": common.METHODS, "preset": common.PRESETS},
     action="door",
     method="lac",
     preset="paper",

@@ -61,9 +61,6 @@ def test_every_config_checks(get_config, arg):
 
 
 def test_rendered_config_is_the_synthetic_setting_on_one_rendered_action():
-  from lac_jax.data import rendered as rendered_data  # pylint: disable=g-import-not-at-top
-
-  assert rendered.ACTIONS == rendered_data.ACTIONS
   config, base = rendered.get_config("drop,lav").to_dict(), synthetic.get_config("lav").to_dict()
   assert (config["data"]["dataset"], config["data"]["action"]) == ("rendered", "drop")
   assert config["model"] == base["model"] and config["train"] == base["train"]
