@@ -1,7 +1,8 @@
 """Presets shared by the configs: the paper's setting and the official code's pipeline.
 
 Config files import this module as ``configs.common`` (they put the repository root on the path
-themselves, so they run from any directory) and ``lac_jax.config``, nothing else.
+themselves, so they run from any directory) and ``lac_jax.config``; penn_action.py and rendered.py
+also import their dataset module, for its action names. Nothing imports the trainer.
 
 Each component's defaults (``lac_jax.config.base_config()``) already are the paper's and the
 official code's hyperparameters (ResNet-50 cut at conv4c, 64 frames per view, 2 videos per step,
