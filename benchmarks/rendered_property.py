@@ -3,12 +3,13 @@ embeddings read straight from the simulation or the pixels, per action, on the v
 
 Usage (from the repository root; about a minute per action, no training)::
 
-  python benchmarks/rendered_property.py [--actions door drop] [--cache_dir=runs/rendered_cache]
+  python benchmarks/rendered_property.py [--actions door drop roll] [--cache_dir=DIR]
 
 Embeddings, one vector per frame (mirrored videos folded back: x -> mirror * x):
   * ``time``: the frame's fraction of the video (what a clock alone scores);
   * ``actor``: the scripted actor's position (the pusher, the gripper), 3 numbers;
-  * ``object``: the physics object's state (the door's angle; the dropped object's position);
+  * ``object``: the physics object's state (the door's angle; the dropped object's or the
+    ball's position);
   * ``actor+object``: both, each standardised;
   * ``colour``: the frame's mean RGB at 32 px (a colour that only one phase has would show here);
   * ``pixels``: the 32 px frame itself (what a nearest-neighbour on raw pixels scores).

@@ -31,7 +31,7 @@ def get_config(arg=None):
   )
   config = common.cpu_sized()
   d = config.data
-  d.dataset = "rendered"  # lac_jax.data.rendered: 48 train, 16 val videos per action
+  d.dataset = "rendered"  # lac_jax.data.rendered: 192 train, 16 val videos per action
   d.action = args.action  # one action per run (as PennAction)
   d.rendered.height = 64  # rendered frame height (the pipeline works at d.image_size = 32)
   d.rendered.width = 64  # rendered frame width

@@ -55,13 +55,24 @@ def test_labels_follow_the_simulation(action):
       assert (starts[1], starts[2]) == (contact[0], contact[-1] + 1)
       assert all(x["speed"] < 0.05 for x in rec[starts[3] :])  # rest: the door stays still
       assert rec[starts[3] - 1]["speed"] >= 0.05  # ... and moved the frame before
-    else:  # carry: while the grip weld holds; settle: from the first contact with the bin
+    elif action == "drop":  # carry: while the grip weld holds; settle: from the bin contact
       gripped = np.flatnonzero([x["gripped"] for x in rec])
       assert (starts[1], starts[2]) == (gripped[0], gripped[-1] + 1)
       landed = [t for t, x in enumerate(rec) if x["landed"] and t > gripped[-1]]
       assert starts[3] == landed[0]
       fall = [x["height"] for x in rec[starts[2] : starts[3]]]
       assert fall[-1] < fall[0]  # it falls once released
+      # The gripper ends where it started: its position alone does not tell the progress.
+      np.testing.assert_allclose(rec[-1]["mocap"][0], rec[0]["mocap"][0], atol=0.01)
+    else:  # roll: the first pusher-ball, then ball-floor, then ball-wall contact
+      first = lambda key, after: next(t for t, x in enumerate(rec) if x[key] and t > after)
+      contact = first("contact", 0)
+      floor = first("floor", contact)
+      assert starts[1:] == [contact, floor, first("wall", floor)]
+      x = [r.mirror * step["x"] for step in rec]  # along the direction of motion
+      assert x[starts[3]] > x[starts[2]] > x[starts[1]]  # the ball went down and across
+      assert all(step["speed"] < 0.3 for step in rec[-3:])  # and came to rest
+      np.testing.assert_allclose(rec[-1]["mocap"][0], rec[0]["mocap"][0], atol=0.01)
 
 
 def test_same_seed_same_video_bit_for_bit_and_draws_vary():
@@ -101,6 +112,8 @@ def test_load_split_renders_once_into_the_store(cache, monkeypatch):
     (folder / "part").write_bytes(b"x")
   again = rendered.prepare(data, ["door"])
   assert (again.rendered, again.cached) == (0, 5)
+  monkeypatch.setitem(rendered.VERSION, "drop", rendered.VERSION["drop"] + 1)
+  assert rendered.prepare(data, ["door"]).cached == 5  # another action's version: still valid
   assert not [p for p in leftovers if p.exists()]
   assert len(data_lib.load_split(data, "val", "door", 16)) == 1
   with pytest.raises(ValueError, match="data.rendered.height/width"):

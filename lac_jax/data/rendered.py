@@ -32,13 +32,16 @@ NAME = "rendered"
 PHASES: dict[str, tuple[str, ...]] = {
   "door": ("approach", "push", "swing", "rest"),
   "drop": ("reach", "carry", "fall", "settle"),
+  "roll": ("approach", "descend", "cross", "stop"),
 }
 ACTIONS = tuple(PHASES)
 NUM_PHASES = {a: len(p) for a, p in PHASES.items()}
 SPLITS = ("train", "val")
 RESIZE_ON_LOAD = False  # rendered at data.rendered's size
 DECODE_CACHE = True  # training puts data.cache_dir under the workdir when it is unset
-VERSION = 1  # the generator's version: bump when the same draws render different frames
+# The generator's version per action: bump an action's when its draws render different frames
+# (the other actions' cached videos stay valid).
+VERSION = {"door": 1, "drop": 2, "roll": 1}
 DEFAULT_CACHE = os.path.join("~", ".cache", "lac_jax", "rendered")
 LABELS_FILE = "labels.json"
 TAKES_FILE = "takes.json"
@@ -55,7 +58,7 @@ _GL_HINT = (
 def default_config() -> ml_collections.ConfigDict:
   """This dataset's options, ``config.data.rendered`` (docs/rendered.md)."""
   c = ml_collections.ConfigDict()
-  c.num_train = 48  # training videos per action
+  c.num_train = 192  # training videos per action
   c.num_val = 16  # validation videos per action
   c.height = 64  # frame height, pixels
   c.width = 64  # frame width, pixels
@@ -178,6 +181,8 @@ class _Door:
   """A mocap pusher approaches a hinged door, pushes it (contact), withdraws; the door swings
   on and comes to rest against its stop (the hinge's range)."""
 
+  zoom = 1.0  # the camera's distance, as a fraction of the drawn one
+
   def __init__(self, rng: np.random.Generator, draw: Draw) -> None:
     m = draw.mirror
     self.width = rng.uniform(0.25, 0.4)
@@ -256,19 +261,23 @@ class _Drop:
   carries it over a bin and releases it (the weld turns off); it falls, lands (first contact
   with the bin) and settles."""
 
+  zoom = 0.8
+
   def __init__(self, rng: np.random.Generator, draw: Draw) -> None:
     m = self.mirror = draw.mirror
-    self.size = rng.uniform(0.025, 0.045)
+    self.size = rng.uniform(0.04, 0.06)
     shape = rng.choice(["box", "cylinder", "ellipsoid"])
-    self.obj_x = m * rng.uniform(-0.35, -0.2)
-    self.bin_x = m * rng.uniform(0.15, 0.3)
-    bin_half, wall = rng.uniform(0.09, 0.13), rng.uniform(0.04, 0.08)
+    self.obj_x = m * rng.uniform(-0.28, -0.15)
+    self.bin_x = m * rng.uniform(0.1, 0.22)
+    bin_half, wall = rng.uniform(0.11, 0.15), rng.uniform(0.04, 0.08)
     self.start = np.array([self.obj_x + m * rng.uniform(-0.1, 0.15), 0.0, rng.uniform(0.3, 0.45)])
     self.lift = rng.uniform(0.25, 0.4)
-    self.speed = rng.uniform(0.3, 0.6)
+    self.speed = rng.uniform(0.4, 0.7)
     self.pause = rng.uniform(0.0, 0.5)
     self.hold = rng.uniform(0.05, 0.4)  # s over the bin before the release
     self.rest_frames = int(rng.integers(8, 20))
+    self.back = rng.uniform(0.6, 1.0)  # s to return to the start after the release
+    self.returned = False
     s = self.size
     walls = "".join(
       f'<geom name="bin{i}" type="box" size="{sx:.3f} {sy:.3f} {sz:.3f}" pos="{px:.3f} {py:.3f} '
@@ -291,12 +300,12 @@ class _Drop:
       f'density="{rng.uniform(300, 900):.0f}" friction="{rng.uniform(0.4, 1.0):.2f}"/></body>'
       f'<body name="gripper" mocap="true" pos="{self.start[0]:.3f} 0 {self.start[2]:.3f}">'
       f'<geom name="pad" type="box" size="{s * 1.3:.3f} {s * 1.3:.3f} 0.008" material="actor"/>'
-      f'<geom type="cylinder" size="0.01 0.3" pos="0 0 0.31" material="actor" contype="0" '
+      f'<geom type="cylinder" size="0.016 0.3" pos="0 0 0.31" material="actor" contype="0" '
       'conaffinity="0"/></body>',
       f'<equality><weld name="grip" body1="gripper" body2="obj" active="false" '
       f'relpose="0 0 {-(s + 0.009):.4f} 1 0 0 0" solref="0.01 1"/></equality>',
     )
-    self.lookat = np.array([0.0, 0.0, 0.12])
+    self.lookat = np.array([(self.obj_x + self.bin_x) / 2, 0.0, 0.15])
 
   def script(self, model: Any, data: Any, t: float, state: dict) -> None:
     """Reach: smooth move above the object, then down until the pad touches it (the grip);
@@ -326,10 +335,12 @@ class _Drop:
       pos = at + (up - at) * _smooth(t / d1)
     elif t < d1 + d2:
       pos = up + (over - up) * _smooth((t - d1) / d2)
-    else:
-      pos = over + np.array([0, 0, 0.15]) * _smooth((t - d1 - d2 - self.hold - 0.2) / 0.5)
-      if t >= d1 + d2 + self.hold:
+    else:  # after the release, back to where it started (its path overlaps reach and carry)
+      t3 = t - d1 - d2 - self.hold
+      pos = over + (self.start - over) * _smooth((t3 - 0.1) / self.back)
+      if t3 >= 0:
         data.eq_active[0] = 0
+      self.returned = t3 >= self.back + 0.1
     data.mocap_pos[0] = pos
 
   def flags(self, model: Any, data: Any) -> dict[str, bool]:
@@ -359,11 +370,104 @@ class _Drop:
     return _phase_labels(len(rec), [first, last + 1, land])
 
   def done(self, rec: list[dict]) -> bool:
-    labels = self.labels(rec) if rec[-1]["speed"] < 0.02 else None
+    labels = self.labels(rec) if rec[-1]["speed"] < 0.02 and self.returned else None
     return labels is not None and int((labels == 3).sum()) >= self.rest_frames
 
 
-_ACTIONS = {"door": _Door, "drop": _Drop}
+class _Roll:
+  """A mocap pusher nudges a ball off a platform: it rolls down a ramp (released by the push),
+  across the floor (first contact with the floor), hits a wall (first contact) and comes to
+  rest; the pusher goes back to where it started."""
+
+  zoom = 1.0
+
+  def __init__(self, rng: np.random.Generator, draw: Draw) -> None:
+    m = self.mirror = draw.mirror
+    self.r = r = rng.uniform(0.055, 0.075)
+    h = rng.uniform(0.06, 0.1)  # platform height
+    slope = np.radians(rng.uniform(18, 30))
+    run = h / np.tan(slope)  # the ramp's horizontal length
+    edge = -0.2 + rng.uniform(-0.05, 0.05)  # platform edge (x, before mirroring)
+    self.ball_x = edge - rng.uniform(0.04, 0.08)
+    wall_x = edge + run + rng.uniform(0.2, 0.35) + r
+    self.start = rng.uniform(0.06, 0.12)  # pusher's distance from the ball
+    self.depth = rng.uniform(0.02, 0.05)  # how far it goes past the first touch
+    self.speed = rng.uniform(0.35, 0.7)
+    self.pause = rng.uniform(0.0, 0.6)
+    self.rest_frames = int(rng.integers(8, 20))
+    self.returned = False
+    pr = rng.uniform(0.02, 0.035)  # pusher radius
+    self.x0 = self.ball_x - r - pr - self.start  # pusher start, before mirroring
+    self.z = h + r
+    roll = f"{rng.uniform(0.008, 0.014):.4f}"  # rolling friction: the ball stops on the floor
+    half = rng.uniform(0.1, 0.16)  # half width (y) of platform, ramp and wall
+    ramp_len = np.hypot(h, run)
+    ramp = (  # a thin slab from the platform's edge down to the floor
+      f'<geom name="ramp" type="box" size="{ramp_len / 2:.4f} {half:.3f} 0.005" '
+      f'pos="{m * (edge + run / 2):.4f} 0 {h / 2 - 0.005:.4f}" '
+      f'euler="0 {np.degrees(slope) * m:.3f} 0" material="fixture" condim="6" '
+      f'friction="1 0.005 {roll}"/>'
+    )
+    self.xml = _xml(
+      draw,
+      f'<geom name="platform" type="box" size="0.15 {half:.3f} {h / 2:.4f}" '
+      f'pos="{m * (edge - 0.15):.4f} 0 {h / 2:.4f}" material="fixture" condim="6" '
+      f'friction="1 0.005 {roll}"/>{ramp}'
+      f'<geom name="wall" type="box" size="0.02 {half:.3f} {rng.uniform(0.06, 0.12):.3f}" '
+      f'pos="{m * (wall_x + 0.02):.4f} 0 0.06" material="thing" solref="0.02 0.6"/>'
+      f'<body name="ball" pos="{m * self.ball_x:.4f} 0 {self.z + 0.001:.4f}"><freejoint/>'
+      f'<geom name="ball" type="sphere" size="{r:.3f}" material="extra2" condim="6" '
+      f'friction="1 0.005 {roll}" density="{rng.uniform(300, 1200):.0f}"/></body>'
+      f'<body name="pusher" mocap="true" pos="{m * self.x0:.4f} 0 {self.z:.4f}">'
+      f'<geom name="pusher" type="sphere" size="{pr:.3f}" material="actor"/>'
+      f'<geom type="capsule" fromto="0 0 0 {-m * 0.4:.2f} 0 0" size="0.01" material="actor" '
+      'contype="0" conaffinity="0"/></body>',
+    )
+    self.lookat = np.array([m * (self.x0 + wall_x) / 2, 0.0, 0.06])
+
+  def script(self, model: Any, data: Any, t: float, state: dict) -> None:
+    """Pusher x(t): pause, smooth push to ``depth`` past the ball's start, then straight back."""
+    travel = self.start + self.depth
+    t_in = 1.5 * travel / self.speed
+    if t < self.pause:
+      u = 0.0
+    elif t < self.pause + t_in:
+      u = float(_smooth((t - self.pause) / t_in))
+    else:
+      back = (t - self.pause - t_in) / (2.0 * t_in)
+      u = 1.0 - float(_smooth(back))
+      self.returned = back >= 1.0
+    data.mocap_pos[0, 0] = self.mirror * (self.x0 + travel * u)
+
+  def flags(self, model: Any, data: Any) -> dict[str, bool]:
+    return {
+      "contact": _touching(model, data, "pusher", "ball"),
+      "floor": _touching(model, data, "ball", "floor"),
+      "wall": _touching(model, data, "ball", "wall"),
+    }
+
+  def state(self, model: Any, data: Any) -> dict[str, float]:
+    return {"x": float(data.qpos[0]), "speed": float(np.linalg.norm(data.qvel[:3]))}
+
+  def labels(self, rec: list[dict]) -> Optional[np.ndarray]:
+    """approach until the first pusher-ball contact, descend until the ball's first contact
+    with the floor, cross until its first contact with the wall, then stop (-> None: a phase
+    missing or out of order)."""
+    events = []
+    for key in ("contact", "floor", "wall"):
+      hit = np.flatnonzero([r[key] for r in rec])
+      hit = hit[hit > (events[-1] if events else 0)]
+      if not hit.size:
+        return None
+      events.append(int(hit[0]))
+    return _phase_labels(len(rec), events)
+
+  def done(self, rec: list[dict]) -> bool:
+    labels = self.labels(rec) if rec[-1]["speed"] < 0.01 and self.returned else None
+    return labels is not None and int((labels == 3).sum()) >= self.rest_frames
+
+
+_ACTIONS = {"door": _Door, "drop": _Drop, "roll": _Roll}
 
 
 def _phase_labels(length: int, starts: list[int]) -> np.ndarray:
@@ -428,6 +532,8 @@ def simulate(
   for _ in range(20):
     draw = _draw(rng, cfg)
     actor = _ACTIONS[action](rng, draw)
+    az, el, distance = draw.camera
+    draw.camera = (az, el, distance * actor.zoom)  # how much of the scene the action needs
     shake = rng.normal(size=(int(cfg.max_frames), 2)).cumsum(0)
     shake = cfg.camera_shake * np.clip(shake / 3.0, -1.5, 1.5)
     model = mujoco.MjModel.from_xml_string(actor.xml)
@@ -498,7 +604,7 @@ def video_name(action: str, split: str, index: int) -> str:
 def _key(action: str, split: str, index: int, cfg: ml_collections.ConfigDict, enc: str) -> str:
   fields = ("seed", "height", "width", "min_frames", "max_frames", "max_distractors")
   payload = {f: cfg[f] for f in fields} | {"camera_shake": float(cfg.camera_shake)}
-  payload |= {"action": action, "split": split, "index": index, "v": VERSION, "enc": enc}
+  payload |= {"action": action, "split": split, "index": index, "v": VERSION[action], "enc": enc}
   return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()[:20]
 
 
