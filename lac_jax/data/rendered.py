@@ -41,7 +41,7 @@ RESIZE_ON_LOAD = False  # rendered at data.rendered's size
 DECODE_CACHE = True  # training puts data.cache_dir under the workdir when it is unset
 # The generator's version per action: bump an action's when its draws render different frames
 # (the other actions' cached videos stay valid).
-VERSION = {"door": 1, "drop": 2, "roll": 1}
+VERSION = {"door": 1, "drop": 3, "roll": 2}
 DEFAULT_CACHE = os.path.join("~", ".cache", "lac_jax", "rendered")
 LABELS_FILE = "labels.json"
 TAKES_FILE = "takes.json"
@@ -261,15 +261,15 @@ class _Drop:
   carries it over a bin and releases it (the weld turns off); it falls, lands (first contact
   with the bin) and settles."""
 
-  zoom = 0.8
+  zoom = 0.7
 
   def __init__(self, rng: np.random.Generator, draw: Draw) -> None:
     m = self.mirror = draw.mirror
-    self.size = rng.uniform(0.04, 0.06)
+    self.size = rng.uniform(0.05, 0.065)
     shape = rng.choice(["box", "cylinder", "ellipsoid"])
-    self.obj_x = m * rng.uniform(-0.28, -0.15)
-    self.bin_x = m * rng.uniform(0.1, 0.22)
-    bin_half, wall = rng.uniform(0.11, 0.15), rng.uniform(0.04, 0.08)
+    self.obj_x = m * rng.uniform(-0.22, -0.14)
+    self.bin_x = m * rng.uniform(0.14, 0.2)
+    bin_half, wall = rng.uniform(0.11, 0.13), rng.uniform(0.04, 0.08)
     self.start = np.array([self.obj_x + m * rng.uniform(-0.1, 0.15), 0.0, rng.uniform(0.3, 0.45)])
     self.lift = rng.uniform(0.25, 0.4)
     self.speed = rng.uniform(0.4, 0.7)
@@ -379,7 +379,7 @@ class _Roll:
   across the floor (first contact with the floor), hits a wall (first contact) and comes to
   rest; the pusher goes back to where it started."""
 
-  zoom = 1.0
+  zoom = 0.85
 
   def __init__(self, rng: np.random.Generator, draw: Draw) -> None:
     m = self.mirror = draw.mirror
@@ -423,7 +423,7 @@ class _Roll:
       f'<geom type="capsule" fromto="0 0 0 {-m * 0.4:.2f} 0 0" size="0.01" material="actor" '
       'contype="0" conaffinity="0"/></body>',
     )
-    self.lookat = np.array([m * (self.x0 + wall_x) / 2, 0.0, 0.06])
+    self.lookat = np.array([m * (self.ball_x + wall_x) / 2, 0.0, 0.06])
 
   def script(self, model: Any, data: Any, t: float, state: dict) -> None:
     """Pusher x(t): pause, smooth push to ``depth`` past the ball's start, then straight back."""
