@@ -72,6 +72,19 @@ def parse_method_preset(arg) -> ml_collections.ConfigDict:
   return parse_arg(arg, {"method": METHODS, "preset": PRESETS}, method="lac", preset="paper")
 
 
+def parse_action_method_preset(arg, actions, action: str) -> ml_collections.ConfigDict:
+  """``'[action][,method][,preset]'`` -> ``{action, method, preset}``: an action of ``actions``
+  (default ``action``), a method of `METHODS` (default lac) and a preset of `PRESETS` (default
+  paper), the config argument of the one-action-per-run configs."""
+  return parse_arg(
+    arg,
+    {"action": actions, "method": METHODS, "preset": PRESETS},
+    action=action,
+    method="lac",
+    preset="paper",
+  )
+
+
 def paper() -> ml_collections.ConfigDict:
   """The paper's setting on real videos: ImageNet ResNet-50 (``model.backbone_weights``
   required), 224 px frames; everything else is a component default."""

@@ -28,13 +28,7 @@ def get_config(arg=None):
 
   ``arg``: ``'<action>[,<method>][,official_code]'``, or ``'action=...,method=...,preset=...'``.
   """
-  args = common.parse_arg(
-    arg,
-    {"action": penn_action.ACTIONS, "method": common.METHODS, "preset": common.PRESETS},
-    action="baseball_pitch",
-    method="lac",
-    preset="paper",
-  )
+  args = common.parse_action_method_preset(arg, penn_action.ACTIONS, "baseball_pitch")
   config = common.paper()
   config.data.dataset = "penn_action"  # the CARL/LAC release
   config.data.action = args.action  # one action per run, as the paper

@@ -22,13 +22,7 @@ from lac_jax.data import rendered  # pylint: disable=g-import-not-at-top,wrong-i
 
 def get_config(arg=None):
   """``arg``: ``'[action][,method][,preset]'`` or ``'action=...,method=...,preset=...'``."""
-  args = common.parse_arg(
-    arg,
-    {"action": rendered.ACTIONS, "method": common.METHODS, "preset": common.PRESETS},
-    action="door",
-    method="lac",
-    preset="paper",
-  )
+  args = common.parse_action_method_preset(arg, rendered.ACTIONS, "door")
   config = common.cpu_sized()
   d = config.data
   d.dataset = "rendered"  # lac_jax.data.rendered: 192 train, 16 val videos per action
